@@ -1,0 +1,31 @@
+# Shared helpers for the service scripts. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KAFKA_VERSION="${TALLY_KAFKA_VERSION:-3.9.1}"
+CACHE_DIR="${TALLY_CACHE_DIR:-$HOME/.cache/tally}"
+KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+DATA_DIR="${TALLY_DATA_DIR:-$ROOT/.data}"
+KAFKA_DIR="$DATA_DIR/kafka"
+KAFKA_PID_FILE="$KAFKA_DIR/broker.pid"
+KAFKA_HOST="${TALLY_KAFKA_HOST:-127.0.0.1}"
+KAFKA_PORT="${TALLY_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${TALLY_KAFKA_CONTROLLER_PORT:-9093}"
+COMMAND_PARTITIONS="${TALLY_COMMAND_PARTITIONS:-8}"
+PG_HOST="${TALLY_PG_HOST:-127.0.0.1}"
+PG_PORT="${TALLY_PG_PORT:-5432}"
+
+log() { printf '[tally] %s\n' "$*" >&2; }
+die() { printf '[tally] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+kafka_pid_alive() {
+  [ -f "$KAFKA_PID_FILE" ] || return 1
+  local pid; pid="$(cat "$KAFKA_PID_FILE")"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+kafka_java() {
+  java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_LIBS/*" "$@"
+}
