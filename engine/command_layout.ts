@@ -21,23 +21,24 @@
 //    32      8   account         account / transfer `from` / settle user (u64)
 //    40      8   counterAccount  transfer `to` (u64); 0 otherwise
 //    48      4   currency        currency id from the registry (u32)
-//    52      4   (reserved, 0)
+//    52      2   accountHome     home partition of `account` (u16), computed by the decoder
+//    54      2   counterHome     home partition of `counterAccount` (u16)
 //    56      8   amount          minor units (i64); > 0 for the single-amount types
 //    64     64   txId            tx_id bytes (ASCII/UTF-8), zero padded
 //   128    384   legs[12]        settle legs, LEG_BYTES each:
 //                                  +0  account (u64)
 //                                  +8  currency id (u32)
-//                                 +12  (reserved, 0)
+//                                 +12  home partition of the leg's account (u32)
 //                                 +16  available delta (i64)
 //                                 +24  frozen delta (i64)
 //   512          end of slot
 //
-//  ┌type┬rej┬legs┬txlen┬partition┬ offset ┬ payloadHash ┬ txIdHash ┬ account ┬ counter ┬cur┬ - ┬ amount ┐
-//  │ 1  │ 1 │ 1  │  1  │    4    │   8    │      8      │    8     │    8    │    8    │ 4 │ 4 │   8    │
+//  ┌type┬rej┬legs┬txlen┬partition┬ offset ┬ payloadHash ┬ txIdHash ┬ account ┬ counter ┬cur┬hm┬hm┬amount┐
+//  │ 1  │ 1 │ 1  │  1  │    4    │   8    │      8      │    8     │    8    │    8    │ 4 │2 │2 │  8   │
 //  ├────┴───┴────┴─────┴─────────┴────────┴─────────────┴──────────┴─────────┴─────────┴───┴───┴────────┤
 //  │ txId[64]                                                                                            │
 //  ├─────────────────────────────────────────────────────────────────────────────────────────────────────┤
-//  │ leg[0..11]: account(8) currency(4) -(4) availableDelta(8) frozenDelta(8)                            │
+//  │ leg[0..11]: account(8) currency(4) home(4) availableDelta(8) frozenDelta(8)                            │
 //  └─────────────────────────────────────────────────────────────────────────────────────────────────────┘
 
 export const enum CommandType {
@@ -63,6 +64,8 @@ export const TX_ID_HASH_OFFSET = 24;
 export const ACCOUNT_OFFSET = 32;
 export const COUNTER_ACCOUNT_OFFSET = 40;
 export const CURRENCY_OFFSET = 48;
+export const ACCOUNT_HOME_OFFSET = 52;
+export const COUNTER_HOME_OFFSET = 54;
 export const AMOUNT_OFFSET = 56;
 export const TX_ID_OFFSET = 64;
 export const TX_ID_BYTES_MAX = 64;
@@ -71,6 +74,7 @@ export const LEGS_OFFSET = 128;
 export const LEG_BYTES = 32;
 export const LEG_ACCOUNT_OFFSET = 0;
 export const LEG_CURRENCY_OFFSET = 8;
+export const LEG_HOME_OFFSET = 12;
 export const LEG_AVAILABLE_DELTA_OFFSET = 16;
 export const LEG_FROZEN_DELTA_OFFSET = 24;
 export const SETTLE_LEGS_MAX = 12;
