@@ -27,5 +27,6 @@ kafka_pid_alive() {
 }
 
 kafka_java() {
-  java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_LIBS/*" "$@"
+  java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j.configuration="file:$ROOT/scripts/kafka/tools-log4j.properties" \
+    -cp "$KAFKA_LIBS/*" "$@"
 }

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// The `tally` command: the operator's entry point. Control plane only; the data plane
+// lives in the engine worker and the flush pool.
+
+import { ConfigError, configMarkdownTable, loadConfig, TallyConfig } from './config';
+import { createLogger, Logger } from './logger';
+import { listen } from './http_server';
+import { ensureDatabase } from '../persist/database';
+import { migrate } from '../persist/migrate';
+
+const USAGE = `usage: tally <command>
+  migrate   create the database if missing and apply pending migrations
+  start     run the engine service
+  config    print the configuration settings as a Markdown table`;
+
+async function runMigrate(config: TallyConfig, log: Logger): Promise<void> {
+  if (await ensureDatabase(config.pgUrl)) log.info({ pgUrl: redact(config.pgUrl) }, 'created database');
+  const applied = await migrate(config.pgUrl);
+  log.info({ applied }, applied.length === 0 ? 'schema up to date' : 'applied migrations');
+}
+
+async function runStart(config: TallyConfig, log: Logger): Promise<void> {
+  await runMigrate(config, log);
+  const server = await listen({ host: config.httpHost, port: config.httpPort, isReady: () => true });
+  log.info({ host: config.httpHost, port: server.port }, 'http server listening');
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'stopping');
+      server.close();
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function redact(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== '') parsed.password = '***';
+  return parsed.toString();
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const command = argv[0];
+  if (command === 'config') {
+    process.stdout.write(configMarkdownTable() + '\n');
+    return 0;
+  }
+  if (command !== 'migrate' && command !== 'start') {
+    process.stderr.write(USAGE + '\n');
+    return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+  }
+  let config: TallyConfig;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`tally: configuration error: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+  try {
+    if (command === 'migrate') await runMigrate(config, log);
+    else await runStart(config, log);
+    return 0;
+  } catch (error) {
+    log.error({ err: error, command }, 'tally failed');
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (error: unknown) => {
+    process.stderr.write(`tally: unexpected failure: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, configMarkdownTable, loadConfig } from './config';
+
+test('defaults are valid and typed', () => {
+  const config = loadConfig({}, undefined);
+  assert.equal(config.kafkaBrokers, '127.0.0.1:9092');
+  assert.equal(config.httpPort, 8080);
+  assert.equal(config.commandPartitions, 8);
+  assert.deepEqual(config.currencies[0], { code: 'USDT', scale: 8 });
+});
+
+test('environment overrides the file, the file overrides defaults', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tally-config-'));
+  const file = path.join(dir, 'tally.json');
+  writeFileSync(file, JSON.stringify({ httpPort: 9000, flushWorkers: 3, currencies: 'BTC:8,USDT:6' }));
+  const config = loadConfig({ TALLY_HTTP_PORT: '9100' }, file);
+  assert.equal(config.httpPort, 9100);
+  assert.equal(config.flushWorkers, 3);
+  assert.deepEqual(config.currencies, [{ code: 'BTC', scale: 8 }, { code: 'USDT', scale: 6 }]);
+});
+
+test('errors name the key, the source and the expected form', () => {
+  assert.throws(() => loadConfig({ TALLY_HTTP_PORT: 'eighty' }, undefined), (e: unknown) =>
+    e instanceof ConfigError && /TALLY_HTTP_PORT: expected an integer from 0 to 65535, got "eighty"/.test(e.message));
+  assert.throws(() => loadConfig({ TALLY_PG_URL: 'mysql://x/y' }, undefined), /TALLY_PG_URL: expected postgres:/);
+  assert.throws(() => loadConfig({ TALLY_CURRENCIES: 'usdt' }, undefined), /TALLY_CURRENCIES/);
+  assert.throws(() => loadConfig({ TALLY_CURRENCIES: 'BTC:19' }, undefined), /TALLY_CURRENCIES/);
+  assert.throws(() => loadConfig({ TALLY_KAFKA_BROKERS: 'localhost' }, undefined), /TALLY_KAFKA_BROKERS: expected host:port/);
+});
+
+test('a config file with an unknown key or bad JSON is refused', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tally-config-'));
+  const unknown = path.join(dir, 'unknown.json');
+  writeFileSync(unknown, JSON.stringify({ httpPrt: 1 }));
+  assert.throws(() => loadConfig({}, unknown), /unknown setting "httpPrt"/);
+  const broken = path.join(dir, 'broken.json');
+  writeFileSync(broken, '{');
+  assert.throws(() => loadConfig({}, broken), /not valid JSON/);
+  assert.throws(() => loadConfig({}, path.join(dir, 'missing.json')), /cannot read config file/);
+});
+
+test('the README table lists every environment variable', () => {
+  const table = configMarkdownTable();
+  for (const name of ['TALLY_KAFKA_BROKERS', 'TALLY_PG_URL', 'TALLY_HTTP_PORT', 'TALLY_CURRENCIES']) assert.match(table, new RegExp(name));
+});

@@ -1,0 +1,169 @@
+// Tally's configuration: one typed object, read once at start-up from defaults, an
+// optional JSON config file and environment variables (in rising precedence), and
+// validated before anything starts. Every error names the key, where it came from and the
+// expected form, so a bad deployment fails in its first second with a useful message.
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+export interface CurrencyConfig {
+  readonly code: string;
+  readonly scale: number;
+}
+
+export interface TallyConfig {
+  readonly kafkaBrokers: string;
+  readonly commandsTopic: string;
+  readonly eventsTopic: string;
+  readonly commandPartitions: number;
+  readonly consumerGroup: string;
+  readonly pgUrl: string;
+  readonly httpHost: string;
+  readonly httpPort: number;
+  readonly logLevel: string;
+  readonly instanceId: string;
+  readonly currencies: readonly CurrencyConfig[];
+  readonly balanceCapacity: number;
+  readonly dedupWindow: number;
+  readonly flushWorkers: number;
+  readonly batchRowsMax: number;
+  readonly batchIntervalMs: number;
+  readonly engineCpu: number;
+  readonly leaseTtlMs: number;
+}
+
+type Parser = (raw: unknown) => unknown;
+
+interface Setting {
+  readonly key: keyof TallyConfig;
+  readonly env: string;
+  readonly form: string;
+  readonly defaultValue: string;
+  readonly parse: Parser;
+  readonly description: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function integerIn(min: number, max: number): Parser {
+  return (raw) => {
+    const text = String(raw).trim();
+    if (!/^[0-9]+$/.test(text)) return undefined;
+    const value = Number(text);
+    return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined;
+  };
+}
+
+function nonEmptyMatching(pattern: RegExp): Parser {
+  return (raw) => (typeof raw === 'string' && pattern.test(raw) ? raw : undefined);
+}
+
+function parseBrokers(raw: unknown): unknown {
+  if (typeof raw !== 'string') return undefined;
+  const brokers = raw.split(',').map((b) => b.trim());
+  return brokers.every((b) => /^[A-Za-z0-9.\-_[\]:]+:[0-9]{1,5}$/.test(b)) ? brokers.join(',') : undefined;
+}
+
+function parsePgUrl(raw: unknown): unknown {
+  if (typeof raw !== 'string') return undefined;
+  try {
+    const url = new URL(raw);
+    return url.protocol === 'postgres:' || url.protocol === 'postgresql:' ? raw : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseCurrencies(raw: unknown): unknown {
+  if (typeof raw !== 'string') return undefined;
+  const currencies: CurrencyConfig[] = [];
+  for (const entry of raw.split(',')) {
+    const match = /^\s*([A-Z0-9]{1,16})(?::([0-9]{1,2}))?\s*$/.exec(entry);
+    if (match === null) return undefined;
+    const scale = match[2] === undefined ? 8 : Number(match[2]);
+    if (scale > 18 || currencies.some((c) => c.code === match[1])) return undefined;
+    currencies.push({ code: match[1]!, scale });
+  }
+  return currencies.length > 0 ? currencies : undefined;
+}
+
+const SETTINGS: readonly Setting[] = [
+  { key: 'kafkaBrokers', env: 'TALLY_KAFKA_BROKERS', form: 'host:port[,host:port…]', defaultValue: '127.0.0.1:9092', parse: parseBrokers, description: 'Kafka bootstrap brokers.' },
+  { key: 'commandsTopic', env: 'TALLY_COMMANDS_TOPIC', form: 'a Kafka topic name', defaultValue: 'tally.commands', parse: nonEmptyMatching(/^[A-Za-z0-9._-]{1,249}$/), description: 'Topic the balance commands arrive on.' },
+  { key: 'eventsTopic', env: 'TALLY_EVENTS_TOPIC', form: 'a Kafka topic name', defaultValue: 'tally.events', parse: nonEmptyMatching(/^[A-Za-z0-9._-]{1,249}$/), description: 'Topic result events are published to.' },
+  { key: 'commandPartitions', env: 'TALLY_COMMAND_PARTITIONS', form: 'an integer from 1 to 65535', defaultValue: '8', parse: integerIn(1, 65535), description: 'Partition count of the commands topic; decides every account\'s home partition.' },
+  { key: 'consumerGroup', env: 'TALLY_CONSUMER_GROUP', form: 'a group id', defaultValue: 'tally', parse: nonEmptyMatching(/^[A-Za-z0-9._-]{1,249}$/), description: 'Kafka consumer group shared by the instances.' },
+  { key: 'pgUrl', env: 'TALLY_PG_URL', form: 'postgres://user@host:port/database', defaultValue: 'postgres://postgres@127.0.0.1:5432/tally', parse: parsePgUrl, description: 'PostgreSQL connection URL; the database is created if missing.' },
+  { key: 'httpHost', env: 'TALLY_HTTP_HOST', form: 'an IP address or host name', defaultValue: '127.0.0.1', parse: nonEmptyMatching(/^[A-Za-z0-9.:-]{1,253}$/), description: 'Address the HTTP/WebSocket server binds.' },
+  { key: 'httpPort', env: 'TALLY_HTTP_PORT', form: 'an integer from 0 to 65535', defaultValue: '8080', parse: integerIn(0, 65535), description: 'Port of the HTTP/WebSocket server (0 picks a free port).' },
+  { key: 'logLevel', env: 'TALLY_LOG_LEVEL', form: 'trace|debug|info|warn|error|fatal|silent', defaultValue: 'info', parse: nonEmptyMatching(/^(trace|debug|info|warn|error|fatal|silent)$/), description: 'Log level of the JSON logs on stdout.' },
+  { key: 'instanceId', env: 'TALLY_INSTANCE_ID', form: '1 to 64 characters [A-Za-z0-9._:-]', defaultValue: '<hostname>-<pid>', parse: nonEmptyMatching(/^[A-Za-z0-9._:-]{1,64}$/), description: 'Owner name written into partition leases.' },
+  { key: 'currencies', env: 'TALLY_CURRENCIES', form: 'CODE[:scale][,CODE[:scale]…], scale 0 to 18', defaultValue: 'USDT:8,BTC:8,ETH:8,SOL:8', parse: parseCurrencies, description: 'Known currencies and their scales (digits after the point).' },
+  { key: 'balanceCapacity', env: 'TALLY_BALANCE_CAPACITY', form: 'an integer from 1024 to 268435456', defaultValue: '4194304', parse: integerIn(1024, 268435456), description: 'Maximum (account, currency) balances held in memory.' },
+  { key: 'dedupWindow', env: 'TALLY_DEDUP_WINDOW', form: 'an integer from 1024 to 100000000', defaultValue: '10000000', parse: integerIn(1024, 100000000), description: 'How many recent tx_ids are remembered for deduplication.' },
+  { key: 'flushWorkers', env: 'TALLY_FLUSH_WORKERS', form: 'an integer from 1 to 16', defaultValue: '2', parse: integerIn(1, 16), description: 'PostgreSQL flush workers (connections) in the Piscina pool.' },
+  { key: 'batchRowsMax', env: 'TALLY_BATCH_ROWS_MAX', form: 'an integer from 1 to 1000000', defaultValue: '20000', parse: integerIn(1, 1000000), description: 'A flush batch is cut at this many commands…' },
+  { key: 'batchIntervalMs', env: 'TALLY_BATCH_INTERVAL_MS', form: 'an integer from 1 to 10000', defaultValue: '5', parse: integerIn(1, 10000), description: '…or after this many milliseconds, whichever comes first.' },
+  { key: 'engineCpu', env: 'TALLY_ENGINE_CPU', form: 'a CPU index from 0 to 1023', defaultValue: '1', parse: integerIn(0, 1023), description: 'Core the engine worker pins itself to.' },
+  { key: 'leaseTtlMs', env: 'TALLY_LEASE_TTL_MS', form: 'an integer from 1000 to 600000', defaultValue: '10000', parse: integerIn(1000, 600000), description: 'Lifetime of a partition lease; renewed at a third of it.' },
+];
+
+export const CONFIG_FILE_ENV = 'TALLY_CONFIG';
+
+export function configSettings(): readonly Setting[] {
+  return SETTINGS;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${CONFIG_FILE_ENV}: cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${CONFIG_FILE_ENV}: config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`${CONFIG_FILE_ENV}: config file ${path} must hold a JSON object of settings`);
+  }
+  const known = new Set<string>(SETTINGS.map((s) => s.key));
+  for (const key of Object.keys(parsed)) {
+    if (!known.has(key)) throw new ConfigError(`${path}: unknown setting "${key}"; known settings: ${[...known].join(', ')}`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function defaultFor(setting: Setting): string {
+  return setting.key === 'instanceId' ? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 64) : setting.defaultValue;
+}
+
+// Loads and validates the configuration. `env` and `filePath` are parameters so tests can
+// exercise every path without touching the process environment.
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, filePath: string | undefined = env[CONFIG_FILE_ENV]): TallyConfig {
+  const fileValues = filePath === undefined || filePath === '' ? {} : readConfigFile(filePath);
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const fromEnv = env[setting.env];
+    const fromFile = fileValues[setting.key];
+    const source = fromEnv !== undefined ? setting.env : fromFile !== undefined ? `${filePath}: ${setting.key}` : undefined;
+    const raw = fromEnv ?? (typeof fromFile === 'number' ? String(fromFile) : fromFile) ?? defaultFor(setting);
+    const value = setting.parse(raw);
+    if (value === undefined) {
+      throw new ConfigError(`${source ?? setting.key}: expected ${setting.form}, got ${JSON.stringify(raw)}`);
+    }
+    config[setting.key] = value;
+  }
+  return Object.freeze(config) as unknown as TallyConfig;
+}
+
+// The README's configuration table, generated from the same declarations so it cannot drift.
+export function configMarkdownTable(): string {
+  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | \`${s.defaultValue}\` | ${s.form} | ${s.description} |`);
+  return ['| environment | config file key | default | form | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,12 @@
+// Where the tests find the real services that `npm run services:up` started. Tests use the
+// same environment variables as the service, so CI and a developer's shell agree.
+
+import { randomBytes } from 'node:crypto';
+
+export const testKafkaBrokers = process.env['TALLY_KAFKA_BROKERS'] ?? '127.0.0.1:9092';
+export const testPgUrl = process.env['TALLY_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/tally';
+
+// A name no other test run uses, so tests can run in parallel and leave no shared state.
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
+}
