@@ -16,10 +16,10 @@ test('defaults are valid and typed', () => {
 test('environment overrides the file, the file overrides defaults', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'tally-config-'));
   const file = path.join(dir, 'tally.json');
-  writeFileSync(file, JSON.stringify({ httpPort: 9000, flushWorkers: 3, currencies: 'BTC:8,USDT:6' }));
+  writeFileSync(file, JSON.stringify({ httpPort: 9000, dedupWindow: 5000, currencies: 'BTC:8,USDT:6' }));
   const config = loadConfig({ TALLY_HTTP_PORT: '9100' }, file);
   assert.equal(config.httpPort, 9100);
-  assert.equal(config.flushWorkers, 3);
+  assert.equal(config.dedupWindow, 5000);
   assert.deepEqual(config.currencies, [{ code: 'BTC', scale: 8 }, { code: 'USDT', scale: 6 }]);
 });
 

@@ -25,11 +25,6 @@ export interface TallyConfig {
   readonly currencies: readonly CurrencyConfig[];
   readonly balanceCapacity: number;
   readonly dedupWindow: number;
-  readonly flushWorkers: number;
-  readonly batchRowsMax: number;
-  readonly batchIntervalMs: number;
-  readonly engineCpu: number;
-  readonly leaseTtlMs: number;
 }
 
 type Parser = (raw: unknown) => unknown;
@@ -98,16 +93,11 @@ const SETTINGS: readonly Setting[] = [
   { key: 'pgUrl', env: 'TALLY_PG_URL', form: 'postgres://user@host:port/database', defaultValue: 'postgres://postgres@127.0.0.1:5432/tally', parse: parsePgUrl, description: 'PostgreSQL connection URL; the database is created if missing.' },
   { key: 'httpHost', env: 'TALLY_HTTP_HOST', form: 'an IP address or host name', defaultValue: '127.0.0.1', parse: nonEmptyMatching(/^[A-Za-z0-9.:-]{1,253}$/), description: 'Address the HTTP/WebSocket server binds.' },
   { key: 'httpPort', env: 'TALLY_HTTP_PORT', form: 'an integer from 0 to 65535', defaultValue: '8080', parse: integerIn(0, 65535), description: 'Port of the HTTP/WebSocket server (0 picks a free port).' },
-  { key: 'logLevel', env: 'TALLY_LOG_LEVEL', form: 'trace|debug|info|warn|error|fatal|silent', defaultValue: 'info', parse: nonEmptyMatching(/^(trace|debug|info|warn|error|fatal|silent)$/), description: 'Log level of the JSON logs on stdout.' },
+  { key: 'logLevel', env: 'TALLY_LOG_LEVEL', form: 'one of trace, debug, info, warn, error, fatal, silent', defaultValue: 'info', parse: nonEmptyMatching(/^(trace|debug|info|warn|error|fatal|silent)$/), description: 'Log level of the JSON logs on stdout.' },
   { key: 'instanceId', env: 'TALLY_INSTANCE_ID', form: '1 to 64 characters [A-Za-z0-9._:-]', defaultValue: '<hostname>-<pid>', parse: nonEmptyMatching(/^[A-Za-z0-9._:-]{1,64}$/), description: 'Owner name written into partition leases.' },
   { key: 'currencies', env: 'TALLY_CURRENCIES', form: 'CODE[:scale][,CODE[:scale]…], scale 0 to 18', defaultValue: 'USDT:8,BTC:8,ETH:8,SOL:8', parse: parseCurrencies, description: 'Known currencies and their scales (digits after the point).' },
   { key: 'balanceCapacity', env: 'TALLY_BALANCE_CAPACITY', form: 'an integer from 1024 to 268435456', defaultValue: '4194304', parse: integerIn(1024, 268435456), description: 'Maximum (account, currency) balances held in memory.' },
   { key: 'dedupWindow', env: 'TALLY_DEDUP_WINDOW', form: 'an integer from 1024 to 100000000', defaultValue: '10000000', parse: integerIn(1024, 100000000), description: 'How many recent tx_ids are remembered for deduplication.' },
-  { key: 'flushWorkers', env: 'TALLY_FLUSH_WORKERS', form: 'an integer from 1 to 16', defaultValue: '2', parse: integerIn(1, 16), description: 'PostgreSQL flush workers (connections) in the Piscina pool.' },
-  { key: 'batchRowsMax', env: 'TALLY_BATCH_ROWS_MAX', form: 'an integer from 1 to 1000000', defaultValue: '20000', parse: integerIn(1, 1000000), description: 'A flush batch is cut at this many commands…' },
-  { key: 'batchIntervalMs', env: 'TALLY_BATCH_INTERVAL_MS', form: 'an integer from 1 to 10000', defaultValue: '5', parse: integerIn(1, 10000), description: '…or after this many milliseconds, whichever comes first.' },
-  { key: 'engineCpu', env: 'TALLY_ENGINE_CPU', form: 'a CPU index from 0 to 1023', defaultValue: '1', parse: integerIn(0, 1023), description: 'Core the engine worker pins itself to.' },
-  { key: 'leaseTtlMs', env: 'TALLY_LEASE_TTL_MS', form: 'an integer from 1000 to 600000', defaultValue: '10000', parse: integerIn(1000, 600000), description: 'Lifetime of a partition lease; renewed at a third of it.' },
 ];
 
 export const CONFIG_FILE_ENV = 'TALLY_CONFIG';

@@ -1,0 +1,10 @@
+# Sourced by the entry scripts: installs the npm dependencies when they are missing.
+# librdkafka is built from source (its prebuilt binaries are not reachable from these
+# machines) and linked against the system's libraries; node-gyp uses the local Node
+# headers when they exist, so nothing but the npm registry is needed.
+export CKJS_LINKING=dynamic
+if [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
+if [ ! -f node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka-javascript.node ] || [ ! -d node_modules/typescript ]; then
+  echo "[tally] installing dependencies (builds librdkafka once, about two minutes)" >&2
+  npm ci --no-audit --no-fund
+fi
