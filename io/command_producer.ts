@@ -1,0 +1,90 @@
+// Produces commands to `tally.commands` the way an upstream service must: keyed by the
+// debited account's decimal id, partitioned with librdkafka's `murmur2_random`, which is
+// Kafka's Java default partitioner, so every command lands on its account's home partition.
+// Idempotence is on so a retried send never duplicates or reorders within a partition.
+
+import Kafka from '@confluentinc/kafka-javascript';
+
+export interface CommandProducerOptions {
+  readonly brokers: string;
+  readonly topic: string;
+  readonly lingerMs?: number;
+}
+
+export class CommandProducer {
+  private readonly producer: Kafka.Producer;
+  private pending = 0;
+  private failure: Error | undefined;
+  private drainWaiters: Array<() => void> = [];
+
+  private constructor(producer: Kafka.Producer, private readonly topic: string) {
+    this.producer = producer;
+    producer.on('delivery-report', (error) => {
+      if (error && this.failure === undefined) this.failure = new Error(`delivery to ${topic} failed: ${error.message}`);
+      this.pending--;
+      if (this.pending === 0) this.wakeDrainWaiters();
+    });
+  }
+
+  static connect(options: CommandProducerOptions): Promise<CommandProducer> {
+    const producer = new Kafka.Producer({
+      'bootstrap.servers': options.brokers,
+      'enable.idempotence': true,
+      'linger.ms': options.lingerMs ?? 5,
+      'queue.buffering.max.messages': 1_000_000,
+      'batch.num.messages': 10_000,
+      partitioner: 'murmur2_random',
+      dr_cb: true,
+    });
+    return new Promise((resolve, reject) => {
+      producer.once('ready', () => {
+        producer.setPollInterval(5);
+        resolve(new CommandProducer(producer, options.topic));
+      });
+      producer.once('connection.failure', (error) => reject(new Error(`cannot reach Kafka at ${options.brokers}: ${String(error)}`)));
+      producer.connect({ timeout: 15_000 }, (error) => {
+        if (error) reject(new Error(`cannot reach Kafka at ${options.brokers}: ${error.message}`));
+      });
+    });
+  }
+
+  // Queues one command; `key` is the debited account's decimal id. Throws only when the
+  // local queue is full, which the caller handles by awaiting `flush()` and retrying.
+  send(key: string, value: Buffer): void {
+    this.throwIfFailed();
+    this.producer.produce(this.topic, null, value, key);
+    this.pending++;
+  }
+
+  // Resolves once every queued command has been acknowledged by the broker.
+  async flush(timeoutMs = 60_000): Promise<void> {
+    if (this.pending > 0) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${this.pending} commands not acknowledged within ${timeoutMs} ms`)), timeoutMs);
+        this.drainWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    this.throwIfFailed();
+  }
+
+  get unacknowledged(): number {
+    return this.pending;
+  }
+
+  disconnect(): Promise<void> {
+    return new Promise((resolve) => this.producer.disconnect(() => resolve()));
+  }
+
+  private wakeDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
