@@ -1,0 +1,224 @@
+// Rule-by-rule tests of the balance engine (the model test covers random mixes).
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { BalanceEngine, COUNTER_DUPLICATES } from './balance_engine';
+import { BalanceTable, attach } from './balance_table';
+import { COMMAND_SLOT_BYTES, CommandType } from './command_layout';
+import { CommandFields, CommandSlotWriter } from './command_slot_writer';
+import { InvariantChecker } from './engine_invariants';
+import { OutputBuffer } from './output_buffer';
+import { OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED } from './output_layout';
+import { RejectCode } from './reject_code';
+
+const USDT = 1;
+const BTC = 2;
+const I64_MAX = (1n << 63n) - 1n;
+
+type Fields = Omit<CommandFields, 'kafkaOffset' | 'partition'> & { partition?: number };
+
+function harness(options: { capacity?: number; dedupWindow?: number } = {}) {
+  const table = BalanceTable.create({ capacity: options.capacity ?? 1024 });
+  const commands = new ArrayBuffer(COMMAND_SLOT_BYTES);
+  const output = new OutputBuffer(64);
+  const engine = new BalanceEngine({ table, commands, output });
+  engine.assignPartition(0, { dedupWindow: options.dedupWindow ?? 1000 });
+  engine.assignPartition(1, { dedupWindow: options.dedupWindow ?? 1000 });
+  const writer = new CommandSlotWriter(commands);
+  const reader = attach(table.descriptor());
+  const invariants = new InvariantChecker(engine);
+  let kafkaOffset = 0;
+  function run(fields: Fields) {
+    writer.write(0, { partition: 0, kafkaOffset: kafkaOffset++, ...fields });
+    const position = output.position;
+    const slots = engine.apply(0);
+    const result = output.read(position);
+    assert.equal(result.outcome.slotCount, slots);
+    invariants.check();
+    return result;
+  }
+  function balance(account: bigint, currency: number, partition?: number): [bigint, bigint] | undefined {
+    const reading = reader.readBalance(account, currency, partition);
+    return reading === undefined ? undefined : [reading.available, reading.frozen];
+  }
+  return { table, engine, run, balance, reader };
+}
+
+const deposit = (txId: string, account: bigint, amount: bigint, currency = USDT): Fields => ({ type: CommandType.Deposit, txId, account, currency, amount });
+
+test('deposit credits the user and debits external account 0 of the partition', () => {
+  const h = harness();
+  const { outcome, legs } = h.run(deposit('d1', 1001n, 100n));
+  assert.equal(outcome.status, 1);
+  assert.equal(outcome.flags, OUTCOME_FLAG_RECORDED);
+  assert.equal(outcome.txId, 'd1');
+  assert.deepEqual(legs.map((leg) => [leg.account, leg.partition, leg.availableDelta, leg.resultingAvailable]), [[1001n, 0, 100n, 100n], [0n, 0, -100n, -100n]]);
+  assert.deepEqual(h.balance(1001n, USDT), [100n, 0n]);
+  assert.deepEqual(h.balance(0n, USDT, 0), [-100n, 0n]);
+});
+
+test('withdraw, freeze, unfreeze check the user balance and never go negative', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 100n));
+  assert.equal(h.run({ type: CommandType.Withdraw, txId: 'w1', account: 1001n, currency: USDT, amount: 101n }).outcome.reason, RejectCode.InsufficientAvailable);
+  assert.equal(h.run({ type: CommandType.Withdraw, txId: 'w2', account: 1001n, currency: USDT, amount: 30n }).outcome.status, 1);
+  assert.equal(h.run({ type: CommandType.Freeze, txId: 'f1', account: 1001n, currency: USDT, amount: 71n }).outcome.reason, RejectCode.InsufficientAvailable);
+  assert.equal(h.run({ type: CommandType.Freeze, txId: 'f2', account: 1001n, currency: USDT, amount: 50n }).outcome.status, 1);
+  assert.equal(h.run({ type: CommandType.Unfreeze, txId: 'u1', account: 1001n, currency: USDT, amount: 51n }).outcome.reason, RejectCode.InsufficientFrozen);
+  assert.equal(h.run({ type: CommandType.Unfreeze, txId: 'u2', account: 1001n, currency: USDT, amount: 20n }).outcome.status, 1);
+  assert.deepEqual(h.balance(1001n, USDT), [40n, 30n]);
+  assert.deepEqual(h.balance(0n, USDT, 0), [-70n, 0n]);
+  assert.equal(h.run({ type: CommandType.Withdraw, txId: 'w3', account: 1001n, currency: USDT, amount: 0n }).outcome.reason, RejectCode.BadAmount);
+});
+
+test('transfer moves available between users of the partition; another partition is WRONG_PARTITION for now', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 100n));
+  const { outcome, legs } = h.run({ type: CommandType.Transfer, txId: 't1', account: 1001n, counterAccount: 1002n, currency: USDT, amount: 60n });
+  assert.equal(outcome.status, 1);
+  assert.deepEqual(legs.map((leg) => [leg.account, leg.availableDelta]), [[1001n, -60n], [1002n, 60n]]);
+  assert.equal(h.run({ type: CommandType.Transfer, txId: 't2', account: 1001n, counterAccount: 1003n, counterHome: 1, currency: USDT, amount: 1n }).outcome.reason, RejectCode.WrongPartition);
+  assert.equal(h.run({ type: CommandType.Transfer, txId: 't3', account: 1001n, counterAccount: 1002n, currency: USDT, amount: 41n }).outcome.reason, RejectCode.InsufficientAvailable);
+  assert.equal(h.run({ type: CommandType.Transfer, txId: 't4', account: 1001n, counterAccount: 5n, currency: USDT, amount: 1n }).outcome.reason, RejectCode.Malformed);
+  assert.deepEqual(h.balance(1002n, USDT), [60n, 0n]);
+});
+
+test('a user account whose home is another partition is WRONG_PARTITION', () => {
+  const h = harness();
+  assert.equal(h.run({ ...deposit('d1', 1001n, 5n), accountHome: 1 }).outcome.reason, RejectCode.WrongPartition);
+  assert.equal(h.balance(1001n, USDT), undefined);
+});
+
+test('settle applies all legs atomically against system accounts of its partition', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 100n));
+  h.run({ type: CommandType.Freeze, txId: 'f1', account: 1001n, currency: USDT, amount: 100n });
+  const legs = [
+    { account: 1001n, currency: USDT, home: 0, available: 0n, frozen: -100n },
+    { account: 1n, currency: USDT, home: 0, available: 1n, frozen: 0n },
+    { account: 2n, currency: USDT, home: 0, available: 99n, frozen: 0n },
+    { account: 2n, currency: BTC, home: 0, available: -1000n, frozen: 0n },
+    { account: 1001n, currency: BTC, home: 0, available: 1000n, frozen: 0n },
+  ];
+  const unbalanced = legs.map((leg, i) => (i === 1 ? { ...leg, available: 2n } : leg));
+  assert.equal(h.run({ type: CommandType.Settle, txId: 's0', account: 1001n, legs: unbalanced }).outcome.reason, RejectCode.LegsNotBalanced);
+  const { outcome, legs: journal } = h.run({ type: CommandType.Settle, txId: 's1', account: 1001n, legs });
+  assert.equal(outcome.status, 1);
+  assert.equal(outcome.legCount, 5);
+  assert.equal(outcome.slotCount, 4);
+  assert.deepEqual(journal.map((leg) => [leg.account, leg.currency, leg.resultingAvailable, leg.resultingFrozen]), [
+    [1001n, USDT, 0n, 0n], [1n, USDT, 1n, 0n], [2n, USDT, 99n, 0n], [2n, BTC, -1000n, 0n], [1001n, BTC, 1000n, 0n],
+  ]);
+  // Spending the same frozen twice fails and changes nothing.
+  assert.equal(h.run({ type: CommandType.Settle, txId: 's2', account: 1001n, legs }).outcome.reason, RejectCode.InsufficientFrozen);
+  assert.deepEqual(h.balance(2n, BTC, 0), [-1000n, 0n]);
+  assert.deepEqual(h.balance(1001n, BTC), [1000n, 0n]);
+});
+
+test('settle may name other users of its partition but not of another partition', () => {
+  const h = harness();
+  h.run(deposit('d1', 1002n, 10n));
+  const legs = [
+    { account: 1002n, currency: USDT, home: 0, available: -10n, frozen: 0n },
+    { account: 1001n, currency: USDT, home: 0, available: 10n, frozen: 0n },
+  ];
+  assert.equal(h.run({ type: CommandType.Settle, txId: 's1', account: 1001n, legs }).outcome.status, 1);
+  const foreign = [legs[1], { ...legs[0], account: 1003n, home: 1 }];
+  assert.equal(h.run({ type: CommandType.Settle, txId: 's2', account: 1001n, legs: foreign }).outcome.reason, RejectCode.WrongPartition);
+  assert.equal(h.run({ type: CommandType.Settle, txId: 's3', account: 1001n, legs, legCount: 13 }).outcome.reason, RejectCode.Malformed);
+});
+
+test('system accounts exist once per partition and readers sum them', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 7n));
+  h.run({ ...deposit('d2', 1002n, 5n), partition: 1, accountHome: 1 });
+  assert.deepEqual(h.balance(0n, USDT, 0), [-7n, 0n]);
+  assert.deepEqual(h.balance(0n, USDT, 1), [-5n, 0n]);
+  assert.deepEqual(h.balance(0n, USDT), [-12n, 0n]);
+  assert.deepEqual(h.reader.systemPartitions(), [0, 1]);
+  h.run(deposit('d3', 1001n, 3n, BTC));
+  assert.deepEqual(h.reader.listBalancesOfAccount(1001n).map((b) => [b.currency, b.available]), [[USDT, 7n], [BTC, 3n]]);
+  assert.deepEqual(h.reader.listBalancesOfAccount(0n, 1).map((b) => [b.currency, b.partition, b.available]), [[USDT, 1, -5n]]);
+});
+
+test('dedup: same payload replays the stored outcome, other payload conflicts, per partition', () => {
+  const h = harness();
+  const first = h.run(deposit('x', 1001n, 10n));
+  const replay = h.run(deposit('x', 1001n, 10n));
+  assert.equal(replay.outcome.flags, OUTCOME_FLAG_DUPLICATE);
+  assert.equal(replay.outcome.status, 1);
+  assert.equal(replay.outcome.legCount, 0);
+  assert.equal(replay.outcome.originalOffset, first.outcome.kafkaOffset);
+  assert.equal(h.run(deposit('x', 1001n, 11n)).outcome.reason, RejectCode.DuplicateTxIdConflict);
+  assert.equal(h.run(deposit('x', 1001n, 10n)).outcome.flags, OUTCOME_FLAG_DUPLICATE, 'a conflict does not overwrite the original');
+  // A rejection is stored too and replayed.
+  assert.equal(h.run({ type: CommandType.Withdraw, txId: 'w', account: 1001n, currency: USDT, amount: 99n }).outcome.reason, RejectCode.InsufficientAvailable);
+  h.run(deposit('more', 1001n, 1000n));
+  const again = h.run({ type: CommandType.Withdraw, txId: 'w', account: 1001n, currency: USDT, amount: 99n });
+  assert.deepEqual([again.outcome.reason, again.outcome.flags], [RejectCode.InsufficientAvailable, OUTCOME_FLAG_DUPLICATE]);
+  // The same tx_id on another partition is another transaction.
+  assert.equal(h.run({ ...deposit('x', 1005n, 1n), partition: 1, accountHome: 1 }).outcome.flags, OUTCOME_FLAG_RECORDED);
+  assert.deepEqual(h.balance(1001n, USDT), [1010n, 0n]);
+  assert.equal(h.engine.counters[COUNTER_DUPLICATES], 3);
+});
+
+test('MALFORMED is not recorded, so a corrected resend with the same tx_id is applied', () => {
+  const h = harness();
+  const malformed = h.run({ ...deposit('m', 1001n, 10n), rejectCode: RejectCode.Malformed });
+  assert.deepEqual([malformed.outcome.reason, malformed.outcome.flags], [RejectCode.Malformed, 0]);
+  assert.equal(h.run(deposit('m', 1001n, 10n)).outcome.status, 1);
+  // BAD_AMOUNT is recorded: the same bad message is a duplicate, a corrected one a conflict.
+  h.run({ ...deposit('b', 1001n, 0n), rejectCode: RejectCode.BadAmount });
+  assert.equal(h.run({ ...deposit('b', 1001n, 0n), rejectCode: RejectCode.BadAmount }).outcome.flags, OUTCOME_FLAG_DUPLICATE);
+  assert.equal(h.run(deposit('b', 1001n, 10n)).outcome.reason, RejectCode.DuplicateTxIdConflict);
+  const unparseable = h.run({ type: CommandType.Unparseable, txId: '', account: 0n });
+  assert.deepEqual([unparseable.outcome.reason, unparseable.outcome.flags], [RejectCode.Malformed, 0]);
+  assert.equal(h.run({ ...deposit('sys', 5n, 10n) }).outcome.reason, RejectCode.Malformed);
+});
+
+test('amounts near int64: exact slow path, AMOUNT_OVERFLOW applies nothing', () => {
+  const h = harness();
+  const big = I64_MAX - 5n;
+  assert.equal(h.run(deposit('d1', 1001n, big)).outcome.status, 1);
+  assert.deepEqual(h.balance(1001n, USDT), [big, 0n]);
+  assert.equal(h.run(deposit('d2', 1001n, 6n)).outcome.reason, RejectCode.AmountOverflow);
+  assert.equal(h.run(deposit('d3', 1001n, 5n)).outcome.status, 1);
+  assert.deepEqual(h.balance(1001n, USDT), [I64_MAX, 0n]);
+  // External account 0 reached -I64_MAX; another user's deposit of 2 would take it below int64.
+  assert.equal(h.run(deposit('d4', 1002n, 2n)).outcome.reason, RejectCode.AmountOverflow);
+  assert.equal(h.run(deposit('d5', 1002n, 1n)).outcome.status, 1);
+  assert.deepEqual(h.balance(0n, USDT, 0), [-(1n << 63n), 0n]);
+  assert.equal(h.run({ type: CommandType.Withdraw, txId: 'w1', account: 1001n, currency: USDT, amount: I64_MAX }).outcome.status, 1);
+  assert.deepEqual(h.balance(1001n, USDT), [0n, 0n]);
+  assert.equal(h.balance(0n, USDT, 0)![0], -1n);
+});
+
+test('a full balance table rejects with BALANCE_TABLE_FULL, raises the flag and records nothing', () => {
+  const h = harness({ capacity: 2 });
+  assert.equal(h.run(deposit('d1', 1001n, 1n)).outcome.status, 1); // user + external: 2 balances
+  const full = h.run(deposit('d2', 1002n, 1n));
+  assert.deepEqual([full.outcome.reason, full.outcome.flags], [RejectCode.BalanceTableFull, 0]);
+  assert.equal(h.table.isFull, true);
+  assert.equal(h.reader.fullRejections, 1);
+  assert.equal(h.run(deposit('d3', 1001n, 1n)).outcome.status, 1, 'existing balances still work');
+  assert.equal(h.table.count, 2);
+});
+
+test('the dedup window evicts the oldest tx_id first', () => {
+  const h = harness({ dedupWindow: 2 });
+  h.run(deposit('a', 1001n, 1n));
+  h.run(deposit('b', 1001n, 1n));
+  h.run(deposit('c', 1001n, 1n));
+  assert.equal(h.run(deposit('a', 1001n, 1n)).outcome.flags, OUTCOME_FLAG_RECORDED, 'a left the window and applies again');
+  assert.equal(h.run(deposit('c', 1001n, 1n)).outcome.flags, OUTCOME_FLAG_DUPLICATE);
+  assert.deepEqual(h.balance(1001n, USDT), [4n, 0n]);
+});
+
+test('sequences increase per command and balances record the last change', () => {
+  const h = harness();
+  const a = h.run(deposit('d1', 1001n, 1n));
+  h.run(deposit('d2', 1002n, 1n));
+  const c = h.run(deposit('d1', 1001n, 1n));
+  assert.deepEqual([a.outcome.sequence, c.outcome.sequence], [1, 3]);
+  assert.equal(h.reader.readBalance(1001n, USDT)!.lastChangeSequence, 1);
+  assert.equal(h.reader.readBalance(0n, USDT, 0)!.lastChangeSequence, 2);
+});

@@ -1,0 +1,474 @@
+// The balance table: every (account, currency) balance the engine owns, in SharedArrayBuffers
+// so other threads (the HTTP server) read balances without messaging the engine thread.
+//
+// One engine thread writes; any number of threads read. The table is an open-addressing hash
+// table with linear probing whose buckets ARE the balance slots (one cache line each, so a
+// lookup that hits its home bucket costs one cache miss). The bucket count is a power of two
+// and at least 4/3 of the configured capacity, so the load factor never exceeds 0.75. Entries
+// are never deleted, so readers can probe without locks: a bucket's key words are written
+// before its version word turns non-zero, and never change afterwards.
+//
+// Keys: user accounts (id >= 1000) are keyed by (account, currency); system accounts (id <
+// 1000) exist once per partition and are keyed by (account, currency, partition). The key's
+// partition word holds USER_PARTITION for user accounts.
+//
+// Seqlock: each bucket's version word is 0 while empty, even while stable and odd while the
+// engine writes its balances. Readers read version, balances, version, and retry (bounded)
+// until both versions are the same even number, so they never see a torn (available, frozen).
+//
+// Bucket layout (64 bytes, little-endian, 64-bit integers as (lo u32, hi i32) word pairs, the
+// layout of a BigInt64Array element, so readers use BigInt64Array views for exact reads):
+//
+//   byte  0        4          8                16           24          32             40
+//        ┌────────┬──────────┬────────────────┬────────────┬───────────┬──────────────┬─────────┬──────────┐
+//        │version │ currency │ account (u64)  │ available  │ frozen    │ lastChangeSeq│ key     │ reserved │
+//        │  i32   │   u32    │                │   (i64)    │  (i64)    │   (f64)      │partition│ 20 bytes │
+//        └────────┴──────────┴────────────────┴────────────┴───────────┴──────────────┴─────────┴──────────┘
+//
+// Memory: 64 bytes per bucket, between 85 and 171 bytes per balance of capacity (power-of-two
+// rounding). The header (a separate SAB) holds counters and a bitmap of the partitions that
+// hold system-account balances, so readers can sum a system account over partitions.
+import { wordsToBigInt } from './int64_words';
+
+export const BUCKET_BYTES = 64;
+export const BUCKET_WORDS = BUCKET_BYTES / 4;
+export const VERSION_WORD = 0;
+export const CURRENCY_WORD = 1;
+export const ACCOUNT_WORD = 2;
+export const AVAILABLE_WORD = 4;
+export const FROZEN_WORD = 6;
+export const LAST_CHANGE_SEQUENCE_WORD = 8;
+export const KEY_PARTITION_WORD = 10;
+
+/**
+ * Key partition of user accounts: their balances exist once, whatever the partition. Stored
+ * in an Int32Array word, it reads back as USER_PARTITION_WORD (-1).
+ */
+export const USER_PARTITION = 0xffffffff;
+export const USER_PARTITION_WORD = -1;
+/** Accounts below this id are system accounts, one per partition. */
+export const SYSTEM_ACCOUNT_LIMIT = 1000;
+export const PARTITIONS_MAX = 65536;
+
+const HEADER_MAGIC = 0x54424c31; // "TBL1"
+const HEADER_MAGIC_WORD = 0;
+const HEADER_BUCKET_COUNT_WORD = 1;
+const HEADER_CAPACITY_WORD = 2;
+const HEADER_COUNT_WORD = 3;
+const HEADER_FULL_REJECTIONS_WORD = 4;
+const HEADER_FULL_FLAG_WORD = 5;
+const HEADER_CURRENCY_COUNT_WORD = 6;
+const HEADER_PARTITION_BITMAP_WORD = 16;
+const HEADER_WORDS = HEADER_PARTITION_BITMAP_WORD + PARTITIONS_MAX / 32;
+
+const LOAD_FACTOR_INVERSE_NUMERATOR = 4;
+const LOAD_FACTOR_INVERSE_DENOMINATOR = 3;
+const BUCKET_COUNT_MIN = 16;
+const BUCKET_COUNT_MAX = 1 << 26;
+/** A reader retries a torn read at most this many times before reporting an error. */
+export const READ_RETRIES_MAX = 10_000;
+
+function assertLayout(): void {
+  if (BUCKET_BYTES !== 64) throw new Error('balance table: a bucket must be one cache line');
+  for (const word of [ACCOUNT_WORD, AVAILABLE_WORD, FROZEN_WORD, LAST_CHANGE_SEQUENCE_WORD]) {
+    if (word % 2 !== 0) throw new Error(`balance table: 64-bit field at word ${word} is not 8-byte aligned`);
+  }
+  if (KEY_PARTITION_WORD >= BUCKET_WORDS) throw new Error('balance table: fields overflow the bucket');
+}
+assertLayout();
+
+/** What another thread needs to attach to the table: both buffers are shared, not copied. */
+export interface BalanceTableDescriptor {
+  readonly header: SharedArrayBuffer;
+  readonly buckets: SharedArrayBuffer;
+}
+
+/**
+ * Home bucket hash of a key; the same function on the engine and the readers. MurmurHash3's
+ * mix of the four key words, written out rather than calling mix32() four times, because
+ * this runs for every leg of every command and V8 does not always inline the calls.
+ */
+export function keyHash(accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
+  let h = 0x9747b28c;
+  let k = Math.imul(accountLo, 0xcc9e2d51);
+  k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  h ^= k;
+  h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+  k = Math.imul(accountHi, 0xcc9e2d51);
+  k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  h ^= k;
+  h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+  k = Math.imul(currency, 0xcc9e2d51);
+  k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  h ^= k;
+  h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+  k = Math.imul(keyPartition, 0xcc9e2d51);
+  k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+  h ^= k;
+  h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+  h ^= 16;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+export function isUserAccount(accountLo: number, accountHi: number): boolean {
+  return accountHi !== 0 || accountLo >>> 0 >= SYSTEM_ACCOUNT_LIMIT;
+}
+
+function bucketCountFor(capacity: number): number {
+  const wanted = Math.ceil((capacity * LOAD_FACTOR_INVERSE_NUMERATOR) / LOAD_FACTOR_INVERSE_DENOMINATOR);
+  let count = BUCKET_COUNT_MIN;
+  while (count < wanted) count *= 2;
+  if (count > BUCKET_COUNT_MAX) throw new Error(`balance table: capacity ${capacity} exceeds the maximum of ${(BUCKET_COUNT_MAX * 3) / 4}`);
+  return count;
+}
+
+/** Views shared by the engine side and the reader side. */
+class TableViews {
+  readonly header: Int32Array;
+  readonly words: Int32Array;
+  readonly unsignedWords: Uint32Array;
+  readonly floats: Float64Array;
+  readonly bucketCount: number;
+  readonly mask: number;
+  readonly capacity: number;
+
+  constructor(descriptor: BalanceTableDescriptor) {
+    this.header = new Int32Array(descriptor.header);
+    if (this.header[HEADER_MAGIC_WORD] !== HEADER_MAGIC) throw new Error('balance table: header magic mismatch (not a balance table descriptor)');
+    this.words = new Int32Array(descriptor.buckets);
+    this.unsignedWords = new Uint32Array(descriptor.buckets);
+    this.floats = new Float64Array(descriptor.buckets);
+    this.bucketCount = this.header[HEADER_BUCKET_COUNT_WORD];
+    this.mask = this.bucketCount - 1;
+    this.capacity = this.header[HEADER_CAPACITY_WORD];
+    if (this.words.length !== this.bucketCount * BUCKET_WORDS) throw new Error('balance table: bucket buffer size does not match the header');
+  }
+
+  find(accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
+    return findBucketShared(this.words, this.mask, accountLo, accountHi, currency, keyPartition);
+  }
+}
+
+/**
+ * Bucket index of the key, or -1: the engine thread's lookup (a hot leaf: primitive
+ * arguments, no allocation). Plain loads, because the engine is the only writer and always
+ * sees its own writes; an Atomics.load costs about 13 ns here (a builtin call, measured on
+ * Node 20) and would triple the cost of a lookup. `mask` is the bucket count minus one.
+ */
+export function findBucket(words: Int32Array, mask: number, accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
+  let bucket = keyHash(accountLo, accountHi, currency, keyPartition) & mask;
+  for (let probes = 0; probes <= mask; probes++) {
+    const base = bucket * BUCKET_WORDS;
+    if (words[base + VERSION_WORD] === 0) return -1;
+    if (
+      words[base + ACCOUNT_WORD] === (accountLo | 0) &&
+      words[base + ACCOUNT_WORD + 1] === (accountHi | 0) &&
+      words[base + CURRENCY_WORD] === (currency | 0) &&
+      words[base + KEY_PARTITION_WORD] === (keyPartition | 0)
+    ) {
+      return bucket;
+    }
+    bucket = (bucket + 1) & mask;
+  }
+  return -1;
+}
+
+/**
+ * The same lookup for reader threads: the version word is read with Atomics.load, which
+ * orders the key reads after it, so a bucket published by the engine (key words first,
+ * version last) is seen whole.
+ */
+export function findBucketShared(words: Int32Array, mask: number, accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
+  let bucket = keyHash(accountLo, accountHi, currency, keyPartition) & mask;
+  for (let probes = 0; probes <= mask; probes++) {
+    const base = bucket * BUCKET_WORDS;
+    if (Atomics.load(words, base + VERSION_WORD) === 0) return -1;
+    if (
+      words[base + ACCOUNT_WORD] === (accountLo | 0) &&
+      words[base + ACCOUNT_WORD + 1] === (accountHi | 0) &&
+      words[base + CURRENCY_WORD] === (currency | 0) &&
+      words[base + KEY_PARTITION_WORD] === (keyPartition | 0)
+    ) {
+      return bucket;
+    }
+    bucket = (bucket + 1) & mask;
+  }
+  return -1;
+}
+
+/** The engine's side: the single writer. */
+export class BalanceTable {
+  private readonly views: TableViews;
+  readonly header: Int32Array;
+  /** Bucket words; engine code reads balances straight from these views (no allocation). */
+  readonly words: Int32Array;
+  readonly unsignedWords: Uint32Array;
+  readonly floats: Float64Array;
+  readonly bucketCount: number;
+  /** bucketCount - 1, for findBucket(). */
+  readonly mask: number;
+  readonly capacity: number;
+  /**
+   * The engine sequence that insert() and write() record as a balance's last change. The
+   * engine sets it once per command; a Float64Array cell rather than an argument, because a
+   * double argument of 2^31 or more would be boxed on the heap at every call V8 does not inline.
+   */
+  readonly changeSequence = new Float64Array(1);
+  private readonly descriptorValue: BalanceTableDescriptor;
+  private countValue = 0;
+
+  /** Allocates a table for at most `capacity` balances (control plane: allocates once). */
+  static create(options: { capacity: number }): BalanceTable {
+    const capacity = options.capacity;
+    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`balance table: capacity must be a positive integer, got ${capacity}`);
+    const bucketCount = bucketCountFor(capacity);
+    const header = new SharedArrayBuffer(HEADER_WORDS * 4);
+    const headerWords = new Int32Array(header);
+    headerWords[HEADER_BUCKET_COUNT_WORD] = bucketCount;
+    headerWords[HEADER_CAPACITY_WORD] = capacity;
+    headerWords[HEADER_MAGIC_WORD] = HEADER_MAGIC;
+    const buckets = new SharedArrayBuffer(bucketCount * BUCKET_BYTES);
+    return new BalanceTable({ header, buckets });
+  }
+
+  private constructor(descriptor: BalanceTableDescriptor) {
+    this.descriptorValue = descriptor;
+    this.views = new TableViews(descriptor);
+    this.header = this.views.header;
+    this.words = this.views.words;
+    this.unsignedWords = this.views.unsignedWords;
+    this.floats = this.views.floats;
+    this.bucketCount = this.views.bucketCount;
+    this.mask = this.views.mask;
+    this.capacity = this.views.capacity;
+  }
+
+  descriptor(): BalanceTableDescriptor {
+    return this.descriptorValue;
+  }
+
+  get count(): number {
+    return this.countValue;
+  }
+
+  /** Balances that can still be created before the table is full. */
+  get free(): number {
+    return this.capacity - this.countValue;
+  }
+
+  get fullRejections(): number {
+    return this.header[HEADER_FULL_REJECTIONS_WORD];
+  }
+
+  get isFull(): boolean {
+    return this.header[HEADER_FULL_FLAG_WORD] !== 0;
+  }
+
+  find(accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
+    return findBucket(this.words, this.mask, accountLo, accountHi, currency, keyPartition);
+  }
+
+  /**
+   * Creates the balance of a key that find() reported missing, with its first values, and
+   * publishes it to readers. The caller has checked `free`; running full here is a bug.
+   * Arguments are int32 words (a low word may be passed signed or unsigned).
+   */
+  insert(accountLo: number, accountHi: number, currency: number, keyPartition: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number): number {
+    if (this.countValue >= this.capacity) throw new Error('balance table: insert beyond capacity (the caller must check free first)');
+    const words = this.words;
+    const mask = this.mask;
+    let bucket = keyHash(accountLo, accountHi, currency, keyPartition) & mask;
+    while (words[bucket * BUCKET_WORDS + VERSION_WORD] !== 0) bucket = (bucket + 1) & mask;
+    const base = bucket * BUCKET_WORDS;
+    words[base + CURRENCY_WORD] = currency;
+    words[base + ACCOUNT_WORD] = accountLo;
+    words[base + ACCOUNT_WORD + 1] = accountHi;
+    words[base + AVAILABLE_WORD] = availableLo;
+    words[base + AVAILABLE_WORD + 1] = availableHi;
+    words[base + FROZEN_WORD] = frozenLo;
+    words[base + FROZEN_WORD + 1] = frozenHi;
+    this.floats[(base + LAST_CHANGE_SEQUENCE_WORD) >> 1] = this.changeSequence[0];
+    words[base + KEY_PARTITION_WORD] = keyPartition;
+    Atomics.store(words, base + VERSION_WORD, 2);
+    this.countValue++;
+    Atomics.store(this.header, HEADER_COUNT_WORD, this.countValue);
+    this.noteKey(currency, keyPartition);
+    return bucket;
+  }
+
+  private noteKey(currency: number, keyPartition: number): void {
+    if (currency >= this.header[HEADER_CURRENCY_COUNT_WORD]) Atomics.store(this.header, HEADER_CURRENCY_COUNT_WORD, currency + 1);
+    if ((keyPartition | 0) !== USER_PARTITION_WORD) {
+      Atomics.or(this.header, HEADER_PARTITION_BITMAP_WORD + (keyPartition >>> 5), 1 << (keyPartition & 31));
+    }
+  }
+
+  /** Replaces a bucket's balances under its seqlock and records changeSequence[0] as its last change. */
+  write(bucket: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number): void {
+    const words = this.words;
+    const base = bucket * BUCKET_WORDS;
+    const version = words[base + VERSION_WORD];
+    Atomics.store(words, base + VERSION_WORD, version + 1);
+    words[base + AVAILABLE_WORD] = availableLo;
+    words[base + AVAILABLE_WORD + 1] = availableHi;
+    words[base + FROZEN_WORD] = frozenLo;
+    words[base + FROZEN_WORD + 1] = frozenHi;
+    this.floats[(base + LAST_CHANGE_SEQUENCE_WORD) >> 1] = this.changeSequence[0];
+    // Version 0 means "empty bucket"; wrapping around 2^32 must skip it.
+    const next = (version + 2) | 0;
+    Atomics.store(words, base + VERSION_WORD, next === 0 ? 2 : next);
+  }
+
+  /** Counts a command rejected with BALANCE_TABLE_FULL and raises the full flag. */
+  noteFullRejection(): void {
+    Atomics.add(this.header, HEADER_FULL_REJECTIONS_WORD, 1);
+    Atomics.store(this.header, HEADER_FULL_FLAG_WORD, 1);
+  }
+
+  isOccupied(bucket: number): boolean {
+    return this.words[bucket * BUCKET_WORDS + VERSION_WORD] !== 0;
+  }
+
+  /** Exact balances of a bucket, for tests and control-plane code (allocates BigInts). */
+  available(bucket: number): bigint {
+    const base = bucket * BUCKET_WORDS + AVAILABLE_WORD;
+    return wordsToBigInt(this.unsignedWords[base], this.words[base + 1]);
+  }
+
+  frozen(bucket: number): bigint {
+    const base = bucket * BUCKET_WORDS + FROZEN_WORD;
+    return wordsToBigInt(this.unsignedWords[base], this.words[base + 1]);
+  }
+
+  account(bucket: number): bigint {
+    const base = bucket * BUCKET_WORDS + ACCOUNT_WORD;
+    return (BigInt(this.unsignedWords[base + 1]) << 32n) | BigInt(this.unsignedWords[base]);
+  }
+
+  currency(bucket: number): number {
+    return this.unsignedWords[bucket * BUCKET_WORDS + CURRENCY_WORD];
+  }
+
+  keyPartition(bucket: number): number {
+    return this.unsignedWords[bucket * BUCKET_WORDS + KEY_PARTITION_WORD];
+  }
+
+  lastChangeSequence(bucket: number): number {
+    return this.floats[(bucket * BUCKET_WORDS + LAST_CHANGE_SEQUENCE_WORD) >> 1];
+  }
+}
+
+/** One balance as a reader sees it. `partition` is set for a system account's per-partition balance. */
+export interface BalanceReading {
+  readonly account: bigint;
+  readonly currency: number;
+  readonly partition: number | undefined;
+  readonly available: bigint;
+  readonly frozen: bigint;
+  readonly lastChangeSequence: number;
+}
+
+/** A reader on any thread. Reads allocate (BigInts, result objects): this is the control plane. */
+export class BalanceTableReader {
+  private readonly views: TableViews;
+  private readonly exact: BigInt64Array;
+
+  constructor(descriptor: BalanceTableDescriptor) {
+    this.views = new TableViews(descriptor);
+    this.exact = new BigInt64Array(descriptor.buckets);
+  }
+
+  get count(): number {
+    return Atomics.load(this.views.header, HEADER_COUNT_WORD);
+  }
+
+  get capacity(): number {
+    return this.views.capacity;
+  }
+
+  get isFull(): boolean {
+    return Atomics.load(this.views.header, HEADER_FULL_FLAG_WORD) !== 0;
+  }
+
+  get fullRejections(): number {
+    return Atomics.load(this.views.header, HEADER_FULL_REJECTIONS_WORD);
+  }
+
+  /**
+   * The balance of (account, currency). For a system account, `partition` selects that
+   * partition's balance; without it the result is the sum over all partitions (partition
+   * undefined, lastChangeSequence the highest). Undefined if no such balance exists.
+   */
+  readBalance(account: bigint, currency: number, partition?: number): BalanceReading | undefined {
+    const accountLo = Number(account & 0xffffffffn);
+    const accountHi = Number((account >> 32n) & 0xffffffffn);
+    if (isUserAccount(accountLo, accountHi)) return this.readKey(account, accountLo, accountHi, currency, USER_PARTITION);
+    if (partition !== undefined) return this.readKey(account, accountLo, accountHi, currency, partition);
+    let available = 0n;
+    let frozen = 0n;
+    let lastChangeSequence = 0;
+    let found = false;
+    for (const systemPartition of this.systemPartitions()) {
+      const reading = this.readKey(account, accountLo, accountHi, currency, systemPartition);
+      if (reading === undefined) continue;
+      found = true;
+      available += reading.available;
+      frozen += reading.frozen;
+      if (reading.lastChangeSequence > lastChangeSequence) lastChangeSequence = reading.lastChangeSequence;
+    }
+    return found ? { account, currency, partition: undefined, available, frozen, lastChangeSequence } : undefined;
+  }
+
+  /**
+   * Every balance of an account, ordered by currency id. A system account is summed over
+   * partitions unless `partition` is given.
+   */
+  listBalancesOfAccount(account: bigint, partition?: number): BalanceReading[] {
+    const currencyCount = Atomics.load(this.views.header, HEADER_CURRENCY_COUNT_WORD);
+    const readings: BalanceReading[] = [];
+    for (let currency = 0; currency < currencyCount; currency++) {
+      const reading = this.readBalance(account, currency, partition);
+      if (reading !== undefined) readings.push(reading);
+    }
+    return readings;
+  }
+
+  /** Partitions that hold at least one system-account balance, ascending. */
+  systemPartitions(): number[] {
+    const partitions: number[] = [];
+    const header = this.views.header;
+    for (let word = 0; word < PARTITIONS_MAX / 32; word++) {
+      const bits = Atomics.load(header, HEADER_PARTITION_BITMAP_WORD + word);
+      if (bits === 0) continue;
+      for (let bit = 0; bit < 32; bit++) if ((bits >>> bit) & 1) partitions.push(word * 32 + bit);
+    }
+    return partitions;
+  }
+
+  private readKey(account: bigint, accountLo: number, accountHi: number, currency: number, keyPartition: number): BalanceReading | undefined {
+    const bucket = this.views.find(accountLo, accountHi, currency, keyPartition);
+    if (bucket < 0) return undefined;
+    const words = this.views.words;
+    const base = bucket * BUCKET_WORDS;
+    for (let attempt = 0; attempt < READ_RETRIES_MAX; attempt++) {
+      const before = Atomics.load(words, base + VERSION_WORD);
+      if ((before & 1) !== 0) continue;
+      const available = this.exact[(base + AVAILABLE_WORD) >> 1];
+      const frozen = this.exact[(base + FROZEN_WORD) >> 1];
+      const lastChangeSequence = this.views.floats[(base + LAST_CHANGE_SEQUENCE_WORD) >> 1];
+      if (Atomics.load(words, base + VERSION_WORD) !== before) continue;
+      const partition = keyPartition === USER_PARTITION ? undefined : keyPartition;
+      return { account, currency, partition, available, frozen, lastChangeSequence };
+    }
+    throw new Error(`balance table: no stable read of account ${account} currency ${currency} after ${READ_RETRIES_MAX} retries (is the engine thread stuck mid-write?)`);
+  }
+}
+
+/** Attaches a reader to a table created on another thread. */
+export function attach(descriptor: BalanceTableDescriptor): BalanceTableReader {
+  return new BalanceTableReader(descriptor);
+}

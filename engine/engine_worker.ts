@@ -1,0 +1,124 @@
+// The engine's business thread: the only writer of balances. It consumes the command ring,
+// applies each command with BalanceEngine and publishes outcomes and journal legs to the
+// output ring, one release and one publish per batch ("end of batch").
+//
+// Control messages (assign a partition, report, stop) arrive on the parent port and are
+// read synchronously with receiveMessageOnPort between batches and on wait timeouts, so the
+// hot loop never returns to the event loop and never awaits.
+
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { RingBuffer, Sequencer, createWaitStrategy } from '../ringbuffer';
+import type { RingBufferDescriptor, WaitStrategyName } from '../ringbuffer';
+import { BalanceEngine } from './balance_engine';
+import { BalanceTable, BalanceTableDescriptor } from './balance_table';
+import { OutputRegion } from './output_layout';
+
+export interface EngineWorkerData {
+  readonly commandRing: RingBufferDescriptor;
+  readonly outputRing: RingBufferDescriptor;
+  readonly balanceCapacity: number;
+  readonly dedupWindow: number;
+  readonly waitStrategy: WaitStrategyName;
+}
+
+export type EngineControlMessage =
+  | { readonly op: 'assign'; readonly partition: number }
+  | { readonly op: 'report' }
+  | { readonly op: 'stop' };
+
+export interface EngineReady {
+  readonly op: 'ready';
+  readonly table: BalanceTableDescriptor;
+}
+
+export interface EngineReport {
+  readonly op: 'assigned' | 'report' | 'stopped';
+  readonly partition?: number;
+  readonly sequence: number;
+  readonly stateHash: string;
+  readonly counters: number[];
+}
+
+const WAIT_TIMEOUT_MS = 50;
+
+// The output ring as the engine's OutputRegion: claims wait for the downstream consumer
+// (back-pressure), and everything claimed in a batch is published once at its end.
+class RingOutputRegion implements OutputRegion {
+  readonly buffer: ArrayBufferLike;
+  lastClaimed = -1;
+
+  constructor(private readonly ring: RingBuffer, private readonly sequencer: Sequencer) {
+    this.buffer = ring.data;
+  }
+
+  claim(slotCount: number): number {
+    let first = this.sequencer.claim(slotCount);
+    // A full output ring means persistence is behind: keep waiting, the bound is the
+    // consumer's progress. The engine must not skip or drop an outcome.
+    while (first < 0) first = this.sequencer.claim(slotCount);
+    this.lastClaimed = first + slotCount - 1;
+    return first;
+  }
+
+  slotByteOffset(position: number): number {
+    return this.ring.slotOffset(position);
+  }
+
+  publishClaimed(): void {
+    if (this.lastClaimed >= 0 && this.lastClaimed > this.sequencer.cursorSequence) this.sequencer.publish(this.lastClaimed);
+  }
+}
+
+function report(engine: BalanceEngine, op: EngineReport['op'], partition?: number): EngineReport {
+  return { op, partition, sequence: engine.sequence, stateHash: engine.stateHash(), counters: Array.from(engine.counters) };
+}
+
+// Applies every published command from `next` to `available`; returns the next sequence.
+function applyBatch(engine: BalanceEngine, commands: RingBuffer, next: number, available: number): number {
+  for (let sequence = next; sequence <= available; sequence++) engine.apply(commands.slotOffset(sequence));
+  return available + 1;
+}
+
+function handleControl(engine: BalanceEngine, data: EngineWorkerData, message: EngineControlMessage): boolean {
+  if (message.op === 'assign') {
+    engine.assignPartition(message.partition, { dedupWindow: data.dedupWindow });
+    parentPort!.postMessage(report(engine, 'assigned', message.partition));
+    return true;
+  }
+  if (message.op === 'report') {
+    parentPort!.postMessage(report(engine, 'report'));
+    return true;
+  }
+  return false;
+}
+
+function run(data: EngineWorkerData): void {
+  const commands = RingBuffer.attach(data.commandRing);
+  const outputs = RingBuffer.attach(data.outputRing);
+  const barrier = commands.acquireBarrier(createWaitStrategy(data.waitStrategy, WAIT_TIMEOUT_MS));
+  const output = new RingOutputRegion(outputs, outputs.acquireSequencer(createWaitStrategy(data.waitStrategy, WAIT_TIMEOUT_MS)));
+  // The table is created here, by its only writer; other threads attach readers to its
+  // shared buffers through the descriptor.
+  const table = BalanceTable.create({ capacity: data.balanceCapacity });
+  const engine = new BalanceEngine({ table, commands: commands.data, output });
+  const port = parentPort!;
+  port.postMessage({ op: 'ready', table: table.descriptor() } satisfies EngineReady);
+  for (;;) {
+    for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
+      if (!handleControl(engine, data, message.message as EngineControlMessage)) {
+        port.postMessage(report(engine, 'stopped'));
+        return;
+      }
+    }
+    const next = barrier.nextSequence;
+    const available = barrier.waitFor(next);
+    if (available < next) continue;
+    applyBatch(engine, commands, next, available);
+    output.publishClaimed();
+    barrier.release(available);
+  }
+}
+
+if (parentPort !== null && workerData !== null && (workerData as { kind?: string }).kind === 'tally-engine') {
+  run(workerData as EngineWorkerData);
+}

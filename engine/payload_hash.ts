@@ -1,0 +1,121 @@
+// The canonical payload of a command and its 64-bit hash.
+//
+// Dedup compares a repeated tx_id's payloadHash with the stored one, so the hash must
+// depend on what the command means, not on how it was written: JSON key order,
+// whitespace, string escapes, "1.10" vs "1.1", JSON vs binary all hash the same. The
+// decoders write the fields below, in this fixed order, as a record of little-endian
+// u32 words, and payloadHash = hash64(record bytes, seed 0) (MurmurHash3_x86_128, first
+// 64 bits). The tx_id is not part of it (the dedup index is keyed by tx_id already);
+// neither are partition and offset.
+//
+//   header   1 word:  version (1) | type << 8 | legCount << 16   (legCount 0 unless settle)
+//   deposit, withdraw, freeze, unfreeze:  header, account, currency, amount
+//   transfer:                             header, from, to, currency, amount
+//   settle:                               header, account, then per leg in wire order:
+//                                         account, currency, available, frozen
+//   account  2 words: the u64 id, low word first
+//   currency 5 words: byte length (1..16), then the code's bytes as sent, zero padded to
+//            16 bytes (the code, not the registry id: the same in every process, and
+//            defined for unknown currencies too)
+//   amount   3 words: kind | scale << 8, then two words:
+//     kind 0 (value):  the canonical mantissa as i64 (low word first) with scale = its
+//                      canonical scale: value = mantissa / 10^scale, scale = 0 or
+//                      mantissa % 10 != 0 ("100.50" -> 1005, 1; "-0" -> 0, 0). Used
+//                      whenever the mantissa fits i64 and scale <= 18, any currency.
+//     kind 1 (text):   hash64(seed 0) of the JSON string's unescaped bytes, scale 0;
+//                      strings that are no such value (bad syntax, too many digits).
+//     kind 2 (number): hash64(seed 0) of the JSON number token's bytes, scale 0;
+//                      amounts sent as JSON numbers (rejected as BAD_AMOUNT).
+//
+// A MALFORMED command has no canonical form; its payloadHash is hash64 of the whole raw
+// message, seed 0, so only a byte-identical retry matches it.
+
+import { DecimalAmount, canonicalFitsInt64, canonicalMantissaWords } from './amount';
+import { SETTLE_LEGS_MAX } from './command_layout';
+import { CURRENCY_CODE_BYTES_MAX } from './currency_registry';
+import { Hash64, hash64, hash64Aligned } from './hash64';
+import { Words64 } from './uint64_words';
+
+export const CANONICAL_PAYLOAD_VERSION = 1;
+
+export const enum CanonicalAmountKind {
+  Value = 0,
+  Text = 1,
+  JsonNumber = 2,
+}
+
+const ACCOUNT_WORDS = 2;
+const CURRENCY_WORDS = 1 + CURRENCY_CODE_BYTES_MAX / 4;
+const AMOUNT_WORDS = 3;
+const LEG_WORDS = ACCOUNT_WORDS + CURRENCY_WORDS + 2 * AMOUNT_WORDS;
+/** Largest record (settle with 12 legs), plus a zero block for the hash's tail. */
+export const CANONICAL_PAYLOAD_WORDS_MAX = 1 + ACCOUNT_WORDS + SETTLE_LEGS_MAX * LEG_WORDS + 4;
+
+/** Reusable builder of one canonical payload record; one per decoder, never per command. */
+export class CanonicalPayload {
+  readonly words = new Uint32Array(CANONICAL_PAYLOAD_WORDS_MAX);
+  private readonly bytes = new Uint8Array(this.words.buffer);
+  /** Words written so far. */
+  length = 0;
+  private readonly mantissa = new Words64();
+  private readonly textHash = new Hash64();
+
+  begin(type: number): void {
+    this.words[0] = CANONICAL_PAYLOAD_VERSION | (type << 8);
+    this.length = 1;
+  }
+
+  legCount(count: number): void {
+    this.words[0] |= count << 16;
+  }
+
+  account(lo: number, hi: number): void {
+    const at = this.length;
+    this.words[at] = lo;
+    this.words[at + 1] = hi;
+    this.length = at + ACCOUNT_WORDS;
+  }
+
+  /** The code bytes[start..end); callers guarantee 1..16 bytes. */
+  currency(bytes: Uint8Array, start: number, end: number): void {
+    const at = this.length;
+    const words = this.words;
+    words[at] = end - start;
+    words[at + 1] = 0;
+    words[at + 2] = 0;
+    words[at + 3] = 0;
+    words[at + 4] = 0;
+    const target = (at + 1) * 4;
+    for (let index = start; index < end; index++) this.bytes[target + index - start] = bytes[index];
+    this.length = at + CURRENCY_WORDS;
+  }
+
+  /** Kind 0 when the canonical value fits; returns false (nothing written) otherwise. */
+  amountValue(amount: DecimalAmount): boolean {
+    if (!canonicalFitsInt64(amount)) return false;
+    canonicalMantissaWords(amount, this.mantissa);
+    this.amountWords(CanonicalAmountKind.Value | (amount.canonicalScale << 8), this.mantissa.lo, this.mantissa.hi);
+    return true;
+  }
+
+  /** Kind 1 or 2: the hash of the amount's text bytes[start..end). */
+  amountOpaque(kind: CanonicalAmountKind, bytes: Uint8Array, start: number, end: number): void {
+    hash64(bytes, start, end, 0, this.textHash);
+    this.amountWords(kind, this.textHash.lo, this.textHash.hi);
+  }
+
+  hash(out: Hash64): void {
+    const length = this.length;
+    // hash64Aligned needs zeros up to the next 16-byte boundary.
+    for (let at = length; at < ((length + 3) & ~3); at++) this.words[at] = 0;
+    hash64Aligned(this.words, 0, length * 4, 0, out);
+  }
+
+  private amountWords(first: number, lo: number, hi: number): void {
+    const at = this.length;
+    this.words[at] = first;
+    this.words[at + 1] = lo;
+    this.words[at + 2] = hi;
+    this.length = at + AMOUNT_WORDS;
+  }
+}
