@@ -4,7 +4,7 @@
 
 import { ConfigError, configMarkdownTable, loadConfig, TallyConfig } from './config';
 import { createLogger, Logger } from './logger';
-import { listen } from './http_server';
+import { Service } from './service';
 import { ensureDatabase } from '../persist/database';
 import { migrate } from '../persist/migrate';
 
@@ -21,17 +21,13 @@ async function runMigrate(config: TallyConfig, log: Logger): Promise<void> {
 
 async function runStart(config: TallyConfig, log: Logger): Promise<void> {
   await runMigrate(config, log);
-  const server = await listen({ host: config.httpHost, port: config.httpPort, isReady: () => true });
-  log.info({ host: config.httpHost, port: server.port }, 'http server listening');
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info({ signal }, 'stopping');
-      server.close();
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  const service = await Service.start(config, log);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
+  log.info({ signal }, 'stopping');
+  await service.stop();
 }
 
 function redact(url: string): string {

@@ -16,11 +16,15 @@ export class CommandProducer {
   private pending = 0;
   private failure: Error | undefined;
   private drainWaiters: Array<() => void> = [];
+  // Highest offset the broker acknowledged, per partition: lets a caller wait until a
+  // consumer has read everything it sent.
+  readonly lastOffsets = new Map<number, number>();
 
   private constructor(producer: Kafka.Producer, private readonly topic: string) {
     this.producer = producer;
-    producer.on('delivery-report', (error) => {
+    producer.on('delivery-report', (error, report) => {
       if (error && this.failure === undefined) this.failure = new Error(`delivery to ${topic} failed: ${error.message}`);
+      if (!error && report.offset > (this.lastOffsets.get(report.partition) ?? -1)) this.lastOffsets.set(report.partition, report.offset);
       this.pending--;
       if (this.pending === 0) this.wakeDrainWaiters();
     });

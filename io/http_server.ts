@@ -8,6 +8,8 @@ export interface HttpServerOptions {
   readonly host: string;
   readonly port: number;
   readonly isReady: () => boolean;
+  // Registers the routes of the public contract; called before the catch-all 404.
+  readonly routes?: (app: uWS.TemplatedApp) => void;
 }
 
 export interface HttpServer {
@@ -16,7 +18,7 @@ export interface HttpServer {
   close(): void;
 }
 
-function json(res: uWS.HttpResponse, status: string, body: unknown): void {
+export function json(res: uWS.HttpResponse, status: string, body: unknown): void {
   res.cork(() => {
     res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify(body));
   });
@@ -29,6 +31,7 @@ export function listen(options: HttpServerOptions): Promise<HttpServer> {
     const ready = options.isReady();
     json(res, ready ? '200 OK' : '503 Service Unavailable', { status: ready ? 'ready' : 'not_ready' });
   });
+  options.routes?.(app);
   app.any('/*', (res, req) => {
     json(res, '404 Not Found', { error: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
   });

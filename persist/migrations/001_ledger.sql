@@ -14,14 +14,17 @@ CREATE TABLE currencies (
 );
 
 -- One row per (partition, account, currency). User accounts live on their home partition
--- only; system accounts (ids below 1000) have one row per partition.
+-- only; system accounts (ids below 1000) have one row per partition. last_offset is the
+-- Kafka offset (in that partition) of the command that last changed the row: offsets only
+-- grow within a partition, on every instance, so a flush may overwrite a row only with a
+-- higher last_offset and an older batch can never overwrite a newer balance.
 CREATE TABLE balances (
   partition    integer  NOT NULL,
   account      bigint   NOT NULL,
   currency_id  smallint NOT NULL REFERENCES currencies (id),
   available    bigint   NOT NULL,
   frozen       bigint   NOT NULL,
-  last_seq     bigint   NOT NULL,
+  last_offset  bigint   NOT NULL,
   PRIMARY KEY (partition, account, currency_id)
 );
 

@@ -1,0 +1,87 @@
+// End to end through the real pieces: commands produced to a real Kafka topic, consumed by
+// librdkafka into the command ring, applied by the engine worker, and read back over real
+// HTTP from the shared balance table.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
+import { loadConfig } from './config';
+import { createLogger } from './logger';
+import { Service } from './service';
+import { CommandProducer } from './command_producer';
+import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { ensureDatabase } from '../persist/database';
+import { migrate } from '../persist/migrate';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
+
+const PARTITIONS = 4;
+
+function createTopic(topic: string, partitions: number): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
+  return new Promise((resolve, reject) => {
+    admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 10_000, (err) => {
+      admin.disconnect();
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+async function balancesOf(port: number, account: string): Promise<Record<string, [string, string]>> {
+  const response = await fetch(`http://127.0.0.1:${port}/v1/accounts/${account}/balances`);
+  assert.equal(response.status, 200);
+  const body = (await response.json()) as { account: string; balances: Array<{ currency: string; available: string; frozen: string }> };
+  assert.equal(body.account, account);
+  return Object.fromEntries(body.balances.map((b) => [b.currency, [b.available, b.frozen]]));
+}
+
+test('commands through Kafka, the ring and the engine worker show up in HTTP balances', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.e2e');
+  await createTopic(topic, PARTITIONS);
+  await ensureDatabase(testPgUrl);
+  await migrate(testPgUrl);
+  const config = loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: testPgUrl, TALLY_COMMANDS_TOPIC: topic,
+    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-e2e'),
+    TALLY_HTTP_PORT: '0', TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6,BTC:8',
+  }, undefined);
+  const service = await Service.start(config, createLogger('warn'));
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  try {
+    // Two users on the same partition so a transfer between them is local.
+    const users = Array.from({ length: 200 }, (_, i) => String(5000 + i));
+    const a = users[0]!;
+    const b = users.find((u) => u !== a && homePartitionOfAccountDecimal(u, PARTITIONS) === homePartitionOfAccountDecimal(a, PARTITIONS))!;
+    const send = (key: string, value: unknown): void => producer.send(key, Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)));
+    send(a, { type: 'deposit', tx_id: 'd1', account: a, currency: 'USDT', amount: '100.25' });
+    send(a, { type: 'deposit', tx_id: 'd1', account: a, currency: 'USDT', amount: '100.25' });
+    send(a, { type: 'deposit', tx_id: 'd1', account: a, currency: 'USDT', amount: '999' });
+    send(a, { type: 'freeze', tx_id: 'f1', account: a, currency: 'USDT', amount: '50' });
+    send(a, { type: 'withdraw', tx_id: 'w1', account: a, currency: 'USDT', amount: '60' });
+    send(a, { type: 'withdraw', tx_id: 'w2', account: a, currency: 'USDT', amount: '10.000001' });
+    send(a, { type: 'transfer', tx_id: 't1', from: a, to: b, currency: 'USDT', amount: '5' });
+    send(a, { type: 'deposit', tx_id: 'bad-scale', account: a, currency: 'USDT', amount: '1.0000001' });
+    send(a, '{"type":"deposit",');
+    send(a, { type: 'deposit', tx_id: 'btc', account: a, currency: 'BTC', amount: '0.00000001' });
+    await producer.flush();
+    const deadline = Date.now() + 60_000;
+    const target = producer.lastOffsets;
+    while ([...target].some(([p, o]) => (service.appliedOffsets.get(p) ?? -1) < o)) {
+      assert.ok(Date.now() < deadline, 'the engine applies everything within 60 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(await balancesOf(service.http.port, a), { USDT: ['35.249999', '50'], BTC: ['0.00000001', '0'] });
+    assert.deepEqual(await balancesOf(service.http.port, b), { USDT: ['5', '0'] });
+    const external = await (await fetch(`http://127.0.0.1:${service.http.port}/v1/accounts/0/balances/USDT`)).json();
+    assert.deepEqual(external, { account: '0', balances: [{ currency: 'USDT', available: '-90.249999', frozen: '0' }] }, 'the external account mirrors deposits minus withdrawals');
+    const bad = await fetch(`http://127.0.0.1:${service.http.port}/v1/accounts/12x/balances`);
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: string }).error, 'BAD_ACCOUNT');
+    const unknown = await fetch(`http://127.0.0.1:${service.http.port}/v1/accounts/${a}/balances/DOGE`);
+    assert.equal(unknown.status, 404);
+    assert.equal((await fetch(`http://127.0.0.1:${service.http.port}/readyz`)).status, 200);
+  } finally {
+    await producer.disconnect();
+    await service.stop();
+  }
+});
