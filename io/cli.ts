@@ -7,16 +7,28 @@ import { createLogger, Logger } from './logger';
 import { Service } from './service';
 import { ensureDatabase } from '../persist/database';
 import { migrate } from '../persist/migrate';
+import { runAudit } from '../persist/audit';
 
 const USAGE = `usage: tally <command>
   migrate   create the database if missing and apply pending migrations
   start     run the engine service
+  audit     check the ledger's invariants in the database; exits 1 with the offending rows
   config    print the configuration settings as a Markdown table`;
 
 async function runMigrate(config: TallyConfig, log: Logger): Promise<void> {
   if (await ensureDatabase(config.pgUrl)) log.info({ pgUrl: redact(config.pgUrl) }, 'created database');
   const applied = await migrate(config.pgUrl);
   log.info({ applied }, applied.length === 0 ? 'schema up to date' : 'applied migrations');
+}
+
+async function runAuditCommand(config: TallyConfig): Promise<number> {
+  const findings = await runAudit(config.pgUrl);
+  for (const finding of findings) {
+    process.stdout.write(`FAIL ${finding.check}: ${finding.description}\n`);
+    for (const row of finding.rows) process.stdout.write(`  ${JSON.stringify(row)}\n`);
+  }
+  if (findings.length === 0) process.stdout.write('audit passed: conservation, balances = journal, one accepted outcome per journalled tx\n');
+  return findings.length === 0 ? 0 : 1;
 }
 
 async function runStart(config: TallyConfig, log: Logger): Promise<void> {
@@ -42,7 +54,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(configMarkdownTable() + '\n');
     return 0;
   }
-  if (command !== 'migrate' && command !== 'start') {
+  if (command !== 'migrate' && command !== 'start' && command !== 'audit') {
     process.stderr.write(USAGE + '\n');
     return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
   }
@@ -58,6 +70,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   try {
+    if (command === 'audit') return await runAuditCommand(config);
     if (command === 'migrate') await runMigrate(config, log);
     else await runStart(config, log);
     return 0;

@@ -1,0 +1,57 @@
+// The audit against a real scratch database: a consistent ledger passes, and each kind of
+// damage (a changed balance, a lost outcome, legs under a rejection) is caught — the
+// negative controls that show the checks can fail.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { ensureDatabase, withDatabase } from './database';
+import { migrate } from './migrate';
+import { runAudit } from './audit';
+import { testPgUrl, uniqueName } from '../io/test_services';
+
+const LEDGER = `
+  INSERT INTO currencies VALUES (1, 'USDT', 8), (2, 'BTC', 8);
+  -- deposit 100 to 1001 on partition 0, transfer 30 to 1002, deposit 5 BTC to -1 (2^64-1) on partition 1
+  INSERT INTO journal VALUES
+    (0, 10, 0, 'd1', 1001, 1, 10000000000, 0, 1), (0, 10, 1, 'd1', 0, 1, -10000000000, 0, 1),
+    (0, 11, 0, 't1', 1001, 1, -3000000000, 0, 5), (0, 11, 1, 't1', 1002, 1, 3000000000, 0, 5),
+    (1, 4, 0, 'd2', -1, 2, 500000000, 0, 1), (1, 4, 1, 'd2', 0, 2, -500000000, 0, 1);
+  INSERT INTO balances VALUES
+    (0, 1001, 1, 7000000000, 0, 11), (0, 0, 1, -10000000000, 0, 10), (0, 1002, 1, 3000000000, 0, 11),
+    (1, -1, 2, 500000000, 0, 4), (1, 0, 2, -500000000, 0, 4);
+  INSERT INTO tx_outcomes VALUES
+    (0, 'd1', 10, true, NULL, 1), (0, 't1', 11, true, NULL, 2), (0, 'w1', 12, false, 'INSUFFICIENT_AVAILABLE', 3),
+    (1, 'd2', 4, true, NULL, 4);`;
+
+test('the audit passes a consistent ledger and catches each kind of damage', { timeout: 60_000 }, async () => {
+  const name = uniqueName('tally_audit');
+  const url = withDatabase(testPgUrl, name);
+  await ensureDatabase(url);
+  await migrate(url);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(LEDGER);
+    assert.deepEqual(await runAudit(url), []);
+
+    await client.query('UPDATE balances SET available = available + 1 WHERE partition = 0 AND account = 1002');
+    assert.deepEqual((await runAudit(url)).map((f) => f.check), ['conservation', 'balance_equals_journal']);
+    await client.query('UPDATE balances SET available = available - 1 WHERE partition = 0 AND account = 1002');
+
+    await client.query("DELETE FROM tx_outcomes WHERE tx_id = 't1'");
+    const lost = await runAudit(url);
+    assert.deepEqual(lost.map((f) => f.check), ['journal_has_one_accepted_outcome']);
+    assert.equal(lost[0]!.rows[0]!['tx_id'], 't1');
+    await client.query("INSERT INTO tx_outcomes VALUES (0, 't1', 11, true, NULL, 2)");
+
+    await client.query("INSERT INTO journal VALUES (0, 12, 0, 'w1', 1001, 1, 0, 0, 2)");
+    assert.deepEqual((await runAudit(url)).map((f) => f.check), ['journal_has_one_accepted_outcome', 'rejected_outcome_has_no_journal']);
+  } finally {
+    await client.end();
+    const admin = new pg.Client({ connectionString: withDatabase(testPgUrl, 'postgres') });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await admin.end();
+  }
+});
