@@ -1,9 +1,10 @@
 // Kafka in: a librdkafka consumer that batch-consumes `tally.commands` and decodes each
 // message straight into a slot of the engine's command ring. One callback per batch, no
 // promise or closure per message. Offsets come from Tally's own store (PostgreSQL), never
-// from the consumer group's commits: on assignment each partition starts at the next offset
-// the caller supplies. When the ring has no room the consumer simply stops fetching until the
-// engine catches up, so nothing is buffered without bound.
+// from the consumer group's commits: the caller assigns each partition at the next offset
+// its lease row holds. When the ring has no room the consumer simply stops fetching until
+// the engine catches up, so nothing is buffered without bound. A stopped partition (lease
+// lost, fenced) is paused and any of its messages still in hand are dropped, never applied.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import { Sequencer, RingBuffer, YieldingWaitStrategy } from '../ringbuffer';
@@ -20,12 +21,16 @@ export interface CommandConsumerOptions {
   readonly registry: CurrencyRegistry;
   readonly commandRing: RingBuffer;
   readonly log: Logger;
-  // The next offset to read for a partition, from Tally's store.
-  readonly nextOffsetOf: (partition: number) => number;
   readonly batchMessagesMax?: number;
 }
 
 const CONSUME_TIMEOUT_MS = 50;
+
+// librdkafka's incremental assignment, present in the binding but missing from its typings.
+interface IncrementalAssignment {
+  incrementalAssign(assignments: Kafka.Assignment[]): void;
+  incrementalUnassign(assignments: Kafka.Assignment[]): void;
+}
 const RING_FULL_RETRY_MS = 1;
 
 export class CommandConsumer {
@@ -34,6 +39,7 @@ export class CommandConsumer {
   private readonly views: CommandSlotViews;
   private readonly batchMessagesMax: number;
   private readonly assigned = new Set<number>();
+  private readonly stoppedPartitions = new Uint8Array(65536);
   private pending: Kafka.Message[] = [];
   private running = false;
   private stopped: (() => void) | undefined;
@@ -50,7 +56,6 @@ export class CommandConsumer {
       'enable.auto.offset.store': false,
       'fetch.wait.max.ms': 10,
       'queued.max.messages.kbytes': 65536,
-      rebalance_cb: (error: Kafka.LibrdKafkaError, assignment: Kafka.TopicPartition[]) => this.onRebalance(error, assignment),
     }, { 'auto.offset.reset': 'earliest' });
   }
 
@@ -63,12 +68,35 @@ export class CommandConsumer {
       this.consumer.connect({ timeout: 15_000 }, (error) => {
         if (error) return reject(new Error(`cannot reach Kafka at ${this.options.brokers}: ${error.message}`));
         this.consumer.setDefaultConsumeTimeout(CONSUME_TIMEOUT_MS);
-        this.consumer.subscribe([this.options.topic]);
         this.running = true;
         this.poll();
         resolve();
       });
     });
+  }
+
+  // Starts reading the given partitions at the given offsets (Tally's stored next offsets).
+  assign(assignments: ReadonlyArray<{ partition: number; offset: number }>): void {
+    for (const a of assignments) {
+      this.assigned.add(a.partition);
+      this.stoppedPartitions[a.partition] = 0;
+    }
+    this.options.log.info({ partitions: assignments.map((a) => `${a.partition}@${a.offset}`) }, 'partitions assigned');
+    (this.consumer as unknown as IncrementalAssignment).incrementalAssign(assignments.map((a) => ({ topic: this.options.topic, partition: a.partition, offset: a.offset })));
+  }
+
+  // Stops reading partitions at once: paused, removed, and their in-hand messages dropped.
+  stopPartitions(partitions: readonly number[]): void {
+    const live = partitions.filter((p) => this.assigned.has(p));
+    if (live.length === 0) return;
+    for (const p of live) {
+      this.assigned.delete(p);
+      this.stoppedPartitions[p] = 1;
+    }
+    const toppars = live.map((partition) => ({ topic: this.options.topic, partition }));
+    this.consumer.pause(toppars);
+    (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(toppars);
+    this.options.log.warn({ partitions: live }, 'partitions stopped');
   }
 
   // Stops fetching and leaves the group; commands already in the ring stay there.
@@ -80,27 +108,13 @@ export class CommandConsumer {
     });
   }
 
-  private onRebalance(error: Kafka.LibrdKafkaError, assignment: Kafka.TopicPartition[]): void {
-    if (error.code === Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS) {
-      const withOffsets = assignment.map((tp) => ({ topic: tp.topic, partition: tp.partition, offset: this.options.nextOffsetOf(tp.partition) }));
-      for (const tp of withOffsets) this.assigned.add(tp.partition);
-      this.options.log.info({ partitions: withOffsets.map((tp) => `${tp.partition}@${tp.offset}`) }, 'partitions assigned');
-      this.consumer.assign(withOffsets);
-    } else if (error.code === Kafka.CODES.ERRORS.ERR__REVOKE_PARTITIONS) {
-      for (const tp of assignment) this.assigned.delete(tp.partition);
-      this.options.log.info({ partitions: assignment.map((tp) => tp.partition) }, 'partitions revoked');
-      this.consumer.unassign();
-    } else {
-      this.options.log.error({ err: error }, 'rebalance failed');
-    }
-  }
-
   private poll(): void {
     if (!this.running) {
       this.stopped?.();
       return;
     }
     if (this.pending.length > 0) {
+      this.pending = this.withoutStopped(this.pending);
       this.publish();
       if (this.pending.length > 0) {
         setTimeout(() => this.poll(), RING_FULL_RETRY_MS);
@@ -113,7 +127,7 @@ export class CommandConsumer {
   private readonly onBatch = (error: Kafka.LibrdKafkaError, messages: Kafka.Message[]): void => {
     if (error) this.options.log.warn({ err: error }, 'consume failed; retrying');
     else if (messages.length > 0) {
-      this.pending = messages;
+      this.pending = this.withoutStopped(messages);
       this.publish();
     }
     setImmediate(() => this.poll());
@@ -134,6 +148,15 @@ export class CommandConsumer {
     this.sequencer.publish(first + count - 1);
     this.messagesDecoded += count;
     this.pending = count === messages.length ? NO_MESSAGES : messages.slice(count);
+  }
+
+  // Messages of stopped partitions never reach the ring. Filtering allocates, but only in
+  // the rare batches that hold such messages.
+  private withoutStopped(messages: Kafka.Message[]): Kafka.Message[] {
+    for (const message of messages) {
+      if (this.stoppedPartitions[message.partition] === 1) return messages.filter((m) => this.stoppedPartitions[m.partition] !== 1);
+    }
+    return messages;
   }
 }
 

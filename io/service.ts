@@ -56,7 +56,6 @@ export class Service {
       registry,
       commandRing: engine.commandRing,
       log,
-      nextOffsetOf: (partition) => nextOffsets.get(partition) ?? 0,
     });
     let service: Service | undefined;
     const http = await listen({
@@ -68,6 +67,7 @@ export class Service {
     service = new Service(config, registry, engine, drain, consumer, http, log);
     service.startDraining();
     await consumer.connect();
+    consumer.assign(Array.from({ length: config.commandPartitions }, (_, partition) => ({ partition, offset: nextOffsets.get(partition) ?? 0 })));
     service.ready = true;
     log.info({ port: http.port, partitions: config.commandPartitions }, 'tally started');
     return service;
