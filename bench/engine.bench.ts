@@ -22,7 +22,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
-import { BalanceEngine, COUNTER_DUPLICATES } from '../engine/balance_engine';
+import { BalanceEngine, COUNTER_DUPLICATES, PREFETCH_GROUP_COMMANDS } from '../engine/balance_engine';
 import { BalanceTable, USER_PARTITION } from '../engine/balance_table';
 import { COMMAND_SLOT_BYTES, CommandType, TX_ID_HASH_OFFSET, TX_ID_OFFSET } from '../engine/command_layout';
 import { CommandSlotWriter, SettleLegFields } from '../engine/command_slot_writer';
@@ -38,10 +38,13 @@ interface BenchConfig {
   readonly slots: number;
   readonly dedupWindowPerPartition: number;
   readonly steadySeconds: number;
+  /** Commands prefetched together before they are applied (0: apply one by one). */
+  readonly prefetchGroup: number;
+  readonly fillDedupWindows: boolean;
 }
 
-const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 19, dedupWindowPerPartition: 2_500_000, steadySeconds: 8 };
-const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 16, dedupWindowPerPartition: 500_000, steadySeconds: 1 };
+const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 19, dedupWindowPerPartition: 2_500_000, steadySeconds: 8, prefetchGroup: PREFETCH_GROUP_COMMANDS, fillDedupWindows: true };
+const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 16, dedupWindowPerPartition: 500_000, steadySeconds: 1, prefetchGroup: PREFETCH_GROUP_COMMANDS, fillDedupWindows: true };
 
 const FIRST_ACCOUNT = 1000;
 const PRELOAD_MINOR_UNITS = 1_000_000_000_000n;
@@ -150,12 +153,47 @@ function stampPass(bytes: Uint8Array, words: Uint32Array, slots: number, pass: n
   }
 }
 
-function runPass(engine: BalanceEngine, slots: number, histogram: hdr.Histogram): void {
+/**
+ * Applies the buffer's commands in batches of BATCH_COMMANDS, as the engine thread does with
+ * what the command ring holds, prefetching groups of `group` commands (0: no prefetching).
+ */
+function runPass(engine: BalanceEngine, slots: number, group: number, histogram: hdr.Histogram): void {
   for (let start = 0; start < slots; start += BATCH_COMMANDS) {
     const startedMs = performance.now();
     const end = Math.min(slots, start + BATCH_COMMANDS);
-    for (let index = start; index < end; index++) engine.apply(index * COMMAND_SLOT_BYTES);
+    if (group === 0) for (let index = start; index < end; index++) engine.apply(index * COMMAND_SLOT_BYTES);
+    else applyPrefetching(engine, start, end, group);
     histogram.recordValue(Math.round(((performance.now() - startedMs) * 1e6) / (end - start)));
+  }
+}
+
+function applyPrefetching(engine: BalanceEngine, start: number, end: number, group: number): void {
+  for (let first = start; first < end; first += group) {
+    const groupEnd = Math.min(end, first + group);
+    for (let index = first; index < groupEnd; index++) engine.prefetch(index * COMMAND_SLOT_BYTES);
+    for (let index = first; index < groupEnd; index++) engine.apply(index * COMMAND_SLOT_BYTES);
+  }
+}
+
+/**
+ * Fills every partition's dedup window with tx_ids that the workload never sends, as in an
+ * engine that has been running for a while: the steady state then evicts one tx_id per
+ * recorded command from the start instead of only once the windows have filled up.
+ */
+function fillDedupWindows(engine: BalanceEngine, partitions: number): void {
+  const words = new Int32Array(16);
+  const bytes = new Uint8Array(words.buffer);
+  const prefix = 'warm-up-';
+  for (let i = 0; i < prefix.length; i++) bytes[i] = prefix.charCodeAt(i);
+  for (let partition = 0; partition < partitions; partition++) {
+    const dedup = engine.dedupIndexOf(partition)!;
+    for (let n = 0; n < dedup.capacity; n++) {
+      words[2] = partition;
+      words[3] = n;
+      const hashLo = finalize32(n * 2 + 1 + partition * 0x10000001);
+      const hashHi = finalize32(n * 2 + 2 + partition * 0x10000001);
+      dedup.insert(hashLo, hashHi, words, 0, 16, 0, 0, 1, 0, 0, 0);
+    }
   }
 }
 
@@ -181,6 +219,9 @@ async function main(): Promise<void> {
     accounts: Number(process.env.BENCH_ACCOUNTS ?? base.accounts),
     steadySeconds: Number(process.env.BENCH_SECONDS ?? base.steadySeconds),
     dedupWindowPerPartition: Number(process.env.BENCH_DEDUP_WINDOW ?? base.dedupWindowPerPartition),
+    slots: Number(process.env.BENCH_SLOTS ?? base.slots),
+    prefetchGroup: Number(process.env.BENCH_PREFETCH_GROUP ?? base.prefetchGroup),
+    fillDedupWindows: (process.env.BENCH_FILL_DEDUP ?? '1') !== '0',
   };
   const setupStartedMs = performance.now();
   const homes = new Uint8Array(config.accounts);
@@ -192,13 +233,14 @@ async function main(): Promise<void> {
   const output = new OutputBuffer(OUTPUT_SLOTS);
   const engine = new BalanceEngine({ table, commands, output });
   for (let partition = 0; partition < config.partitions; partition++) engine.assignPartition(partition, { dedupWindow: config.dedupWindowPerPartition });
+  if (config.fillDedupWindows) fillDedupWindows(engine, config.partitions);
   const bytes = new Uint8Array(commands);
   const words = new Uint32Array(commands);
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000, numberOfSignificantValueDigits: 3 });
   const warmup = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000, numberOfSignificantValueDigits: 3 });
   let pass = 0;
   stampPass(bytes, words, config.slots, pass);
-  runPass(engine, config.slots, warmup);
+  runPass(engine, config.slots, config.prefetchGroup, warmup);
   const setupSeconds = (performance.now() - setupStartedMs) / 1000;
   console.log(`set-up ${setupSeconds.toFixed(1)} s: ${config.accounts} accounts x ${config.currencies} currencies, ${config.partitions} partitions, ${config.slots} pre-generated commands, warm-up pass done`);
 
@@ -217,13 +259,17 @@ async function main(): Promise<void> {
   steady = true;
   const countersBefore = Float64Array.from(engine.counters);
   let timedMs = 0;
+  let timedCpuMicros = 0;
   let timedCommands = 0;
   while (timedMs < config.steadySeconds * 1000) {
     pass++;
     stampPass(bytes, words, config.slots, pass);
     const startedMs = performance.now();
-    runPass(engine, config.slots, histogram);
+    const cpuBefore = process.cpuUsage();
+    runPass(engine, config.slots, config.prefetchGroup, histogram);
+    const cpu = process.cpuUsage(cpuBefore);
     timedMs += performance.now() - startedMs;
+    timedCpuMicros += cpu.user + cpu.system;
     timedCommands += config.slots;
   }
   await new Promise((resolve) => setTimeout(resolve, 100));
@@ -241,10 +287,13 @@ async function main(): Promise<void> {
   console.log(`ns per command (mean of each ${BATCH_COMMANDS}-command batch): p50 ${percentile(50)} p99 ${percentile(99)} p99.9 ${percentile(99.9)} max ${histogram.maxValue}`);
   console.log(`garbage collections in the steady state: ${JSON.stringify(gc)}`);
   console.log(`checksum (stateHash): ${stateHash}; table ${table.count} balances, full rejections ${table.fullRejections}`);
-  const decode = await runDecodeBenchIfPresent(config.smoke);
+  const decode = process.env.BENCH_DECODE === '0' ? {} : await runDecodeBenchIfPresent(config.smoke);
   const summary = {
     bench: 'engine', smoke: config.smoke, accounts: config.accounts, currencies: config.currencies, partitions: config.partitions,
     commands: timedCommands, seconds: Number((timedMs / 1000).toFixed(3)), commandsPerSec,
+    // CPU time of the process per command: unlike the wall clock, it leaves out the time the
+    // thread waited for a core on a shared machine.
+    cpuNsPerCommand: Math.round((timedCpuMicros * 1000) / timedCommands),
     duplicates: counters[COUNTER_DUPLICATES], rejected, nsPerCommandP50: percentile(50), nsPerCommandP99: percentile(99),
     gcMinor: gcKinds.get('minor') ?? 0, gcMajor: gcKinds.get('major') ?? 0, gcTotal: Array.from(gcKinds.values()).reduce((a, b) => a + b, 0),
     stateHash, ...decode,

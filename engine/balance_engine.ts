@@ -62,7 +62,7 @@ import {
 import { RejectCode } from './reject_code';
 import {
   AVAILABLE_WORD, BUCKET_WORDS, BalanceTable, FROZEN_WORD, PARTITIONS_MAX, USER_PARTITION_WORD,
-  VERSION_WORD, findBucket, isUserAccount,
+  VERSION_WORD, findBucket, isUserAccount, keyHash,
 } from './balance_table';
 import { DedupIndex, OutcomeStatus } from './dedup_index';
 import { I32_MAX, I32_MIN, TWO_POW_32 } from './int64_words';
@@ -72,31 +72,164 @@ import {
   OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_KIND_OFFSET, OUT_LEG_COUNT_OFFSET, OUT_ORIGINAL_OFFSET_OFFSET,
   OUT_PARTITION_OFFSET, OUT_PAYLOAD_HASH_OFFSET, OUT_REASON_OFFSET, OUT_RESERVED_OFFSET, OUT_SEQUENCE_OFFSET,
   OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_HASH_OFFSET, OUT_TX_ID_LENGTH_OFFSET,
-  OUT_TX_ID_OFFSET, OUT_LEG_BYTES, OutputRegion, SlotKind, legOffsetInSlot,
+  OUT_TX_ID_OFFSET, OUT_LEG_BYTES, OutputRegion, SlotKind, legOffsetInSlot, outputSlotsFor,
 } from './output_layout';
 
-const LEGS_MAX = SETTLE_LEGS_MAX;
-const EXTERNAL_ACCOUNT = 0;
-/** A journal leg in words, the same as OUT_LEG_BYTES / 4: account lo/hi, currency, partition,
- *  available delta lo/hi, frozen delta lo/hi, resulting available lo/hi, resulting frozen lo/hi. */
-const JOURNAL_LEG_WORDS = 12;
-const AMOUNT_WORD = AMOUNT_OFFSET >> 2;
-const ACCOUNT_WORD_IN_SLOT = ACCOUNT_OFFSET >> 2;
-const COUNTER_ACCOUNT_WORD_IN_SLOT = COUNTER_ACCOUNT_OFFSET >> 2;
-const CURRENCY_WORD_IN_SLOT = CURRENCY_OFFSET >> 2;
 
-function assertPackedOutcomeBytes(): void {
+// The hot path addresses slots by word index through these const enums, which TypeScript
+// turns into literals: an imported `const` compiles to a property load from the other
+// module's exports object (plus a type check) at every use. They mirror command_layout.ts
+// and output_layout.ts, and assertLayoutMirrors() checks them against those at load time.
+
+/** Word indexes in a command slot (command_layout.ts). */
+const enum CommandWord {
+  /** Bytes 0..3: type, rejectCode, legCount, txIdLength. */
+  Header = 0,
+  Partition = 1,
+  KafkaOffset = 2,
+  PayloadHash = 4,
+  TxIdHash = 6,
+  Account = 8,
+  CounterAccount = 10,
+  Currency = 12,
+  /** accountHome (u16) | counterHome (u16) << 16. */
+  Homes = 13,
+  Amount = 14,
+  TxId = 16,
+  Legs = 32,
+}
+
+/** Word offsets inside a settle leg of a command slot. */
+const enum CommandLegWord {
+  Account = 0,
+  Currency = 2,
+  Home = 3,
+  AvailableDelta = 4,
+  FrozenDelta = 6,
+  Words = 8,
+}
+
+/** Word indexes in an outcome slot (output_layout.ts). */
+const enum OutcomeWord {
+  /** kind | status << 8 | reason << 16 | flags << 24. */
+  Header0 = 0,
+  /** legCount | slotCount << 8 | txIdLength << 16 | commandType << 24. */
+  Header1 = 1,
+  Partition = 2,
+  Reserved = 3,
+  KafkaOffset = 4,
+  Sequence = 6,
+  PayloadHash = 8,
+  OriginalOffset = 10,
+  Account = 12,
+  TxIdHash = 14,
+  TxId = 16,
+}
+
+/** A journal leg in words, the output's leg layout: account lo/hi, currency, partition,
+ *  available delta lo/hi, frozen delta lo/hi, resulting available lo/hi, resulting frozen lo/hi. */
+const enum JournalWord {
+  AccountLo = 0,
+  AccountHi = 1,
+  Currency = 2,
+  Partition = 3,
+  AvailableDeltaLo = 4,
+  AvailableDeltaHi = 5,
+  FrozenDeltaLo = 6,
+  FrozenDeltaHi = 7,
+  AvailableLo = 8,
+  AvailableHi = 9,
+  FrozenLo = 10,
+  FrozenHi = 11,
+  Words = 12,
+}
+
+/** Word indexes in a leg slot: a 4-word header, then two journal legs. */
+const enum LegSlotWord {
+  Header = 0,
+  FirstLeg = 4,
+}
+
+/** Word indexes in a balance bucket (balance_table.ts). */
+const enum BucketWord {
+  Available = 4,
+  Frozen = 6,
+  Words = 16,
+}
+
+function assertLayoutMirrors(): void {
+  const mirrors: [number, number][] = [
+    [CommandWord.Partition * 4, PARTITION_OFFSET], [CommandWord.KafkaOffset * 4, KAFKA_OFFSET_OFFSET],
+    [CommandWord.PayloadHash * 4, PAYLOAD_HASH_OFFSET], [CommandWord.TxIdHash * 4, TX_ID_HASH_OFFSET],
+    [CommandWord.Account * 4, ACCOUNT_OFFSET], [CommandWord.CounterAccount * 4, COUNTER_ACCOUNT_OFFSET],
+    [CommandWord.Currency * 4, CURRENCY_OFFSET], [CommandWord.Homes * 4, ACCOUNT_HOME_OFFSET],
+    [CommandWord.Homes * 4 + 2, COUNTER_HOME_OFFSET], [CommandWord.Amount * 4, AMOUNT_OFFSET],
+    [CommandWord.TxId * 4, TX_ID_OFFSET], [CommandWord.Legs * 4, LEGS_OFFSET],
+    [0, TYPE_OFFSET], [1, REJECT_CODE_OFFSET], [2, LEG_COUNT_OFFSET], [3, TX_ID_LENGTH_OFFSET],
+    [CommandLegWord.Account * 4, LEG_ACCOUNT_OFFSET], [CommandLegWord.Currency * 4, LEG_CURRENCY_OFFSET],
+    [CommandLegWord.Home * 4, LEG_HOME_OFFSET], [CommandLegWord.AvailableDelta * 4, LEG_AVAILABLE_DELTA_OFFSET],
+    [CommandLegWord.FrozenDelta * 4, LEG_FROZEN_DELTA_OFFSET], [CommandLegWord.Words * 4, LEG_BYTES],
+    [OutcomeWord.Partition * 4, OUT_PARTITION_OFFSET], [OutcomeWord.Reserved * 4, OUT_RESERVED_OFFSET],
+    [OutcomeWord.KafkaOffset * 4, OUT_KAFKA_OFFSET_OFFSET], [OutcomeWord.Sequence * 4, OUT_SEQUENCE_OFFSET],
+    [OutcomeWord.PayloadHash * 4, OUT_PAYLOAD_HASH_OFFSET], [OutcomeWord.OriginalOffset * 4, OUT_ORIGINAL_OFFSET_OFFSET],
+    [OutcomeWord.Account * 4, OUT_ACCOUNT_OFFSET], [OutcomeWord.TxIdHash * 4, OUT_TX_ID_HASH_OFFSET],
+    [OutcomeWord.TxId * 4, OUT_TX_ID_OFFSET], [JournalWord.Words * 4, OUT_LEG_BYTES],
+    [LegSlotWord.FirstLeg * 4, legOffsetInSlot(0)], [(LegSlotWord.FirstLeg + JournalWord.Words) * 4, legOffsetInSlot(1)],
+    [BucketWord.Available, AVAILABLE_WORD], [BucketWord.Frozen, FROZEN_WORD], [BucketWord.Words, BUCKET_WORDS], [2, LEGS_PER_SLOT],
+  ];
+  for (const [mirror, layout] of mirrors) {
+    if (mirror !== layout) throw new Error(`balance engine: a word index (${mirror}) no longer mirrors the slot layout (${layout})`);
+  }
   const packed = [OUT_KIND_OFFSET, OUT_STATUS_OFFSET, OUT_REASON_OFFSET, OUT_FLAGS_OFFSET, OUT_LEG_COUNT_OFFSET, OUT_SLOT_COUNT_OFFSET, OUT_TX_ID_LENGTH_OFFSET, OUT_COMMAND_TYPE_OFFSET];
   packed.forEach((offset, index) => {
-    if (offset !== index) throw new Error('balance engine: finish() packs the outcome header bytes 0..7 in layout order');
+    if (offset !== index) throw new Error('balance engine: writeOutcome() packs the outcome header bytes 0..7 in layout order');
   });
-  if (JOURNAL_LEG_WORDS * 4 !== OUT_LEG_BYTES) throw new Error('balance engine: journal legs must have the output leg layout');
 }
-assertPackedOutcomeBytes();
+assertLayoutMirrors();
+
+/** Other constants of the hot path, as literals (asserted against their sources below). */
+const enum Limit {
+  PartitionsMax = 65536,
+  TxIdBytesMax = 64,
+  SettleLegsMax = 12,
+  UserPartitionWord = -1,
+  ExternalAccount = 0,
+  TwoPow32 = 4294967296,
+  Int32Max = 0x7fffffff,
+  Int32Min = -0x80000000,
+  /** Output slots of an accepted deposit, withdraw, freeze, unfreeze or transfer: the outcome and one leg slot. */
+  SingleAmountSlots = 2,
+  FlagDuplicate = 1,
+  FlagRecorded = 2,
+  /** Index of the duplicate-replay counter in `counters`. */
+  CounterDuplicates = 16,
+}
+
+function assertLimits(): void {
+  const mirrors: [number, number][] = [
+    [Limit.PartitionsMax, PARTITIONS_MAX], [Limit.TxIdBytesMax, TX_ID_BYTES_MAX], [Limit.SettleLegsMax, SETTLE_LEGS_MAX],
+    [Limit.UserPartitionWord, USER_PARTITION_WORD], [Limit.TwoPow32, TWO_POW_32], [Limit.Int32Max, I32_MAX], [Limit.Int32Min, I32_MIN],
+    [Limit.FlagDuplicate, OUTCOME_FLAG_DUPLICATE], [Limit.FlagRecorded, OUTCOME_FLAG_RECORDED], [Limit.SingleAmountSlots, outputSlotsFor(2)],
+  ];
+  for (const [mirror, source] of mirrors) if (mirror !== source) throw new Error(`balance engine: constant ${mirror} no longer mirrors ${source}`);
+}
+assertLimits();
+
+/** True if both high words (of running balances, see evaluatePosting()) fit int32, i.e. both values fit int64. */
+function fitsInt64(availableHi: number, frozenHi: number): boolean {
+  return availableHi <= Limit.Int32Max && availableHi >= Limit.Int32Min && frozenHi <= Limit.Int32Max && frozenHi >= Limit.Int32Min;
+}
 
 /** Index of the duplicate-replay counter in `counters`; indexes 0..15 count outcomes by reason (0 = accepted). */
-export const COUNTER_DUPLICATES = 16;
+export const COUNTER_DUPLICATES: number = Limit.CounterDuplicates;
 const COUNTERS = 17;
+
+/**
+ * Commands to prefetch() before applying them, when the caller has that many at hand: enough
+ * independent cache misses in flight to hide most of the memory latency, few enough that the
+ * lines are still in cache when apply() needs them.
+ */
+export const PREFETCH_GROUP_COMMANDS = 16;
 
 export interface BalanceEngineOptions {
   readonly table: BalanceTable;
@@ -109,45 +242,49 @@ export interface BalanceEngineOptions {
 
 export class BalanceEngine {
   readonly table: BalanceTable;
-  /** Outcomes by reason (index 0 = accepted) and COUNTER_DUPLICATES. */
+  /** Outcomes by reason (index 0 = accepted) and Limit.CounterDuplicates. */
   readonly counters = new Float64Array(COUNTERS);
   private readonly output: OutputRegion;
   private readonly commandBytes: Uint8Array;
   private readonly commandWords: Int32Array;
-  private readonly commandHalves: Uint16Array;
   private readonly outWords: Int32Array;
   private readonly outFloats: Float64Array;
   private readonly tableWords: Int32Array;
   private readonly tableUnsigned: Uint32Array;
   private readonly tableMask: number;
-  private readonly dedups: (DedupIndex | null)[] = new Array<DedupIndex | null>(PARTITIONS_MAX).fill(null);
+  private readonly changeSequence: Float64Array;
+  private readonly dedups: (DedupIndex | null)[] = new Array<DedupIndex | null>(Limit.PartitionsMax).fill(null);
   /** [0]: sequence of the last command applied. */
   private readonly sequenceCell = new Float64Array(1);
+  /** Where prefetch() leaves what it loaded, so the loads are not optimized away. */
+  private prefetched = 0;
+  /** Output position of the outcome slot applySingleAmount() claimed for an accepted command. */
+  private claimedFirst = 0;
 
   // The posting being evaluated: one entry per leg. Preallocated; nothing is allocated per command.
   private legCount = 0;
-  private readonly legAccountLo = new Int32Array(LEGS_MAX);
-  private readonly legAccountHi = new Int32Array(LEGS_MAX);
-  private readonly legCurrency = new Int32Array(LEGS_MAX);
-  private readonly legKeyPartition = new Int32Array(LEGS_MAX);
-  private readonly legPartition = new Int32Array(LEGS_MAX);
-  private readonly legIsUser = new Uint8Array(LEGS_MAX);
-  private readonly deltaAvailableLo = new Uint32Array(LEGS_MAX);
-  private readonly deltaAvailableHi = new Int32Array(LEGS_MAX);
-  private readonly deltaFrozenLo = new Uint32Array(LEGS_MAX);
-  private readonly deltaFrozenHi = new Int32Array(LEGS_MAX);
-  private readonly legBucket = new Int32Array(LEGS_MAX);
+  private readonly legAccountLo = new Int32Array(Limit.SettleLegsMax);
+  private readonly legAccountHi = new Int32Array(Limit.SettleLegsMax);
+  private readonly legCurrency = new Int32Array(Limit.SettleLegsMax);
+  private readonly legKeyPartition = new Int32Array(Limit.SettleLegsMax);
+  private readonly legPartition = new Int32Array(Limit.SettleLegsMax);
+  private readonly legIsUser = new Uint8Array(Limit.SettleLegsMax);
+  private readonly deltaAvailableLo = new Uint32Array(Limit.SettleLegsMax);
+  private readonly deltaAvailableHi = new Int32Array(Limit.SettleLegsMax);
+  private readonly deltaFrozenLo = new Uint32Array(Limit.SettleLegsMax);
+  private readonly deltaFrozenHi = new Int32Array(Limit.SettleLegsMax);
+  private readonly legBucket = new Int32Array(Limit.SettleLegsMax);
   /** Index of the previous leg on the same balance, or -1. */
-  private readonly legPrevious = new Int32Array(LEGS_MAX);
+  private readonly legPrevious = new Int32Array(Limit.SettleLegsMax);
   /** 1 if no later leg names the same balance: this leg's result is what gets written. */
-  private readonly legIsLast = new Uint8Array(LEGS_MAX);
+  private readonly legIsLast = new Uint8Array(Limit.SettleLegsMax);
   // Resulting balances after each leg: low word in [0, 2^32), high word an unbounded integer.
-  private readonly runningAvailableLo = new Float64Array(LEGS_MAX);
-  private readonly runningAvailableHi = new Float64Array(LEGS_MAX);
-  private readonly runningFrozenLo = new Float64Array(LEGS_MAX);
-  private readonly runningFrozenHi = new Float64Array(LEGS_MAX);
-  /** The journal legs of the accepted command, 12 words each, in the output's leg layout. */
-  private readonly journal = new Int32Array(LEGS_MAX * JOURNAL_LEG_WORDS);
+  private readonly runningAvailableLo = new Float64Array(Limit.SettleLegsMax);
+  private readonly runningAvailableHi = new Float64Array(Limit.SettleLegsMax);
+  private readonly runningFrozenLo = new Float64Array(Limit.SettleLegsMax);
+  private readonly runningFrozenHi = new Float64Array(Limit.SettleLegsMax);
+  /** The journal legs of the accepted command, in the output's leg layout (JournalWord). */
+  private readonly journal = new Int32Array(Limit.SettleLegsMax * JournalWord.Words);
   private readonly hashScratch = new Int32Array(2);
 
   constructor(options: BalanceEngineOptions) {
@@ -157,17 +294,17 @@ export class BalanceEngine {
     const commands = options.commands;
     this.commandBytes = new Uint8Array(commands);
     this.commandWords = new Int32Array(commands);
-    this.commandHalves = new Uint16Array(commands);
     this.outWords = new Int32Array(options.output.buffer);
     this.outFloats = new Float64Array(options.output.buffer);
     this.tableWords = this.table.words;
     this.tableUnsigned = this.table.unsignedWords;
     this.tableMask = this.table.mask;
+    this.changeSequence = this.table.changeSequence;
   }
 
   /** Takes ownership of a partition: allocates its dedup window (control plane). */
   assignPartition(partition: number, options: { dedupWindow?: number } = {}): DedupIndex {
-    if (!Number.isInteger(partition) || partition < 0 || partition >= PARTITIONS_MAX) throw new Error(`balance engine: partition ${partition} out of range`);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= Limit.PartitionsMax) throw new Error(`balance engine: partition ${partition} out of range`);
     let dedup = this.dedups[partition];
     if (dedup === null) {
       dedup = new DedupIndex({ capacity: options.dedupWindow });
@@ -186,224 +323,324 @@ export class BalanceEngine {
   }
 
   /**
+   * Loads, without changing anything, the cache lines that apply() of the same slot will
+   * read first: the tx_id's dedup index group and the balance buckets of the command's
+   * account (and a transfer's `to`). A lookup in a table of hundreds of MiB misses the cache
+   * and the TLB; misses of different commands overlap when their loads are issued together,
+   * so callers that hold a batch of commands prefetch a group of them (see
+   * PREFETCH_GROUP_COMMANDS) and then apply the same group:
+   *
+   *   for (i = first; i < end; i += G) { for (j in i..i+G) prefetch(j); for (j in i..i+G) apply(j); }
+   *
+   * Any slot contents are safe here (garbage only costs a useless load).
+   */
+  prefetch(commandOffset: number): void {
+    const words = this.commandWords;
+    const w = commandOffset >> 2;
+    const partition = words[w + CommandWord.Partition];
+    const dedup = partition >= 0 && partition < Limit.PartitionsMax ? this.dedups[partition] : null;
+    if (dedup === null) return;
+    // The tx_id bytes (their own cache line) and the tx_id's index group.
+    let loaded = words[w + CommandWord.TxId] ^ dedup.groups[dedup.groupWordOf(words[w + CommandWord.TxIdHash])];
+    const type = words[w + CommandWord.Header] & 0xff;
+    if (type === CommandType.Settle) {
+      loaded ^= this.prefetchSettleLegs(w, partition);
+    } else {
+      const currency = words[w + CommandWord.Currency];
+      loaded ^= this.prefetchBalance(words[w + CommandWord.Account], words[w + CommandWord.Account + 1], currency, Limit.UserPartitionWord);
+      if (type === CommandType.Transfer) {
+        loaded ^= this.prefetchBalance(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1], currency, Limit.UserPartitionWord);
+      }
+    }
+    this.prefetched = loaded;
+  }
+
+  /**
+   * Loads the home bucket of a balance key and the bucket after it: with linear probing a
+   * third of the keys sit one bucket past home, and every bucket is a cache line of its own.
+   */
+  private prefetchBalance(accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
+    const mask = this.tableMask;
+    const home = keyHash(accountLo, accountHi, currency, keyPartition) & mask;
+    return this.tableWords[home * BucketWord.Words] ^ this.tableWords[((home + 1) & mask) * BucketWord.Words];
+  }
+
+  private prefetchSettleLegs(w: number, partition: number): number {
+    const words = this.commandWords;
+    const legCount = Math.min((words[w + CommandWord.Header] >>> 16) & 0xff, Limit.SettleLegsMax);
+    let loaded = 0;
+    for (let leg = 0; leg < legCount; leg++) {
+      const base = w + CommandWord.Legs + leg * CommandLegWord.Words;
+      const accountLo = words[base + CommandLegWord.Account];
+      const accountHi = words[base + CommandLegWord.Account + 1];
+      const keyPartition = isUserAccount(accountLo, accountHi) ? Limit.UserPartitionWord : partition;
+      loaded ^= this.prefetchBalance(accountLo, accountHi, words[base + CommandLegWord.Currency], keyPartition);
+    }
+    return loaded;
+  }
+
+  /** What the last prefetch() loaded (meaningless; it keeps the loads alive). */
+  get prefetchedWord(): number {
+    return this.prefetched;
+  }
+
+  /**
    * Applies the command in the slot at byte `commandOffset` of the command buffer and writes
    * its outcome and legs to the output region. Returns the number of output slots written.
    */
   apply(commandOffset: number): number {
     const slot = commandOffset;
-    const bytes = this.commandBytes;
     const words = this.commandWords;
+    const w = slot >> 2;
     const sequence = this.sequenceCell[0] + 1;
     this.sequenceCell[0] = sequence;
-    this.table.changeSequence[0] = sequence;
-    const partition = words[(slot + PARTITION_OFFSET) >> 2];
-    const dedup = partition >= 0 && partition < PARTITIONS_MAX ? this.dedups[partition] : null;
+    this.changeSequence[0] = sequence;
+    const partition = words[w + CommandWord.Partition];
+    const dedup = partition >= 0 && partition < Limit.PartitionsMax ? this.dedups[partition] : null;
     if (dedup === null) throw new Error(`balance engine: command for partition ${partition >>> 0}, which this engine was not assigned`);
-    const txIdLength = bytes[slot + TX_ID_LENGTH_OFFSET];
-    if (txIdLength > TX_ID_BYTES_MAX) throw new Error(`balance engine: txIdLength ${txIdLength} breaks the command layout`);
-    const preset = bytes[slot + REJECT_CODE_OFFSET];
-    if (txIdLength === 0) return this.finish(slot, OutcomeStatus.Rejected, preset !== 0 ? preset : RejectCode.Malformed, 0, null, -1, 0);
-    if (preset === RejectCode.Malformed || !this.isWellFormed(slot)) return this.finish(slot, OutcomeStatus.Rejected, RejectCode.Malformed, 0, null, -1, 0);
-    const txIdHashLo = words[(slot + TX_ID_HASH_OFFSET) >> 2];
-    const txIdHashHi = words[(slot + TX_ID_HASH_OFFSET + 4) >> 2];
-    const payloadHashLo = words[(slot + PAYLOAD_HASH_OFFSET) >> 2];
-    const payloadHashHi = words[(slot + PAYLOAD_HASH_OFFSET + 4) >> 2];
-    const entry = dedup.find(txIdHashLo, txIdHashHi, bytes, slot + TX_ID_OFFSET, txIdLength);
-    if (entry >= 0) {
-      if (dedup.payloadHashLo(entry) === payloadHashLo && dedup.payloadHashHi(entry) === payloadHashHi) {
-        return this.finish(slot, dedup.status(entry), dedup.reason(entry), OUTCOME_FLAG_DUPLICATE, dedup, entry, 0);
-      }
-      return this.finish(slot, OutcomeStatus.Rejected, RejectCode.DuplicateTxIdConflict, 0, null, -1, 0);
-    }
+    const header = words[w + CommandWord.Header];
+    const txIdLength = header >>> 24;
+    if (txIdLength > Limit.TxIdBytesMax) throw new Error(`balance engine: txIdLength ${txIdLength} breaks the command layout`);
+    const preset = (header >>> 8) & 0xff;
+    if (txIdLength === 0) return this.finishUnrecorded(slot, preset !== 0 ? preset : RejectCode.Malformed);
+    if (preset === RejectCode.Malformed || !this.isWellFormed(slot)) return this.finishUnrecorded(slot, RejectCode.Malformed);
+    const txIdHashLo = words[w + CommandWord.TxIdHash];
+    const txIdHashHi = words[w + CommandWord.TxIdHash + 1];
+    const entry = dedup.find(txIdHashLo, txIdHashHi, this.commandBytes, slot + CommandWord.TxId * 4, txIdLength);
+    if (entry >= 0) return this.finishDuplicate(slot, dedup, entry);
     let reason = preset;
-    if (reason === RejectCode.None) {
-      if (bytes[slot + TYPE_OFFSET] === CommandType.Settle) {
-        reason = this.buildSettle(slot, partition);
-        if (reason === RejectCode.None) reason = this.evaluatePosting();
-        if (reason === RejectCode.None) this.commitPosting();
-      } else {
-        reason = this.applySingleAmount(slot, partition);
-      }
-    }
+    const isSettle = (header & 0xff) === CommandType.Settle;
+    if (reason === RejectCode.None) reason = isSettle ? this.applySettle(slot, partition) : this.applySingleAmount(slot, partition);
     if (reason === RejectCode.BalanceTableFull) {
       this.table.noteFullRejection();
-      return this.finish(slot, OutcomeStatus.Rejected, reason, 0, null, -1, 0);
+      return this.finishUnrecorded(slot, reason);
     }
     const status = reason === RejectCode.None ? OutcomeStatus.Accepted : OutcomeStatus.Rejected;
-    const offsetWord = (slot + KAFKA_OFFSET_OFFSET) >> 2;
+    const offsetLo = words[w + CommandWord.KafkaOffset];
+    const offsetHi = words[w + CommandWord.KafkaOffset + 1];
     dedup.insert(
-      txIdHashLo, txIdHashHi, words, (slot + TX_ID_OFFSET) >> 2, txIdLength, payloadHashLo, payloadHashHi,
-      status, reason, words[offsetWord], words[offsetWord + 1],
+      txIdHashLo, txIdHashHi, words, w + CommandWord.TxId, txIdLength, words[w + CommandWord.PayloadHash], words[w + CommandWord.PayloadHash + 1],
+      status, reason, offsetLo, offsetHi,
     );
-    return this.finish(slot, status, reason, OUTCOME_FLAG_RECORDED, null, -1, status === OutcomeStatus.Accepted ? this.legCount : 0);
+    if (status === OutcomeStatus.Rejected) return this.finish(slot, status, reason, Limit.FlagRecorded, 0, offsetLo, offsetHi);
+    if (isSettle) return this.finish(slot, status, reason, Limit.FlagRecorded, this.legCount, offsetLo, offsetHi);
+    // applySingleAmount() has claimed the outcome slot and written the leg slot after it.
+    this.counters[RejectCode.None]++;
+    this.writeOutcome(this.claimedFirst, slot, OutcomeStatus.Accepted, RejectCode.None, Limit.FlagRecorded, this.legCount, Limit.SingleAmountSlots, offsetLo, offsetHi);
+    return Limit.SingleAmountSlots;
   }
 
   /** Shape checks that need no state; a failure is MALFORMED. */
   private isWellFormed(slot: number): boolean {
-    const bytes = this.commandBytes;
     const words = this.commandWords;
-    const type = bytes[slot + TYPE_OFFSET];
+    const w = slot >> 2;
+    const type = words[w + CommandWord.Header] & 0xff;
     if (type < CommandType.Deposit || type > CommandType.Settle) return false;
-    if (!isUserAccount(words[(slot + ACCOUNT_OFFSET) >> 2], words[(slot + ACCOUNT_OFFSET + 4) >> 2])) return false;
-    if (type === CommandType.Transfer) {
-      return isUserAccount(words[(slot + COUNTER_ACCOUNT_OFFSET) >> 2], words[(slot + COUNTER_ACCOUNT_OFFSET + 4) >> 2]);
-    }
+    if (!isUserAccount(words[w + CommandWord.Account], words[w + CommandWord.Account + 1])) return false;
+    if (type === CommandType.Transfer) return isUserAccount(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1]);
     if (type === CommandType.Settle) {
-      const legCount = bytes[slot + LEG_COUNT_OFFSET];
-      return legCount >= 1 && legCount <= SETTLE_LEGS_MAX;
+      const legCount = (words[w + CommandWord.Header] >>> 16) & 0xff;
+      return legCount >= 1 && legCount <= Limit.SettleLegsMax;
     }
     return true;
   }
 
-  /**
-   * deposit, withdraw, freeze, unfreeze and transfer: at most two legs, evaluated in locals
-   * (the hot path; settle goes through the general posting evaluator). Same rules, same order
-   * of checks as evaluatePosting(): BAD_AMOUNT, WRONG_PARTITION, INSUFFICIENT_*,
-   * AMOUNT_OVERFLOW, BALANCE_TABLE_FULL; applies the legs and fills the journal on success.
-   */
-  private applySingleAmount(slot: number, partition: number): RejectCode {
+  /** A tx_id found in the window: the stored outcome again, or a conflict if the payload differs. */
+  private finishDuplicate(slot: number, dedup: DedupIndex, entry: number): number {
     const words = this.commandWords;
     const w = slot >> 2;
-    const type = this.commandBytes[slot + TYPE_OFFSET];
-    const amountLo = words[w + AMOUNT_WORD];
-    const amountHi = words[w + AMOUNT_WORD + 1];
+    if (dedup.payloadHashLo(entry) === words[w + CommandWord.PayloadHash] && dedup.payloadHashHi(entry) === words[w + CommandWord.PayloadHash + 1]) {
+      return this.finish(slot, dedup.status(entry), dedup.reason(entry), Limit.FlagDuplicate, 0, dedup.kafkaOffsetBitsLo(entry), dedup.kafkaOffsetBitsHi(entry));
+    }
+    return this.finishUnrecorded(slot, RejectCode.DuplicateTxIdConflict);
+  }
+
+  /** A rejection that is not recorded in the dedup window. */
+  private finishUnrecorded(slot: number, reason: number): number {
+    const w = slot >> 2;
+    return this.finish(slot, OutcomeStatus.Rejected, reason, 0, 0, this.commandWords[w + CommandWord.KafkaOffset], this.commandWords[w + CommandWord.KafkaOffset + 1]);
+  }
+
+  /**
+   * deposit, withdraw, freeze, unfreeze and transfer: one or two legs, evaluated in locals
+   * (the hot path; settle goes through the general posting evaluator). Same rules, same order
+   * of checks as evaluatePosting(): BAD_AMOUNT, WRONG_PARTITION, INSUFFICIENT_*,
+   * AMOUNT_OVERFLOW, BALANCE_TABLE_FULL; on success writes the balances and the journal.
+   *
+   * Leg 0 is the command's account with deltas (available, frozen): deposit (+a, 0), withdraw
+   * (-a, 0), freeze (-a, +a), unfreeze (+a, -a), transfer (-a, 0). Leg 1 (not for freeze and
+   * unfreeze) changes available only: external account 0 of the partition by -a for a deposit
+   * and +a for a withdraw, or the transfer's `to` by +a. A running balance is a low word in
+   * [0, 2^32) and a high word kept as an unbounded float64 integer (see evaluatePosting()).
+   */
+  private applySingleAmount(slot: number, partition: number): number {
+    const words = this.commandWords;
+    const w = slot >> 2;
+    const type = words[w + CommandWord.Header] & 0xff;
+    const amountLo = words[w + CommandWord.Amount];
+    const amountHi = words[w + CommandWord.Amount + 1];
     if (amountHi < 0 || (amountHi === 0 && amountLo === 0)) return RejectCode.BadAmount;
-    if (this.commandHalves[(slot + ACCOUNT_HOME_OFFSET) >> 1] !== partition) return RejectCode.WrongPartition;
-    if (type === CommandType.Transfer && this.commandHalves[(slot + COUNTER_HOME_OFFSET) >> 1] !== partition) return RejectCode.WrongPartition;
+    const homes = words[w + CommandWord.Homes];
+    if ((homes & 0xffff) !== partition) return RejectCode.WrongPartition;
+    const isTransfer = type === CommandType.Transfer;
+    if (isTransfer && homes >>> 16 !== partition) return RejectCode.WrongPartition;
     // Two's complement negation of the amount, word-wise (the amount is > 0, so it cannot overflow).
     const negativeLo = -amountLo | 0;
     const negativeHi = amountLo === 0 ? -amountHi | 0 : ~amountHi;
-    const credit = type === CommandType.Deposit || type === CommandType.Unfreeze;
-    const journal = this.journal;
-    // Leg 0: the command's user account.
-    const accountLo = words[w + ACCOUNT_WORD_IN_SLOT];
-    const accountHi = words[w + ACCOUNT_WORD_IN_SLOT + 1];
-    const currency = words[w + CURRENCY_WORD_IN_SLOT];
-    journal[0] = accountLo;
-    journal[1] = accountHi;
-    journal[2] = currency;
-    journal[3] = partition;
-    journal[4] = credit ? amountLo : negativeLo;
-    journal[5] = credit ? amountHi : negativeHi;
-    journal[6] = type === CommandType.Freeze ? amountLo : type === CommandType.Unfreeze ? negativeLo : 0;
-    journal[7] = type === CommandType.Freeze ? amountHi : type === CommandType.Unfreeze ? negativeHi : 0;
-    const bucket0 = findBucket(this.tableWords, this.tableMask, accountLo, accountHi, currency, USER_PARTITION_WORD);
-    this.addToBalance(0, bucket0, -1);
-    if (type === CommandType.Freeze || type === CommandType.Unfreeze) {
-      this.legCount = 1;
-      return this.checkAndCommitSingle(bucket0, -1, false);
-    }
-    // Leg 1: external account 0 of the partition, or the transfer's `to`.
-    const isTransfer = type === CommandType.Transfer;
-    const secondLo = isTransfer ? words[w + COUNTER_ACCOUNT_WORD_IN_SLOT] : EXTERNAL_ACCOUNT;
-    const secondHi = isTransfer ? words[w + COUNTER_ACCOUNT_WORD_IN_SLOT + 1] : 0;
-    const secondKeyPartition = isTransfer ? USER_PARTITION_WORD : partition;
-    journal[12] = secondLo;
-    journal[13] = secondHi;
-    journal[14] = currency;
-    journal[15] = partition;
-    journal[16] = type === CommandType.Deposit ? negativeLo : amountLo;
-    journal[17] = type === CommandType.Deposit ? negativeHi : amountHi;
-    journal[18] = 0;
-    journal[19] = 0;
-    const sameBalance = isTransfer && secondLo === accountLo && secondHi === accountHi;
-    const bucket1 = sameBalance ? bucket0 : findBucket(this.tableWords, this.tableMask, secondLo, secondHi, currency, secondKeyPartition);
-    this.addToBalance(1, bucket1, sameBalance ? 0 : -1);
-    this.legCount = 2;
-    return this.checkAndCommitSingle(bucket0, bucket1, sameBalance);
-  }
-
-  /**
-   * journal leg `leg` gets base + deltas as its resulting balances, the base being the
-   * resulting balances of journal leg `previous` if >= 0, else the bucket's balances, else 0.
-   * The high words are stored unclamped in the Float64Array cells; see evaluatePosting().
-   */
-  private addToBalance(leg: number, bucket: number, previous: number): void {
-    const journal = this.journal;
-    const at = leg * JOURNAL_LEG_WORDS;
-    let availableLo = 0;
-    let availableHi = 0;
-    let frozenLo = 0;
-    let frozenHi = 0;
-    if (previous >= 0) {
-      availableLo = this.runningAvailableLo[previous];
-      availableHi = this.runningAvailableHi[previous];
-      frozenLo = this.runningFrozenLo[previous];
-      frozenHi = this.runningFrozenHi[previous];
-    } else if (bucket >= 0) {
-      const base = bucket * BUCKET_WORDS;
-      availableLo = this.tableUnsigned[base + AVAILABLE_WORD];
-      availableHi = this.tableWords[base + AVAILABLE_WORD + 1];
-      frozenLo = this.tableUnsigned[base + FROZEN_WORD];
-      frozenHi = this.tableWords[base + FROZEN_WORD + 1];
-    }
-    const sumAvailableLo = availableLo + (journal[at + 4] >>> 0);
-    const carryAvailable = sumAvailableLo >= TWO_POW_32 ? 1 : 0;
-    this.runningAvailableLo[leg] = sumAvailableLo - carryAvailable * TWO_POW_32;
-    this.runningAvailableHi[leg] = availableHi + journal[at + 5] + carryAvailable;
-    const sumFrozenLo = frozenLo + (journal[at + 6] >>> 0);
-    const carryFrozen = sumFrozenLo >= TWO_POW_32 ? 1 : 0;
-    this.runningFrozenLo[leg] = sumFrozenLo - carryFrozen * TWO_POW_32;
-    this.runningFrozenHi[leg] = frozenHi + journal[at + 7] + carryFrozen;
-  }
-
-  /** Checks and applies the one or two legs set up by applySingleAmount(). */
-  private checkAndCommitSingle(bucket0: number, bucket1: number, sameBalance: boolean): RejectCode {
-    const legCount = this.legCount;
+    const availableCredit = type === CommandType.Deposit || type === CommandType.Unfreeze;
+    const availableDeltaLo = availableCredit ? amountLo : negativeLo;
+    const availableDeltaHi = availableCredit ? amountHi : negativeHi;
+    const frozenDeltaLo = type === CommandType.Freeze ? amountLo : type === CommandType.Unfreeze ? negativeLo : 0;
+    const frozenDeltaHi = type === CommandType.Freeze ? amountHi : type === CommandType.Unfreeze ? negativeHi : 0;
+    const accountLo = words[w + CommandWord.Account];
+    const accountHi = words[w + CommandWord.Account + 1];
+    const currency = words[w + CommandWord.Currency];
+    const bucket0 = findBucket(this.tableWords, this.tableMask, accountLo, accountHi, currency, Limit.UserPartitionWord);
+    this.addToBalance(0, bucket0, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
     const availableHi = this.runningAvailableHi;
     const frozenHi = this.runningFrozenHi;
-    const journal = this.journal;
-    // Leg 0 is the user account; leg 1 is a user account only for transfers (else external account 0).
-    const secondIsUser = legCount === 2 && isUserAccount(journal[JOURNAL_LEG_WORDS], journal[JOURNAL_LEG_WORDS + 1]);
     if (availableHi[0] < 0) return RejectCode.InsufficientAvailable;
     if (frozenHi[0] < 0) return RejectCode.InsufficientFrozen;
-    if (secondIsUser && availableHi[1] < 0) return RejectCode.InsufficientAvailable;
-    for (let leg = 0; leg < legCount; leg++) {
-      if (availableHi[leg] > I32_MAX || availableHi[leg] < I32_MIN || frozenHi[leg] > I32_MAX || frozenHi[leg] < I32_MIN) return RejectCode.AmountOverflow;
+    if (type === CommandType.Freeze || type === CommandType.Unfreeze) {
+      if (!fitsInt64(availableHi[0], frozenHi[0])) return RejectCode.AmountOverflow;
+      if (bucket0 < 0 && this.table.free < 1) return RejectCode.BalanceTableFull;
+      const o = this.claimSingleAmountSlots(1);
+      this.fillLeg(this.outWords, o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
+      this.writeBalance(0, bucket0, accountLo, accountHi, currency, Limit.UserPartitionWord);
+      this.legCount = 1;
+      return RejectCode.None;
     }
-    const needed = (bucket0 < 0 ? 1 : 0) + (legCount === 2 && !sameBalance && bucket1 < 0 ? 1 : 0);
+    // Leg 1: external account 0 of the partition, or the transfer's `to`.
+    const secondLo = isTransfer ? words[w + CommandWord.CounterAccount] : Limit.ExternalAccount;
+    const secondHi = isTransfer ? words[w + CommandWord.CounterAccount + 1] : 0;
+    const secondKeyPartition = isTransfer ? Limit.UserPartitionWord : partition;
+    const secondDeltaLo = type === CommandType.Deposit ? negativeLo : amountLo;
+    const secondDeltaHi = type === CommandType.Deposit ? negativeHi : amountHi;
+    // A transfer to oneself names one balance twice: leg 1 starts from leg 0's result.
+    const sameBalance = isTransfer && secondLo === accountLo && secondHi === accountHi;
+    const bucket1 = sameBalance ? bucket0 : findBucket(this.tableWords, this.tableMask, secondLo, secondHi, currency, secondKeyPartition);
+    if (sameBalance) this.addToRunning(1, 0, secondDeltaLo, secondDeltaHi, 0, 0);
+    else this.addToBalance(1, bucket1, secondDeltaLo, secondDeltaHi, 0, 0);
+    if (isTransfer && availableHi[1] < 0) return RejectCode.InsufficientAvailable;
+    if (!fitsInt64(availableHi[0], frozenHi[0]) || !fitsInt64(availableHi[1], frozenHi[1])) return RejectCode.AmountOverflow;
+    const needed = (bucket0 < 0 ? 1 : 0) + (!sameBalance && bucket1 < 0 ? 1 : 0);
     if (needed > this.table.free) return RejectCode.BalanceTableFull;
-    this.completeJournalLeg(0);
-    // A transfer to oneself names one balance twice; only its final value is written.
-    if (!sameBalance) this.writeBalance(0, bucket0, USER_PARTITION_WORD);
-    if (legCount === 2) {
-      this.completeJournalLeg(1);
-      this.writeBalance(1, bucket1, secondIsUser ? USER_PARTITION_WORD : journal[JOURNAL_LEG_WORDS + 3]);
-    }
+    const o = this.claimSingleAmountSlots(2);
+    const outWords = this.outWords;
+    this.fillLeg(outWords, o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
+    this.fillLeg(outWords, o + LegSlotWord.FirstLeg + JournalWord.Words, 1, secondLo, secondHi, currency, partition, secondDeltaLo, secondDeltaHi, 0, 0);
+    // Only the final value of a balance named twice is written.
+    if (!sameBalance) this.writeBalance(0, bucket0, accountLo, accountHi, currency, Limit.UserPartitionWord);
+    this.writeBalance(1, bucket1, secondLo, secondHi, currency, secondKeyPartition);
+    this.legCount = 2;
     return RejectCode.None;
   }
 
-  /** Copies journal leg `leg`'s resulting balances (now known to fit int64) into its journal words. */
-  private completeJournalLeg(leg: number): void {
-    const at = leg * JOURNAL_LEG_WORDS;
-    this.journal[at + 8] = this.runningAvailableLo[leg];
-    this.journal[at + 9] = this.runningAvailableHi[leg];
-    this.journal[at + 10] = this.runningFrozenLo[leg];
-    this.journal[at + 11] = this.runningFrozenHi[leg];
+  /**
+   * Claims the two output slots of an accepted single-amount command (outcome, then one leg
+   * slot), remembers the first for apply() and writes the leg slot's header; returns the
+   * word index of the leg slot.
+   */
+  private claimSingleAmountSlots(legCount: number): number {
+    const output = this.output;
+    const first = output.claim(Limit.SingleAmountSlots);
+    this.claimedFirst = first;
+    const o = output.slotByteOffset(first + 1) >> 2;
+    this.writeLegSlotHeader(o, legCount);
+    return o;
   }
 
-  /** Writes journal leg `leg`'s resulting balances into its bucket, or a new one. */
-  private writeBalance(leg: number, bucket: number, keyPartition: number): void {
-    const journal = this.journal;
-    const at = leg * JOURNAL_LEG_WORDS;
-    if (bucket >= 0) this.table.write(bucket, journal[at + 8], journal[at + 9], journal[at + 10], journal[at + 11]);
-    else this.table.insert(journal[at], journal[at + 1], journal[at + 2], keyPartition, journal[at + 8], journal[at + 9], journal[at + 10], journal[at + 11]);
+  /** Running balances of leg `leg`: the bucket's balances (0 if it does not exist) plus the deltas. */
+  private addToBalance(leg: number, bucket: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number): void {
+    let baseAvailableLo = 0;
+    let baseAvailableHi = 0;
+    let baseFrozenLo = 0;
+    let baseFrozenHi = 0;
+    if (bucket >= 0) {
+      const base = bucket * BucketWord.Words;
+      baseAvailableLo = this.tableUnsigned[base + BucketWord.Available];
+      baseAvailableHi = this.tableWords[base + BucketWord.Available + 1];
+      baseFrozenLo = this.tableUnsigned[base + BucketWord.Frozen];
+      baseFrozenHi = this.tableWords[base + BucketWord.Frozen + 1];
+    }
+    this.setRunning(leg, baseAvailableLo, baseAvailableHi, baseFrozenLo, baseFrozenHi, availableLo, availableHi, frozenLo, frozenHi);
+  }
+
+  /** Running balances of leg `leg`: those of leg `previous` plus the deltas. */
+  private addToRunning(leg: number, previous: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number): void {
+    this.setRunning(
+      leg, this.runningAvailableLo[previous], this.runningAvailableHi[previous], this.runningFrozenLo[previous], this.runningFrozenHi[previous],
+      availableLo, availableHi, frozenLo, frozenHi,
+    );
+  }
+
+  /** Exact word addition: low words with a carry, high words as float64 integers (unbounded). */
+  private setRunning(
+    leg: number, baseAvailableLo: number, baseAvailableHi: number, baseFrozenLo: number, baseFrozenHi: number,
+    availableLo: number, availableHi: number, frozenLo: number, frozenHi: number,
+  ): void {
+    const sumAvailableLo = baseAvailableLo + (availableLo >>> 0);
+    const carryAvailable = sumAvailableLo >= Limit.TwoPow32 ? 1 : 0;
+    this.runningAvailableLo[leg] = sumAvailableLo - carryAvailable * Limit.TwoPow32;
+    this.runningAvailableHi[leg] = baseAvailableHi + availableHi + carryAvailable;
+    const sumFrozenLo = baseFrozenLo + (frozenLo >>> 0);
+    const carryFrozen = sumFrozenLo >= Limit.TwoPow32 ? 1 : 0;
+    this.runningFrozenLo[leg] = sumFrozenLo - carryFrozen * Limit.TwoPow32;
+    this.runningFrozenHi[leg] = baseFrozenHi + frozenHi + carryFrozen;
+  }
+
+  /** Fills a journal leg at `target[at ..]` from its key, its deltas and the running balances of leg `leg`. */
+  private fillLeg(
+    target: Int32Array, at: number, leg: number, accountLo: number, accountHi: number, currency: number, partition: number,
+    availableLo: number, availableHi: number, frozenLo: number, frozenHi: number,
+  ): void {
+    target[at + JournalWord.AccountLo] = accountLo;
+    target[at + JournalWord.AccountHi] = accountHi;
+    target[at + JournalWord.Currency] = currency;
+    target[at + JournalWord.Partition] = partition;
+    target[at + JournalWord.AvailableDeltaLo] = availableLo;
+    target[at + JournalWord.AvailableDeltaHi] = availableHi;
+    target[at + JournalWord.FrozenDeltaLo] = frozenLo;
+    target[at + JournalWord.FrozenDeltaHi] = frozenHi;
+    target[at + JournalWord.AvailableLo] = this.runningAvailableLo[leg];
+    target[at + JournalWord.AvailableHi] = this.runningAvailableHi[leg];
+    target[at + JournalWord.FrozenLo] = this.runningFrozenLo[leg];
+    target[at + JournalWord.FrozenHi] = this.runningFrozenHi[leg];
+  }
+
+  /** Writes the running balances of leg `leg` (known to fit int64) into its bucket, or a new one. */
+  private writeBalance(leg: number, bucket: number, accountLo: number, accountHi: number, currency: number, keyPartition: number): void {
+    const availableLo = this.runningAvailableLo[leg] | 0;
+    const availableHi = this.runningAvailableHi[leg] | 0;
+    const frozenLo = this.runningFrozenLo[leg] | 0;
+    const frozenHi = this.runningFrozenHi[leg] | 0;
+    if (bucket >= 0) this.table.write(bucket, availableLo, availableHi, frozenLo, frozenHi);
+    else this.table.insert(accountLo, accountHi, currency, keyPartition, availableLo, availableHi, frozenLo, frozenHi);
+  }
+
+  /** settle: builds the legs, checks them as a whole, applies them or none. */
+  private applySettle(slot: number, partition: number): number {
+    let reason = this.buildSettle(slot, partition);
+    if (reason === RejectCode.None) reason = this.evaluatePosting();
+    if (reason === RejectCode.None) this.commitPosting();
+    return reason;
   }
 
   private buildSettle(slot: number, partition: number): RejectCode {
-    if (this.commandHalves[(slot + ACCOUNT_HOME_OFFSET) >> 1] !== partition) return RejectCode.WrongPartition;
     const words = this.commandWords;
-    const legCount = this.commandBytes[slot + LEG_COUNT_OFFSET];
+    const w = slot >> 2;
+    if ((words[w + CommandWord.Homes] & 0xffff) !== partition) return RejectCode.WrongPartition;
+    const legCount = (words[w + CommandWord.Header] >>> 16) & 0xff;
     for (let leg = 0; leg < legCount; leg++) {
-      const base = slot + LEGS_OFFSET + leg * LEG_BYTES;
-      const accountLo = words[(base + LEG_ACCOUNT_OFFSET) >> 2];
-      const accountHi = words[(base + LEG_ACCOUNT_OFFSET + 4) >> 2];
+      const base = w + CommandWord.Legs + leg * CommandLegWord.Words;
+      const accountLo = words[base + CommandLegWord.Account];
+      const accountHi = words[base + CommandLegWord.Account + 1];
       const isUser = isUserAccount(accountLo, accountHi);
-      if (isUser && words[(base + LEG_HOME_OFFSET) >> 2] !== partition) return RejectCode.WrongPartition;
+      if (isUser && words[base + CommandLegWord.Home] !== partition) return RejectCode.WrongPartition;
       this.setLeg(
-        leg, accountLo, accountHi, words[(base + LEG_CURRENCY_OFFSET) >> 2], isUser ? USER_PARTITION_WORD : partition, partition,
-        words[(base + LEG_AVAILABLE_DELTA_OFFSET) >> 2], words[(base + LEG_AVAILABLE_DELTA_OFFSET + 4) >> 2],
-        words[(base + LEG_FROZEN_DELTA_OFFSET) >> 2], words[(base + LEG_FROZEN_DELTA_OFFSET + 4) >> 2],
+        leg, accountLo, accountHi, words[base + CommandLegWord.Currency], isUser ? Limit.UserPartitionWord : partition, partition,
+        words[base + CommandLegWord.AvailableDelta], words[base + CommandLegWord.AvailableDelta + 1],
+        words[base + CommandLegWord.FrozenDelta], words[base + CommandLegWord.FrozenDelta + 1],
       );
     }
     this.legCount = legCount;
@@ -419,7 +656,7 @@ export class BalanceEngine {
     this.legCurrency[leg] = currency;
     this.legKeyPartition[leg] = keyPartition;
     this.legPartition[leg] = partition;
-    this.legIsUser[leg] = keyPartition === USER_PARTITION_WORD ? 1 : 0;
+    this.legIsUser[leg] = keyPartition === Limit.UserPartitionWord ? 1 : 0;
     this.deltaAvailableLo[leg] = availableLo;
     this.deltaAvailableHi[leg] = availableHi;
     this.deltaFrozenLo[leg] = frozenLo;
@@ -443,8 +680,8 @@ export class BalanceEngine {
         lowSum += this.deltaAvailableLo[other] + this.deltaFrozenLo[other];
         highSum += this.deltaAvailableHi[other] + this.deltaFrozenHi[other];
       }
-      const carry = Math.floor(lowSum / TWO_POW_32);
-      if (lowSum !== carry * TWO_POW_32 || highSum + carry !== 0) return RejectCode.LegsNotBalanced;
+      const carry = Math.floor(lowSum / Limit.TwoPow32);
+      if (lowSum !== carry * Limit.TwoPow32 || highSum + carry !== 0) return RejectCode.LegsNotBalanced;
     }
     return RejectCode.None;
   }
@@ -495,48 +732,23 @@ export class BalanceEngine {
   private evaluatePosting(): RejectCode {
     this.resolveBuckets();
     const legCount = this.legCount;
-    const tableWords = this.tableWords;
-    const tableUnsigned = this.tableUnsigned;
-    const availableLo = this.runningAvailableLo;
-    const availableHi = this.runningAvailableHi;
-    const frozenLo = this.runningFrozenLo;
-    const frozenHi = this.runningFrozenHi;
     for (let leg = 0; leg < legCount; leg++) {
       const previous = this.legPrevious[leg];
-      const bucket = this.legBucket[leg];
-      let baseAvailableLo = 0;
-      let baseAvailableHi = 0;
-      let baseFrozenLo = 0;
-      let baseFrozenHi = 0;
-      if (previous >= 0) {
-        baseAvailableLo = availableLo[previous];
-        baseAvailableHi = availableHi[previous];
-        baseFrozenLo = frozenLo[previous];
-        baseFrozenHi = frozenHi[previous];
-      } else if (bucket >= 0) {
-        const base = bucket * BUCKET_WORDS;
-        baseAvailableLo = tableUnsigned[base + AVAILABLE_WORD];
-        baseAvailableHi = tableWords[base + AVAILABLE_WORD + 1];
-        baseFrozenLo = tableUnsigned[base + FROZEN_WORD];
-        baseFrozenHi = tableWords[base + FROZEN_WORD + 1];
-      }
-      const sumAvailableLo = baseAvailableLo + this.deltaAvailableLo[leg];
-      const carryAvailable = sumAvailableLo >= TWO_POW_32 ? 1 : 0;
-      availableLo[leg] = sumAvailableLo - carryAvailable * TWO_POW_32;
-      availableHi[leg] = baseAvailableHi + this.deltaAvailableHi[leg] + carryAvailable;
-      const sumFrozenLo = baseFrozenLo + this.deltaFrozenLo[leg];
-      const carryFrozen = sumFrozenLo >= TWO_POW_32 ? 1 : 0;
-      frozenLo[leg] = sumFrozenLo - carryFrozen * TWO_POW_32;
-      frozenHi[leg] = baseFrozenHi + this.deltaFrozenHi[leg] + carryFrozen;
+      const availableLo = this.deltaAvailableLo[leg];
+      const availableHi = this.deltaAvailableHi[leg];
+      const frozenLo = this.deltaFrozenLo[leg];
+      const frozenHi = this.deltaFrozenHi[leg];
+      if (previous >= 0) this.addToRunning(leg, previous, availableLo, availableHi, frozenLo, frozenHi);
+      else this.addToBalance(leg, this.legBucket[leg], availableLo, availableHi, frozenLo, frozenHi);
     }
+    const availableHi = this.runningAvailableHi;
+    const frozenHi = this.runningFrozenHi;
     for (let leg = 0; leg < legCount; leg++) {
       if (this.legIsUser[leg] === 0) continue;
       if (availableHi[leg] < 0) return RejectCode.InsufficientAvailable;
       if (frozenHi[leg] < 0) return RejectCode.InsufficientFrozen;
     }
-    for (let leg = 0; leg < legCount; leg++) {
-      if (availableHi[leg] > I32_MAX || availableHi[leg] < I32_MIN || frozenHi[leg] > I32_MAX || frozenHi[leg] < I32_MIN) return RejectCode.AmountOverflow;
-    }
+    for (let leg = 0; leg < legCount; leg++) if (!fitsInt64(availableHi[leg], frozenHi[leg])) return RejectCode.AmountOverflow;
     if (this.newBalancesNeeded() > this.table.free) return RejectCode.BalanceTableFull;
     return RejectCode.None;
   }
@@ -549,96 +761,79 @@ export class BalanceEngine {
 
   /** Writes each touched balance once (its last leg's result), creating missing ones; fills the journal. */
   private commitPosting(): void {
-    const table = this.table;
-    const journal = this.journal;
     for (let leg = 0; leg < this.legCount; leg++) {
-      const availableLo = this.runningAvailableLo[leg] | 0;
-      const availableHi = this.runningAvailableHi[leg] | 0;
-      const frozenLo = this.runningFrozenLo[leg] | 0;
-      const frozenHi = this.runningFrozenHi[leg] | 0;
-      const at = leg * JOURNAL_LEG_WORDS;
-      journal[at] = this.legAccountLo[leg];
-      journal[at + 1] = this.legAccountHi[leg];
-      journal[at + 2] = this.legCurrency[leg];
-      journal[at + 3] = this.legPartition[leg];
-      journal[at + 4] = this.deltaAvailableLo[leg];
-      journal[at + 5] = this.deltaAvailableHi[leg];
-      journal[at + 6] = this.deltaFrozenLo[leg];
-      journal[at + 7] = this.deltaFrozenHi[leg];
-      journal[at + 8] = availableLo;
-      journal[at + 9] = availableHi;
-      journal[at + 10] = frozenLo;
-      journal[at + 11] = frozenHi;
-      if (this.legIsLast[leg] === 0) continue;
-      const bucket = this.legBucket[leg];
-      if (bucket >= 0) {
-        table.write(bucket, availableLo, availableHi, frozenLo, frozenHi);
-      } else {
-        table.insert(this.legAccountLo[leg], this.legAccountHi[leg], this.legCurrency[leg], this.legKeyPartition[leg], availableLo, availableHi, frozenLo, frozenHi);
-      }
+      const accountLo = this.legAccountLo[leg];
+      const accountHi = this.legAccountHi[leg];
+      const currency = this.legCurrency[leg];
+      this.fillLeg(
+        this.journal, leg * JournalWord.Words, leg, accountLo, accountHi, currency, this.legPartition[leg],
+        this.deltaAvailableLo[leg], this.deltaAvailableHi[leg], this.deltaFrozenLo[leg], this.deltaFrozenHi[leg],
+      );
+      if (this.legIsLast[leg] !== 0) this.writeBalance(leg, this.legBucket[leg], accountLo, accountHi, currency, this.legKeyPartition[leg]);
     }
   }
 
   /**
-   * Writes the outcome slot and `legCount` legs from the posting; returns the slots written.
-   * For a duplicate replay, `dedup` and `entry` name the stored outcome whose offset is the
-   * original offset; otherwise the original offset is the command's own.
+   * Claims and writes the outcome slot and, for an accepted settle, its `legCount` journal
+   * legs; returns the slots written. `originalLo`/`originalHi` are the float64 bits of the
+   * original offset: the command's own, or for a duplicate replay the recorded one.
    */
-  private finish(slot: number, status: number, reason: number, flags: number, dedup: DedupIndex | null, entry: number, legCount: number): number {
-    this.counters[(flags & OUTCOME_FLAG_DUPLICATE) !== 0 ? COUNTER_DUPLICATES : reason]++;
-    const slotCount = 1 + ((legCount + LEGS_PER_SLOT - 1) >> 1);
+  private finish(slot: number, status: number, reason: number, flags: number, legCount: number, originalLo: number, originalHi: number): number {
+    this.counters[(flags & Limit.FlagDuplicate) !== 0 ? Limit.CounterDuplicates : reason]++;
+    const slotCount = 1 + ((legCount + 1) >> 1);
     const output = this.output;
     const first = output.claim(slotCount);
-    const out = output.slotByteOffset(first);
-    const outWords = this.outWords;
-    const words = this.commandWords;
-    const bytes = this.commandBytes;
-    const outWord = out >> 2;
-    // The eight single-byte fields, as two little-endian words.
-    outWords[outWord] = SlotKind.Outcome | (status << 8) | (reason << 16) | (flags << 24);
-    outWords[outWord + 1] = legCount | (slotCount << 8) | (bytes[slot + TX_ID_LENGTH_OFFSET] << 16) | (bytes[slot + TYPE_OFFSET] << 24);
-    const commandWord = slot >> 2;
-    outWords[outWord + (OUT_PARTITION_OFFSET >> 2)] = words[commandWord + (PARTITION_OFFSET >> 2)];
-    outWords[outWord + (OUT_RESERVED_OFFSET >> 2)] = 0;
-    outWords[outWord + (OUT_KAFKA_OFFSET_OFFSET >> 2)] = words[commandWord + (KAFKA_OFFSET_OFFSET >> 2)];
-    outWords[outWord + (OUT_KAFKA_OFFSET_OFFSET >> 2) + 1] = words[commandWord + (KAFKA_OFFSET_OFFSET >> 2) + 1];
-    this.outFloats[(out + OUT_SEQUENCE_OFFSET) >> 3] = this.sequenceCell[0];
-    outWords[outWord + (OUT_PAYLOAD_HASH_OFFSET >> 2)] = words[commandWord + (PAYLOAD_HASH_OFFSET >> 2)];
-    outWords[outWord + (OUT_PAYLOAD_HASH_OFFSET >> 2) + 1] = words[commandWord + (PAYLOAD_HASH_OFFSET >> 2) + 1];
-    if (dedup !== null) {
-      dedup.copyKafkaOffsetBits(entry, outWords, outWord + (OUT_ORIGINAL_OFFSET_OFFSET >> 2));
-    } else {
-      outWords[outWord + (OUT_ORIGINAL_OFFSET_OFFSET >> 2)] = words[commandWord + (KAFKA_OFFSET_OFFSET >> 2)];
-      outWords[outWord + (OUT_ORIGINAL_OFFSET_OFFSET >> 2) + 1] = words[commandWord + (KAFKA_OFFSET_OFFSET >> 2) + 1];
+    this.writeOutcome(first, slot, status, reason, flags, legCount, slotCount, originalLo, originalHi);
+    for (let leg = 0; leg < legCount; leg += 2) {
+      const o = output.slotByteOffset(first + 1 + (leg >> 1)) >> 2;
+      const legsInSlot = legCount - leg >= 2 ? 2 : 1;
+      this.writeLegSlotHeader(o, legsInSlot);
+      const journal = this.journal;
+      const words = legsInSlot * JournalWord.Words;
+      const at = leg * JournalWord.Words;
+      for (let i = 0; i < words; i++) this.outWords[o + LegSlotWord.FirstLeg + i] = journal[at + i];
     }
-    outWords[outWord + (OUT_ACCOUNT_OFFSET >> 2)] = words[commandWord + (ACCOUNT_OFFSET >> 2)];
-    outWords[outWord + (OUT_ACCOUNT_OFFSET >> 2) + 1] = words[commandWord + (ACCOUNT_OFFSET >> 2) + 1];
-    outWords[outWord + (OUT_TX_ID_HASH_OFFSET >> 2)] = words[commandWord + (TX_ID_HASH_OFFSET >> 2)];
-    outWords[outWord + (OUT_TX_ID_HASH_OFFSET >> 2) + 1] = words[commandWord + (TX_ID_HASH_OFFSET >> 2) + 1];
-    // Only the words holding the tx_id; bytes past txIdLength are undefined in the output.
-    const txIdWord = commandWord + (TX_ID_OFFSET >> 2);
-    const outTxIdWord = outWord + (OUT_TX_ID_OFFSET >> 2);
-    const txIdWords = (bytes[slot + TX_ID_LENGTH_OFFSET] + 3) >> 2;
-    for (let i = 0; i < txIdWords; i++) outWords[outTxIdWord + i] = words[txIdWord + i];
-    for (let leg = 0; leg < legCount; leg++) this.writeLeg(first, leg, legCount);
     return slotCount;
   }
 
-  private writeLeg(first: number, leg: number, legCount: number): void {
-    const slotOffset = this.output.slotByteOffset(first + 1 + (leg >> 1));
+  /** Writes the outcome slot at output position `first` for the command in `slot`. */
+  private writeOutcome(
+    first: number, slot: number, status: number, reason: number, flags: number, legCount: number, slotCount: number, originalLo: number, originalHi: number,
+  ): void {
+    const out = this.output.slotByteOffset(first);
+    const o = out >> 2;
     const outWords = this.outWords;
-    if ((leg & 1) === 0) {
-      const legsInSlot = legCount - leg >= 2 ? 2 : 1;
-      const headerWord = slotOffset >> 2;
-      outWords[headerWord] = SlotKind.Legs | (legsInSlot << 8);
-      outWords[headerWord + 1] = 0;
-      outWords[headerWord + 2] = 0;
-      outWords[headerWord + 3] = 0;
-    }
-    const word = (slotOffset + legOffsetInSlot(leg)) >> 2;
-    const journal = this.journal;
-    const at = leg * JOURNAL_LEG_WORDS;
-    for (let i = 0; i < JOURNAL_LEG_WORDS; i++) outWords[word + i] = journal[at + i];
+    const words = this.commandWords;
+    const w = slot >> 2;
+    const header = words[w + CommandWord.Header];
+    const txIdLength = header >>> 24;
+    outWords[o + OutcomeWord.Header0] = SlotKind.Outcome | (status << 8) | (reason << 16) | (flags << 24);
+    outWords[o + OutcomeWord.Header1] = legCount | (slotCount << 8) | (txIdLength << 16) | ((header & 0xff) << 24);
+    outWords[o + OutcomeWord.Partition] = words[w + CommandWord.Partition];
+    outWords[o + OutcomeWord.Reserved] = 0;
+    outWords[o + OutcomeWord.KafkaOffset] = words[w + CommandWord.KafkaOffset];
+    outWords[o + OutcomeWord.KafkaOffset + 1] = words[w + CommandWord.KafkaOffset + 1];
+    this.outFloats[(out >> 3) + (OutcomeWord.Sequence >> 1)] = this.sequenceCell[0];
+    outWords[o + OutcomeWord.PayloadHash] = words[w + CommandWord.PayloadHash];
+    outWords[o + OutcomeWord.PayloadHash + 1] = words[w + CommandWord.PayloadHash + 1];
+    outWords[o + OutcomeWord.OriginalOffset] = originalLo;
+    outWords[o + OutcomeWord.OriginalOffset + 1] = originalHi;
+    outWords[o + OutcomeWord.Account] = words[w + CommandWord.Account];
+    outWords[o + OutcomeWord.Account + 1] = words[w + CommandWord.Account + 1];
+    outWords[o + OutcomeWord.TxIdHash] = words[w + CommandWord.TxIdHash];
+    outWords[o + OutcomeWord.TxIdHash + 1] = words[w + CommandWord.TxIdHash + 1];
+    // Only the words holding the tx_id; bytes past txIdLength are undefined in the output.
+    const txIdWords = (txIdLength + 3) >> 2;
+    for (let i = 0; i < txIdWords; i++) outWords[o + OutcomeWord.TxId + i] = words[w + CommandWord.TxId + i];
+  }
+
+  /** The first four words of a leg slot at word `o`: its kind and leg count, then reserved zeros. */
+  private writeLegSlotHeader(o: number, legsInSlot: number): void {
+    const outWords = this.outWords;
+    outWords[o + LegSlotWord.Header] = SlotKind.Legs | (legsInSlot << 8);
+    outWords[o + LegSlotWord.Header + 1] = 0;
+    outWords[o + LegSlotWord.Header + 2] = 0;
+    outWords[o + LegSlotWord.Header + 3] = 0;
   }
 
   /**
@@ -667,7 +862,7 @@ export class BalanceEngine {
       laneA = (laneA + finalize32(a)) | 0;
       laneB = (laneB + finalize32(b)) | 0;
     }
-    for (let partition = 0; partition < PARTITIONS_MAX; partition++) {
+    for (let partition = 0; partition < Limit.PartitionsMax; partition++) {
       const dedup = this.dedups[partition];
       if (dedup === null) continue;
       dedup.contentHash(this.hashScratch);

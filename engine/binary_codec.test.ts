@@ -76,6 +76,34 @@ test('rule rejections (sign, scale, overflow, unknown currency) agree between JS
 
 const DEPOSIT: WireCommand = { type: 'deposit', tx_id: 'tx-9', account: '1001', currency: 'USDT', amount: '100.25' };
 
+test('amounts around the edges of the float64 fast path decode exactly as their JSON strings', () => {
+  // The binary decoder reads mantissas up to 2^53 in magnitude, and minor units below 2^53,
+  // in float64 arithmetic and falls back to two-word arithmetic beyond; the JSON decoder
+  // always takes the general path, so equal slots (payload hash included) check the edges.
+  const mantissas = [0n, 1n, 10n, 100n, (1n << 31n) - 1n, 1n << 31n, (1n << 32n) - 1n, 1n << 32n, 10n ** 15n, (1n << 53n) - 10n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 53n) + 10n, 10n ** 16n, (1n << 63n) - 1n, 9223372036854775800n];
+  const amounts: string[] = [];
+  for (const mantissa of mantissas) {
+    for (const scale of [0, 1, 2, 6, 8, 9, 18]) {
+      for (const negative of [false, true]) {
+        const digits = mantissa.toString().padStart(scale + 1, '0');
+        const text = scale === 0 ? digits : `${digits.slice(0, digits.length - scale)}.${digits.slice(digits.length - scale)}`;
+        amounts.push(negative ? `-${text}` : text);
+      }
+    }
+  }
+  amounts.push('-9223372036854775808', '-922337203685477.5808', '-0.000000000000000001');
+  const seen = new Set<number>();
+  for (const amount of amounts) {
+    for (const currency of ['USDT', 'BTC', 'SOL', 'DOGE']) {
+      seen.add(assertSameSlot(encodeCommandJson({ ...DEPOSIT, currency, amount }), encodeCommandBinary({ ...DEPOSIT, currency, amount })));
+      const legs = [{ account: '5', currency, available: amount, frozen: '0' }, { account: '6', currency, available: '0', frozen: amount }];
+      const settle: WireCommand = { type: 'settle', tx_id: 's', account: '5', legs };
+      seen.add(assertSameSlot(encodeCommandJson(settle), encodeCommandBinary(settle)));
+    }
+  }
+  assert.deepEqual([...seen].sort(), [RejectCode.None, RejectCode.BadAmount, RejectCode.AmountOverflow, RejectCode.UnknownCurrency]);
+});
+
 test('binary layout of a deposit, byte by byte', () => {
   const bytes = encodeCommandBinary(DEPOSIT);
   const expected = Buffer.concat([

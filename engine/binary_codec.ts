@@ -23,53 +23,40 @@
 // ten: the decoder applies the same rules as to the JSON string (more digits than the
 // currency's scale -> BAD_AMOUNT, out of i64 after scaling -> AMOUNT_OVERFLOW).
 
-import {
-  ACCOUNT_HOME_OFFSET,
-  ACCOUNT_OFFSET,
-  AMOUNT_OFFSET,
-  COUNTER_ACCOUNT_OFFSET,
-  COUNTER_HOME_OFFSET,
-  CURRENCY_OFFSET,
-  CommandType,
-  LEGS_OFFSET,
-  LEG_ACCOUNT_OFFSET,
-  LEG_AVAILABLE_DELTA_OFFSET,
-  LEG_BYTES,
-  LEG_COUNT_OFFSET,
-  LEG_CURRENCY_OFFSET,
-  LEG_FROZEN_DELTA_OFFSET,
-  LEG_HOME_OFFSET,
-  SETTLE_LEGS_MAX,
-  TX_ID_BYTES_MAX,
-} from './command_layout';
+import { CommandType, SlotLayout } from './command_layout';
 import { AMOUNT_SCALE_MAX, AmountSign, DecimalAmount, readDecimalMantissa } from './amount';
-import { CommandSlotViews, writeWords } from './command_slot';
-import { beginSlot, clearTxId, copyTxIdIntoSlot, finishCommand, finishMalformed, finishTxId, worseReject, writeScaledAmount } from './command_writer';
-import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID } from './currency_registry';
+import { CommandSlotViews } from './command_slot';
+import { beginSlot, clearTxId, finishCommand, finishMalformed, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
+import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 import { homePartitionOfAccountWords } from './partitioner';
 import { CanonicalPayload } from './payload_hash';
 import { RejectCode } from './reject_code';
+import { SAFE_HIGH_WORD_LIMIT, TWO_POW_32 } from './uint64_words';
 import { isValidUtf8 } from './utf8';
 
-export const BINARY_VERSION_1 = 0xb1;
-export const BINARY_VERSION_OFFSET = 0;
-export const BINARY_TYPE_OFFSET = 1;
-export const BINARY_TX_ID_LENGTH_OFFSET = 2;
-export const BINARY_ACCOUNT_OFFSET = 3;
-export const BINARY_TX_ID_OFFSET = 11;
-export const BINARY_ACCOUNT_BYTES = 8;
-export const BINARY_AMOUNT_BYTES = 9;
+/** The fixed part of the message; a const enum so the decoder's uses are literals. */
+export const enum BinaryLayout {
+  Version1 = 0xb1,
+  VersionOffset = 0,
+  TypeOffset = 1,
+  TxIdLengthOffset = 2,
+  AccountOffset = 3,
+  TxIdOffset = 11,
+  AccountBytes = 8,
+  AmountBytes = 9,
+}
+
+export const BINARY_VERSION_1 = BinaryLayout.Version1;
+export const BINARY_VERSION_OFFSET = BinaryLayout.VersionOffset;
+export const BINARY_TYPE_OFFSET = BinaryLayout.TypeOffset;
+export const BINARY_TX_ID_LENGTH_OFFSET = BinaryLayout.TxIdLengthOffset;
+export const BINARY_ACCOUNT_OFFSET = BinaryLayout.AccountOffset;
+export const BINARY_TX_ID_OFFSET = BinaryLayout.TxIdOffset;
+export const BINARY_ACCOUNT_BYTES = BinaryLayout.AccountBytes;
+export const BINARY_AMOUNT_BYTES = BinaryLayout.AmountBytes;
 export const BINARY_CURRENCY_BYTES_MAX = 1 + CURRENCY_CODE_BYTES_MAX;
 export const BINARY_LEG_BYTES_MAX = BINARY_ACCOUNT_BYTES + BINARY_CURRENCY_BYTES_MAX + 2 * BINARY_AMOUNT_BYTES;
-export const BINARY_COMMAND_BYTES_MAX = BINARY_TX_ID_OFFSET + TX_ID_BYTES_MAX + 1 + SETTLE_LEGS_MAX * BINARY_LEG_BYTES_MAX;
-
-/**
- * A little-endian word as an int32 bit pattern: int32 values are small integers to V8,
- * so passing them to functions never boxes a heap number; callees use `>>> 0`.
- */
-function readWord(bytes: Uint8Array, at: number): number {
-  return bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24);
-}
+export const BINARY_COMMAND_BYTES_MAX = BINARY_TX_ID_OFFSET + SlotLayout.TxIdBytesMax + 1 + SlotLayout.SettleLegsMax * BINARY_LEG_BYTES_MAX;
 
 export class BinaryCommandDecoder {
   private readonly decimal = new DecimalAmount();
@@ -92,54 +79,59 @@ export class BinaryCommandDecoder {
     this.fieldCode = RejectCode.None;
     beginSlot(views, slotOffset, partition, offset);
     const end = message.length;
-    if (end < BINARY_TX_ID_OFFSET || message[BINARY_VERSION_OFFSET] !== BINARY_VERSION_1) {
+    if (end < BinaryLayout.TxIdOffset || message[BinaryLayout.VersionOffset] !== BinaryLayout.Version1) {
       return finishMalformed(views, slotOffset, CommandType.Unparseable, message, 0, end);
     }
-    const typeByte = message[BINARY_TYPE_OFFSET];
+    const typeByte = message[BinaryLayout.TypeOffset];
     const type = typeByte >= CommandType.Deposit && typeByte <= CommandType.Settle ? (typeByte as CommandType) : CommandType.Unparseable;
     const txIdEnd = this.readTxId(message, end, views);
     if (type === CommandType.Unparseable || txIdEnd < 0) return finishMalformed(views, slotOffset, type, message, 0, end);
     this.payload.begin(type);
-    this.account(BINARY_ACCOUNT_OFFSET, ACCOUNT_OFFSET, ACCOUNT_HOME_OFFSET, false);
+    this.account(BinaryLayout.AccountOffset, SlotLayout.AccountOffset, SlotLayout.AccountHomeOffset, false);
     let at: number;
     if (type === CommandType.Transfer) at = this.readTransferBody(txIdEnd, end);
     else if (type === CommandType.Settle) at = this.readSettleBody(txIdEnd, end);
-    else at = this.readCurrencyAndAmount(txIdEnd, end, CURRENCY_OFFSET, AMOUNT_OFFSET);
+    else at = this.readCurrencyAndAmount(txIdEnd, end, SlotLayout.CurrencyOffset, SlotLayout.AmountOffset);
     if (at !== end) return finishMalformed(views, slotOffset, type, message, 0, end);
     return finishCommand(views, slotOffset, type, this.fieldCode, this.payload);
   }
 
-  /** Copies a valid tx_id into the slot; returns the index after it, or -1. */
+  /** Writes a valid tx_id (bytes, length, hash) into the slot; returns the index after it, or -1. */
   private readTxId(message: Uint8Array, end: number, views: CommandSlotViews): number {
-    const length = message[BINARY_TX_ID_LENGTH_OFFSET];
-    const txIdEnd = BINARY_TX_ID_OFFSET + length;
-    if (length < 1 || length > TX_ID_BYTES_MAX || txIdEnd > end) return -1;
-    const highBits = copyTxIdIntoSlot(views, this.slotOffset, message, BINARY_TX_ID_OFFSET, length);
+    const length = message[BinaryLayout.TxIdLengthOffset];
+    const txIdEnd = BinaryLayout.TxIdOffset + length;
+    if (length < 1 || length > SlotLayout.TxIdBytesMax || txIdEnd > end) return -1;
+    const highBits = writeTxIdBytes(views, this.slotOffset, message, BinaryLayout.TxIdOffset, length);
     // Pure ASCII is valid UTF-8; anything else gets the full check.
-    if ((highBits & 0x80808080) !== 0 && !isValidUtf8(message, BINARY_TX_ID_OFFSET, txIdEnd)) {
+    if ((highBits & 0x80808080) !== 0 && !isValidUtf8(message, BinaryLayout.TxIdOffset, txIdEnd)) {
       clearTxId(views, this.slotOffset);
       return -1;
     }
-    finishTxId(views, this.slotOffset, length);
     return txIdEnd;
   }
 
   /** Account u64 at message[at] (bounds checked by the caller) into the slot and payload. */
   private account(at: number, valueOffset: number, homeOffset: number, homeIsU32: boolean): void {
-    const lo = readWord(this.message, at);
-    const hi = readWord(this.message, at + 4);
+    const message = this.message;
+    // Words read and written inline: V8 stops inlining small calls once the decode
+    // tree has used its inlining budget, and these run for every account.
+    const lo = message[at] | (message[at + 1] << 8) | (message[at + 2] << 16) | (message[at + 3] << 24);
+    const hi = message[at + 4] | (message[at + 5] << 8) | (message[at + 6] << 16) | (message[at + 7] << 24);
     const views = this.views as CommandSlotViews;
-    writeWords(views, this.slotOffset + valueOffset, lo, hi);
+    const u32 = views.u32;
+    const valueIndex = (this.slotOffset + valueOffset) >> 2;
+    u32[valueIndex] = lo;
+    u32[valueIndex + 1] = hi;
     const home = homePartitionOfAccountWords(lo, hi, this.partitionCount);
-    if (homeIsU32) views.u32[(this.slotOffset + homeOffset) >> 2] = home;
+    if (homeIsU32) u32[(this.slotOffset + homeOffset) >> 2] = home;
     else views.u16[(this.slotOffset + homeOffset) >> 1] = home;
     this.payload.account(lo, hi);
   }
 
   private readTransferBody(at: number, end: number): number {
-    if (at + BINARY_ACCOUNT_BYTES > end) return -1;
-    this.account(at, COUNTER_ACCOUNT_OFFSET, COUNTER_HOME_OFFSET, false);
-    return this.readCurrencyAndAmount(at + BINARY_ACCOUNT_BYTES, end, CURRENCY_OFFSET, AMOUNT_OFFSET);
+    if (at + BinaryLayout.AccountBytes > end) return -1;
+    this.account(at, SlotLayout.CounterAccountOffset, SlotLayout.CounterHomeOffset, false);
+    return this.readCurrencyAndAmount(at + BinaryLayout.AccountBytes, end, SlotLayout.CurrencyOffset, SlotLayout.AmountOffset);
   }
 
   private readCurrencyAndAmount(at: number, end: number, currencyOffset: number, amountOffset: number): number {
@@ -150,18 +142,18 @@ export class BinaryCommandDecoder {
   private readSettleBody(index: number, end: number): number {
     if (index >= end) return -1;
     const legCount = this.message[index];
-    if (legCount < 1 || legCount > SETTLE_LEGS_MAX) return -1;
+    if (legCount < 1 || legCount > SlotLayout.SettleLegsMax) return -1;
     const views = this.views as CommandSlotViews;
-    views.bytes[this.slotOffset + LEG_COUNT_OFFSET] = legCount;
+    views.bytes[this.slotOffset + SlotLayout.LegCountOffset] = legCount;
     this.payload.legCount(legCount);
     let at = index + 1;
     for (let leg = 0; leg < legCount && at >= 0; leg++) {
-      const base = LEGS_OFFSET + leg * LEG_BYTES;
-      if (at + BINARY_ACCOUNT_BYTES > end) return -1;
-      this.account(at, base + LEG_ACCOUNT_OFFSET, base + LEG_HOME_OFFSET, true);
-      at = this.currency(at + BINARY_ACCOUNT_BYTES, end, base + LEG_CURRENCY_OFFSET);
-      if (at >= 0) at = this.amount(at, end, base + LEG_AVAILABLE_DELTA_OFFSET, AmountSign.Signed);
-      if (at >= 0) at = this.amount(at, end, base + LEG_FROZEN_DELTA_OFFSET, AmountSign.Signed);
+      const base = SlotLayout.LegsOffset + leg * SlotLayout.LegBytes;
+      if (at + BinaryLayout.AccountBytes > end) return -1;
+      this.account(at, base + SlotLayout.LegAccountOffset, base + SlotLayout.LegHomeOffset, true);
+      at = this.currency(at + BinaryLayout.AccountBytes, end, base + SlotLayout.LegCurrencyOffset);
+      if (at >= 0) at = this.amount(at, end, base + SlotLayout.LegAvailableDeltaOffset, AmountSign.Signed);
+      if (at >= 0) at = this.amount(at, end, base + SlotLayout.LegFrozenDeltaOffset, AmountSign.Signed);
     }
     return at;
   }
@@ -170,12 +162,18 @@ export class BinaryCommandDecoder {
   private currency(at: number, end: number, idOffset: number): number {
     this.currencyScale = -1;
     if (at >= end) return -1;
-    const length = this.message[at];
-    const codeEnd = at + 1 + length;
+    const message = this.message;
+    const length = message[at];
+    const codeStart = at + 1;
+    const codeEnd = codeStart + length;
     if (length < 1 || length > CURRENCY_CODE_BYTES_MAX || codeEnd > end) return -1;
+    const word0 = codeWordAt(message, codeStart, codeEnd, 0);
+    const word1 = length > 4 ? codeWordAt(message, codeStart, codeEnd, 1) : 0;
+    const word2 = length > 8 ? codeWordAt(message, codeStart, codeEnd, 2) : 0;
+    const word3 = length > 12 ? codeWordAt(message, codeStart, codeEnd, 3) : 0;
     const registry = this.registry as CurrencyRegistry;
-    const id = registry.idOfBytes(this.message, at + 1, codeEnd);
-    this.payload.currency(this.message, at + 1, codeEnd);
+    const id = registry.idOfCodeWords(length, word0, word1, word2, word3);
+    this.payload.currencyWords(length, word0, word1, word2, word3);
     if (id === UNKNOWN_CURRENCY_ID) {
       this.fieldCode = worseReject(this.fieldCode, RejectCode.UnknownCurrency);
     } else {
@@ -187,17 +185,70 @@ export class BinaryCommandDecoder {
 
   /** Amount (i64 mantissa, u8 scale) at message[at] for the currency just read. */
   private amount(at: number, end: number, valueOffset: number, sign: AmountSign): number {
-    if (at + BINARY_AMOUNT_BYTES > end) return -1;
-    const scale = this.message[at + 8];
+    if (at + BinaryLayout.AmountBytes > end) return -1;
+    const message = this.message;
+    const scale = message[at + 8];
     if (scale > AMOUNT_SCALE_MAX) return -1;
-    const decimal = this.decimal;
-    readDecimalMantissa(readWord(this.message, at), readWord(this.message, at + 4), scale, decimal);
-    this.payload.amountValue(decimal);
-    const code = writeScaledAmount(this.views as CommandSlotViews, this.slotOffset + valueOffset, decimal, this.currencyScale, sign);
+    const lo = message[at] | (message[at + 1] << 8) | (message[at + 2] << 16) | (message[at + 3] << 24);
+    const hi = message[at + 4] | (message[at + 5] << 8) | (message[at + 6] << 16) | (message[at + 7] << 24);
+    let code = hi >= -SAFE_HIGH_WORD_LIMIT && hi < SAFE_HIGH_WORD_LIMIT ? this.safeAmount(lo, hi, scale, valueOffset, sign) : UNSAFE_AMOUNT;
+    if (code === UNSAFE_AMOUNT) code = this.wideAmount(lo, hi, scale, valueOffset, sign);
     this.fieldCode = worseReject(this.fieldCode, code);
-    return at + BINARY_AMOUNT_BYTES;
+    return at + BinaryLayout.AmountBytes;
+  }
+
+  /**
+   * The common case, in float64 arithmetic: |mantissa| <= 2^53 and minor units below 2^53,
+   * so every value is exact. Applies the same rules as the general path (amount.ts):
+   * canonical form into the payload, sign rule, currency scale. Returns UNSAFE_AMOUNT,
+   * having written nothing, when the minor units would reach 2^53.
+   */
+  private safeAmount(lo: number, hi: number, literalScale: number, valueOffset: number, sign: AmountSign): number {
+    const mantissa = hi * TWO_POW_32 + (lo >>> 0);
+    const negative = mantissa < 0;
+    let magnitude = negative ? -mantissa : mantissa;
+    let canonicalScale = literalScale;
+    // Float division and floor rather than `%`, which V8 compiles to a slow fmod call.
+    while (canonicalScale > 0) {
+      const tenth = Math.floor(magnitude / 10);
+      if (tenth * 10 !== magnitude) break;
+      magnitude = tenth;
+      canonicalScale--;
+    }
+    const currencyScale = this.currencyScale;
+    const signBad = sign === AmountSign.Positive && (negative || magnitude === 0);
+    let minor = 0;
+    if (!signBad && currencyScale >= literalScale) {
+      minor = magnitude * POW10[currencyScale - canonicalScale];
+      if (minor >= TWO_POW_53) return UNSAFE_AMOUNT;
+    }
+    const canonical = negative ? -magnitude : magnitude;
+    // Words as int32 bit patterns (`| 0`): arguments in Smi range never box a heap number.
+    this.payload.amountCanonical(canonicalScale, canonical | 0, Math.floor(canonical / TWO_POW_32) | 0);
+    if (signBad) return RejectCode.BadAmount;
+    if (currencyScale < 0) return RejectCode.None;
+    if (literalScale > currencyScale) return RejectCode.BadAmount;
+    const signed = negative ? -minor : minor;
+    const u32 = (this.views as CommandSlotViews).u32;
+    const valueIndex = (this.slotOffset + valueOffset) >> 2;
+    u32[valueIndex] = signed | 0;
+    u32[valueIndex + 1] = Math.floor(signed / TWO_POW_32) | 0;
+    return RejectCode.None;
+  }
+
+  /** Any i64 mantissa, through the general (two-word) arithmetic of amount.ts. */
+  private wideAmount(lo: number, hi: number, literalScale: number, valueOffset: number, sign: AmountSign): RejectCode {
+    const decimal = this.decimal;
+    readDecimalMantissa(lo, hi, literalScale, decimal);
+    this.payload.amountValue(decimal);
+    return writeScaledAmount(this.views as CommandSlotViews, this.slotOffset + valueOffset, decimal, this.currencyScale, sign);
   }
 }
+
+/** safeAmount's answer when the value needs the general path. */
+const UNSAFE_AMOUNT = -1;
+const TWO_POW_53 = 9007199254740992;
+const POW10: readonly number[] = Array.from({ length: AMOUNT_SCALE_MAX + 1 }, (_, index) => 10 ** index);
 
 const defaultDecoder = new BinaryCommandDecoder();
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { CURRENCY_SCALE_DEFAULT, CurrencyRegistry, UNKNOWN_CURRENCY_ID } from './currency_registry';
+import { CURRENCY_SCALE_DEFAULT, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 
 const CONFIG = [{ code: 'USDT', scale: 6 }, { code: 'BTC' }, { code: 'ETH', scale: 18 }, { code: 'SOL', scale: 9 }];
 
@@ -31,6 +31,24 @@ test('lookup from bytes (any sub-range) equals lookup from string', () => {
   });
   assert.equal(registry.idOfBytes(Buffer.from('ZZZZ'), 0, 4), 0);
   assert.equal(registry.idOfBytes(Buffer.alloc(0), 0, 0), 0);
+});
+
+test('lookup by code words equals lookup by bytes; the length is part of the key', () => {
+  const codes = ['USDT', 'BTC', 'A1B2C3D4E5F6G7H8', 'ABCDE', 'ABCDEFGH', 'ABCDEFGHI', 'X'];
+  const registry = CurrencyRegistry.fromConfig(codes.map((code) => ({ code })));
+  const wordsOf = (bytes: Uint8Array): number[] => [0, 1, 2, 3].map((word) => codeWordAt(bytes, 0, bytes.length, word));
+  for (const code of codes) {
+    const bytes = Buffer.from(code, 'latin1');
+    const [word0, word1, word2, word3] = wordsOf(bytes);
+    assert.equal(registry.idOfCodeWords(bytes.length, word0, word1, word2, word3), registry.idOfCode(code), code);
+    // The same words with a NUL byte appended are another, unknown code.
+    const padded = Buffer.concat([bytes, Buffer.alloc(1)]);
+    if (padded.length <= 16) assert.equal(registry.idOfCodeWords(padded.length, ...(wordsOf(padded) as [number, number, number, number])), UNKNOWN_CURRENCY_ID, `${code}\\0`);
+    assert.equal(registry.idOfBytes(padded, 0, padded.length), UNKNOWN_CURRENCY_ID);
+  }
+  assert.equal(codeWordAt(Buffer.from('ABCDEF'), 1, 6, 0), 0x45444342);
+  assert.equal(codeWordAt(Buffer.from('ABCDEF'), 1, 6, 1), 0x46);
+  assert.equal(codeWordAt(Buffer.from('ABCDEF'), 1, 6, 2), 0);
 });
 
 test('bad configuration is refused', () => {

@@ -2,14 +2,21 @@
 //
 // Built once from configuration (control plane); ids follow the configuration order, so
 // every thread that rebuilds the registry from `serialize()` gets the same ids. Lookups
-// by string or by bytes use an open-addressing table over typed arrays and allocate
-// nothing, so the decoders can call them per command.
+// by string, by bytes or by code words use an open-addressing table over typed arrays
+// and allocate nothing, so the decoders can call them per command.
+//
+// A code is keyed by its CODE_WORDS little-endian words: its bytes zero padded to 16,
+// read four at a time (the same words the canonical payload record carries), plus its
+// length. Comparing four words beats a byte loop, and the decoders read the words once
+// for both the lookup and the payload.
 
 import { AMOUNT_SCALE_MAX } from './amount';
 
 export const CURRENCY_CODE_BYTES_MAX = 16;
 export const CURRENCY_SCALE_DEFAULT = 8;
 export const UNKNOWN_CURRENCY_ID = 0;
+/** A code zero padded to CURRENCY_CODE_BYTES_MAX bytes, as little-endian u32 words. */
+export const CODE_WORDS = CURRENCY_CODE_BYTES_MAX / 4;
 /** Bound on the number of currencies one registry holds. */
 export const CURRENCIES_MAX = 65_535;
 
@@ -29,7 +36,8 @@ const CODE_PATTERN = /^[A-Z0-9]{1,16}$/;
 
 export class CurrencyRegistry {
   private readonly codes: string[] = [''];
-  private readonly codeBytes: Uint8Array;
+  /** CODE_WORDS int32 words per id. */
+  private readonly codeWords: Int32Array;
   private readonly codeLengths: Uint8Array;
   private readonly scales: Uint8Array;
   private readonly table: Uint32Array;
@@ -38,7 +46,7 @@ export class CurrencyRegistry {
   private constructor(config: readonly CurrencyConfig[]) {
     if (config.length > CURRENCIES_MAX) throw new Error(`currency registry: at most ${CURRENCIES_MAX} currencies`);
     const capacity = config.length + 1;
-    this.codeBytes = new Uint8Array(capacity * CURRENCY_CODE_BYTES_MAX);
+    this.codeWords = new Int32Array(capacity * CODE_WORDS);
     this.codeLengths = new Uint8Array(capacity);
     this.scales = new Uint8Array(capacity);
     let tableSize = 16;
@@ -82,12 +90,20 @@ export class CurrencyRegistry {
   idOfBytes(bytes: Uint8Array, start: number, end: number): number {
     const length = end - start;
     if (length < 1 || length > CURRENCY_CODE_BYTES_MAX) return UNKNOWN_CURRENCY_ID;
-    let hash = length;
-    for (let index = start; index < end; index++) hash = mixByte(hash, bytes[index]);
-    for (let probe = finalizeHash(hash) & this.tableMask; ; probe = (probe + 1) & this.tableMask) {
+    return this.idOfCodeWords(length, codeWordAt(bytes, start, end, 0), codeWordAt(bytes, start, end, 1), codeWordAt(bytes, start, end, 2), codeWordAt(bytes, start, end, 3));
+  }
+
+  /**
+   * Id of the code of `length` bytes (1..16) whose zero-padded words are word0..word3
+   * (codeWordAt), or 0 when it is not registered.
+   */
+  idOfCodeWords(length: number, word0: number, word1: number, word2: number, word3: number): number {
+    const words = this.codeWords;
+    for (let probe = codeHash(length, word0, word1, word2, word3) & this.tableMask; ; probe = (probe + 1) & this.tableMask) {
       const id = this.table[probe];
       if (id === UNKNOWN_CURRENCY_ID) return UNKNOWN_CURRENCY_ID;
-      if (this.codeLengths[id] === length && this.bytesEqual(id, bytes, start, length)) return id;
+      const base = id * CODE_WORDS;
+      if (this.codeLengths[id] === length && words[base] === word0 && words[base + 1] === word1 && words[base + 2] === word2 && words[base + 3] === word3) return id;
     }
   }
 
@@ -95,21 +111,13 @@ export class CurrencyRegistry {
   idOfCode(code: string): number {
     const length = code.length;
     if (length < 1 || length > CURRENCY_CODE_BYTES_MAX) return UNKNOWN_CURRENCY_ID;
-    let hash = length;
-    for (let index = 0; index < length; index++) hash = mixByte(hash, code.charCodeAt(index));
-    for (let probe = finalizeHash(hash) & this.tableMask; ; probe = (probe + 1) & this.tableMask) {
+    // Characters are truncated to bytes for the hash only; the final check is on the string.
+    const hash = codeHash(length, textCodeWord(code, 0), textCodeWord(code, 1), textCodeWord(code, 2), textCodeWord(code, 3));
+    for (let probe = hash & this.tableMask; ; probe = (probe + 1) & this.tableMask) {
       const id = this.table[probe];
       if (id === UNKNOWN_CURRENCY_ID) return UNKNOWN_CURRENCY_ID;
       if (this.codes[id] === code) return id;
     }
-  }
-
-  private bytesEqual(id: number, bytes: Uint8Array, start: number, length: number): boolean {
-    const base = id * CURRENCY_CODE_BYTES_MAX;
-    for (let index = 0; index < length; index++) {
-      if (this.codeBytes[base + index] !== bytes[start + index]) return false;
-    }
-    return true;
   }
 
   private add(entry: CurrencyConfig): void {
@@ -122,24 +130,52 @@ export class CurrencyRegistry {
     this.codes.push(code);
     this.scales[id] = scale;
     this.codeLengths[id] = code.length;
-    let hash = code.length;
-    for (let index = 0; index < code.length; index++) {
-      this.codeBytes[id * CURRENCY_CODE_BYTES_MAX + index] = code.charCodeAt(index);
-      hash = mixByte(hash, code.charCodeAt(index));
-    }
-    let probe = finalizeHash(hash) & this.tableMask;
+    for (let word = 0; word < CODE_WORDS; word++) this.codeWords[id * CODE_WORDS + word] = textCodeWord(code, word);
+    const words = this.codeWords;
+    const base = id * CODE_WORDS;
+    let probe = codeHash(code.length, words[base], words[base + 1], words[base + 2], words[base + 3]) & this.tableMask;
     while (this.table[probe] !== UNKNOWN_CURRENCY_ID) probe = (probe + 1) & this.tableMask;
     this.table[probe] = id;
   }
 }
 
-/** FNV-1a step; the registry's hash never leaves the process, so only speed matters. */
-function mixByte(hash: number, byte: number): number {
-  return Math.imul(hash ^ byte, 0x01000193);
+/**
+ * Word `wordIndex` (0..3) of the code bytes[start..end) zero padded to 16 bytes, as an
+ * int32 bit pattern: the bytes from start + 4 * wordIndex, little-endian, none past end.
+ */
+export function codeWordAt(bytes: Uint8Array, start: number, end: number, wordIndex: number): number {
+  const at = start + (wordIndex << 2);
+  const count = Math.max(0, Math.min(4, end - at));
+  // A whole word masked to the code's bytes when the buffer has it (a code is followed by
+  // an amount or a JSON quote): codes of 3 and 4 bytes alternate, and a branch on the
+  // length would be mispredicted.
+  if (at + 4 <= bytes.length) return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) & WORD_MASKS[count];
+  let word = 0;
+  if (count > 0) word = bytes[at];
+  if (count > 1) word |= bytes[at + 1] << 8;
+  if (count > 2) word |= bytes[at + 2] << 16;
+  if (count > 3) word |= bytes[at + 3] << 24;
+  return word;
 }
 
-function finalizeHash(hash: number): number {
-  let h = hash ^ (hash >>> 15);
-  h = Math.imul(h, 0x2c1b3c6d);
-  return h ^ (h >>> 12);
+/** WORD_MASKS[count]: the low `count` bytes (0..4) of a word. */
+const WORD_MASKS = Int32Array.of(0, 0xff, 0xffff, 0xffffff, -1);
+
+/** codeWordAt for a string of byte-sized characters (higher bits are dropped). */
+function textCodeWord(text: string, wordIndex: number): number {
+  let word = 0;
+  for (let index = 0; index < 4; index++) {
+    const at = (wordIndex << 2) + index;
+    if (at < text.length) word |= (text.charCodeAt(at) & 0xff) << (index << 3);
+  }
+  return word;
+}
+
+/** The registry's hash never leaves the process, so only speed and spread matter. */
+function codeHash(length: number, word0: number, word1: number, word2: number, word3: number): number {
+  let h = Math.imul(length ^ word0, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 15) ^ word1, 0x85ebca77);
+  h = Math.imul(h ^ (h >>> 13) ^ word2, 0xc2b2ae3d);
+  h = Math.imul(h ^ (h >>> 16) ^ word3, 0x27d4eb2f);
+  return h ^ (h >>> 15);
 }

@@ -1,6 +1,7 @@
 // The main thread's handle on the engine worker: creates the command and output rings,
-// starts the worker, and speaks its control protocol (assign, report, stop). Control plane
-// only: commands and outcomes never travel through these messages, only through the rings.
+// starts the worker, and speaks its control protocol (assign, load, report, stop). Control
+// plane only: commands and outcomes never travel through these messages, only through the
+// rings, and recovered partitions travel as shared buffers (engine/recovery_layout.ts).
 
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -9,7 +10,8 @@ import type { WaitStrategyName } from '../ringbuffer';
 import { COMMAND_SLOT_BYTES } from './command_layout';
 import { BalanceTableDescriptor, BalanceTableReader, attach } from './balance_table';
 import { OUTPUT_SLOT_BYTES } from './output_layout';
-import type { EngineControlMessage, EngineReady, EngineReport, EngineWorkerData } from './engine_worker';
+import type { EngineControlMessage, EngineFailure, EngineReady, EngineReport, EngineWorkerData } from './engine_worker';
+import { PartitionLoadError } from './partition_loader';
 
 export interface EngineThreadOptions {
   readonly commandSlotCount: number;
@@ -20,6 +22,8 @@ export interface EngineThreadOptions {
 }
 
 const CONTROL_TIMEOUT_MS = 30_000;
+/** A load inserts up to the table's capacity (hundreds of millions of balances at most). */
+const LOAD_TIMEOUT_MS = 600_000;
 
 export class EngineThread {
   private readonly pending: Array<{ op: EngineReport['op']; resolve: (report: EngineReport) => void; reject: (error: Error) => void }> = [];
@@ -31,7 +35,7 @@ export class EngineThread {
     readonly outputRing: RingBuffer,
     readonly tableDescriptor: BalanceTableDescriptor,
   ) {
-    worker.on('message', (message: EngineReport) => this.settle(message));
+    worker.on('message', (message: EngineReport | EngineFailure) => this.settle(message));
     worker.on('error', (error) => this.fail(new Error(`engine worker failed: ${error.message}`, { cause: error })));
     worker.on('exit', (code) => this.fail(new Error(`engine worker exited with code ${code}`)));
   }
@@ -65,6 +69,20 @@ export class EngineThread {
     return this.request({ op: 'assign', partition }, 'assigned');
   }
 
+  /**
+   * Loads a recovered partition (persist/recovery.ts) in place of assign, before any of its
+   * commands: the first `balanceCount` BALANCE rows of `balances` go into the table, the
+   * first `outcomeCount` OUTCOME rows (newest first) into its dedup window, and the partition
+   * is assigned. Answers with counts, the worker's time and the state hash. The buffers are
+   * shared, not copied: do not write them after the call. Rejects with a PartitionLoadError
+   * on an operating error (table full, partition already assigned, a balance on two
+   * partitions); the engine must then not be fed that partition. There is no unload (see
+   * engine/partition_loader.ts).
+   */
+  loadPartition(partition: number, balances: SharedArrayBuffer, balanceCount: number, outcomes: SharedArrayBuffer, outcomeCount: number): Promise<EngineReport> {
+    return this.request({ op: 'load', partition, balances, balanceCount, outcomes, outcomeCount }, 'loaded', LOAD_TIMEOUT_MS);
+  }
+
   report(): Promise<EngineReport> {
     return this.request({ op: 'report' }, 'report');
   }
@@ -75,10 +93,10 @@ export class EngineThread {
     return stopped;
   }
 
-  private request(message: EngineControlMessage, answer: EngineReport['op']): Promise<EngineReport> {
+  private request(message: EngineControlMessage, answer: EngineReport['op'], timeoutMs = CONTROL_TIMEOUT_MS): Promise<EngineReport> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`engine worker did not answer ${message.op} within ${CONTROL_TIMEOUT_MS} ms`)), CONTROL_TIMEOUT_MS);
+      const timer = setTimeout(() => reject(new Error(`engine worker did not answer ${message.op} within ${timeoutMs} ms`)), timeoutMs);
       this.pending.push({
         op: answer,
         resolve: (report) => { clearTimeout(timer); resolve(report); },
@@ -88,11 +106,17 @@ export class EngineThread {
     });
   }
 
-  private settle(report: EngineReport): void {
-    const index = this.pending.findIndex((p) => p.op === report.op);
+  private settle(message: EngineReport | EngineFailure): void {
+    const answer = message.op === 'failed' ? message.answer : message.op;
+    const index = this.pending.findIndex((p) => p.op === answer);
     if (index < 0) return;
     const [waiter] = this.pending.splice(index, 1);
-    waiter!.resolve(report);
+    if (message.op !== 'failed') {
+      waiter!.resolve(message);
+      return;
+    }
+    const text = `engine worker: loading partition ${message.partition} failed: ${message.message}`;
+    waiter!.reject(message.errorName === 'PartitionLoadError' ? new PartitionLoadError(text) : new Error(text));
   }
 
   private fail(error: Error): void {

@@ -2,9 +2,10 @@
 // applies each command with BalanceEngine and publishes outcomes and journal legs to the
 // output ring, one release and one publish per batch ("end of batch").
 //
-// Control messages (assign a partition, report, stop) arrive on the parent port and are
-// read synchronously with receiveMessageOnPort between batches and on wait timeouts, so the
-// hot loop never returns to the event loop and never awaits.
+// Control messages (assign a partition, load a recovered partition, report, stop) arrive on
+// the parent port and are read synchronously with receiveMessageOnPort between batches and
+// on wait timeouts, so the hot loop never returns to the event loop and never awaits. A load
+// therefore runs between two batches, entirely before the partition's first command.
 
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RingBuffer, Sequencer, createWaitStrategy } from '../ringbuffer';
@@ -12,6 +13,7 @@ import type { RingBufferDescriptor, WaitStrategyName } from '../ringbuffer';
 import { BalanceEngine } from './balance_engine';
 import { BalanceTable, BalanceTableDescriptor } from './balance_table';
 import { OutputRegion } from './output_layout';
+import { PartitionLoadError, loadPartition } from './partition_loader';
 
 export interface EngineWorkerData {
   readonly commandRing: RingBufferDescriptor;
@@ -21,8 +23,23 @@ export interface EngineWorkerData {
   readonly waitStrategy: WaitStrategyName;
 }
 
+/**
+ * 'load': the recovered state of a partition (engine/recovery_layout.ts rows in shared
+ * buffers, not copied). The worker loads the balances into the table and the outcomes into
+ * the partition's dedup window, assigning it, and answers 'loaded' or 'failed'.
+ */
+export interface EngineLoadMessage {
+  readonly op: 'load';
+  readonly partition: number;
+  readonly balances: SharedArrayBuffer;
+  readonly balanceCount: number;
+  readonly outcomes: SharedArrayBuffer;
+  readonly outcomeCount: number;
+}
+
 export type EngineControlMessage =
   | { readonly op: 'assign'; readonly partition: number }
+  | EngineLoadMessage
   | { readonly op: 'report' }
   | { readonly op: 'stop' };
 
@@ -32,11 +49,22 @@ export interface EngineReady {
 }
 
 export interface EngineReport {
-  readonly op: 'assigned' | 'report' | 'stopped';
+  readonly op: 'assigned' | 'loaded' | 'report' | 'stopped';
   readonly partition?: number;
   readonly sequence: number;
   readonly stateHash: string;
   readonly counters: number[];
+  /** 'loaded' only: what went into the table and the dedup window, and how long it took. */
+  readonly loaded?: { readonly balanceCount: number; readonly outcomeCount: number; readonly elapsedMs: number };
+}
+
+/** The answer to a request that failed; `answer` names the op the request was waiting for. */
+export interface EngineFailure {
+  readonly op: 'failed';
+  readonly answer: EngineReport['op'];
+  readonly partition?: number;
+  readonly errorName: string;
+  readonly message: string;
 }
 
 const WAIT_TIMEOUT_MS = 50;
@@ -79,7 +107,26 @@ function applyBatch(engine: BalanceEngine, commands: RingBuffer, next: number, a
   return available + 1;
 }
 
+function handleLoad(engine: BalanceEngine, data: EngineWorkerData, message: EngineLoadMessage): void {
+  const started = performance.now();
+  try {
+    const loaded = loadPartition(engine, message.partition, data.dedupWindow, message);
+    const elapsedMs = performance.now() - started;
+    parentPort!.postMessage({ ...report(engine, 'loaded', message.partition), loaded: { ...loaded, elapsedMs } } satisfies EngineReport);
+  } catch (error) {
+    const failure: EngineFailure = {
+      op: 'failed', answer: 'loaded', partition: message.partition,
+      errorName: error instanceof PartitionLoadError ? error.name : 'Error', message: (error as Error).message,
+    };
+    parentPort!.postMessage(failure);
+  }
+}
+
 function handleControl(engine: BalanceEngine, data: EngineWorkerData, message: EngineControlMessage): boolean {
+  if (message.op === 'load') {
+    handleLoad(engine, data, message);
+    return true;
+  }
   if (message.op === 'assign') {
     engine.assignPartition(message.partition, { dedupWindow: data.dedupWindow });
     parentPort!.postMessage(report(engine, 'assigned', message.partition));

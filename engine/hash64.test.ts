@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Hash64, hash64, hash64Aligned, hash64BigInt } from './hash64';
+import { Hash64, hash64, hash64Aligned, hash64BigInt, hash64CopyWords } from './hash64';
 import { SeededRandom } from './wire_fixtures';
 
 // Expected values from the C reference MurmurHash3_x86_128 (smhasher/src/MurmurHash3.cpp,
@@ -86,5 +86,34 @@ test('hash64Aligned over zero-padded words equals hash64 for every length', () =
     hash64(bytes, wordIndex * 4, wordIndex * 4 + length, 7, out);
     hash64Aligned(words, wordIndex, length, 7, alignedOut);
     assert.deepEqual([alignedOut.lo, alignedOut.hi], [out.lo, out.hi], `length ${length}`);
+  }
+});
+
+test('hash64CopyWords hashes like hash64 and copies the bytes zero padded to a 16-byte block', () => {
+  const random = new SeededRandom(13);
+  const out = new Hash64();
+  const copyOut = new Hash64();
+  const SENTINEL = 0xdeadbeef;
+  for (let round = 0; round < 3000; round++) {
+    const length = round % 100;
+    const bytes = new Uint8Array(120).map(() => random.int(256));
+    // Near the end of `bytes` too, where the tail is read byte by byte.
+    const start = round % 3 === 0 ? bytes.length - length : random.int(16);
+    const target = new Uint32Array(40).fill(SENTINEL);
+    const targetWordIndex = random.int(8);
+    hash64(bytes, start, start + length, round, out);
+    const highBits = hash64CopyWords(bytes, start, start + length, target, targetWordIndex, round, copyOut);
+    assert.deepEqual([copyOut.lo, copyOut.hi], [out.lo, out.hi], `length ${length}`);
+    const paddedWords = Math.ceil(length / 16) * 4;
+    const copied = new Uint8Array(target.buffer, targetWordIndex * 4, paddedWords * 4);
+    const expected = new Uint8Array(paddedWords * 4);
+    expected.set(bytes.subarray(start, start + length));
+    assert.deepEqual(copied, expected, `copied bytes, zero padded to a word, length ${length}`);
+    let expectedHighBits = 0;
+    for (let word = 0; word < paddedWords; word++) expectedHighBits |= target[targetWordIndex + word];
+    assert.equal(highBits | 0, expectedHighBits | 0);
+    for (let word = 0; word < target.length; word++) {
+      if (word < targetWordIndex || word >= targetWordIndex + paddedWords) assert.equal(target[word], SENTINEL, `word ${word} untouched, length ${length}`);
+    }
   }
 });

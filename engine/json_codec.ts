@@ -17,31 +17,12 @@
 //     string of 1..16 bytes (else MALFORMED); not registered -> UNKNOWN_CURRENCY.
 //   - settle: legs is an array of 1..12 objects, each with all four leg fields.
 
-import {
-  ACCOUNT_HOME_OFFSET,
-  ACCOUNT_OFFSET,
-  AMOUNT_OFFSET,
-  COUNTER_ACCOUNT_OFFSET,
-  COUNTER_HOME_OFFSET,
-  CURRENCY_OFFSET,
-  CommandType,
-  LEGS_OFFSET,
-  LEG_ACCOUNT_OFFSET,
-  LEG_AVAILABLE_DELTA_OFFSET,
-  LEG_BYTES,
-  LEG_COUNT_OFFSET,
-  LEG_CURRENCY_OFFSET,
-  LEG_FROZEN_DELTA_OFFSET,
-  LEG_HOME_OFFSET,
-  SETTLE_LEGS_MAX,
-  TX_ID_BYTES_MAX,
-  TX_ID_OFFSET,
-} from './command_layout';
+import { CommandType, SlotLayout } from './command_layout';
 import { ACCOUNT_ID_DIGITS_MAX, parseAccountId } from './account_id';
 import { AMOUNT_TEXT_BYTES_MAX, AmountSign, DecimalAmount, readDecimalText } from './amount';
 import { CommandSlotViews, writeWords } from './command_slot';
-import { beginSlot, clearTxId, copyTxIdIntoSlot, finishCommand, finishMalformed, finishTxId, worseReject, writeScaledAmount } from './command_writer';
-import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID } from './currency_registry';
+import { beginSlot, clearTxId, finishCommand, finishMalformed, finishTxId, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
+import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 import { Words64 } from './uint64_words';
 import { StringSpan, decodeEscapedString, expectByte, scanNumber, scanString, skipValue, skipWhitespace } from './json_scanner';
 import { partitionOfKeyBytes } from './partitioner';
@@ -67,7 +48,7 @@ const enum LegField {
   Frozen = 3,
 }
 const LEG_FIELD_COUNT = 4;
-const FIELD_SLOT_COUNT = TOP_LEVEL_FIELD_COUNT + SETTLE_LEGS_MAX * LEG_FIELD_COUNT;
+const FIELD_SLOT_COUNT = TOP_LEVEL_FIELD_COUNT + SlotLayout.SettleLegsMax * LEG_FIELD_COUNT;
 
 const enum ValueKind {
   Absent = 0,
@@ -306,7 +287,7 @@ export class JsonCommandDecoder {
     if (at < end && bytes[at] === BRACKET_CLOSE) return at + 1;
     for (;;) {
       const isObject = at < end && bytes[at] === BRACE_OPEN;
-      if (isObject && this.legCount < SETTLE_LEGS_MAX) at = this.scanLeg(bytes, at, end, this.legCount);
+      if (isObject && this.legCount < SlotLayout.SettleLegsMax) at = this.scanLeg(bytes, at, end, this.legCount);
       else {
         this.legsWellFormed = false;
         at = skipValue(bytes, at, end, 2);
@@ -388,14 +369,16 @@ export class JsonCommandDecoder {
     if (this.occurrences[Field.TxId] !== 1 || this.kinds[Field.TxId] !== ValueKind.String) return false;
     const start = this.starts[Field.TxId];
     const end = this.ends[Field.TxId];
-    let length: number;
     if (this.escaped[Field.TxId] === 0) {
-      length = end - start <= TX_ID_BYTES_MAX ? end - start : -1;
       // The scanner validated the bytes as UTF-8 already.
-      if (length > 0) copyTxIdIntoSlot(views, this.slotOffset, this.message, start, length);
-    } else {
-      length = decodeEscapedString(this.message, start, end, views.bytes, this.slotOffset + TX_ID_OFFSET, TX_ID_BYTES_MAX);
+      if (end - start >= 1 && end - start <= SlotLayout.TxIdBytesMax) {
+        writeTxIdBytes(views, this.slotOffset, this.message, start, end - start);
+        return true;
+      }
+      clearTxId(views, this.slotOffset);
+      return false;
     }
+    const length = decodeEscapedString(this.message, start, end, views.bytes, this.slotOffset + SlotLayout.TxIdOffset, SlotLayout.TxIdBytesMax);
     if (length < 1) {
       clearTxId(views, this.slotOffset);
       return false;
@@ -427,9 +410,18 @@ export class JsonCommandDecoder {
   private currency(slot: number, idOffset: number): RejectCode {
     this.currencyScale = -1;
     if (!this.resolveString(slot, CURRENCY_CODE_BYTES_MAX) || this.resolvedEnd === this.resolvedStart) return RejectCode.Malformed;
+    const bytes = this.resolvedBytes;
+    const start = this.resolvedStart;
+    const end = this.resolvedEnd;
+    const length = end - start;
+    // The code's words, read once for the registry and the payload (both key on them).
+    const word0 = codeWordAt(bytes, start, end, 0);
+    const word1 = length > 4 ? codeWordAt(bytes, start, end, 1) : 0;
+    const word2 = length > 8 ? codeWordAt(bytes, start, end, 2) : 0;
+    const word3 = length > 12 ? codeWordAt(bytes, start, end, 3) : 0;
     const registry = this.registry as CurrencyRegistry;
-    const id = registry.idOfBytes(this.resolvedBytes, this.resolvedStart, this.resolvedEnd);
-    this.payload.currency(this.resolvedBytes, this.resolvedStart, this.resolvedEnd);
+    const id = registry.idOfCodeWords(length, word0, word1, word2, word3);
+    this.payload.currencyWords(length, word0, word1, word2, word3);
     if (id === UNKNOWN_CURRENCY_ID) return RejectCode.UnknownCurrency;
     (this.views as CommandSlotViews).u32[(this.slotOffset + idOffset) >> 2] = id;
     this.currencyScale = registry.scaleOf(id);
@@ -461,35 +453,35 @@ export class JsonCommandDecoder {
   }
 
   private interpretSingleAmount(): RejectCode {
-    if (!this.account(Field.Account, ACCOUNT_OFFSET, ACCOUNT_HOME_OFFSET, false)) return RejectCode.Malformed;
-    const currencyCode = this.currency(Field.Currency, CURRENCY_OFFSET);
+    if (!this.account(Field.Account, SlotLayout.AccountOffset, SlotLayout.AccountHomeOffset, false)) return RejectCode.Malformed;
+    const currencyCode = this.currency(Field.Currency, SlotLayout.CurrencyOffset);
     if (currencyCode === RejectCode.Malformed) return RejectCode.Malformed;
-    return worseReject(currencyCode, this.amount(Field.Amount, AMOUNT_OFFSET, AmountSign.Positive));
+    return worseReject(currencyCode, this.amount(Field.Amount, SlotLayout.AmountOffset, AmountSign.Positive));
   }
 
   private interpretTransfer(): RejectCode {
-    if (!this.account(Field.From, ACCOUNT_OFFSET, ACCOUNT_HOME_OFFSET, false)) return RejectCode.Malformed;
-    if (!this.account(Field.To, COUNTER_ACCOUNT_OFFSET, COUNTER_HOME_OFFSET, false)) return RejectCode.Malformed;
-    const currencyCode = this.currency(Field.Currency, CURRENCY_OFFSET);
+    if (!this.account(Field.From, SlotLayout.AccountOffset, SlotLayout.AccountHomeOffset, false)) return RejectCode.Malformed;
+    if (!this.account(Field.To, SlotLayout.CounterAccountOffset, SlotLayout.CounterHomeOffset, false)) return RejectCode.Malformed;
+    const currencyCode = this.currency(Field.Currency, SlotLayout.CurrencyOffset);
     if (currencyCode === RejectCode.Malformed) return RejectCode.Malformed;
-    return worseReject(currencyCode, this.amount(Field.Amount, AMOUNT_OFFSET, AmountSign.Positive));
+    return worseReject(currencyCode, this.amount(Field.Amount, SlotLayout.AmountOffset, AmountSign.Positive));
   }
 
   private interpretSettle(views: CommandSlotViews): RejectCode {
-    if (!this.account(Field.Account, ACCOUNT_OFFSET, ACCOUNT_HOME_OFFSET, false)) return RejectCode.Malformed;
+    if (!this.account(Field.Account, SlotLayout.AccountOffset, SlotLayout.AccountHomeOffset, false)) return RejectCode.Malformed;
     const legCount = this.legCount;
-    if (this.kinds[Field.Legs] !== ValueKind.Array || !this.legsWellFormed || legCount < 1 || legCount > SETTLE_LEGS_MAX) return RejectCode.Malformed;
-    views.bytes[this.slotOffset + LEG_COUNT_OFFSET] = legCount;
+    if (this.kinds[Field.Legs] !== ValueKind.Array || !this.legsWellFormed || legCount < 1 || legCount > SlotLayout.SettleLegsMax) return RejectCode.Malformed;
+    views.bytes[this.slotOffset + SlotLayout.LegCountOffset] = legCount;
     this.payload.legCount(legCount);
     let code = RejectCode.None;
     for (let leg = 0; leg < legCount; leg++) {
       const slot = TOP_LEVEL_FIELD_COUNT + leg * LEG_FIELD_COUNT;
-      const base = LEGS_OFFSET + leg * LEG_BYTES;
-      if (!this.account(slot + LegField.Account, base + LEG_ACCOUNT_OFFSET, base + LEG_HOME_OFFSET, true)) return RejectCode.Malformed;
-      const currencyCode = this.currency(slot + LegField.Currency, base + LEG_CURRENCY_OFFSET);
+      const base = SlotLayout.LegsOffset + leg * SlotLayout.LegBytes;
+      if (!this.account(slot + LegField.Account, base + SlotLayout.LegAccountOffset, base + SlotLayout.LegHomeOffset, true)) return RejectCode.Malformed;
+      const currencyCode = this.currency(slot + LegField.Currency, base + SlotLayout.LegCurrencyOffset);
       if (currencyCode === RejectCode.Malformed) return RejectCode.Malformed;
-      const available = this.amount(slot + LegField.Available, base + LEG_AVAILABLE_DELTA_OFFSET, AmountSign.Signed);
-      const frozen = this.amount(slot + LegField.Frozen, base + LEG_FROZEN_DELTA_OFFSET, AmountSign.Signed);
+      const available = this.amount(slot + LegField.Available, base + SlotLayout.LegAvailableDeltaOffset, AmountSign.Signed);
+      const frozen = this.amount(slot + LegField.Frozen, base + SlotLayout.LegFrozenDeltaOffset, AmountSign.Signed);
       if (available === RejectCode.Malformed || frozen === RejectCode.Malformed) return RejectCode.Malformed;
       code = worseReject(worseReject(worseReject(code, currencyCode), available), frozen);
     }

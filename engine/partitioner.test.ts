@@ -6,6 +6,7 @@ import {
   homePartitionOfAccountDecimal,
   homePartitionOfAccountWords,
   murmur2,
+  murmur2OfShortDecimal,
   partitionOfKeyBytes,
   toPositive,
 } from './partitioner';
@@ -94,6 +95,34 @@ test('homePartitionOfAccountWords formats the canonical decimal string', () => {
     assert.equal(homePartitionOfAccountWords(lo, hi, count), homePartitionOfAccountDecimal(id.toString(), count), `account ${id}`);
   }
   assert.equal(homePartitionOfAccountWords(0xffffffff, 0xffffffff, 100), 41);
+});
+
+test('the arithmetic path for ids below 10^8 equals murmur2 of the formatted digits', () => {
+  const random = new SeededRandom(8);
+  const values: number[] = [];
+  for (let value = 0; value < 120_000; value++) values.push(value);
+  for (let power = 1; power <= 8; power++) values.push(10 ** power - 1, 10 ** power - 2, 10 ** power + 1);
+  for (let round = 0; round < 50_000; round++) values.push(random.int(100_000_000));
+  for (const value of values) {
+    if (value >= 100_000_000) continue;
+    const digits = Buffer.from(String(value), 'latin1');
+    assert.equal(murmur2OfShortDecimal(value), murmur2(digits, 0, digits.length), `murmur2 of ${value}`);
+    const count = 1 + (value % 97);
+    assert.equal(homePartitionOfAccountWords(value, 0, count), partitionOfKeyBytes(digits, 0, digits.length, count), `${value} % ${count}`);
+  }
+});
+
+test('homePartitionOfAccountWords takes the words as int32 bit patterns too (as the decoders pass them)', () => {
+  const ids = [99_999_999n, 100_000_000n, (1n << 31n) - 1n, 1n << 31n, (1n << 32n) - 1n, 1n << 32n, (1n << 63n) + 5n, (1n << 64n) - 1n];
+  for (const id of ids) {
+    const lo = Number(id & 0xffffffffn);
+    const hi = Number(id >> 32n);
+    for (const count of [1, 12, 100, 65_536]) {
+      const expected = homePartitionOfAccountDecimal(id.toString(), count);
+      assert.equal(homePartitionOfAccountWords(lo | 0, hi | 0, count), expected, `account ${id} as int32 words`);
+      assert.equal(homePartitionOfAccountWords(lo, hi, count), expected, `account ${id} as uint32 words`);
+    }
+  }
 });
 
 test('partition count bounds', () => {

@@ -20,12 +20,8 @@ export function murmur2(bytes: Uint8Array, start: number, end: number): number {
   let h = SEED ^ length;
   const blocksEnd = start + (length & ~3);
   for (let index = start; index < blocksEnd; index += 4) {
-    let k = bytes[index] | (bytes[index + 1] << 8) | (bytes[index + 2] << 16) | (bytes[index + 3] << 24);
-    k = Math.imul(k, M);
-    k ^= k >>> R;
-    k = Math.imul(k, M);
-    h = Math.imul(h, M);
-    h ^= k;
+    const word = bytes[index] | (bytes[index + 1] << 8) | (bytes[index + 2] << 16) | (bytes[index + 3] << 24);
+    h = Math.imul(h, M) ^ murmur2MixWord(word);
   }
   const tail = length & 3;
   if (tail === 3) h ^= bytes[blocksEnd + 2] << 16;
@@ -34,10 +30,7 @@ export function murmur2(bytes: Uint8Array, start: number, end: number): number {
     h ^= bytes[blocksEnd];
     h = Math.imul(h, M);
   }
-  h ^= h >>> 13;
-  h = Math.imul(h, M);
-  h ^= h >>> 15;
-  return h | 0;
+  return murmur2Finish(h);
 }
 
 /** Kafka's Utils.toPositive: clears the sign bit (not Math.abs). */
@@ -69,10 +62,80 @@ export function homePartitionOfAccountDecimal(bytesOrString: Uint8Array | string
   return partitionOfKeyBytes(encoded, 0, encoded.length, partitionCount);
 }
 
-/** Home partition of the account (lo, hi words), via its canonical decimal string. */
+/**
+ * Home partition of the account (lo, hi words), via its canonical decimal string. Ids
+ * below 10^8 (most ids in practice) take an arithmetic path that builds the string's
+ * little-endian words in registers; larger ids are formatted into a scratch buffer.
+ */
 export function homePartitionOfAccountWords(lo: number, hi: number, partitionCount: number): number {
+  if (hi === 0 && lo >= 0 && lo < SHORT_DECIMAL_LIMIT) return toPositive(murmur2OfShortDecimal(lo)) % partitionCount;
   const length = formatAccountIdInto(lo, hi, keyScratch, 0);
   return partitionOfKeyBytes(keyScratch, 0, length, partitionCount);
+}
+
+/** Integers below this have at most eight decimal digits: two murmur2 words. */
+const SHORT_DECIMAL_LIMIT = 100_000_000;
+
+/** "00".."99" as little-endian pairs of ASCII digits: the tens digit in the low byte. */
+const DIGIT_PAIR_WORDS = Uint16Array.from({ length: 100 }, (_, pair) => (0x30 + Math.floor(pair / 10)) | ((0x30 + (pair % 10)) << 8));
+
+/** The four digits of 0..9999, zero padded, as a little-endian word (first digit lowest). */
+function fourDigitWord(value: number): number {
+  const high = (value / 100) | 0;
+  return DIGIT_PAIR_WORDS[high] | (DIGIT_PAIR_WORDS[value - high * 100] << 16);
+}
+
+function shortDecimalLength(value: number): number {
+  if (value < 10_000) return value < 100 ? (value < 10 ? 1 : 2) : value < 1000 ? 3 : 4;
+  return value < 1_000_000 ? (value < 100_000 ? 5 : 6) : value < 10_000_000 ? 7 : 8;
+}
+
+/**
+ * Kafka's murmur2 of the decimal string of `value` (an integer 0..10^8-1), without
+ * writing the string anywhere: the eight zero-padded digits are two words, shifted right
+ * by the leading zeros so the string's bytes (and zeros after them) remain.
+ */
+export function murmur2OfShortDecimal(value: number): number {
+  const high = (value / 10_000) | 0;
+  const padded0 = fourDigitWord(high);
+  const padded1 = fourDigitWord(value - high * 10_000);
+  const length = shortDecimalLength(value);
+  const shift = (8 - length) << 3;
+  let word0: number;
+  let word1: number;
+  if (shift >= 32) {
+    word0 = padded1 >>> (shift - 32);
+    word1 = 0;
+  } else if (shift === 0) {
+    word0 = padded0;
+    word1 = padded1;
+  } else {
+    word0 = (padded0 >>> shift) | (padded1 << (32 - shift));
+    word1 = padded1 >>> shift;
+  }
+  let h = SEED ^ length;
+  if (length < 4) {
+    // The whole string is murmur2's tail, already zero above its bytes.
+    h = Math.imul(h ^ word0, M);
+  } else {
+    h = Math.imul(h, M) ^ murmur2MixWord(word0);
+    if (length === 8) h = Math.imul(h, M) ^ murmur2MixWord(word1);
+    else if (length > 4) h = Math.imul(h ^ word1, M);
+  }
+  return murmur2Finish(h);
+}
+
+function murmur2MixWord(word: number): number {
+  const k = Math.imul(word, M);
+  return Math.imul(k ^ (k >>> R), M);
+}
+
+function murmur2Finish(hash: number): number {
+  let h = hash;
+  h ^= h >>> 13;
+  h = Math.imul(h, M);
+  h ^= h >>> 15;
+  return h | 0;
 }
 
 export function assertPartitionCount(partitionCount: number): void {

@@ -32,7 +32,7 @@
 
 import { DecimalAmount, canonicalFitsInt64, canonicalMantissaWords } from './amount';
 import { SETTLE_LEGS_MAX } from './command_layout';
-import { CURRENCY_CODE_BYTES_MAX } from './currency_registry';
+import { CURRENCY_CODE_BYTES_MAX, codeWordAt } from './currency_registry';
 import { Hash64, hash64, hash64Aligned } from './hash64';
 import { Words64 } from './uint64_words';
 
@@ -54,7 +54,6 @@ export const CANONICAL_PAYLOAD_WORDS_MAX = 1 + ACCOUNT_WORDS + SETTLE_LEGS_MAX *
 /** Reusable builder of one canonical payload record; one per decoder, never per command. */
 export class CanonicalPayload {
   readonly words = new Uint32Array(CANONICAL_PAYLOAD_WORDS_MAX);
-  private readonly bytes = new Uint8Array(this.words.buffer);
   /** Words written so far. */
   length = 0;
   private readonly mantissa = new Words64();
@@ -78,15 +77,18 @@ export class CanonicalPayload {
 
   /** The code bytes[start..end); callers guarantee 1..16 bytes. */
   currency(bytes: Uint8Array, start: number, end: number): void {
+    this.currencyWords(end - start, codeWordAt(bytes, start, end, 0), codeWordAt(bytes, start, end, 1), codeWordAt(bytes, start, end, 2), codeWordAt(bytes, start, end, 3));
+  }
+
+  /** A code of `length` bytes given as its zero-padded words (currency_registry.ts codeWordAt). */
+  currencyWords(length: number, word0: number, word1: number, word2: number, word3: number): void {
     const at = this.length;
     const words = this.words;
-    words[at] = end - start;
-    words[at + 1] = 0;
-    words[at + 2] = 0;
-    words[at + 3] = 0;
-    words[at + 4] = 0;
-    const target = (at + 1) * 4;
-    for (let index = start; index < end; index++) this.bytes[target + index - start] = bytes[index];
+    words[at] = length;
+    words[at + 1] = word0;
+    words[at + 2] = word1;
+    words[at + 3] = word2;
+    words[at + 4] = word3;
     this.length = at + CURRENCY_WORDS;
   }
 
@@ -104,10 +106,23 @@ export class CanonicalPayload {
     this.amountWords(kind, this.textHash.lo, this.textHash.hi);
   }
 
+  /**
+   * Kind 0 from parts the caller already has: the canonical mantissa as i64 words (lo, hi)
+   * and its canonical scale (the rules above; no trailing fraction zeros).
+   */
+  amountCanonical(canonicalScale: number, lo: number, hi: number): void {
+    this.amountWords(CanonicalAmountKind.Value | (canonicalScale << 8), lo, hi);
+  }
+
   hash(out: Hash64): void {
     const length = this.length;
-    // hash64Aligned needs zeros up to the next 16-byte boundary.
-    for (let at = length; at < ((length + 3) & ~3); at++) this.words[at] = 0;
+    // hash64Aligned needs zeros up to the next 16-byte boundary: three words at most,
+    // written unconditionally (the array has room) rather than by a loop whose count
+    // changes with the command type.
+    const words = this.words;
+    words[length] = 0;
+    words[length + 1] = 0;
+    words[length + 2] = 0;
     hash64Aligned(this.words, 0, length * 4, 0, out);
   }
 

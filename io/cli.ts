@@ -80,10 +80,11 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+// Exits explicitly: a stopped service must not linger on a handle a library left open.
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`tally: unexpected failure: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 1;
+    process.exit(1);
   },
 );

@@ -25,6 +25,10 @@ export interface TallyConfig {
   readonly currencies: readonly CurrencyConfig[];
   readonly balanceCapacity: number;
   readonly dedupWindow: number;
+  readonly flushWorkers: number;
+  readonly batchRowsMax: number;
+  readonly batchIntervalMs: number;
+  readonly leaseTtlMs: number;
 }
 
 type Parser = (raw: unknown) => unknown;
@@ -98,6 +102,10 @@ const SETTINGS: readonly Setting[] = [
   { key: 'currencies', env: 'TALLY_CURRENCIES', form: 'CODE[:scale][,CODE[:scale]…], scale 0 to 18', defaultValue: 'USDT:8,BTC:8,ETH:8,SOL:8', parse: parseCurrencies, description: 'Known currencies and their scales (digits after the point).' },
   { key: 'balanceCapacity', env: 'TALLY_BALANCE_CAPACITY', form: 'an integer from 1024 to 268435456', defaultValue: '4194304', parse: integerIn(1024, 268435456), description: 'Maximum (account, currency) balances held in memory.' },
   { key: 'dedupWindow', env: 'TALLY_DEDUP_WINDOW', form: 'an integer from 1024 to 100000000', defaultValue: '10000000', parse: integerIn(1024, 100000000), description: 'How many recent tx_ids are remembered for deduplication.' },
+  { key: 'flushWorkers', env: 'TALLY_FLUSH_WORKERS', form: 'an integer from 1 to 64', defaultValue: '2', parse: integerIn(1, 64), description: 'Flush worker threads, each with its own PostgreSQL connection; partition p is flushed by group p % flushWorkers.' },
+  { key: 'batchRowsMax', env: 'TALLY_BATCH_ROWS_MAX', form: 'an integer from 1 to 1000000', defaultValue: '20000', parse: integerIn(1, 1000000), description: 'Commands per flush batch at most.' },
+  { key: 'batchIntervalMs', env: 'TALLY_BATCH_INTERVAL_MS', form: 'an integer from 0 to 10000', defaultValue: '5', parse: integerIn(0, 10000), description: 'A batch is cut at the latest this long after its first command.' },
+  { key: 'leaseTtlMs', env: 'TALLY_LEASE_TTL_MS', form: 'an integer from 1000 to 600000', defaultValue: '10000', parse: integerIn(1000, 600000), description: 'Partition lease time to live; leases are renewed every third of it, and one not renewed in time counts as lost.' },
 ];
 
 export const CONFIG_FILE_ENV = 'TALLY_CONFIG';

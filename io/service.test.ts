@@ -1,6 +1,6 @@
 // End to end through the real pieces: commands produced to a real Kafka topic, consumed by
-// librdkafka into the command ring, applied by the engine worker, and read back over real
-// HTTP from the shared balance table.
+// librdkafka into the command ring, applied by the engine worker, committed to a real
+// PostgreSQL by the flush pool, and read back over real HTTP from the shared balance table.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +10,8 @@ import { createLogger } from './logger';
 import { Service } from './service';
 import { CommandProducer } from './command_producer';
 import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
-import { ensureDatabase } from '../persist/database';
-import { migrate } from '../persist/migrate';
+import { createScratchDatabase } from '../persist/scratch_database';
+import { runAudit } from '../persist/audit';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 const PARTITIONS = 4;
@@ -38,10 +38,10 @@ async function balancesOf(port: number, account: string): Promise<Record<string,
 test('commands through Kafka, the ring and the engine worker show up in HTTP balances', { timeout: 120_000 }, async () => {
   const topic = uniqueName('tally.commands.e2e');
   await createTopic(topic, PARTITIONS);
-  await ensureDatabase(testPgUrl);
-  await migrate(testPgUrl);
+  // A database holds the ledger of one commands topic, so the test gets its own.
+  const database = await createScratchDatabase(testPgUrl, 'tally_e2e');
   const config = loadConfig({
-    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: testPgUrl, TALLY_COMMANDS_TOPIC: topic,
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
     TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-e2e'),
     TALLY_HTTP_PORT: '0', TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6,BTC:8',
   }, undefined);
@@ -66,7 +66,7 @@ test('commands through Kafka, the ring and the engine worker show up in HTTP bal
     await producer.flush();
     const deadline = Date.now() + 60_000;
     const target = producer.lastOffsets;
-    while ([...target].some(([p, o]) => (service.appliedOffsets.get(p) ?? -1) < o)) {
+    while ([...target].some(([p, o]) => service.durableOffsetOf(p) < o)) {
       assert.ok(Date.now() < deadline, 'the engine applies everything within 60 s');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -80,8 +80,10 @@ test('commands through Kafka, the ring and the engine worker show up in HTTP bal
     const unknown = await fetch(`http://127.0.0.1:${service.http.port}/v1/accounts/${a}/balances/DOGE`);
     assert.equal(unknown.status, 404);
     assert.equal((await fetch(`http://127.0.0.1:${service.http.port}/readyz`)).status, 200);
+    assert.deepEqual(await runAudit(database.url), [], 'the committed ledger passes the audit');
   } finally {
     await producer.disconnect();
     await service.stop();
+    await database.drop();
   }
 });

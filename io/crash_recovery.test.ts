@@ -1,0 +1,126 @@
+// kill -9 of the real `tally start` process at random moments while it consumes and flushes,
+// round after round; then one clean run to the end of the log. Afterwards the database must
+// hold exactly what one uninterrupted engine computes over the same commands: the same
+// balances, the same outcomes, one journal per accepted tx, next offsets at the log's end,
+// and the audit passing. CRASH_ROUNDS and CRASH_COMMANDS scale it up for a soak
+// (scripts/soak.sh).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
+import pg from 'pg';
+import { CommandProducer } from './command_producer';
+import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { buildWorkload, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
+import { killHard, sleep, spawnTally, waitFor } from './tally_process';
+import { SeededRandom } from '../engine/wire_fixtures';
+import { ensureDatabase, withDatabase } from '../persist/database';
+import { migrate } from '../persist/migrate';
+import { runAudit } from '../persist/audit';
+
+const PARTITIONS = 4;
+const ROUNDS = Number(process.env['CRASH_ROUNDS'] ?? 20);
+const COMMANDS = Number(process.env['CRASH_COMMANDS'] ?? 40_000);
+const SEED = Number(process.env['CRASH_SEED'] ?? 20261122);
+
+function createTopic(topic: string): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
+  return new Promise((resolve, reject) => {
+    admin.createTopic({ topic, num_partitions: PARTITIONS, replication_factor: 1 }, 10_000, (err) => {
+      admin.disconnect();
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+async function nextOffsets(client: pg.Client, topic: string): Promise<number[]> {
+  const rows = (await client.query<{ partition: number; next_offset: string }>('SELECT partition, next_offset FROM partition_leases WHERE topic = $1', [topic])).rows;
+  const offsets = new Array<number>(PARTITIONS).fill(0);
+  for (const row of rows) offsets[row.partition] = Number(row.next_offset);
+  return offsets;
+}
+
+async function compareWithModel(client: pg.Client, model: ReturnType<typeof modelRun>): Promise<void> {
+  const balances = await client.query<{ partition: number; account: string; code: string; available: string; frozen: string }>(
+    'SELECT b.partition, tally_account_text(b.account) AS account, c.code, b.available, b.frozen FROM balances b JOIN currencies c ON c.id = b.currency_id');
+  const stored = new Map(balances.rows.map((r) => [`${r.partition}/${r.account}/${r.code}`, [BigInt(r.available), BigInt(r.frozen)]]));
+  for (const [key, [available, frozen]] of model.balances) {
+    if (available === 0n && frozen === 0n && !stored.has(key)) continue;
+    assert.deepEqual(stored.get(key), [available, frozen], `balance ${key}`);
+  }
+  assert.equal(stored.size, [...model.balances.keys()].filter((k) => stored.has(k)).length, 'no balance the model does not have');
+  const outcomes = await client.query<{ partition: number; tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null }>(
+    'SELECT partition, tx_id, kafka_offset, accepted, reason FROM tx_outcomes ORDER BY partition, kafka_offset');
+  const expected = [...model.outcomes].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+  assert.deepEqual(outcomes.rows.map((r) => [r.partition, r.tx_id, Number(r.kafka_offset), r.accepted, r.reason]),
+    expected.map((o) => [o.partition, o.txId, o.offset, o.accepted, o.reason]), 'outcomes equal the model, each tx_id once');
+  const journal = await client.query<{ legs: string }>('SELECT COUNT(*) AS legs FROM journal');
+  assert.equal(Number(journal.rows[0]!.legs), model.journalLegs, 'journal legs equal the model');
+}
+
+test(`kill -9 during flushes, ${ROUNDS} rounds: the database equals an uninterrupted model run`, { timeout: 600_000 }, async () => {
+  const topic = uniqueName('tally.commands.crash');
+  const database = uniqueName('tally_crash');
+  const pgUrl = withDatabase(testPgUrl, database);
+  await createTopic(topic);
+  await ensureDatabase(pgUrl);
+  await migrate(pgUrl);
+  const messages = buildWorkload(SEED, COMMANDS, PARTITIONS, 2000);
+  const model = modelRun(messages, PARTITIONS);
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  // The log grows a chunk before every round, so every round has work in flight when killed.
+  const chunk = Math.ceil(messages.length / (ROUNDS + 1));
+  let produced = 0;
+  const produceChunk = async (): Promise<void> => {
+    for (const message of messages.slice(produced, produced + chunk)) producer.send(message.key, message.value);
+    produced = Math.min(messages.length, produced + chunk);
+    await producer.flush();
+  };
+  const env = {
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: pgUrl, TALLY_COMMANDS_TOPIC: topic, TALLY_COMMAND_PARTITIONS: String(PARTITIONS),
+    TALLY_CONSUMER_GROUP: uniqueName('crash'), TALLY_INSTANCE_ID: 'crash-test', TALLY_CURRENCIES: WORKLOAD_CURRENCIES.map((c) => `${c.code}:${c.scale}`).join(','),
+    TALLY_DEDUP_WINDOW: '65536', TALLY_BALANCE_CAPACITY: '65536', TALLY_BATCH_ROWS_MAX: '500',
+  };
+  const client = new pg.Client({ connectionString: pgUrl });
+  await client.connect();
+  const random = new SeededRandom(SEED);
+  try {
+    let durable = 0;
+    let roundsWithProgress = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      await produceChunk();
+      const before = durable;
+      const tally = spawnTally(env);
+      // Most rounds are killed mid-flush, shortly after durable progress shows; every fourth
+      // at a random moment of start-up or recovery instead.
+      if (round % 4 === 3) await sleep(random.int(1200));
+      else {
+        await waitFor('durable progress', 60_000, async () => (await nextOffsets(client, topic)).reduce((a, b) => a + b, 0) > before, tally);
+        await sleep(random.int(150));
+      }
+      await killHard(tally);
+      durable = (await nextOffsets(client, topic)).reduce((a, b) => a + b, 0);
+      if (durable > before) roundsWithProgress++;
+    }
+    while (produced < messages.length) await produceChunk();
+    await producer.disconnect();
+    const tally = spawnTally(env);
+    await waitFor('the engine to flush the whole log', 240_000, async () => {
+      const offsets = await nextOffsets(client, topic);
+      return offsets.every((offset, p) => offset === model.messagesPerPartition[p]);
+    }, tally);
+    tally.child.kill('SIGTERM');
+    assert.equal(await tally.exited, 0, 'SIGTERM drains and exits cleanly');
+    assert.ok(roundsWithProgress >= ROUNDS / 2, `most killed rounds made durable progress first (${roundsWithProgress} of ${ROUNDS})`);
+    assert.ok(durable < messages.length, 'the killed rounds left work for the last run');
+    await compareWithModel(client, model);
+    assert.deepEqual(await runAudit(pgUrl), [], 'audit passes');
+  } finally {
+    await client.end();
+    const admin = new pg.Client({ connectionString: withDatabase(testPgUrl, 'postgres') });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+    await admin.end();
+  }
+});

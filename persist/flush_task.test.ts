@@ -1,0 +1,212 @@
+// The flush task against the real PostgreSQL, called in-process on engine output in a real
+// output ring: what each kind of outcome writes, the fenced update, an idempotent retry of a
+// flush that had committed, partition selection, a tx_id recorded twice in one batch, and
+// binary and text COPY writing the same ledger.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { attach } from '../engine/balance_table';
+import { CommandType } from '../engine/command_layout';
+import { OUTPUT_SLOT_BYTES } from '../engine/output_layout';
+import { RejectCode } from '../engine/reject_code';
+import { InProcessEngine } from './engine_fixture';
+import flush, { FlushTask, closeFlushConnection } from './flush_task';
+import { createScratchLedger, ledgerMismatches, nextOffsets, withClient } from './test_ledger';
+import type pg from 'pg';
+
+const TOPIC = 'tally.commands';
+const USDT = 1;
+const BTC = 2;
+const U64_MAX = (1n << 64n) - 1n;
+
+after(() => closeFlushConnection());
+
+/** A mix with every kind of outcome on partition 0 and a few deposits on partition 1. */
+function mixedCommands(engine: InProcessEngine): { recorded: number; last: number } {
+  const p0 = { partition: 0, accountHome: 0, counterHome: 0 };
+  const commands = [
+    { ...p0, type: CommandType.Deposit, txId: 'd1', account: 1001n, currency: USDT, amount: 100_00000000n },
+    { ...p0, type: CommandType.Deposit, txId: 'd2', account: 1001n, currency: BTC, amount: 5_00000000n },
+    { ...p0, type: CommandType.Withdraw, txId: 'w1', account: 1001n, currency: USDT, amount: 30_00000000n },
+    { ...p0, type: CommandType.Freeze, txId: 'f1', account: 1001n, currency: USDT, amount: 20_00000000n },
+    { ...p0, type: CommandType.Unfreeze, txId: 'u1', account: 1001n, currency: USDT, amount: 5_00000000n },
+    { ...p0, type: CommandType.Transfer, txId: 't1', account: 1001n, counterAccount: 1003n, currency: USDT, amount: 7_00000000n },
+    { ...p0, type: CommandType.Transfer, txId: 't-self', account: 1001n, counterAccount: 1001n, currency: USDT, amount: 1_00000000n },
+    { ...p0, type: CommandType.Settle, txId: 's1', account: 1001n, legs: [
+      { account: 1001n, currency: USDT, home: 0, available: 0n, frozen: -10_00000000n },
+      { account: 1n, currency: USDT, home: 0, available: 1000000n, frozen: 0n },
+      { account: 2n, currency: USDT, home: 0, available: 9_99000000n, frozen: 0n },
+      { account: 2n, currency: BTC, home: 0, available: -1000000n, frozen: 0n },
+      { account: 1001n, currency: BTC, home: 0, available: 1000000n, frozen: 0n },
+    ] },
+    { ...p0, type: CommandType.Withdraw, txId: 'w-too-much', account: 1001n, currency: USDT, amount: 1000_00000000n },
+    { ...p0, type: CommandType.Deposit, txId: 'd1', account: 1001n, currency: USDT, amount: 100_00000000n }, // duplicate replay
+    { ...p0, type: CommandType.Deposit, txId: 'd1', account: 1001n, currency: USDT, amount: 1n }, // conflict, not recorded
+    { ...p0, type: CommandType.Deposit, txId: '', account: 1001n, currency: USDT, amount: 1n, rejectCode: RejectCode.Malformed }, // no tx_id
+    { ...p0, type: CommandType.Deposit, txId: 'ünï-€-💰', account: U64_MAX, currency: USDT, amount: 3n },
+    { ...p0, type: CommandType.Deposit, txId: 'x'.repeat(64), account: 1002n, currency: USDT, amount: 0n, rejectCode: RejectCode.BadAmount },
+    { partition: 1, accountHome: 1, type: CommandType.Deposit, txId: 'd1', account: 2001n, currency: USDT, amount: 9n },
+    { partition: 1, accountHome: 1, type: CommandType.Deposit, txId: 'd2', account: 2001n, currency: BTC, amount: 8n },
+  ];
+  for (const command of commands) engine.apply(command);
+  engine.publish();
+  // Recorded: all but the duplicate replay, the conflict and the command without tx_id.
+  return { recorded: commands.length - 3, last: engine.ring.publishedSequence() };
+}
+
+function taskOver(engine: InProcessEngine, url: string, firstPosition: number, lastPosition: number, partitions: number[], tokens?: string[]): FlushTask {
+  return {
+    ringData: engine.ring.data, slotCount: engine.ring.slotCount, slotBytes: OUTPUT_SLOT_BYTES, firstPosition, lastPosition,
+    partitions, fencingTokens: tokens ?? partitions.map(() => '1'), topic: TOPIC, pgUrl: url,
+  };
+}
+
+function engineLookup(engine: InProcessEngine) {
+  const reader = attach(engine.table.descriptor());
+  return (account: bigint, currency: number, partition: number) => reader.readBalance(account, currency, partition);
+}
+
+async function tableDump(client: pg.Client): Promise<unknown[]> {
+  const dump: unknown[] = [];
+  for (const table of ['balances', 'journal', 'tx_outcomes', 'partition_leases']) {
+    dump.push((await client.query(`SELECT * FROM ${table} ORDER BY 1, 2, 3`)).rows);
+  }
+  return dump;
+}
+
+test('a flush writes each outcome as designed and moves the fenced offset', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
+    const { recorded, last } = mixedCommands(engine);
+    const result = await flush(taskOver(engine, ledger.url, 0, last, [0, 1]));
+    assert.equal(result.status, 'committed');
+    assert.deepEqual(result.partitions, [0, 1]);
+    assert.deepEqual(result.lastOffsets, [engine.nextOffsetOf(0) - 1, 1]);
+    assert.equal(result.outcomeRows, recorded);
+    await withClient(ledger.url, async (client) => {
+      assert.deepEqual(await ledgerMismatches(client, engineLookup(engine)), []);
+      assert.equal(Number((await client.query('SELECT count(*) FROM balances')).rows[0].count), engine.table.count);
+      assert.deepEqual([...(await nextOffsets(client, TOPIC)).entries()].sort(), [[0, engine.nextOffsetOf(0)], [1, 2]]);
+      const outcomes = await client.query<{ tx_id: string; accepted: boolean; reason: string | null }>(
+        'SELECT tx_id, accepted, reason FROM tx_outcomes WHERE partition = 0 ORDER BY kafka_offset');
+      assert.equal(outcomes.rows.filter((r) => r.tx_id === 'd1').length, 1, 'the duplicate replay and the conflict wrote no outcome');
+      assert.deepEqual(outcomes.rows.find((r) => r.tx_id === 'w-too-much'), { tx_id: 'w-too-much', accepted: false, reason: 'INSUFFICIENT_AVAILABLE' });
+      assert.deepEqual(outcomes.rows.find((r) => r.tx_id === 'x'.repeat(64)), { tx_id: 'x'.repeat(64), accepted: false, reason: 'BAD_AMOUNT' });
+      assert.equal(outcomes.rows.find((r) => r.tx_id === 'ünï-€-💰')?.accepted, true);
+      const kinds = await client.query<{ tx_id: string; kinds: number[] }>(
+        "SELECT tx_id, array_agg(kind ORDER BY leg_index) AS kinds FROM journal WHERE partition = 0 AND tx_id IN ('d1', 'w1', 'f1', 't1', 't-self', 's1') GROUP BY tx_id ORDER BY tx_id");
+      assert.deepEqual(kinds.rows.map((r) => [r.tx_id, r.kinds]), [
+        ['d1', [10, 11]], ['f1', [30]], ['s1', [60, 61, 61, 61, 60]], ['t-self', [50, 50]], ['t1', [50, 51]], ['w1', [20, 21]]]);
+      const max = await client.query("SELECT tally_account_text(account) AS account, available::text FROM balances WHERE account = -1");
+      assert.deepEqual(max.rows, [{ account: U64_MAX.toString(), available: '3' }]);
+
+      // The same task again, as after a COMMIT whose answer was lost: nothing changes.
+      const before = await tableDump(client);
+      const again = await flush(taskOver(engine, ledger.url, 0, last, [0, 1]));
+      assert.equal(again.status, 'committed');
+      assert.equal(again.commandCount, 0);
+      assert.equal(again.skippedCommandCount, engine.nextOffsetOf(0) + 2);
+      assert.deepEqual(await tableDump(client), before);
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
+test('a flush writes only its partitions, and a fenced one writes nothing at all', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
+    const { last } = mixedCommands(engine);
+    await withClient(ledger.url, async (client) => {
+      await client.query('UPDATE partition_leases SET fencing_token = 2 WHERE partition = 1');
+      const fenced = await flush(taskOver(engine, ledger.url, 0, last, [0, 1]));
+      assert.equal(fenced.status, 'fenced');
+      assert.deepEqual(fenced.fencedPartitions, [1]);
+      for (const table of ['balances', 'journal', 'tx_outcomes']) assert.equal(Number((await client.query(`SELECT count(*) FROM ${table}`)).rows[0].count), 0, table);
+      assert.deepEqual([...(await nextOffsets(client, TOPIC)).values()], [0, 0]);
+
+      const only0 = await flush(taskOver(engine, ledger.url, 0, last, [0]));
+      assert.equal(only0.status, 'committed');
+      assert.deepEqual((await client.query('SELECT DISTINCT partition FROM journal')).rows, [{ partition: 0 }]);
+      const only1 = await flush(taskOver(engine, ledger.url, 0, last, [1], ['2']));
+      assert.equal(only1.status, 'committed');
+      assert.deepEqual(await ledgerMismatches(client, engineLookup(engine)), []);
+      assert.deepEqual([...(await nextOffsets(client, TOPIC)).entries()].sort(), [[0, engine.nextOffsetOf(0)], [1, 2]]);
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
+test('a tx_id recorded again after it left the dedup window keeps its newest outcome', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0]);
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 2, partitions: [0] });
+    const deposit = (txId: string, amount: bigint) => engine.apply({ partition: 0, type: CommandType.Deposit, txId, account: 1001n, currency: USDT, amount });
+    deposit('again', 5n);
+    deposit('a', 1n);
+    deposit('b', 1n);
+    deposit('again', 5n); // the window (2) forgot it: applied and recorded again, in the same batch
+    engine.publish();
+    const result = await flush(taskOver(engine, ledger.url, 0, engine.ring.publishedSequence(), [0]));
+    assert.equal(result.status, 'committed');
+    await withClient(ledger.url, async (client) => {
+      assert.deepEqual((await client.query("SELECT kafka_offset::int FROM tx_outcomes WHERE tx_id = 'again'")).rows, [{ kafka_offset: 3 }]);
+      const first = engine.ring.publishedSequence() + 1;
+      deposit('c', 1n);
+      deposit('d', 1n);
+      deposit('again', 5n); // forgotten once more, recorded in a later batch
+      engine.publish();
+      assert.equal((await flush(taskOver(engine, ledger.url, first, engine.ring.publishedSequence(), [0]))).status, 'committed');
+      assert.deepEqual((await client.query("SELECT kafka_offset::int FROM tx_outcomes WHERE tx_id = 'again'")).rows, [{ kafka_offset: 6 }]);
+      const balance = (await client.query('SELECT available::int FROM balances WHERE account = 1001')).rows;
+      assert.deepEqual(balance, [{ available: 19 }]);
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
+test('binary and text COPY write the same ledger', { timeout: 60_000 }, async () => {
+  const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
+  const { last } = mixedCommands(engine);
+  const dumps: unknown[] = [];
+  for (const copyFormat of ['binary', 'text'] as const) {
+    const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
+    try {
+      const result = await flush({ ...taskOver(engine, ledger.url, 0, last, [0, 1]), copyFormat });
+      assert.equal(result.status, 'committed');
+      dumps.push(await withClient(ledger.url, tableDump));
+    } finally {
+      await closeFlushConnection();
+      await ledger.drop();
+    }
+  }
+  assert.deepEqual(dumps[1], dumps[0]);
+});
+
+test('a currency id missing from the database fails the flush, and currencies are append-only', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0]);
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 64, balanceCapacity: 64, dedupWindow: 64, partitions: [0] });
+    engine.apply({ partition: 0, type: CommandType.Deposit, txId: 'd-unknown', account: 1001n, currency: 5, amount: 1n });
+    engine.publish();
+    await assert.rejects(flush(taskOver(engine, ledger.url, 0, engine.ring.publishedSequence(), [0])), /currency ids 5 are not in the currencies table/);
+    await withClient(ledger.url, async (client) => {
+      assert.equal(Number((await client.query('SELECT count(*) FROM journal')).rows[0].count), 0);
+      await client.query("INSERT INTO currencies (id, code, scale) VALUES (5, 'DOGE', 8)");
+      assert.equal((await flush(taskOver(engine, ledger.url, 0, engine.ring.publishedSequence(), [0]))).status, 'committed');
+      await assert.rejects(client.query('UPDATE currencies SET scale = 2 WHERE id = 5'), /currencies are append-only/);
+      await assert.rejects(client.query('DELETE FROM currencies WHERE id = 5'), /currencies are append-only/);
+      await assert.rejects(client.query('TRUNCATE currencies'), /append-only|foreign key/);
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});

@@ -1,0 +1,379 @@
+// The Piscina flush worker: makes one ring range of one partition group durable in ONE
+// PostgreSQL transaction (docs/persistence.md). Each worker thread keeps one connection
+// across tasks (opened lazily, dropped on any error and reopened by the next task) with its
+// temporary staging tables, and reusable COPY buffers.
+//
+// The transaction, for the task's partitions P with their fencing tokens:
+//   BEGIN
+//   SELECT … FROM partition_leases WHERE topic = $t AND partition = ANY(P) FOR UPDATE
+//       a missing row or another token ⇒ ROLLBACK, fenced; a next_offset past some commands
+//       (a retry of a flush whose COMMIT did commit) ⇒ those commands are skipped
+//   (once per connection and currency id: check it exists in currencies, see 002)
+//   COPY tx_outcomes, journal FROM STDIN (FORMAT binary)           straight into the tables
+//   COPY tally_staged_balances FROM STDIN (FORMAT binary)          the last leg per balance
+//   INSERT INTO balances SELECT … FROM tally_staged_balances ON CONFLICT DO UPDATE
+//       … WHERE balances.last_offset < EXCLUDED.last_offset
+//   UPDATE partition_leases SET next_offset = last + 1 FROM unnest(…)
+//       WHERE topic = $t AND partition = p AND fencing_token = token AND next_offset <= last + 1
+//       RETURNING partition                     fewer rows than partitions ⇒ ROLLBACK, fenced
+//   COMMIT
+//
+// Why straight COPY: COPY inserts in bulk (multi-insert, one WAL record per page), an
+// INSERT … SELECT from staging inserts row by row; journal and tx_outcomes take only new rows.
+// The one exception is a tx_id recorded again after it left the engine's dedup window (the
+// window is the contract, so it was applied again): its tx_outcomes row exists. The COPY then
+// fails with a unique violation and the transaction is run again with the outcomes staged
+// and upserted (newest outcome wins, as recovery must load it; DISTINCT ON should a batch
+// hold the tx_id twice).
+//
+// Fencing answers with a result ({ status: 'fenced' }); database errors throw (the batcher
+// retries the same task).
+
+import { performance } from 'node:perf_hooks';
+import { finished } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { BinaryCopyEncoder } from './copy_binary';
+import type { CopyEncoder } from './copy_encoder';
+import { TextCopyEncoder } from './copy_text';
+import {
+  BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
+  STAGED_BALANCES_TABLE, STAGED_OUTCOMES_TABLE, encodeFlushRows,
+} from './flush_rows';
+
+export type CopyFormat = 'binary' | 'text';
+
+export interface FlushTask {
+  /** The output ring's slots (shared, read in place) and its geometry. */
+  readonly ringData: SharedArrayBuffer;
+  readonly slotCount: number;
+  readonly slotBytes: number;
+  /** Ring positions of the range; whole commands only. */
+  readonly firstPosition: number;
+  readonly lastPosition: number;
+  /** The partitions whose commands this task writes (others in the range are skipped) … */
+  readonly partitions: readonly number[];
+  /** … and the fencing token of each, as a decimal string (bigint in the database). */
+  readonly fencingTokens: readonly string[];
+  readonly topic: string;
+  readonly pgUrl: string;
+  /** Bench only: the COPY format to compare; flushes use binary. */
+  readonly copyFormat?: CopyFormat;
+}
+
+export interface FlushResult {
+  readonly status: 'committed' | 'fenced';
+  /** Fenced: the partitions whose lease row did not carry the task's token (nothing was written). */
+  readonly fencedPartitions: readonly number[];
+  /** Committed: the task's partitions that had commands in the range, now durable … */
+  readonly partitions: readonly number[];
+  /** … and the highest Kafka offset of each in the range. */
+  readonly lastOffsets: readonly number[];
+  readonly commandCount: number;
+  readonly journalRows: number;
+  readonly outcomeRows: number;
+  /** Commands skipped because an earlier flush had committed them already. */
+  readonly skippedCommandCount: number;
+  /** Where the time went (ms): encoding rows, then each database step. */
+  readonly steps: FlushSteps;
+  /** The PostgreSQL backend process of the worker's connection (for metrics and benches). */
+  readonly backendPid: number;
+}
+
+export interface FlushSteps {
+  encodeMs: number;
+  lockMs: number;
+  outcomesMs: number;
+  journalMs: number;
+  balancesMs: number;
+  commitMs: number;
+}
+
+function noSteps(): FlushSteps {
+  return { encodeMs: 0, lockMs: 0, outcomesMs: 0, journalMs: 0, balancesMs: 0, commitMs: 0 };
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+// Every wait is bounded. A flush runs for well under a second; these only end a stuck one
+// (its error makes the batcher retry). A flush never idles inside its transaction, so a
+// paused (zombie) process loses its session and its lease row locks after the idle timeout.
+const STATEMENT_TIMEOUT_MS = 120_000;
+const LOCK_TIMEOUT_MS = 30_000;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000;
+
+// Session settings: temp_buffers must be set before the first use of a temporary table, and
+// big enough that a batch's staging rows stay in memory. JIT compiling the INSERT … SELECTs
+// costs more than it saves at these row counts.
+const SESSION_SQL = `SET temp_buffers = '128MB'; SET jit = off; ${CREATE_STAGING_TABLES_SQL}`;
+
+const LOCK_LEASES_SQL = `
+  SELECT partition, fencing_token::text AS fencing_token, next_offset::float8 AS next_offset
+    FROM partition_leases WHERE topic = $1 AND partition = ANY($2::integer[]) ORDER BY partition FOR UPDATE`;
+
+const UPSERT_BALANCES_SQL = `
+  INSERT INTO balances (${BALANCE_COLUMNS}) SELECT ${BALANCE_COLUMNS} FROM ${STAGED_BALANCES_TABLE}
+  ON CONFLICT (partition, account, currency_id) DO UPDATE
+     SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
+   WHERE balances.last_offset < EXCLUDED.last_offset`;
+
+const UPSERT_OUTCOMES_SQL = `
+  INSERT INTO tx_outcomes (${OUTCOME_COLUMNS})
+  SELECT DISTINCT ON (partition, tx_id) ${OUTCOME_COLUMNS} FROM ${STAGED_OUTCOMES_TABLE} ORDER BY partition, tx_id, kafka_offset DESC
+  ON CONFLICT (partition, tx_id) DO UPDATE
+     SET kafka_offset = EXCLUDED.kafka_offset, accepted = EXCLUDED.accepted, reason = EXCLUDED.reason, payload_hash = EXCLUDED.payload_hash
+   WHERE tx_outcomes.kafka_offset < EXCLUDED.kafka_offset`;
+
+const ADVANCE_OFFSETS_SQL = `
+  UPDATE partition_leases AS l SET next_offset = u.next_offset
+    FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS u(partition, fencing_token, next_offset)
+   WHERE l.topic = $1 AND l.partition = u.partition AND l.fencing_token = u.fencing_token AND l.next_offset <= u.next_offset
+  RETURNING l.partition`;
+
+const KNOWN_CURRENCIES_SQL = 'SELECT id FROM currencies WHERE id = ANY($1::smallint[])';
+const UNIQUE_VIOLATION = '23505';
+const TX_OUTCOMES_KEY = 'tx_outcomes_pkey';
+
+/** How outcome rows reach tx_outcomes: straight COPY, or staged and upserted (a tx_id recorded again). */
+type OutcomeWrite = 'copy' | 'upsert';
+
+// Per worker thread: the connection, the encoders and the selection are reused by every task.
+let connection: pg.Client | null = null;
+let connectionUrl = '';
+let backendPid = 0;
+/** Currency ids this connection has seen in currencies (append-only, so they stay). */
+const knownCurrencies = new Uint8Array(1 << 16);
+const selection = new PartitionSelection();
+const rowsByFormat: Record<CopyFormat, FlushRows> = {
+  binary: new FlushRows(new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20)),
+  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20)),
+};
+
+export default async function flush(task: FlushTask): Promise<FlushResult> {
+  if (task.partitions.length === 0 || task.partitions.length !== task.fencingTokens.length) {
+    throw new Error(`flush: ${task.partitions.length} partitions with ${task.fencingTokens.length} fencing tokens`);
+  }
+  selection.select(task.partitions);
+  try {
+    return await flushSelected(task);
+  } finally {
+    selection.clear();
+  }
+}
+
+async function flushSelected(task: FlushTask): Promise<FlushResult> {
+  const steps = noSteps();
+  const encodeStartedMs = performance.now();
+  const ring = new OutputRingView(task.ringData, task.slotCount, task.slotBytes);
+  const rows = rowsByFormat[task.copyFormat ?? 'binary'];
+  encodeFlushRows(ring, task.firstPosition, task.lastPosition, selection, rows);
+  steps.encodeMs = performance.now() - encodeStartedMs;
+  const durable = durablePartitions();
+  const client = await connectionFor(task.pgUrl);
+  try {
+    let outcome = await transact(client, task, ring, rows, 'copy', steps);
+    if (outcome === UNIQUE_VIOLATION) outcome = await transact(client, task, ring, rows, 'upsert', steps);
+    if (outcome === UNIQUE_VIOLATION) throw new Error('flush: tx_outcomes upsert reported a unique violation');
+    if (outcome !== undefined) return fencedResult(outcome, steps);
+    const written = countWritten();
+    return {
+      status: 'committed', fencedPartitions: [], partitions: durable.partitions, lastOffsets: durable.lastOffsets,
+      commandCount: written, journalRows: rows.journal.rowCount, outcomeRows: rows.outcomes.rowCount,
+      skippedCommandCount: durable.commandCount - written, steps, backendPid,
+    };
+  } catch (error) {
+    await dropConnection(client);
+    throw describeFailure(task, error);
+  }
+}
+
+/**
+ * One attempt at the transaction. Returns undefined once committed, the fenced partitions
+ * after a rollback, or UNIQUE_VIOLATION after a rollback when outcomes must be upserted.
+ */
+async function transact(
+  client: pg.Client, task: FlushTask, ring: OutputRingView, rows: FlushRows, outcomeWrite: OutcomeWrite, steps: FlushSteps,
+): Promise<number[] | typeof UNIQUE_VIOLATION | undefined> {
+  let lapMs = performance.now();
+  const lap = (): number => {
+    const startedMs = lapMs;
+    lapMs = performance.now();
+    return lapMs - startedMs;
+  };
+  await client.query('BEGIN');
+  const fenced = await lockLeases(client, task);
+  if (fenced.length > 0) return rollBack(client, fenced);
+  if (skipDurableCommands()) encodeFlushRows(ring, task.firstPosition, task.lastPosition, selection, rows);
+  await checkCurrencies(client, rows);
+  steps.lockMs += lap();
+  try {
+    if (outcomeWrite === 'copy') await copyIn(client, `tx_outcomes (${OUTCOME_COLUMNS})`, rows.outcomes);
+  } catch (error) {
+    const { code, constraint } = error as { code?: string; constraint?: string };
+    if (code !== UNIQUE_VIOLATION || constraint !== TX_OUTCOMES_KEY) throw error;
+    await client.query('ROLLBACK');
+    return UNIQUE_VIOLATION;
+  }
+  if (outcomeWrite === 'upsert') {
+    await copyIn(client, STAGED_OUTCOMES_TABLE, rows.outcomes);
+    await client.query(UPSERT_OUTCOMES_SQL);
+  }
+  steps.outcomesMs += lap();
+  await copyIn(client, `journal (${JOURNAL_COLUMNS})`, rows.journal);
+  steps.journalMs += lap();
+  if (rows.balances.rowCount > 0) {
+    await copyIn(client, STAGED_BALANCES_TABLE, rows.balances);
+    await client.query(UPSERT_BALANCES_SQL);
+  }
+  steps.balancesMs += lap();
+  const notAdvanced = await advanceOffsets(client, task);
+  if (notAdvanced.length > 0) return rollBack(client, notAdvanced);
+  await client.query('COMMIT');
+  steps.commitMs += lap();
+  return undefined;
+}
+
+/** Every currency id of the batch must exist (002 replaced the per-row foreign keys with this check). */
+async function checkCurrencies(client: pg.Client, rows: FlushRows): Promise<void> {
+  const unknown: number[] = [];
+  for (let i = 0; i < rows.currencyCount; i++) if (knownCurrencies[rows.currencyIds[i]!] === 0) unknown.push(rows.currencyIds[i]!);
+  if (unknown.length === 0) return;
+  const found = await client.query<{ id: number }>({ name: 'tally_flush_known_currencies', text: KNOWN_CURRENCIES_SQL, values: [unknown] });
+  for (const row of found.rows) knownCurrencies[row.id] = 1;
+  const missing = unknown.filter((id) => knownCurrencies[id] === 0);
+  if (missing.length > 0) throw new Error(`currency ids ${missing.join(', ')} are not in the currencies table (are the configured currencies synced?)`);
+}
+
+/** The selected partitions that have commands in the range, with their last offsets (before any skipping). */
+function durablePartitions(): { partitions: number[]; lastOffsets: number[]; commandCount: number } {
+  const partitions: number[] = [];
+  const lastOffsets: number[] = [];
+  let commandCount = 0;
+  selection.partitions.forEach((partition, index) => {
+    if (selection.commandCount[index] === 0) return;
+    partitions.push(partition);
+    lastOffsets.push(selection.lastOffset[index]!);
+    commandCount += selection.commandCount[index]!;
+  });
+  return { partitions, lastOffsets, commandCount };
+}
+
+function countWritten(): number {
+  let count = 0;
+  for (let index = 0; index < selection.partitions.length; index++) count += selection.commandCount[index]!;
+  return count;
+}
+
+/** Locks the task's lease rows; returns the partitions whose row is missing or carries another token. */
+async function lockLeases(client: pg.Client, task: FlushTask): Promise<number[]> {
+  const result = await client.query<{ partition: number; fencing_token: string; next_offset: number }>({
+    name: 'tally_flush_lock_leases', text: LOCK_LEASES_SQL, values: [task.topic, task.partitions],
+  });
+  const fenced: number[] = [];
+  task.partitions.forEach((partition, index) => {
+    const row = result.rows.find((r) => r.partition === partition);
+    if (row === undefined || row.fencing_token !== task.fencingTokens[index]) {
+      fenced.push(partition);
+      return;
+    }
+    selection.offsetMin[index] = row.next_offset;
+  });
+  return fenced;
+}
+
+/** True if some partition's stored next offset lies past its first command in the range. */
+function skipDurableCommands(): boolean {
+  for (let index = 0; index < selection.partitions.length; index++) {
+    if (selection.commandCount[index]! > 0 && selection.offsetMin[index]! > selection.firstOffset[index]!) return true;
+  }
+  return false;
+}
+
+/** COPYs the encoder's rows into `target` (a table, with its column list if needed). */
+async function copyIn(client: pg.Client, target: string, encoder: CopyEncoder): Promise<void> {
+  if (encoder.rowCount === 0) return;
+  const stream = client.query(copyFrom(`COPY ${target} FROM STDIN ${encoder.copyOptions}`));
+  stream.end(encoder.finish());
+  await finished(stream);
+}
+
+/** Moves each written partition's next offset; returns the partitions whose fenced update matched no row. */
+async function advanceOffsets(client: pg.Client, task: FlushTask): Promise<number[]> {
+  const partitions: number[] = [];
+  const tokens: string[] = [];
+  const nextOffsets: number[] = [];
+  task.partitions.forEach((partition, index) => {
+    if (selection.commandCount[index] === 0) return;
+    partitions.push(partition);
+    tokens.push(task.fencingTokens[index]!);
+    nextOffsets.push(selection.lastOffset[index]! + 1);
+  });
+  if (partitions.length === 0) return [];
+  const result = await client.query<{ partition: number }>({
+    name: 'tally_flush_advance_offsets', text: ADVANCE_OFFSETS_SQL, values: [task.topic, partitions, tokens, nextOffsets],
+  });
+  if (result.rows.length === partitions.length) return [];
+  const advanced = new Set(result.rows.map((r) => r.partition));
+  return partitions.filter((p) => !advanced.has(p));
+}
+
+async function rollBack(client: pg.Client, fenced: number[]): Promise<number[]> {
+  await client.query('ROLLBACK');
+  return fenced;
+}
+
+function fencedResult(fenced: readonly number[], steps: FlushSteps): FlushResult {
+  return {
+    status: 'fenced', fencedPartitions: fenced, partitions: [], lastOffsets: [], commandCount: 0, journalRows: 0, outcomeRows: 0,
+    skippedCommandCount: 0, steps, backendPid,
+  };
+}
+
+/** Closes this thread's connection: for in-process callers (tests); a pool's threads close theirs as they exit. */
+export async function closeFlushConnection(): Promise<void> {
+  if (connection !== null) await dropConnection(connection);
+}
+
+async function connectionFor(pgUrl: string): Promise<pg.Client> {
+  if (connection !== null && connectionUrl === pgUrl) return connection;
+  if (connection !== null) await dropConnection(connection);
+  const client = new pg.Client({
+    connectionString: pgUrl,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    lock_timeout: LOCK_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    application_name: 'tally-flush',
+  });
+  // A connection lost between tasks: forget it; the next task opens a new one.
+  client.on('error', () => {
+    if (connection === client) connection = null;
+  });
+  try {
+    await client.connect();
+    await client.query(SESSION_SQL);
+    backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw new Error(`flush: cannot open a session on ${redactedUrl(pgUrl)}: ${(error as Error).message}`, { cause: error });
+  }
+  connection = client;
+  connectionUrl = pgUrl;
+  return client;
+}
+
+async function dropConnection(client: pg.Client): Promise<void> {
+  if (connection === client) connection = null;
+  await client.end().catch(() => undefined);
+}
+
+function describeFailure(task: FlushTask, error: unknown): Error {
+  const code = (error as { code?: string }).code;
+  const message = `flush of partitions [${task.partitions.join(',')}] ring positions ${task.firstPosition}..${task.lastPosition} failed: ${(error as Error).message}${code === undefined ? '' : ` (SQLSTATE ${code})`}`;
+  return new Error(message, { cause: error });
+}
+
+function redactedUrl(pgUrl: string): string {
+  const url = new URL(pgUrl);
+  if (url.password !== '') url.password = '***';
+  return url.toString();
+}

@@ -1,0 +1,147 @@
+// Partition leases against the real PostgreSQL, in a scratch database: the fencing token
+// grows on every acquire, a renewal notices a takeover, release hands the row back, and the
+// LeaseKeeper reports lost partitions at once (takeover) or once their expiry passed while
+// the database was unreachable, but rides out a dropped connection.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { LeaseKeeper, LeaseLostReason, acquireLease, releaseLeases, renewLeases } from './lease';
+import { createScratchDatabase } from './scratch_database';
+import { testPgUrl } from '../io/test_services';
+
+const TOPIC = 'tally.commands';
+
+interface LeaseRow {
+  owner: string | null;
+  fencing_token: string;
+  next_offset: string;
+  expires_in_ms: number;
+}
+
+async function leaseRow(client: pg.Client, partition: number): Promise<LeaseRow> {
+  const result = await client.query<LeaseRow>(
+    'SELECT owner, fencing_token, next_offset, extract(epoch FROM lease_expiry - now()) * 1000 AS expires_in_ms FROM partition_leases WHERE topic = $1 AND partition = $2',
+    [TOPIC, partition]);
+  return result.rows[0]!;
+}
+
+async function withScratch(prefix: string, body: (url: string, client: pg.Client) => Promise<void>): Promise<void> {
+  const scratch = await createScratchDatabase(testPgUrl, prefix);
+  const client = new pg.Client({ connectionString: scratch.url });
+  await client.connect();
+  try {
+    await body(scratch.url, client);
+  } finally {
+    await client.end();
+    await scratch.drop();
+  }
+}
+
+function until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const poll = (): void => {
+      if (condition()) resolve();
+      else if (performance.now() - started > timeoutMs) reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      else setTimeout(poll, 10);
+    };
+    poll();
+  });
+}
+
+test('the fencing token grows on every acquire and next_offset comes back', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (_url, client) => {
+    const first = await acquireLease(client, TOPIC, 3, 'a', 10_000);
+    assert.deepEqual(first, { partition: 3, fencingToken: 1, nextOffset: 0 });
+    await client.query('UPDATE partition_leases SET next_offset = 42 WHERE partition = 3');
+    const again = await acquireLease(client, TOPIC, 3, 'a', 10_000);
+    const other = await acquireLease(client, TOPIC, 3, 'b', 10_000);
+    assert.deepEqual([again.fencingToken, other.fencingToken], [2, 3]);
+    assert.equal(other.nextOffset, 42);
+    const row = await leaseRow(client, 3);
+    assert.equal(row.owner, 'b');
+    assert.ok(row.expires_in_ms > 9_000 && row.expires_in_ms <= 10_000, `expiry ${row.expires_in_ms} ms ahead`);
+    assert.equal((await acquireLease(client, 'another.topic', 3, 'a', 10_000)).fencingToken, 1, 'leases are per topic');
+  });
+});
+
+test('renewal extends live leases and reports taken-over or released ones as lost', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (_url, client) => {
+    const a0 = await acquireLease(client, TOPIC, 0, 'a', 1_000);
+    const a1 = await acquireLease(client, TOPIC, 1, 'a', 1_000);
+    assert.deepEqual(await renewLeases(client, TOPIC, [a0, a1], 'a', 60_000), []);
+    assert.ok((await leaseRow(client, 0)).expires_in_ms > 59_000, 'renewal moved the expiry');
+    await acquireLease(client, TOPIC, 1, 'b', 60_000);
+    assert.deepEqual(await renewLeases(client, TOPIC, [a0, a1], 'a', 60_000), [1], 'a takeover is noticed');
+    assert.deepEqual(await renewLeases(client, TOPIC, [{ partition: 0, fencingToken: a0.fencingToken }], 'b', 60_000), [0], 'the token alone does not renew: the owner must match');
+    assert.deepEqual(await releaseLeases(client, TOPIC, [a0, a1], 'a'), [0], 'only the lease still ours is released');
+    const released = await leaseRow(client, 0);
+    assert.equal(released.owner, null);
+    assert.ok(released.expires_in_ms <= 0, 'expiry set to now');
+    assert.equal(released.fencing_token, String(a0.fencingToken), 'release leaves the token for the next owner to bump');
+    assert.equal((await leaseRow(client, 1)).owner, 'b');
+    assert.deepEqual(await renewLeases(client, TOPIC, [a0], 'a', 60_000), [0], 'a released lease cannot be renewed');
+    assert.equal((await acquireLease(client, TOPIC, 0, 'b', 60_000)).fencingToken, a0.fencingToken + 1);
+  });
+});
+
+test('the LeaseKeeper renews, reports a takeover at once and releases on stop', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (url, client) => {
+    const lost: Array<[number[], LeaseLostReason]> = [];
+    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'a', ttlMs: 900, onLost: (partitions, reason) => lost.push([partitions, reason]) });
+    await keeper.acquire(0);
+    await keeper.acquire(1);
+    assert.deepEqual(keeper.heldPartitions(), [0, 1]);
+    const before = await leaseRow(client, 0);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const after = await leaseRow(client, 0);
+    assert.ok(after.expires_in_ms > 500, `renewed in time: expiry ${after.expires_in_ms} ms ahead (was ${before.expires_in_ms} ms, 700 ms ago)`);
+    const takenAt = performance.now();
+    await acquireLease(client, TOPIC, 1, 'b', 60_000);
+    await until(() => lost.length > 0, 2_000, 'onLost');
+    assert.ok(performance.now() - takenAt < 600, 'noticed within one renewal interval (ttl/3) plus slack');
+    assert.deepEqual(lost, [[[1], 'taken-over']]);
+    assert.deepEqual(keeper.heldPartitions(), [0]);
+    await keeper.stop();
+    assert.equal((await leaseRow(client, 0)).owner, null, 'stop released what was still ours');
+    assert.equal((await leaseRow(client, 1)).owner, 'b', 'and left the taken-over lease alone');
+  });
+});
+
+test('the LeaseKeeper rides out a dropped connection but loses its leases when the database stays away past their expiry', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (url, client) => {
+    const lost: Array<[number[], LeaseLostReason]> = [];
+    let unreachable = false;
+    let backendPid = 0;
+    const keeper = new LeaseKeeper({
+      pgUrl: url, topic: TOPIC, owner: 'a', ttlMs: 900,
+      onLost: (partitions, reason) => lost.push([partitions, reason]),
+      connect: async (config) => {
+        if (unreachable) throw new Error('connect ECONNREFUSED (simulated)');
+        const connection = new pg.Client(config);
+        await connection.connect();
+        backendPid = (connection as unknown as { processID: number }).processID;
+        return connection;
+      },
+    });
+    await keeper.acquire(4);
+    await keeper.acquire(5);
+    const firstPid = backendPid;
+    await client.query('SELECT pg_terminate_backend($1)', [firstPid]);
+    await until(() => backendPid !== firstPid, 3_000, 'a reconnect');
+    await keeper.renew();
+    assert.deepEqual(lost, [], 'a dropped connection alone loses nothing');
+    assert.deepEqual(keeper.heldPartitions(), [4, 5]);
+    unreachable = true;
+    const cutAt = performance.now();
+    await client.query('SELECT pg_terminate_backend($1)', [backendPid]);
+    await until(() => lost.length > 0, 3_000, 'onLost');
+    const elapsed = performance.now() - cutAt;
+    assert.deepEqual(lost, [[[4, 5], 'expired-unreachable']]);
+    assert.ok(elapsed >= 500 && elapsed < 1_500, `lost once the expiry passed, ${elapsed.toFixed(0)} ms after the cut`);
+    assert.deepEqual(keeper.heldPartitions(), []);
+    unreachable = false;
+    await keeper.stop();
+  });
+});

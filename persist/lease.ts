@@ -1,0 +1,304 @@
+// Partition leases: who owns a partition, fenced by a token that grows on every takeover
+// (table partition_leases, docs/persistence.md "Ownership and recovery").
+//
+// Who takes a partition is decided by Kafka's consumer-group assignment, not here: when
+// Kafka hands us partition p, acquireLease() takes its row at once, bumping the fencing
+// token, without waiting for the previous owner's lease_expiry. That is safe because every
+// flush updates next_offset only WHERE fencing_token = <its token> in the same transaction
+// as its balances and outcomes: from the moment our UPDATE commits, an older owner (a paused
+// zombie, a slow instance still finishing a batch) can no longer commit anything for p, and
+// waiting out its expiry would only stall the partition. lease_expiry is therefore
+// informational for operators and the renewal protocol, not a lock.
+//
+// The LeaseKeeper holds an instance's leases: it acquires on request, renews every ttl/3 and
+// reports a partition lost (onLost) as soon as a renewal finds its row no longer carries our
+// token and owner (someone took it over, or it was released), or when the database stayed
+// unreachable until the lease's expiry passed, since by then a successor may own it. A lost
+// partition must stop at once: the consumer stops feeding it and nothing more is flushed.
+
+import pg from 'pg';
+import type { Logger } from '../io/logger';
+
+export interface Lease {
+  readonly partition: number;
+  readonly fencingToken: number;
+  /** The partition's stored next offset: where consumption resumes. */
+  readonly nextOffset: number;
+}
+
+export interface HeldLease {
+  readonly partition: number;
+  readonly fencingToken: number;
+}
+
+function assertTtl(ttlMs: number): void {
+  if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new Error(`lease: ttlMs must be a positive integer, got ${ttlMs}`);
+}
+
+function toSafeInteger(text: string, what: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new Error(`lease: ${what} ${text} is beyond 2^53`);
+  return value;
+}
+
+/**
+ * Takes partition `partition` of `topic` for `owner`: creates its lease row if missing, then
+ * bumps the fencing token and sets owner and expiry in one UPDATE. Returns the new token and
+ * the stored next offset.
+ */
+export async function acquireLease(client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number): Promise<Lease> {
+  assertTtl(ttlMs);
+  await client.query('INSERT INTO partition_leases (topic, partition) VALUES ($1, $2) ON CONFLICT DO NOTHING', [topic, partition]);
+  const result = await client.query<{ fencing_token: string; next_offset: string }>(
+    `UPDATE partition_leases
+        SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond'
+      WHERE topic = $1 AND partition = $2
+  RETURNING fencing_token, next_offset`,
+    [topic, partition, owner, ttlMs],
+  );
+  const row = result.rows[0];
+  if (row === undefined) throw new Error(`lease: the row of ${topic}/${partition} vanished between INSERT and UPDATE`);
+  return { partition, fencingToken: toSafeInteger(row.fencing_token, 'fencing token'), nextOffset: toSafeInteger(row.next_offset, 'next offset') };
+}
+
+/**
+ * Extends the expiry of every lease that still carries our owner and token. Returns the
+ * partitions whose renewal matched no row: lost (taken over, or released).
+ */
+export async function renewLeases(client: pg.ClientBase, topic: string, leases: readonly HeldLease[], owner: string, ttlMs: number): Promise<number[]> {
+  assertTtl(ttlMs);
+  if (leases.length === 0) return [];
+  const result = await client.query<{ partition: number }>(
+    `UPDATE partition_leases AS l
+        SET lease_expiry = now() + $4 * interval '1 millisecond'
+       FROM unnest($2::integer[], $3::bigint[]) AS held (partition, fencing_token)
+      WHERE l.topic = $1 AND l.partition = held.partition AND l.fencing_token = held.fencing_token AND l.owner = $5
+  RETURNING l.partition`,
+    [topic, leases.map((l) => l.partition), leases.map((l) => l.fencingToken), ttlMs, owner],
+  );
+  const renewed = new Set(result.rows.map((row) => row.partition));
+  return leases.filter((l) => !renewed.has(l.partition)).map((l) => l.partition);
+}
+
+/**
+ * Gives leases up on a clean shutdown or revocation: owner NULL, expiry now, token unchanged
+ * (the next owner bumps it). Returns the partitions released; a lease already taken over is
+ * left alone.
+ */
+export async function releaseLeases(client: pg.ClientBase, topic: string, leases: readonly HeldLease[], owner: string): Promise<number[]> {
+  if (leases.length === 0) return [];
+  const result = await client.query<{ partition: number }>(
+    `UPDATE partition_leases AS l
+        SET owner = NULL, lease_expiry = now()
+       FROM unnest($2::integer[], $3::bigint[]) AS held (partition, fencing_token)
+      WHERE l.topic = $1 AND l.partition = held.partition AND l.fencing_token = held.fencing_token AND l.owner = $4
+  RETURNING l.partition`,
+    [topic, leases.map((l) => l.partition), leases.map((l) => l.fencingToken), owner],
+  );
+  return result.rows.map((row) => row.partition);
+}
+
+export type LeaseLostReason = 'taken-over' | 'expired-unreachable';
+
+export interface LeaseKeeperOptions {
+  readonly pgUrl: string;
+  readonly topic: string;
+  readonly owner: string;
+  readonly ttlMs: number;
+  /** Called at once, on the event loop, with partitions that are no longer ours. */
+  readonly onLost: (partitions: number[], reason: LeaseLostReason) => void;
+  readonly log?: Logger;
+  /** Attempts of acquire and release on connection errors (default 3). */
+  readonly attemptsMax?: number;
+  /** Opens the keeper's connection; tests substitute one that fails on demand. */
+  readonly connect?: (config: pg.ClientConfig) => Promise<pg.Client>;
+}
+
+interface KeptLease {
+  readonly fencingToken: number;
+  /** performance.now() after which the lease may have expired: send time of the last successful renewal + ttl. */
+  deadline: number;
+}
+
+const ATTEMPTS_MAX_DEFAULT = 3;
+const RETRY_DELAY_MS_MAX = 1000;
+
+async function connectDefault(config: pg.ClientConfig): Promise<pg.Client> {
+  const client = new pg.Client(config);
+  await client.connect();
+  return client;
+}
+
+export class LeaseKeeper {
+  private client: pg.Client | null = null;
+  private readonly leases = new Map<number, KeptLease>();
+  private timer: NodeJS.Timeout | undefined;
+  /** Database work runs one operation at a time on the keeper's one connection. */
+  private tail: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+  private readonly renewIntervalMs: number;
+  private readonly retryDelayMs: number;
+  private readonly attemptsMax: number;
+
+  constructor(private readonly options: LeaseKeeperOptions) {
+    assertTtl(options.ttlMs);
+    this.renewIntervalMs = Math.max(1, Math.floor(options.ttlMs / 3));
+    this.retryDelayMs = Math.max(1, Math.min(RETRY_DELAY_MS_MAX, Math.floor(options.ttlMs / 10)));
+    this.attemptsMax = options.attemptsMax ?? ATTEMPTS_MAX_DEFAULT;
+  }
+
+  /** Partitions currently held, ascending. */
+  heldPartitions(): number[] {
+    return [...this.leases.keys()].sort((a, b) => a - b);
+  }
+
+  fencingTokenOf(partition: number): number | undefined {
+    return this.leases.get(partition)?.fencingToken;
+  }
+
+  /** Takes a partition (Kafka assigned it to us) and keeps renewing it. */
+  acquire(partition: number): Promise<Lease> {
+    return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
+      const sentAt = performance.now();
+      const lease = await acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs);
+      this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
+      if (this.timer === undefined) this.schedule(this.renewIntervalMs);
+      return lease;
+    }));
+  }
+
+  /** Gives partitions up (Kafka revoked them); they stop being renewed at once. */
+  release(partitions: readonly number[]): Promise<number[]> {
+    const held = this.forget(partitions);
+    return this.serialized(() => this.withRetries('release', (client) => releaseLeases(client, this.options.topic, held, this.options.owner)));
+  }
+
+  /** Renews every held lease now; the timer calls this every ttl/3. */
+  renew(): Promise<void> {
+    return this.serialized(() => this.renewOnce());
+  }
+
+  /** Releases every lease and closes the connection (clean shutdown). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    try {
+      await this.release(this.heldPartitions());
+    } catch (error) {
+      this.options.log?.warn({ err: error }, 'lease keeper: could not release leases on stop; they expire on their own');
+    }
+    await this.serialized(async () => this.dropConnection());
+  }
+
+  private forget(partitions: readonly number[]): HeldLease[] {
+    const held: HeldLease[] = [];
+    for (const partition of partitions) {
+      const lease = this.leases.get(partition);
+      if (lease === undefined) continue;
+      held.push({ partition, fencingToken: lease.fencingToken });
+      this.leases.delete(partition);
+    }
+    return held;
+  }
+
+  private async renewOnce(): Promise<void> {
+    if (this.stopped || this.leases.size === 0) return;
+    const held = [...this.leases].map(([partition, lease]) => ({ partition, fencingToken: lease.fencingToken }));
+    const sentAt = performance.now();
+    let lost: number[];
+    try {
+      lost = await renewLeases(await this.connection(), this.options.topic, held, this.options.owner, this.options.ttlMs);
+    } catch (error) {
+      this.dropConnection();
+      this.options.log?.warn({ err: error, partitions: held.map((l) => l.partition) }, 'lease keeper: renewal failed; retrying');
+      this.reportLost(this.expiredBy(performance.now()), 'expired-unreachable');
+      this.schedule(this.retryDelayMs);
+      return;
+    }
+    const lostSet = new Set(lost);
+    const taken: number[] = [];
+    for (const { partition, fencingToken } of held) {
+      const lease = this.leases.get(partition);
+      if (lease === undefined || lease.fencingToken !== fencingToken) continue;
+      if (lostSet.has(partition)) {
+        this.leases.delete(partition);
+        taken.push(partition);
+      } else {
+        lease.deadline = sentAt + this.options.ttlMs;
+      }
+    }
+    this.reportLost(taken, 'taken-over');
+    this.schedule(this.renewIntervalMs);
+  }
+
+  /** Forgets and returns the leases whose deadline passed. */
+  private expiredBy(now: number): number[] {
+    const expired: number[] = [];
+    for (const [partition, lease] of this.leases) if (now >= lease.deadline) expired.push(partition);
+    for (const partition of expired) this.leases.delete(partition);
+    return expired;
+  }
+
+  private reportLost(partitions: number[], reason: LeaseLostReason): void {
+    if (partitions.length === 0) return;
+    partitions.sort((a, b) => a - b);
+    this.options.log?.error({ partitions, reason }, 'lease keeper: partitions lost; they must stop at once');
+    try {
+      this.options.onLost(partitions, reason);
+    } catch (error) {
+      this.options.log?.error({ err: error, partitions }, 'lease keeper: onLost threw');
+    }
+  }
+
+  /** (Re)arms the renewal timer; the keeper renews only while it holds leases. */
+  private schedule(delayMs: number): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.stopped || this.leases.size === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.renew().catch((error) => this.options.log?.error({ err: error }, 'lease keeper: renewal crashed'));
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  /** Runs `operation` with the connection, reconnecting on failure, at most attemptsMax times. */
+  private async withRetries<T>(what: string, operation: (client: pg.Client) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await operation(await this.connection());
+      } catch (error) {
+        this.dropConnection();
+        if (attempt >= this.attemptsMax) throw new Error(`lease keeper: ${what} failed after ${attempt} attempts: ${(error as Error).message}`, { cause: error });
+        this.options.log?.warn({ err: error, attempt }, `lease keeper: ${what} failed; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, this.retryDelayMs));
+      }
+    }
+  }
+
+  private async connection(): Promise<pg.Client> {
+    if (this.client !== null) return this.client;
+    // Every wait on the database is bounded by a third of the TTL, so one hung attempt cannot
+    // outlive the lease it is renewing.
+    const config: pg.ClientConfig = { connectionString: this.options.pgUrl, connectionTimeoutMillis: this.renewIntervalMs, query_timeout: this.renewIntervalMs };
+    const client = await (this.options.connect ?? connectDefault)(config);
+    client.on('error', (error) => {
+      this.options.log?.warn({ err: error }, 'lease keeper: connection error');
+      if (this.client === client) this.dropConnection();
+    });
+    this.client = client;
+    return client;
+  }
+
+  private dropConnection(): void {
+    const client = this.client;
+    this.client = null;
+    if (client !== null) client.end().catch(() => undefined);
+  }
+
+  private serialized<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(operation, operation);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
