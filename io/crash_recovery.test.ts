@@ -7,11 +7,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Kafka from '@confluentinc/kafka-javascript';
 import pg from 'pg';
 import { CommandProducer } from './command_producer';
 import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { buildWorkload, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
+import { compareWithModel, createTopic, nextOffsets } from './failure_support';
 import { killHard, sleep, spawnTally, waitFor } from './tally_process';
 import { SeededRandom } from '../engine/wire_fixtures';
 import { ensureDatabase, withDatabase } from '../persist/database';
@@ -23,47 +23,11 @@ const ROUNDS = Number(process.env['CRASH_ROUNDS'] ?? 20);
 const COMMANDS = Number(process.env['CRASH_COMMANDS'] ?? 40_000);
 const SEED = Number(process.env['CRASH_SEED'] ?? 20261122);
 
-function createTopic(topic: string): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
-  return new Promise((resolve, reject) => {
-    admin.createTopic({ topic, num_partitions: PARTITIONS, replication_factor: 1 }, 10_000, (err) => {
-      admin.disconnect();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
-
-async function nextOffsets(client: pg.Client, topic: string): Promise<number[]> {
-  const rows = (await client.query<{ partition: number; next_offset: string }>('SELECT partition, next_offset FROM partition_leases WHERE topic = $1', [topic])).rows;
-  const offsets = new Array<number>(PARTITIONS).fill(0);
-  for (const row of rows) offsets[row.partition] = Number(row.next_offset);
-  return offsets;
-}
-
-async function compareWithModel(client: pg.Client, model: ReturnType<typeof modelRun>): Promise<void> {
-  const balances = await client.query<{ partition: number; account: string; code: string; available: string; frozen: string }>(
-    'SELECT b.partition, tally_account_text(b.account) AS account, c.code, b.available, b.frozen FROM balances b JOIN currencies c ON c.id = b.currency_id');
-  const stored = new Map(balances.rows.map((r) => [`${r.partition}/${r.account}/${r.code}`, [BigInt(r.available), BigInt(r.frozen)]]));
-  for (const [key, [available, frozen]] of model.balances) {
-    if (available === 0n && frozen === 0n && !stored.has(key)) continue;
-    assert.deepEqual(stored.get(key), [available, frozen], `balance ${key}`);
-  }
-  assert.equal(stored.size, [...model.balances.keys()].filter((k) => stored.has(k)).length, 'no balance the model does not have');
-  const outcomes = await client.query<{ partition: number; tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null }>(
-    'SELECT partition, tx_id, kafka_offset, accepted, reason FROM tx_outcomes ORDER BY partition, kafka_offset');
-  const expected = [...model.outcomes].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
-  assert.deepEqual(outcomes.rows.map((r) => [r.partition, r.tx_id, Number(r.kafka_offset), r.accepted, r.reason]),
-    expected.map((o) => [o.partition, o.txId, o.offset, o.accepted, o.reason]), 'outcomes equal the model, each tx_id once');
-  const journal = await client.query<{ legs: string }>('SELECT COUNT(*) AS legs FROM journal');
-  assert.equal(Number(journal.rows[0]!.legs), model.journalLegs, 'journal legs equal the model');
-}
-
 test(`kill -9 during flushes, ${ROUNDS} rounds: the database equals an uninterrupted model run`, { timeout: 600_000 }, async () => {
   const topic = uniqueName('tally.commands.crash');
   const database = uniqueName('tally_crash');
   const pgUrl = withDatabase(testPgUrl, database);
-  await createTopic(topic);
+  await createTopic(topic, PARTITIONS);
   await ensureDatabase(pgUrl);
   await migrate(pgUrl);
   const messages = buildWorkload(SEED, COMMANDS, PARTITIONS, 2000);
@@ -96,18 +60,18 @@ test(`kill -9 during flushes, ${ROUNDS} rounds: the database equals an uninterru
       // at a random moment of start-up or recovery instead.
       if (round % 4 === 3) await sleep(random.int(1200));
       else {
-        await waitFor('durable progress', 60_000, async () => (await nextOffsets(client, topic)).reduce((a, b) => a + b, 0) > before, tally);
+        await waitFor('durable progress', 60_000, async () => (await nextOffsets(client, topic, PARTITIONS)).reduce((a, b) => a + b, 0) > before, tally);
         await sleep(random.int(150));
       }
       await killHard(tally);
-      durable = (await nextOffsets(client, topic)).reduce((a, b) => a + b, 0);
+      durable = (await nextOffsets(client, topic, PARTITIONS)).reduce((a, b) => a + b, 0);
       if (durable > before) roundsWithProgress++;
     }
     while (produced < messages.length) await produceChunk();
     await producer.disconnect();
     const tally = spawnTally(env);
     await waitFor('the engine to flush the whole log', 240_000, async () => {
-      const offsets = await nextOffsets(client, topic);
+      const offsets = await nextOffsets(client, topic, PARTITIONS);
       return offsets.every((offset, p) => offset === model.messagesPerPartition[p]);
     }, tally);
     tally.child.kill('SIGTERM');

@@ -1,0 +1,62 @@
+// Shared steps of the failure tests (kill -9, zombie, PostgreSQL restart): a topic of their
+// own, the stored next offsets, and the comparison of the database with a model run.
+
+import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
+import pg from 'pg';
+import { testKafkaBrokers } from './test_services';
+import type { ModelState } from './test_workload';
+
+export function createTopic(topic: string, partitions: number): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
+  return new Promise((resolve, reject) => {
+    admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 10_000, (err) => {
+      admin.disconnect();
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+export async function nextOffsets(client: pg.Client, topic: string, partitions: number): Promise<number[]> {
+  const rows = (await client.query<{ partition: number; next_offset: string }>('SELECT partition, next_offset FROM partition_leases WHERE topic = $1', [topic])).rows;
+  const offsets = new Array<number>(partitions).fill(0);
+  for (const row of rows) offsets[row.partition] = Number(row.next_offset);
+  return offsets;
+}
+
+export async function compareWithModel(client: pg.Client, model: ModelState): Promise<void> {
+  const balances = await client.query<{ partition: number; account: string; code: string; available: string; frozen: string }>(
+    'SELECT b.partition, tally_account_text(b.account) AS account, c.code, b.available, b.frozen FROM balances b JOIN currencies c ON c.id = b.currency_id');
+  const stored = new Map(balances.rows.map((r) => [`${r.partition}/${r.account}/${r.code}`, [BigInt(r.available), BigInt(r.frozen)]]));
+  for (const [key, [available, frozen]] of model.balances) {
+    if (available === 0n && frozen === 0n && !stored.has(key)) continue;
+    assert.deepEqual(stored.get(key), [available, frozen], `balance ${key}`);
+  }
+  assert.equal(stored.size, [...model.balances.keys()].filter((k) => stored.has(k)).length, 'no balance the model does not have');
+  const outcomes = await client.query<{ partition: number; tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null }>(
+    'SELECT partition, tx_id, kafka_offset, accepted, reason FROM tx_outcomes ORDER BY partition, kafka_offset');
+  const expected = [...model.outcomes].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+  assert.deepEqual(outcomes.rows.map((r) => [r.partition, r.tx_id, Number(r.kafka_offset), r.accepted, r.reason]),
+    expected.map((o) => [o.partition, o.txId, o.offset, o.accepted, o.reason]), 'outcomes equal the model, each tx_id once');
+  const journal = await client.query<{ legs: string }>('SELECT COUNT(*) AS legs FROM journal');
+  assert.equal(Number(journal.rows[0]!.legs), model.journalLegs, 'journal legs equal the model');
+}
+
+// Everything a flush can write, as one comparable string: balances, journal, outcomes and
+// the partitions' next offsets (lease owners and expiries are left out: renewals touch them).
+export async function ledgerSnapshot(client: pg.Client): Promise<string> {
+  const parts = await Promise.all([
+    client.query('SELECT partition, account, currency_id, available, frozen, last_offset FROM balances ORDER BY 1, 2, 3'),
+    client.query('SELECT COUNT(*) AS legs, COALESCE(SUM(delta_available), 0) AS available FROM journal'),
+    client.query('SELECT partition, tx_id, kafka_offset, accepted, reason FROM tx_outcomes ORDER BY 1, 2'),
+    client.query('SELECT topic, partition, next_offset, fencing_token FROM partition_leases ORDER BY 1, 2'),
+  ]);
+  return JSON.stringify(parts.map((p) => p.rows));
+}
+
+// The HTTP port a `tally start` child logged when it started.
+export function httpPortOf(output: readonly string[]): number | undefined {
+  const match = /"port":(\d+)[^\n]*"msg":"tally started"/.exec(output.join(''));
+  return match === null ? undefined : Number(match[1]);
+}
