@@ -22,7 +22,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
-import { BalanceEngine, COUNTER_DUPLICATES, PREFETCH_GROUP_COMMANDS } from '../engine/balance_engine';
+import { BalanceEngine, COUNTER_DUPLICATES } from '../engine/balance_engine';
 import { BalanceTable, USER_PARTITION } from '../engine/balance_table';
 import { COMMAND_SLOT_BYTES, CommandType, TX_ID_HASH_OFFSET, TX_ID_OFFSET } from '../engine/command_layout';
 import { CommandSlotWriter, SettleLegFields } from '../engine/command_slot_writer';
@@ -38,13 +38,13 @@ interface BenchConfig {
   readonly slots: number;
   readonly dedupWindowPerPartition: number;
   readonly steadySeconds: number;
-  /** Commands prefetched together before they are applied (0: apply one by one). */
-  readonly prefetchGroup: number;
+  /** applyBatch() (true) or apply() one by one. */
+  readonly batched: boolean;
   readonly fillDedupWindows: boolean;
 }
 
-const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 19, dedupWindowPerPartition: 2_500_000, steadySeconds: 8, prefetchGroup: PREFETCH_GROUP_COMMANDS, fillDedupWindows: true };
-const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 16, dedupWindowPerPartition: 500_000, steadySeconds: 1, prefetchGroup: PREFETCH_GROUP_COMMANDS, fillDedupWindows: true };
+const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 19, dedupWindowPerPartition: 2_500_000, steadySeconds: 8, batched: true, fillDedupWindows: true };
+const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 16, dedupWindowPerPartition: 500_000, steadySeconds: 1, batched: true, fillDedupWindows: true };
 
 const FIRST_ACCOUNT = 1000;
 const PRELOAD_MINOR_UNITS = 1_000_000_000_000n;
@@ -153,25 +153,23 @@ function stampPass(bytes: Uint8Array, words: Uint32Array, slots: number, pass: n
   }
 }
 
+const batchOffsets = new Int32Array(BATCH_COMMANDS);
+
 /**
  * Applies the buffer's commands in batches of BATCH_COMMANDS, as the engine thread does with
- * what the command ring holds, prefetching groups of `group` commands (0: no prefetching).
+ * what the command ring holds: with applyBatch(), or with apply() one by one.
  */
-function runPass(engine: BalanceEngine, slots: number, group: number, histogram: hdr.Histogram): void {
+function runPass(engine: BalanceEngine, slots: number, batched: boolean, histogram: hdr.Histogram): void {
   for (let start = 0; start < slots; start += BATCH_COMMANDS) {
     const startedMs = performance.now();
     const end = Math.min(slots, start + BATCH_COMMANDS);
-    if (group === 0) for (let index = start; index < end; index++) engine.apply(index * COMMAND_SLOT_BYTES);
-    else applyPrefetching(engine, start, end, group);
+    if (batched) {
+      for (let index = start; index < end; index++) batchOffsets[index - start] = index * COMMAND_SLOT_BYTES;
+      engine.applyBatch(batchOffsets, end - start);
+    } else {
+      for (let index = start; index < end; index++) engine.apply(index * COMMAND_SLOT_BYTES);
+    }
     histogram.recordValue(Math.round(((performance.now() - startedMs) * 1e6) / (end - start)));
-  }
-}
-
-function applyPrefetching(engine: BalanceEngine, start: number, end: number, group: number): void {
-  for (let first = start; first < end; first += group) {
-    const groupEnd = Math.min(end, first + group);
-    for (let index = first; index < groupEnd; index++) engine.prefetch(index * COMMAND_SLOT_BYTES);
-    for (let index = first; index < groupEnd; index++) engine.apply(index * COMMAND_SLOT_BYTES);
   }
 }
 
@@ -220,7 +218,7 @@ async function main(): Promise<void> {
     steadySeconds: Number(process.env.BENCH_SECONDS ?? base.steadySeconds),
     dedupWindowPerPartition: Number(process.env.BENCH_DEDUP_WINDOW ?? base.dedupWindowPerPartition),
     slots: Number(process.env.BENCH_SLOTS ?? base.slots),
-    prefetchGroup: Number(process.env.BENCH_PREFETCH_GROUP ?? base.prefetchGroup),
+    batched: (process.env.BENCH_BATCHED ?? (base.batched ? '1' : '0')) !== '0',
     fillDedupWindows: (process.env.BENCH_FILL_DEDUP ?? '1') !== '0',
   };
   const setupStartedMs = performance.now();
@@ -240,7 +238,7 @@ async function main(): Promise<void> {
   const warmup = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000, numberOfSignificantValueDigits: 3 });
   let pass = 0;
   stampPass(bytes, words, config.slots, pass);
-  runPass(engine, config.slots, config.prefetchGroup, warmup);
+  runPass(engine, config.slots, config.batched, warmup);
   const setupSeconds = (performance.now() - setupStartedMs) / 1000;
   console.log(`set-up ${setupSeconds.toFixed(1)} s: ${config.accounts} accounts x ${config.currencies} currencies, ${config.partitions} partitions, ${config.slots} pre-generated commands, warm-up pass done`);
 
@@ -266,7 +264,7 @@ async function main(): Promise<void> {
     stampPass(bytes, words, config.slots, pass);
     const startedMs = performance.now();
     const cpuBefore = process.cpuUsage();
-    runPass(engine, config.slots, config.prefetchGroup, histogram);
+    runPass(engine, config.slots, config.batched, histogram);
     const cpu = process.cpuUsage(cpuBefore);
     timedMs += performance.now() - startedMs;
     timedCpuMicros += cpu.user + cpu.system;

@@ -26,7 +26,7 @@
 import { CommandType, SlotLayout } from './command_layout';
 import { AMOUNT_SCALE_MAX, AmountSign, DecimalAmount, readDecimalMantissa } from './amount';
 import { CommandSlotViews } from './command_slot';
-import { beginSlot, clearTxId, finishCommand, finishMalformed, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
+import { beginSlot, clearTxId, containsNul, finishCommand, finishMalformed, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
 import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 import { homePartitionOfAccountWords } from './partitioner';
 import { CanonicalPayload } from './payload_hash';
@@ -100,7 +100,7 @@ export class BinaryCommandDecoder {
   private readTxId(message: Uint8Array, end: number, views: CommandSlotViews): number {
     const length = message[BinaryLayout.TxIdLengthOffset];
     const txIdEnd = BinaryLayout.TxIdOffset + length;
-    if (length < 1 || length > SlotLayout.TxIdBytesMax || txIdEnd > end) return -1;
+    if (length < 1 || length > SlotLayout.TxIdBytesMax || txIdEnd > end || containsNul(message, BinaryLayout.TxIdOffset, txIdEnd)) return -1;
     const highBits = writeTxIdBytes(views, this.slotOffset, message, BinaryLayout.TxIdOffset, length);
     // Pure ASCII is valid UTF-8; anything else gets the full check.
     if ((highBits & 0x80808080) !== 0 && !isValidUtf8(message, BinaryLayout.TxIdOffset, txIdEnd)) {

@@ -46,6 +46,16 @@ export function writeTxIdBytes(views: CommandSlotViews, slotOffset: number, byte
   return highBits;
 }
 
+/**
+ * True if bytes[start, end) hold a NUL. PostgreSQL text cannot store one, so a tx_id with
+ * a NUL could never be recorded: the decoders reject it as MALFORMED up front instead of
+ * letting its flush fail (and retry) forever.
+ */
+export function containsNul(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] === 0) return true;
+  return false;
+}
+
 /** The tx_id bytes are already in the slot (a JSON string unescaped into it); writes their length and hash. */
 export function finishTxId(views: CommandSlotViews, slotOffset: number, length: number): void {
   views.bytes[slotOffset + SlotLayout.TxIdLengthOffset] = length;

@@ -128,14 +128,16 @@ export class DedupIndex {
   private readonly txIds: Uint8Array;
   private readonly txIdWords: Int32Array;
   /** The index: `groupCount` groups of Group.Words words. */
-  readonly groups: Int32Array;
-  readonly groupCount: number;
+  private readonly groups: Int32Array;
+  private readonly groupCount: number;
   /** Ring position of the next entry. */
   private head = 0;
   private countValue = 0;
   /** Inserts so far plus SERIAL_START, mod 2^32, as an int32: the serial of the next entry. */
   private inserted = SERIAL_START;
   private evictedValue = 0;
+  /** Entries after `head` whose lines prefetch() has loaded since the last insert. */
+  private entriesPrefetched = 0;
 
   /** Allocates the whole window up front (control plane). */
   constructor(options: { capacity?: number } = {}) {
@@ -161,9 +163,17 @@ export class DedupIndex {
     return this.evictedValue;
   }
 
-  /** Index of the first word of the group where a lookup of this hash starts (for prefetching). */
-  groupWordOf(hashLo: number): number {
-    return groupOf(hashLo, this.groupCount) * Group.Words;
+  /**
+   * Loads, without changing the window, the cache lines that find() and insert() of a
+   * command with this tx_id hash will touch: the hash's group, and the entry (its meta and
+   * tx_id lines) that the next insert not yet prefetched will write, so those writes do not
+   * wait for their lines either. Returns a meaningless value, for the caller to keep.
+   */
+  prefetch(hashLo: number): number {
+    let entry = this.head + this.entriesPrefetched;
+    if (entry >= this.capacity) entry -= this.capacity;
+    this.entriesPrefetched = this.entriesPrefetched + 1 < this.capacity ? this.entriesPrefetched + 1 : 0;
+    return this.groups[groupOf(hashLo, this.groupCount) * Group.Words] ^ this.meta[entry * Entry.Words] ^ this.txIdWords[entry * Entry.TxIdWords];
   }
 
   /**
@@ -224,6 +234,7 @@ export class DedupIndex {
     }
     const entry = this.head;
     const serial = this.inserted;
+    this.entriesPrefetched = 0;
     this.head = entry + 1 === this.capacity ? 0 : entry + 1;
     this.inserted = (serial + 1) | 0;
     this.countValue++;

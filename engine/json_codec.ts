@@ -21,7 +21,7 @@ import { CommandType, SlotLayout } from './command_layout';
 import { ACCOUNT_ID_DIGITS_MAX, parseAccountId } from './account_id';
 import { AMOUNT_TEXT_BYTES_MAX, AmountSign, DecimalAmount, readDecimalText } from './amount';
 import { CommandSlotViews, writeWords } from './command_slot';
-import { beginSlot, clearTxId, finishCommand, finishMalformed, finishTxId, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
+import { beginSlot, clearTxId, finishCommand, finishMalformed, finishTxId, worseReject, writeScaledAmount, writeTxIdBytes, containsNul } from './command_writer';
 import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 import { Words64 } from './uint64_words';
 import { StringSpan, decodeEscapedString, expectByte, scanNumber, scanString, skipValue, skipWhitespace } from './json_scanner';
@@ -379,7 +379,8 @@ export class JsonCommandDecoder {
       return false;
     }
     const length = decodeEscapedString(this.message, start, end, views.bytes, this.slotOffset + SlotLayout.TxIdOffset, SlotLayout.TxIdBytesMax);
-    if (length < 1) {
+    const txIdStart = this.slotOffset + SlotLayout.TxIdOffset;
+    if (length < 1 || containsNul(views.bytes, txIdStart, txIdStart + length)) {
       clearTxId(views, this.slotOffset);
       return false;
     }

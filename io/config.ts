@@ -85,7 +85,8 @@ function parseCurrencies(raw: unknown): unknown {
     if (scale > 18 || currencies.some((c) => c.code === match[1])) return undefined;
     currencies.push({ code: match[1]!, scale });
   }
-  return currencies.length > 0 ? currencies : undefined;
+  // Currency ids are smallint in PostgreSQL.
+  return currencies.length > 0 && currencies.length <= 32767 ? currencies : undefined;
 }
 
 const SETTINGS: readonly Setting[] = [

@@ -4,7 +4,9 @@
 //      partition is zero (double entry, system accounts included);
 //   2. every balance equals the sum of its journal legs (and no legs without a balance);
 //   3. every journalled tx_id has exactly one outcome, an accepted one, and no rejected
-//      outcome has journal legs.
+//      outcome has journal legs. A tx_id journalled at two offsets was applied twice: a
+//      bug if within the dedup window, a client reusing a tx_id beyond it; either way the
+//      operator must look, so it is reported.
 
 import pg from 'pg';
 

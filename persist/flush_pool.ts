@@ -30,7 +30,7 @@ export class FlushPool implements FlushRunner {
       minThreads: options.workers,
       maxThreads: options.workers,
       // Threads live as long as the pool: each holds a connection and its staging tables.
-      idleTimeout: Number.MAX_SAFE_INTEGER,
+      idleTimeout: 2 ** 31 - 1,
       maxQueue: options.workers * 4,
       // Between tasks a worker's event loop keeps running, so its idle connection notices a
       // closed socket instead of being frozen in Atomics.wait.

@@ -48,6 +48,14 @@ const BALANCE_FIELDS = 6;
 const OUTCOME_STATUS_ACCEPTED = 1;
 const CURRENCY_IDS = 1 << 16;
 
+function assertRowShapes(): void {
+  const fields = (columns: string): number => columns.split(',').length;
+  if (fields(JOURNAL_COLUMNS) !== JOURNAL_FIELDS || fields(OUTCOME_COLUMNS) !== OUTCOME_FIELDS || fields(BALANCE_COLUMNS) !== BALANCE_FIELDS) {
+    throw new Error('flush rows: field counts must match the column lists');
+  }
+}
+assertRowShapes();
+
 /**
  * Per session: temporary staging tables without indexes (their rows are read once, in full).
  * ON COMMIT DELETE ROWS empties them at every commit; a rolled-back flush leaves only dead rows.

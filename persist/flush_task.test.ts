@@ -203,7 +203,7 @@ test('a currency id missing from the database fails the flush, and currencies ar
       assert.equal((await flush(taskOver(engine, ledger.url, 0, engine.ring.publishedSequence(), [0]))).status, 'committed');
       await assert.rejects(client.query('UPDATE currencies SET scale = 2 WHERE id = 5'), /currencies are append-only/);
       await assert.rejects(client.query('DELETE FROM currencies WHERE id = 5'), /currencies are append-only/);
-      await assert.rejects(client.query('TRUNCATE currencies'), /append-only|foreign key/);
+      await assert.rejects(client.query('TRUNCATE currencies'), /currencies are append-only/);
     });
   } finally {
     await closeFlushConnection();
