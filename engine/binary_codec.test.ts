@@ -195,6 +195,8 @@ function referenceReadBinary(message: Buffer): { command?: WireCommand; txId?: s
   } catch {
     txId = undefined;
   }
+  // NUL is refused: PostgreSQL text cannot store it.
+  if (txId !== undefined && txId.includes('\u0000')) txId = undefined;
   result.txId = txId;
   const type = message[1];
   if (txId === undefined || type < 1 || type > 6) return result;

@@ -208,7 +208,8 @@ export function referenceDecodeJson(message: Uint8Array, registry: CurrencyRegis
   result.type = typeof root.type === 'string' ? TYPE_NAMES.indexOf(root.type) + 1 : 0;
   const txId = root.tx_id;
   const txIdBytes = typeof txId === 'string' ? Buffer.byteLength(txId, 'utf8') : 0;
-  if (typeof txId === 'string' && txIdBytes >= 1 && txIdBytes <= 64 && !duplicates.txId) result.txId = txId;
+  // NUL is refused: PostgreSQL text cannot store it.
+  if (typeof txId === 'string' && txIdBytes >= 1 && txIdBytes <= 64 && !txId.includes('\u0000') && !duplicates.txId) result.txId = txId;
   if (result.type === 0 || result.txId === null || duplicates.topLevel) return result;
   if (duplicates.inLeg && result.type === CommandType.Settle) return result;
   const outcome = interpret(root, result.type, registry, partitionCount, result);
