@@ -24,7 +24,7 @@ export interface CommandConsumerOptions {
   readonly batchMessagesMax?: number;
 }
 
-const CONSUME_TIMEOUT_MS = 50;
+const CONSUME_TIMEOUT_MS = 5;
 
 // librdkafka's incremental assignment, present in the binding but missing from its typings.
 interface IncrementalAssignment {
@@ -55,6 +55,8 @@ export class CommandConsumer {
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
       'fetch.wait.max.ms': 10,
+      'max.partition.fetch.bytes': 8388608,
+      'fetch.max.bytes': 67108864,
       'queued.max.messages.kbytes': 65536,
     }, { 'auto.offset.reset': 'earliest' });
   }
