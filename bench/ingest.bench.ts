@@ -4,7 +4,6 @@
 // checksum of their payload hashes. No engine, no PostgreSQL. Producing is not timed.
 //   node dist/bench/ingest.bench.js [--smoke]
 
-import Kafka from '@confluentinc/kafka-javascript';
 import { performance } from 'node:perf_hooks';
 import { RingBuffer, createWaitStrategy } from '../ringbuffer';
 import { COMMAND_SLOT_BYTES, PAYLOAD_HASH_OFFSET } from '../engine/command_layout';
@@ -15,7 +14,7 @@ import { BENCH_CURRENCIES, SeededRandom, randomWireCommand } from '../engine/wir
 import { CommandConsumer } from '../io/command_consumer';
 import { CommandProducer } from '../io/command_producer';
 import { createLogger } from '../io/logger';
-import { testKafkaBrokers, uniqueName } from '../io/test_services';
+import { createTopic, testKafkaBrokers, uniqueName } from '../io/test_services';
 
 const smoke = process.argv.includes('--smoke') || process.env['BENCH_SMOKE'] === '1';
 const MESSAGES = smoke ? 20_000 : 500_000;
@@ -27,17 +26,6 @@ interface Run {
   readonly messagesPerSec: number;
   readonly seconds: number;
   readonly checksum: string;
-}
-
-function createTopic(topic: string): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
-  return new Promise((resolve, reject) => {
-    admin.createTopic({ topic, num_partitions: PARTITIONS, replication_factor: 1 }, 10_000, (err) => {
-      admin.disconnect();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
 }
 
 async function fill(topic: string, format: Run['format']): Promise<void> {
@@ -94,7 +82,7 @@ async function main(): Promise<void> {
   const runs: Run[] = [];
   for (const format of ['binary', 'json'] as const) {
     const topic = uniqueName(`tally.bench.ingest.${format}`);
-    await createTopic(topic);
+    await createTopic(topic, PARTITIONS);
     await fill(topic, format);
     const run = await consumeAll(topic, format);
     console.log(`${format}: ${MESSAGES} messages Kafka → decode → ring in ${run.seconds} s = ${run.messagesPerSec} messages/s (checksum ${run.checksum})`);

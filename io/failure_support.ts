@@ -2,21 +2,9 @@
 // own, the stored next offsets, and the comparison of the database with a model run.
 
 import assert from 'node:assert/strict';
-import Kafka from '@confluentinc/kafka-javascript';
 import pg from 'pg';
-import { testKafkaBrokers } from './test_services';
+export { createTopic } from './test_services';
 import type { ModelState } from './test_workload';
-
-export function createTopic(topic: string, partitions: number): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
-  return new Promise((resolve, reject) => {
-    admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 10_000, (err) => {
-      admin.disconnect();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
 
 export async function nextOffsets(client: pg.Client, topic: string, partitions: number): Promise<number[]> {
   const rows = (await client.query<{ partition: number; next_offset: string }>('SELECT partition, next_offset FROM partition_leases WHERE topic = $1', [topic])).rows;

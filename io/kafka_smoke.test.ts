@@ -4,18 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from '@confluentinc/kafka-javascript';
-import { testKafkaBrokers, uniqueName } from './test_services';
-
-function createTopic(topic: string): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
-  return new Promise<void>((resolve, reject) => {
-    admin.createTopic({ topic, num_partitions: 1, replication_factor: 1 }, 10_000, (err) => {
-      admin.disconnect();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
+import { createTopic, testKafkaBrokers, uniqueName } from './test_services';
 
 function produceOne(topic: string, key: string, value: Buffer): Promise<void> {
   const producer = new Kafka.Producer({ 'bootstrap.servers': testKafkaBrokers, dr_cb: true, 'enable.idempotence': true });
@@ -63,7 +52,7 @@ function consumeOne(topic: string): Promise<Kafka.Message> {
 
 test('a message produced through the real broker is consumed back', { timeout: 60_000 }, async () => {
   const topic = uniqueName('tally.smoke');
-  await createTopic(topic);
+  await createTopic(topic, 1);
   const value = Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'smoke-1', account: '1001', currency: 'USDT', amount: '1' }));
   await produceOne(topic, '1001', value);
   const message = await consumeOne(topic);

@@ -4,28 +4,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Kafka from '@confluentinc/kafka-javascript';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { Service } from './service';
 import { CommandProducer } from './command_producer';
-import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 const PARTITIONS = 4;
-
-function createTopic(topic: string, partitions: number): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
-  return new Promise((resolve, reject) => {
-    admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 10_000, (err) => {
-      admin.disconnect();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
 
 async function balancesOf(port: number, account: string): Promise<Record<string, [string, string]>> {
   const response = await fetch(`http://127.0.0.1:${port}/v1/accounts/${account}/balances`);

@@ -5,10 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { ensureDatabase, withDatabase } from './database';
-import { migrate } from './migrate';
+import { createScratchDatabase } from './scratch_database';
 import { runAudit } from './audit';
-import { testPgUrl, uniqueName } from '../io/test_services';
+import { testPgUrl } from '../io/test_services';
 
 const LEDGER = `
   INSERT INTO currencies VALUES (1, 'USDT', 8), (2, 'BTC', 8);
@@ -25,10 +24,8 @@ const LEDGER = `
     (1, 'd2', 4, true, NULL, 4);`;
 
 test('the audit passes a consistent ledger and catches each kind of damage', { timeout: 60_000 }, async () => {
-  const name = uniqueName('tally_audit');
-  const url = withDatabase(testPgUrl, name);
-  await ensureDatabase(url);
-  await migrate(url);
+  const database = await createScratchDatabase(testPgUrl, 'tally_audit');
+  const url = database.url;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -49,9 +46,6 @@ test('the audit passes a consistent ledger and catches each kind of damage', { t
     assert.deepEqual((await runAudit(url)).map((f) => f.check), ['journal_has_one_accepted_outcome', 'rejected_outcome_has_no_journal']);
   } finally {
     await client.end();
-    const admin = new pg.Client({ connectionString: withDatabase(testPgUrl, 'postgres') });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin.end();
+    await database.drop();
   }
 });

@@ -1,17 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { ensureDatabase, withDatabase } from './database';
-import { migrate } from './migrate';
+import { createScratchDatabase } from './scratch_database';
 import { syncCurrencies } from './currencies';
 import { CurrencyRegistry } from '../engine/currency_registry';
-import { testPgUrl, uniqueName } from '../io/test_services';
+import { testPgUrl } from '../io/test_services';
 
 test('currencies are appended, and a reordered or rescaled configuration is refused', { timeout: 30_000 }, async () => {
-  const name = uniqueName('tally_currencies');
-  const url = withDatabase(testPgUrl, name);
-  await ensureDatabase(url);
-  await migrate(url);
+  const database = await createScratchDatabase(testPgUrl, 'tally_currencies');
+  const url = database.url;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -23,9 +20,6 @@ test('currencies are appended, and a reordered or rescaled configuration is refu
     await assert.rejects(syncCurrencies(client, CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }])), /only be appended/);
   } finally {
     await client.end();
-    const admin = new pg.Client({ connectionString: withDatabase(testPgUrl, 'postgres') });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin.end();
+    await database.drop();
   }
 });
