@@ -104,6 +104,19 @@ test('amounts around the edges of the float64 fast path decode exactly as their 
   assert.deepEqual([...seen].sort(), [RejectCode.None, RejectCode.BadAmount, RejectCode.AmountOverflow, RejectCode.UnknownCurrency]);
 });
 
+test('a NUL anywhere in a tx_id of any length is MALFORMED; bytes 0x01 and 0x80.. are not NUL', () => {
+  for (let length = 1; length <= 64; length++) {
+    for (let at = 0; at < length; at++) {
+      const txId = 'x'.repeat(at) + '\u0000' + 'y'.repeat(length - at - 1);
+      const slot = decodeBinary(encodeCommandBinary({ ...DEPOSIT, tx_id: txId }));
+      assert.deepEqual([slot.rejectCode, slot.txId], [RejectCode.Malformed, ''], `NUL at ${at} of ${length}`);
+    }
+    // Bytes 0x01 and, in a two-byte character, 0xc3 0xa9: neither is NUL.
+    const clean = decodeBinary(encodeCommandBinary({ ...DEPOSIT, tx_id: length < 2 ? '\u0001' : '\u0001A'.repeat(32).slice(0, length - 2) + '\u00e9' }));
+    assert.equal(clean.rejectCode, RejectCode.None, `no NUL, length ${length}`);
+  }
+});
+
 test('binary layout of a deposit, byte by byte', () => {
   const bytes = encodeCommandBinary(DEPOSIT);
   const expected = Buffer.concat([

@@ -26,7 +26,7 @@
 import { CommandType, SlotLayout } from './command_layout';
 import { AMOUNT_SCALE_MAX, AmountSign, DecimalAmount, readDecimalMantissa } from './amount';
 import { CommandSlotViews } from './command_slot';
-import { beginSlot, clearTxId, containsNul, finishCommand, finishMalformed, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
+import { beginSlot, clearTxId, finishCommand, finishMalformed, txIdHasNul, worseReject, writeScaledAmount, writeTxIdBytes } from './command_writer';
 import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 import { homePartitionOfAccountWords } from './partitioner';
 import { CanonicalPayload } from './payload_hash';
@@ -84,8 +84,21 @@ export class BinaryCommandDecoder {
     }
     const typeByte = message[BinaryLayout.TypeOffset];
     const type = typeByte >= CommandType.Deposit && typeByte <= CommandType.Settle ? (typeByte as CommandType) : CommandType.Unparseable;
-    const txIdEnd = this.readTxId(message, end, views);
-    if (type === CommandType.Unparseable || txIdEnd < 0) return finishMalformed(views, slotOffset, type, message, 0, end);
+    // The tx_id is read here rather than in a method of its own: this function then stays
+    // above V8's size limit for inlining, so it is optimized on its own, with a whole
+    // inlining budget for its callees, instead of inside decodeCommand and the consumer's
+    // loop, where the JSON decoder has spent that budget already.
+    const txIdLength = message[BinaryLayout.TxIdLengthOffset];
+    const txIdEnd = BinaryLayout.TxIdOffset + txIdLength;
+    if (txIdLength < 1 || txIdLength > SlotLayout.TxIdBytesMax || txIdEnd > end) return finishMalformed(views, slotOffset, type, message, 0, end);
+    const highBits = writeTxIdBytes(views, slotOffset, message, BinaryLayout.TxIdOffset, txIdLength);
+    // Pure ASCII is valid UTF-8; anything else gets the full check. A NUL is refused
+    // (command_writer.ts containsNul), checked on the words just copied.
+    if (txIdHasNul(views, slotOffset, txIdLength) || ((highBits & 0x80808080) !== 0 && !isValidUtf8(message, BinaryLayout.TxIdOffset, txIdEnd))) {
+      clearTxId(views, slotOffset);
+      return finishMalformed(views, slotOffset, type, message, 0, end);
+    }
+    if (type === CommandType.Unparseable) return finishMalformed(views, slotOffset, type, message, 0, end);
     this.payload.begin(type);
     this.account(BinaryLayout.AccountOffset, SlotLayout.AccountOffset, SlotLayout.AccountHomeOffset, false);
     let at: number;
@@ -94,20 +107,6 @@ export class BinaryCommandDecoder {
     else at = this.readCurrencyAndAmount(txIdEnd, end, SlotLayout.CurrencyOffset, SlotLayout.AmountOffset);
     if (at !== end) return finishMalformed(views, slotOffset, type, message, 0, end);
     return finishCommand(views, slotOffset, type, this.fieldCode, this.payload);
-  }
-
-  /** Writes a valid tx_id (bytes, length, hash) into the slot; returns the index after it, or -1. */
-  private readTxId(message: Uint8Array, end: number, views: CommandSlotViews): number {
-    const length = message[BinaryLayout.TxIdLengthOffset];
-    const txIdEnd = BinaryLayout.TxIdOffset + length;
-    if (length < 1 || length > SlotLayout.TxIdBytesMax || txIdEnd > end || containsNul(message, BinaryLayout.TxIdOffset, txIdEnd)) return -1;
-    const highBits = writeTxIdBytes(views, this.slotOffset, message, BinaryLayout.TxIdOffset, length);
-    // Pure ASCII is valid UTF-8; anything else gets the full check.
-    if ((highBits & 0x80808080) !== 0 && !isValidUtf8(message, BinaryLayout.TxIdOffset, txIdEnd)) {
-      clearTxId(views, this.slotOffset);
-      return -1;
-    }
-    return txIdEnd;
   }
 
   /** Account u64 at message[at] (bounds checked by the caller) into the slot and payload. */

@@ -56,6 +56,31 @@ export function containsNul(bytes: Uint8Array, start: number, end: number): bool
   return false;
 }
 
+/**
+ * containsNul for the tx_id of `length` bytes already in the slot, a word at a time: a
+ * word w holds a zero byte exactly when (w - 0x01010101) & ~w & 0x80808080 is not zero.
+ * The padding after the last byte is set to 0xff first so that it does not count.
+ */
+export function txIdHasNul(views: CommandSlotViews, slotOffset: number, length: number): boolean {
+  const words = views.u32;
+  const first = (slotOffset + SlotLayout.TxIdOffset) >> 2;
+  const fullEnd = first + (length >> 2);
+  let zeroBytes = 0;
+  for (let index = first; index < fullEnd; index++) {
+    const word = words[index] | 0;
+    zeroBytes |= (word - 0x01010101) & ~word;
+  }
+  const tail = length & 3;
+  if (tail !== 0) {
+    const word = words[fullEnd] | PADDING_BYTES[tail];
+    zeroBytes |= (word - 0x01010101) & ~word;
+  }
+  return (zeroBytes & 0x80808080) !== 0;
+}
+
+/** PADDING_BYTES[tail]: the bytes of a word past its first `tail` (1..3), all ones. */
+const PADDING_BYTES = Int32Array.of(0, ~0xff, ~0xffff, ~0xffffff);
+
 /** The tx_id bytes are already in the slot (a JSON string unescaped into it); writes their length and hash. */
 export function finishTxId(views: CommandSlotViews, slotOffset: number, length: number): void {
   views.bytes[slotOffset + SlotLayout.TxIdLengthOffset] = length;
