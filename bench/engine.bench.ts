@@ -4,17 +4,28 @@
 //
 // Set-up (not timed): a balance table preloaded with 1 million accounts x 4 currencies (--smoke: 100 000)
 // (every user balance 10^12 available and 10^12 frozen, the external account of each
-// partition holding the negative sum), 4 partitions, and a big buffer of pre-generated
+// partition holding the negative sum), 4 partitions whose dedup windows (2.5 million tx_ids
+// each, 10 million in all) are filled with earlier tx_ids, so every recorded command evicts
+// one as in a long-running engine, and a big buffer of pre-generated
 // command slots: deposits, withdrawals, freezes, unfreezes, transfers, 5-leg settles with a
 // fee; 10% exact duplicates of a recent command; 5% rejections (overdrafts, wrong partition,
 // decoder-preset BAD_AMOUNT). Account choice is skewed like an exchange's: 80% of commands
 // come from a hot 5% of the accounts, 20% from all of them.
 //
-// Steady state (timed): the buffer is replayed pass after pass for several seconds; between
-// passes (not timed, allocation-free) every tx_id and tx_id hash is rewritten with the pass
+// Steady state (timed): the buffer is replayed pass after pass for several seconds, in
+// batches of 4096 commands given to BalanceEngine.applyBatch() as the engine thread would;
+// between passes (not timed, allocation-free) every tx_id and tx_id hash is rewritten with the pass
 // number so each pass brings fresh tx_ids while its duplicates stay duplicates. Garbage
 // collections during the steady state are counted with a PerformanceObserver. Per batch of
-// 4096 commands the mean time per command goes into an HDR histogram.
+// 4096 commands the mean time per command goes into an HDR histogram; the process CPU time
+// per command is reported too, since on a shared machine the wall clock also counts the time
+// the thread waited for a core.
+//
+// Variants for experiments (the defaults are the documented configuration): BENCH_ACCOUNTS,
+// BENCH_DEDUP_WINDOW (per partition), BENCH_SLOTS, BENCH_SECONDS, BENCH_BATCHED=0 (apply()
+// one by one), BENCH_FILL_DEDUP=0 (start with empty windows), BENCH_DECODE=0 (skip the
+// decode bench). Huge pages: GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see "Performance" in
+// engine/balance_engine.ts).
 //
 // The last line is a one-line JSON summary. If dist/bench/decode.bench.js exists, its
 // runDecodeBench({ smoke }) runs after the engine and its decode rates join the summary.
@@ -243,10 +254,13 @@ async function main(): Promise<void> {
   console.log(`set-up ${setupSeconds.toFixed(1)} s: ${config.accounts} accounts x ${config.currencies} currencies, ${config.partitions} partitions, ${config.slots} pre-generated commands, warm-up pass done`);
 
   const gcKinds = new Map<string, number>();
-  let steady = false;
+  // Entries arrive asynchronously (after the synchronous steady loop): they are counted by
+  // their start time, so collections of the set-up or after the loop are left out.
+  let steadyStartedMs = Infinity;
+  let steadyEndedMs = Infinity;
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
-      if (!steady) continue;
+      if (entry.startTime < steadyStartedMs || entry.startTime > steadyEndedMs) continue;
       const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0;
       const name = kind === 1 ? 'minor' : kind === 2 ? 'major' : kind === 4 ? 'incremental' : kind === 8 ? 'weakcb' : `kind${kind}`;
       gcKinds.set(name, (gcKinds.get(name) ?? 0) + 1);
@@ -254,7 +268,7 @@ async function main(): Promise<void> {
   });
   observer.observe({ entryTypes: ['gc'] });
   await new Promise((resolve) => setImmediate(resolve));
-  steady = true;
+  steadyStartedMs = performance.now();
   const countersBefore = Float64Array.from(engine.counters);
   let timedMs = 0;
   let timedCpuMicros = 0;
@@ -270,8 +284,8 @@ async function main(): Promise<void> {
     timedCpuMicros += cpu.user + cpu.system;
     timedCommands += config.slots;
   }
+  steadyEndedMs = performance.now();
   await new Promise((resolve) => setTimeout(resolve, 100));
-  steady = false;
   observer.disconnect();
 
   const counters = engine.counters.map((value, index) => value - countersBefore[index]);

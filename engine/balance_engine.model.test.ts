@@ -15,7 +15,7 @@ import { COMMAND_SLOT_BYTES, CommandType, PAYLOAD_HASH_OFFSET } from './command_
 import { CommandSlotWriter, SettleLegFields, txIdHash64 } from './command_slot_writer';
 import { InvariantChecker } from './engine_invariants';
 import { OutputBuffer } from './output_buffer';
-import { LegRecord, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OutcomeRecord } from './output_layout';
+import { LegRecord, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUTPUT_SLOT_BYTES, OutcomeRecord, readLeg, readOutcome } from './output_layout';
 import { RejectCode, rejectCodeName } from './reject_code';
 
 const SEED = Number(process.env.MODEL_SEED ?? 20240601);
@@ -594,4 +594,48 @@ test('the state hash does not depend on how partitions interleave', () => {
   assert.equal(first.hash, second.hash);
   const third = runSlots(slots, inOrder.slice(0, 10_000));
   assert.notEqual(first.hash, third.hash, 'half of the commands must give another hash');
+});
+
+/** The outcome and legs in the output bytes of one command (bytes past a tx_id are undefined, so records are compared). */
+function decodeOutput(bytes: Uint8Array): { outcome: OutcomeRecord; legs: LegRecord[] } {
+  const buffer = bytes.slice().buffer;
+  const outcome = readOutcome(buffer, 0);
+  const legs: LegRecord[] = [];
+  for (let leg = 0; leg < outcome.legCount; leg++) legs.push(readLeg(buffer, OUTPUT_SLOT_BYTES * (1 + (leg >> 1)), leg));
+  return { outcome, legs };
+}
+
+test('applyBatch() gives the same outcomes, legs and state hash as apply() one by one', () => {
+  const { slots } = generateSlots(SEED ^ 0xba7c, 20_000);
+  const expected = runSlots(slots, slots.map((_slot, index) => index));
+  const slotsInBuffer = 256;
+  const table = BalanceTable.create({ capacity: 1 << 20 });
+  const commands = new ArrayBuffer(COMMAND_SLOT_BYTES * slotsInBuffer);
+  const bytes = new Uint8Array(commands);
+  const output = new OutputBuffer(1 << 14);
+  const engine = new BalanceEngine({ table, commands, output });
+  for (let partition = 0; partition < PARTITIONS; partition++) engine.assignPartition(partition, { dedupWindow: DEDUP_WINDOW });
+  const random = new Random(SEED ^ 0x0ff5e7);
+  const offsets = new Int32Array(slotsInBuffer);
+  let next = 0;
+  while (next < slots.length) {
+    // Batches of 1..256 commands (groups cut anywhere), in slots taken in a shuffled order.
+    const count = Math.min(slots.length - next, 1 + random.int(slotsInBuffer));
+    const positions = Array.from({ length: slotsInBuffer }, (_value, index) => index).sort(() => random.next() - 0.5);
+    for (let i = 0; i < count; i++) {
+      offsets[i] = positions[i] * COMMAND_SLOT_BYTES;
+      bytes.set(slots[next + i], offsets[i]);
+    }
+    const position = output.position;
+    const written = engine.applyBatch(offsets, count);
+    assert.equal(output.position - position, written);
+    let at = position;
+    for (let i = 0; i < count; i++) {
+      const actual = output.read(at);
+      assert.deepEqual(actual, decodeOutput(expected.output[next + i]), `output of command #${next + i} differs`);
+      at += actual.outcome.slotCount;
+    }
+    next += count;
+  }
+  assert.equal(engine.stateHash(), expected.hash);
 });

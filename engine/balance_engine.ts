@@ -1,6 +1,7 @@
 // The balance engine: the deterministic state machine that applies decoded commands (one
-// command slot at a time, see command_layout.ts) to the balance table, deduplicates them by
-// tx_id, and writes one outcome plus its journal legs per command to an output region.
+// command slot at a time, or a batch of slots with applyBatch(); see command_layout.ts) to
+// the balance table, deduplicates them by tx_id, and writes one outcome plus its journal legs
+// per command to an output region.
 //
 // Every command becomes a *posting*: 1..12 legs, each adding an available delta and a frozen
 // delta to one balance. deposit = [user +a, external(0) -a]; withdraw = [user -a, external +a];
@@ -41,11 +42,28 @@
 // Determinism: no clock, no randomness, no hash-map iteration; the engine sequence counts
 // every command (each outcome carries it, each changed balance records it).
 //
-// Performance (bench/engine.bench.ts, 2-core EPYC VM shared with other work, Node 20): the
-// CPU cost is about 300 ns per deposit with everything in cache; with 1 million accounts x 4
-// currencies (a 512 MiB table) and a 10-million-entry dedup window the engine is bound by
-// cache and TLB misses (table bucket, dedup bucket, dedup eviction bucket, command slot), at
-// about 1 µs per command. No garbage is produced in the steady state.
+// Performance (bench/engine.bench.ts: 1 million accounts x 4 currencies, a 512 MiB table, 4
+// dedup windows of 2.5 million tx_ids kept full so every recorded command evicts one; 2-core
+// EPYC VM shared with other work, Node 20): about 1.5 M commands/s (600 ns of CPU per
+// command) through applyBatch(), 0.9 M/s through apply() one by one; about 300 ns per
+// command when the state fits in the cache. The rest is memory: a random cache miss costs
+// 150-350 ns on this machine and it keeps only about 6 in flight (measured 35-60 ns per line
+// with every load independent), and a command needs 3 to 4 lines that are not in the cache
+// (its slot, its balance buckets, its dedup group, the dedup entry it writes). Hence:
+//   - applyBatch() loads the lines of 16 commands before applying them, so their misses
+//     overlap (apply() one by one waits for each miss in turn);
+//   - eviction from the dedup window touches no index line (dedup_index.ts);
+//   - on x86-64 the seqlock versions are plain stores, not Atomics.store, whose locked XCHG
+//     waited about 50 ns per command for earlier stores to drain (balance_table.ts);
+//   - the hot path addresses slots through const enums, which compile to literals (an
+//     imported const is a property load and a type check at every use), keeps the state of a
+//     posting in two typed arrays, not fourteen, and writes an accepted posting's legs straight
+//     into the output slots it claimed.
+// Measured and left out: loading the bucket after a balance's home bucket too (a quarter of
+// the keys sit there; it cost more than it saved); huge pages (GLIBC_TUNABLES=
+// glibc.malloc.hugetlb=1 puts every ArrayBuffer on transparent huge pages under the default
+// THP mode "madvise"; no measurable gain once misses overlap); not storing tx_id bytes at all
+// would gain 10-15%, so a more compact dedup entry would gain less than that.
 //
 // No allocation per command: all state is in typed arrays, and every value passed between
 // methods is an int32 (words are read through Int32Array views; doubles such as the kafka
@@ -150,6 +168,36 @@ const enum LegSlotWord {
   FirstLeg = 4,
 }
 
+/** A settle leg being evaluated, in `legs`. */
+const enum PostingWord {
+  AccountLo = 0,
+  AccountHi = 1,
+  Currency = 2,
+  KeyPartition = 3,
+  Partition = 4,
+  /** 1 for a user account (never negative), 0 for a system account. */
+  IsUser = 5,
+  AvailableDeltaLo = 6,
+  AvailableDeltaHi = 7,
+  FrozenDeltaLo = 8,
+  FrozenDeltaHi = 9,
+  Bucket = 10,
+  /** Index of the previous leg on the same balance, or -1. */
+  Previous = 11,
+  /** 1 if no later leg names the same balance: this leg's result is what gets written. */
+  IsLast = 12,
+  Words = 16,
+}
+
+/** The running balances of a posting leg, in `running`: low words in [0, 2^32), high words unbounded integers. */
+const enum RunningWord {
+  AvailableLo = 0,
+  AvailableHi = 1,
+  FrozenLo = 2,
+  FrozenHi = 3,
+  Words = 4,
+}
+
 /** Word indexes in a balance bucket (balance_table.ts). */
 const enum BucketWord {
   Available = 4,
@@ -197,19 +245,18 @@ const enum Limit {
   TwoPow32 = 4294967296,
   Int32Max = 0x7fffffff,
   Int32Min = -0x80000000,
-  /** Output slots of an accepted deposit, withdraw, freeze, unfreeze or transfer: the outcome and one leg slot. */
-  SingleAmountSlots = 2,
   FlagDuplicate = 1,
   FlagRecorded = 2,
   /** Index of the duplicate-replay counter in `counters`. */
   CounterDuplicates = 16,
+  PrefetchGroupCommands = 16,
 }
 
 function assertLimits(): void {
   const mirrors: [number, number][] = [
     [Limit.PartitionsMax, PARTITIONS_MAX], [Limit.TxIdBytesMax, TX_ID_BYTES_MAX], [Limit.SettleLegsMax, SETTLE_LEGS_MAX],
     [Limit.UserPartitionWord, USER_PARTITION_WORD], [Limit.TwoPow32, TWO_POW_32], [Limit.Int32Max, I32_MAX], [Limit.Int32Min, I32_MIN],
-    [Limit.FlagDuplicate, OUTCOME_FLAG_DUPLICATE], [Limit.FlagRecorded, OUTCOME_FLAG_RECORDED], [Limit.SingleAmountSlots, outputSlotsFor(2)],
+    [Limit.FlagDuplicate, OUTCOME_FLAG_DUPLICATE], [Limit.FlagRecorded, OUTCOME_FLAG_RECORDED], [1 + ((Limit.SettleLegsMax + 1) >> 1), outputSlotsFor(Limit.SettleLegsMax)],
   ];
   for (const [mirror, source] of mirrors) if (mirror !== source) throw new Error(`balance engine: constant ${mirror} no longer mirrors ${source}`);
 }
@@ -229,7 +276,7 @@ const COUNTERS = 17;
  * independent misses in flight to overlap most of their latency (a core tracks a few dozen),
  * few enough that the lines are still in the cache when apply() needs them.
  */
-export const PREFETCH_GROUP_COMMANDS = 16;
+export const PREFETCH_GROUP_COMMANDS: number = Limit.PrefetchGroupCommands;
 
 export interface BalanceEngineOptions {
   readonly table: BalanceTable;
@@ -242,7 +289,7 @@ export interface BalanceEngineOptions {
 
 export class BalanceEngine {
   readonly table: BalanceTable;
-  /** Outcomes by reason (index 0 = accepted) and Limit.CounterDuplicates. */
+  /** Outcomes by reason (index 0 = accepted) and COUNTER_DUPLICATES. */
   readonly counters = new Float64Array(COUNTERS);
   private readonly output: OutputRegion;
   private readonly commandBytes: Uint8Array;
@@ -256,37 +303,22 @@ export class BalanceEngine {
   private readonly dedups: (DedupIndex | null)[] = new Array<DedupIndex | null>(Limit.PartitionsMax).fill(null);
   /** [0]: sequence of the last command applied. */
   private readonly sequenceCell = new Float64Array(1);
-  /** Where prefetch() leaves what it loaded, so the loads are not optimized away. */
+  /** Where applyBatch() leaves what it loaded, so the loads are not optimized away. */
   private prefetched = 0;
-  /** Bucket word indexes loadGroupState() loads: two per balance of up to PREFETCH_GROUP_COMMANDS settles. */
-  private readonly touchWords = new Int32Array(PREFETCH_GROUP_COMMANDS * Limit.SettleLegsMax * 2);
-  /** Output position of the outcome slot applySingleAmount() claimed for an accepted command. */
+  /** Bucket word indexes loadGroupState() loads: one per balance of up to Limit.PrefetchGroupCommands settles. */
+  private readonly touchWords = new Int32Array(Limit.PrefetchGroupCommands * Limit.SettleLegsMax);
+  /** Output position and slot count that an accepted command's posting claimed (see claimLegSlots()). */
   private claimedFirst = 0;
+  private claimedSlots = 0;
 
-  // The posting being evaluated: one entry per leg. Preallocated; nothing is allocated per command.
+  // The posting being evaluated. Preallocated; nothing is allocated per command. One array
+  // per kind of value rather than one per field: V8 loads the map, length and base pointer of
+  // every typed array a function touches.
   private legCount = 0;
-  private readonly legAccountLo = new Int32Array(Limit.SettleLegsMax);
-  private readonly legAccountHi = new Int32Array(Limit.SettleLegsMax);
-  private readonly legCurrency = new Int32Array(Limit.SettleLegsMax);
-  private readonly legKeyPartition = new Int32Array(Limit.SettleLegsMax);
-  private readonly legPartition = new Int32Array(Limit.SettleLegsMax);
-  private readonly legIsUser = new Uint8Array(Limit.SettleLegsMax);
-  private readonly deltaAvailableLo = new Uint32Array(Limit.SettleLegsMax);
-  private readonly deltaAvailableHi = new Int32Array(Limit.SettleLegsMax);
-  private readonly deltaFrozenLo = new Uint32Array(Limit.SettleLegsMax);
-  private readonly deltaFrozenHi = new Int32Array(Limit.SettleLegsMax);
-  private readonly legBucket = new Int32Array(Limit.SettleLegsMax);
-  /** Index of the previous leg on the same balance, or -1. */
-  private readonly legPrevious = new Int32Array(Limit.SettleLegsMax);
-  /** 1 if no later leg names the same balance: this leg's result is what gets written. */
-  private readonly legIsLast = new Uint8Array(Limit.SettleLegsMax);
-  // Resulting balances after each leg: low word in [0, 2^32), high word an unbounded integer.
-  private readonly runningAvailableLo = new Float64Array(Limit.SettleLegsMax);
-  private readonly runningAvailableHi = new Float64Array(Limit.SettleLegsMax);
-  private readonly runningFrozenLo = new Float64Array(Limit.SettleLegsMax);
-  private readonly runningFrozenHi = new Float64Array(Limit.SettleLegsMax);
-  /** The journal legs of the accepted command, in the output's leg layout (JournalWord). */
-  private readonly journal = new Int32Array(Limit.SettleLegsMax * JournalWord.Words);
+  /** The legs of a settle, PostingWord.Words words per leg. */
+  private readonly legs = new Int32Array(Limit.SettleLegsMax * PostingWord.Words);
+  /** Resulting balances after each leg, RunningWord.Words per leg (single-amount commands too). */
+  private readonly running = new Float64Array(Limit.SettleLegsMax * RunningWord.Words);
   private readonly hashScratch = new Int32Array(2);
 
   constructor(options: BalanceEngineOptions) {
@@ -331,21 +363,22 @@ export class BalanceEngine {
    *
    * Faster than apply() one by one when the state does not fit in the cache: a balance or a
    * tx_id lookup in tables of hundreds of MiB misses the cache and the TLB, and a miss costs
-   * 150 to 300 ns on the bench machine. JavaScript has no prefetch instruction, but misses
+   * 150 to 350 ns on the bench machine. JavaScript has no prefetch instruction, but misses
    * of independent loads overlap when they are issued close together, so the commands are
    * taken in groups of PREFETCH_GROUP_COMMANDS: first the group's cache lines are loaded
    * (command slots, balance buckets, dedup groups and the dedup entries about to be
    * written) in tight loops that keep many misses in flight, then the group is applied from
    * the cache. The command slots of the next group are loaded before the current group is
-   * applied. Loading changes nothing, so any slot contents are safe there.
+   * applied. Loading changes nothing, so any slot contents are safe there. The engine thread
+   * should hand over what the command ring holds in one call (bench/engine.bench.ts: 4096).
    */
   applyBatch(commandOffsets: Int32Array, count: number): number {
     let slots = 0;
-    this.loadCommandSlots(commandOffsets, 0, Math.min(count, PREFETCH_GROUP_COMMANDS));
-    for (let first = 0; first < count; first += PREFETCH_GROUP_COMMANDS) {
-      const end = Math.min(count, first + PREFETCH_GROUP_COMMANDS);
+    this.loadCommandSlots(commandOffsets, 0, Math.min(count, Limit.PrefetchGroupCommands));
+    for (let first = 0; first < count; first += Limit.PrefetchGroupCommands) {
+      const end = Math.min(count, first + Limit.PrefetchGroupCommands);
       this.loadGroupState(commandOffsets, first, end);
-      this.loadCommandSlots(commandOffsets, end, Math.min(count, end + PREFETCH_GROUP_COMMANDS));
+      this.loadCommandSlots(commandOffsets, end, Math.min(count, end + Limit.PrefetchGroupCommands));
       for (let index = first; index < end; index++) slots += this.apply(commandOffsets[index]);
     }
     return slots;
@@ -407,20 +440,13 @@ export class BalanceEngine {
   }
 
   /**
-   * Appends the home bucket of a balance key and the bucket after it: with linear probing a
-   * quarter of the keys sit past home, and every bucket is a cache line of its own.
+   * Appends the home bucket of a balance key. A quarter of the keys sit past home (linear
+   * probing, every bucket its own cache line), but loading the next bucket too cost more than
+   * it saved in a 4-million-balance table (bench machine: 100 against 80 ns per lookup).
    */
   private collectBalance(touches: number, accountLo: number, accountHi: number, currency: number, keyPartition: number): number {
-    const mask = this.tableMask;
-    const home = keyHash(accountLo, accountHi, currency, keyPartition) & mask;
-    this.touchWords[touches] = home * BucketWord.Words;
-    this.touchWords[touches + 1] = ((home + 1) & mask) * BucketWord.Words;
-    return touches + 2;
-  }
-
-  /** What the last applyBatch() loaded (meaningless; keeping it stops the loads being optimized away). */
-  get prefetchedWord(): number {
-    return this.prefetched;
+    this.touchWords[touches] = (keyHash(accountLo, accountHi, currency, keyPartition) & this.tableMask) * BucketWord.Words;
+    return touches + 1;
   }
 
   /**
@@ -461,12 +487,11 @@ export class BalanceEngine {
       txIdHashLo, txIdHashHi, words, w + CommandWord.TxId, txIdLength, words[w + CommandWord.PayloadHash], words[w + CommandWord.PayloadHash + 1],
       status, reason, offsetLo, offsetHi,
     );
-    if (status === OutcomeStatus.Rejected) return this.finish(slot, status, reason, Limit.FlagRecorded, 0, offsetLo, offsetHi);
-    if (isSettle) return this.finish(slot, status, reason, Limit.FlagRecorded, this.legCount, offsetLo, offsetHi);
-    // applySingleAmount() has claimed the outcome slot and written the leg slot after it.
+    if (status === OutcomeStatus.Rejected) return this.finish(slot, status, reason, Limit.FlagRecorded, offsetLo, offsetHi);
+    // The posting has claimed the command's output slots and written its leg slots.
     this.counters[RejectCode.None]++;
-    this.writeOutcome(this.claimedFirst, slot, OutcomeStatus.Accepted, RejectCode.None, Limit.FlagRecorded, this.legCount, Limit.SingleAmountSlots, offsetLo, offsetHi);
-    return Limit.SingleAmountSlots;
+    this.writeOutcome(this.claimedFirst, slot, OutcomeStatus.Accepted, RejectCode.None, Limit.FlagRecorded, this.legCount, this.claimedSlots, offsetLo, offsetHi);
+    return this.claimedSlots;
   }
 
   /** Shape checks that need no state; a failure is MALFORMED. */
@@ -489,7 +514,7 @@ export class BalanceEngine {
     const words = this.commandWords;
     const w = slot >> 2;
     if (dedup.payloadHashLo(entry) === words[w + CommandWord.PayloadHash] && dedup.payloadHashHi(entry) === words[w + CommandWord.PayloadHash + 1]) {
-      return this.finish(slot, dedup.status(entry), dedup.reason(entry), Limit.FlagDuplicate, 0, dedup.kafkaOffsetBitsLo(entry), dedup.kafkaOffsetBitsHi(entry));
+      return this.finish(slot, dedup.status(entry), dedup.reason(entry), Limit.FlagDuplicate, dedup.kafkaOffsetBitsLo(entry), dedup.kafkaOffsetBitsHi(entry));
     }
     return this.finishUnrecorded(slot, RejectCode.DuplicateTxIdConflict);
   }
@@ -497,14 +522,14 @@ export class BalanceEngine {
   /** A rejection that is not recorded in the dedup window. */
   private finishUnrecorded(slot: number, reason: number): number {
     const w = slot >> 2;
-    return this.finish(slot, OutcomeStatus.Rejected, reason, 0, 0, this.commandWords[w + CommandWord.KafkaOffset], this.commandWords[w + CommandWord.KafkaOffset + 1]);
+    return this.finish(slot, OutcomeStatus.Rejected, reason, 0, this.commandWords[w + CommandWord.KafkaOffset], this.commandWords[w + CommandWord.KafkaOffset + 1]);
   }
 
   /**
-   * deposit, withdraw, freeze, unfreeze and transfer: one or two legs, evaluated in locals
-   * (the hot path; settle goes through the general posting evaluator). Same rules, same order
+   * deposit, withdraw, freeze, unfreeze and transfer: one or two legs, evaluated straight from
+   * the slot (the hot path; settle goes through the general posting evaluator). Same rules, same order
    * of checks as evaluatePosting(): BAD_AMOUNT, WRONG_PARTITION, INSUFFICIENT_*,
-   * AMOUNT_OVERFLOW, BALANCE_TABLE_FULL; on success writes the balances and the journal.
+   * AMOUNT_OVERFLOW, BALANCE_TABLE_FULL; on success writes the balances and the leg slot.
    *
    * Leg 0 is the command's account with deltas (available, frozen): deposit (+a, 0), withdraw
    * (-a, 0), freeze (-a, +a), unfreeze (+a, -a), transfer (-a, 0). Leg 1 (not for freeze and
@@ -536,15 +561,14 @@ export class BalanceEngine {
     const currency = words[w + CommandWord.Currency];
     const bucket0 = findBucket(this.tableWords, this.tableMask, accountLo, accountHi, currency, Limit.UserPartitionWord);
     this.addToBalance(0, bucket0, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
-    const availableHi = this.runningAvailableHi;
-    const frozenHi = this.runningFrozenHi;
-    if (availableHi[0] < 0) return RejectCode.InsufficientAvailable;
-    if (frozenHi[0] < 0) return RejectCode.InsufficientFrozen;
+    const running = this.running;
+    if (running[RunningWord.AvailableHi] < 0) return RejectCode.InsufficientAvailable;
+    if (running[RunningWord.FrozenHi] < 0) return RejectCode.InsufficientFrozen;
     if (type === CommandType.Freeze || type === CommandType.Unfreeze) {
-      if (!fitsInt64(availableHi[0], frozenHi[0])) return RejectCode.AmountOverflow;
+      if (!fitsInt64(running[RunningWord.AvailableHi], running[RunningWord.FrozenHi])) return RejectCode.AmountOverflow;
       if (bucket0 < 0 && this.table.free < 1) return RejectCode.BalanceTableFull;
-      const o = this.claimSingleAmountSlots(1);
-      this.fillLeg(this.outWords, o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
+      const o = this.claimLegSlots(1);
+      this.fillLeg(o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
       this.writeBalance(0, bucket0, accountLo, accountHi, currency, Limit.UserPartitionWord);
       this.legCount = 1;
       return RejectCode.None;
@@ -560,14 +584,15 @@ export class BalanceEngine {
     const bucket1 = sameBalance ? bucket0 : findBucket(this.tableWords, this.tableMask, secondLo, secondHi, currency, secondKeyPartition);
     if (sameBalance) this.addToRunning(1, 0, secondDeltaLo, secondDeltaHi, 0, 0);
     else this.addToBalance(1, bucket1, secondDeltaLo, secondDeltaHi, 0, 0);
-    if (isTransfer && availableHi[1] < 0) return RejectCode.InsufficientAvailable;
-    if (!fitsInt64(availableHi[0], frozenHi[0]) || !fitsInt64(availableHi[1], frozenHi[1])) return RejectCode.AmountOverflow;
+    const second = RunningWord.Words;
+    if (isTransfer && running[second + RunningWord.AvailableHi] < 0) return RejectCode.InsufficientAvailable;
+    if (!fitsInt64(running[RunningWord.AvailableHi], running[RunningWord.FrozenHi])) return RejectCode.AmountOverflow;
+    if (!fitsInt64(running[second + RunningWord.AvailableHi], running[second + RunningWord.FrozenHi])) return RejectCode.AmountOverflow;
     const needed = (bucket0 < 0 ? 1 : 0) + (!sameBalance && bucket1 < 0 ? 1 : 0);
     if (needed > this.table.free) return RejectCode.BalanceTableFull;
-    const o = this.claimSingleAmountSlots(2);
-    const outWords = this.outWords;
-    this.fillLeg(outWords, o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
-    this.fillLeg(outWords, o + LegSlotWord.FirstLeg + JournalWord.Words, 1, secondLo, secondHi, currency, partition, secondDeltaLo, secondDeltaHi, 0, 0);
+    const o = this.claimLegSlots(2);
+    this.fillLeg(o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
+    this.fillLeg(o + LegSlotWord.FirstLeg + JournalWord.Words, 1, secondLo, secondHi, currency, partition, secondDeltaLo, secondDeltaHi, 0, 0);
     // Only the final value of a balance named twice is written.
     if (!sameBalance) this.writeBalance(0, bucket0, accountLo, accountHi, currency, Limit.UserPartitionWord);
     this.writeBalance(1, bucket1, secondLo, secondHi, currency, secondKeyPartition);
@@ -576,16 +601,18 @@ export class BalanceEngine {
   }
 
   /**
-   * Claims the two output slots of an accepted single-amount command (outcome, then one leg
-   * slot), remembers the first for apply() and writes the leg slot's header; returns the
-   * word index of the leg slot.
+   * Claims the output slots of an accepted posting of `legCount` legs (the outcome slot, then
+   * its leg slots), remembers them for apply() and writes the first leg slot's header;
+   * returns the word index of that leg slot.
    */
-  private claimSingleAmountSlots(legCount: number): number {
+  private claimLegSlots(legCount: number): number {
     const output = this.output;
-    const first = output.claim(Limit.SingleAmountSlots);
+    const slotCount = 1 + ((legCount + 1) >> 1);
+    const first = output.claim(slotCount);
     this.claimedFirst = first;
+    this.claimedSlots = slotCount;
     const o = output.slotByteOffset(first + 1) >> 2;
-    this.writeLegSlotHeader(o, legCount);
+    this.writeLegSlotHeader(o, legCount >= 2 ? 2 : 1);
     return o;
   }
 
@@ -608,7 +635,8 @@ export class BalanceEngine {
   /** Running balances of leg `leg`: those of leg `previous` plus the deltas. */
   private addToRunning(leg: number, previous: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number): void {
     this.setRunning(
-      leg, this.runningAvailableLo[previous], this.runningAvailableHi[previous], this.runningFrozenLo[previous], this.runningFrozenHi[previous],
+      leg, this.running[previous * RunningWord.Words + RunningWord.AvailableLo], this.running[previous * RunningWord.Words + RunningWord.AvailableHi],
+      this.running[previous * RunningWord.Words + RunningWord.FrozenLo], this.running[previous * RunningWord.Words + RunningWord.FrozenHi],
       availableLo, availableHi, frozenLo, frozenHi,
     );
   }
@@ -620,19 +648,22 @@ export class BalanceEngine {
   ): void {
     const sumAvailableLo = baseAvailableLo + (availableLo >>> 0);
     const carryAvailable = sumAvailableLo >= Limit.TwoPow32 ? 1 : 0;
-    this.runningAvailableLo[leg] = sumAvailableLo - carryAvailable * Limit.TwoPow32;
-    this.runningAvailableHi[leg] = baseAvailableHi + availableHi + carryAvailable;
+    const running = this.running;
+    const at = leg * RunningWord.Words;
+    running[at + RunningWord.AvailableLo] = sumAvailableLo - carryAvailable * Limit.TwoPow32;
+    running[at + RunningWord.AvailableHi] = baseAvailableHi + availableHi + carryAvailable;
     const sumFrozenLo = baseFrozenLo + (frozenLo >>> 0);
     const carryFrozen = sumFrozenLo >= Limit.TwoPow32 ? 1 : 0;
-    this.runningFrozenLo[leg] = sumFrozenLo - carryFrozen * Limit.TwoPow32;
-    this.runningFrozenHi[leg] = baseFrozenHi + frozenHi + carryFrozen;
+    running[at + RunningWord.FrozenLo] = sumFrozenLo - carryFrozen * Limit.TwoPow32;
+    running[at + RunningWord.FrozenHi] = baseFrozenHi + frozenHi + carryFrozen;
   }
 
-  /** Fills a journal leg at `target[at ..]` from its key, its deltas and the running balances of leg `leg`. */
+  /** Writes a journal leg at output word `at` from its key, its deltas and the running balances of leg `leg`. */
   private fillLeg(
-    target: Int32Array, at: number, leg: number, accountLo: number, accountHi: number, currency: number, partition: number,
+    at: number, leg: number, accountLo: number, accountHi: number, currency: number, partition: number,
     availableLo: number, availableHi: number, frozenLo: number, frozenHi: number,
   ): void {
+    const target = this.outWords;
     target[at + JournalWord.AccountLo] = accountLo;
     target[at + JournalWord.AccountHi] = accountHi;
     target[at + JournalWord.Currency] = currency;
@@ -641,18 +672,22 @@ export class BalanceEngine {
     target[at + JournalWord.AvailableDeltaHi] = availableHi;
     target[at + JournalWord.FrozenDeltaLo] = frozenLo;
     target[at + JournalWord.FrozenDeltaHi] = frozenHi;
-    target[at + JournalWord.AvailableLo] = this.runningAvailableLo[leg];
-    target[at + JournalWord.AvailableHi] = this.runningAvailableHi[leg];
-    target[at + JournalWord.FrozenLo] = this.runningFrozenLo[leg];
-    target[at + JournalWord.FrozenHi] = this.runningFrozenHi[leg];
+    const running = this.running;
+    const from = leg * RunningWord.Words;
+    target[at + JournalWord.AvailableLo] = running[from + RunningWord.AvailableLo];
+    target[at + JournalWord.AvailableHi] = running[from + RunningWord.AvailableHi];
+    target[at + JournalWord.FrozenLo] = running[from + RunningWord.FrozenLo];
+    target[at + JournalWord.FrozenHi] = running[from + RunningWord.FrozenHi];
   }
 
   /** Writes the running balances of leg `leg` (known to fit int64) into its bucket, or a new one. */
   private writeBalance(leg: number, bucket: number, accountLo: number, accountHi: number, currency: number, keyPartition: number): void {
-    const availableLo = this.runningAvailableLo[leg] | 0;
-    const availableHi = this.runningAvailableHi[leg] | 0;
-    const frozenLo = this.runningFrozenLo[leg] | 0;
-    const frozenHi = this.runningFrozenHi[leg] | 0;
+    const running = this.running;
+    const from = leg * RunningWord.Words;
+    const availableLo = running[from + RunningWord.AvailableLo] | 0;
+    const availableHi = running[from + RunningWord.AvailableHi] | 0;
+    const frozenLo = running[from + RunningWord.FrozenLo] | 0;
+    const frozenHi = running[from + RunningWord.FrozenHi] | 0;
     if (bucket >= 0) this.table.write(bucket, availableLo, availableHi, frozenLo, frozenHi);
     else this.table.insert(accountLo, accountHi, currency, keyPartition, availableLo, availableHi, frozenLo, frozenHi);
   }
@@ -665,41 +700,33 @@ export class BalanceEngine {
     return reason;
   }
 
+  /** Copies the settle's legs into `legs`; WRONG_PARTITION, LEGS_NOT_BALANCED or None. */
   private buildSettle(slot: number, partition: number): RejectCode {
     const words = this.commandWords;
     const w = slot >> 2;
     if ((words[w + CommandWord.Homes] & 0xffff) !== partition) return RejectCode.WrongPartition;
     const legCount = (words[w + CommandWord.Header] >>> 16) & 0xff;
+    const legs = this.legs;
     for (let leg = 0; leg < legCount; leg++) {
-      const base = w + CommandWord.Legs + leg * CommandLegWord.Words;
-      const accountLo = words[base + CommandLegWord.Account];
-      const accountHi = words[base + CommandLegWord.Account + 1];
+      const from = w + CommandWord.Legs + leg * CommandLegWord.Words;
+      const at = leg * PostingWord.Words;
+      const accountLo = words[from + CommandLegWord.Account];
+      const accountHi = words[from + CommandLegWord.Account + 1];
       const isUser = isUserAccount(accountLo, accountHi);
-      if (isUser && words[base + CommandLegWord.Home] !== partition) return RejectCode.WrongPartition;
-      this.setLeg(
-        leg, accountLo, accountHi, words[base + CommandLegWord.Currency], isUser ? Limit.UserPartitionWord : partition, partition,
-        words[base + CommandLegWord.AvailableDelta], words[base + CommandLegWord.AvailableDelta + 1],
-        words[base + CommandLegWord.FrozenDelta], words[base + CommandLegWord.FrozenDelta + 1],
-      );
+      if (isUser && words[from + CommandLegWord.Home] !== partition) return RejectCode.WrongPartition;
+      legs[at + PostingWord.AccountLo] = accountLo;
+      legs[at + PostingWord.AccountHi] = accountHi;
+      legs[at + PostingWord.Currency] = words[from + CommandLegWord.Currency];
+      legs[at + PostingWord.KeyPartition] = isUser ? Limit.UserPartitionWord : partition;
+      legs[at + PostingWord.Partition] = partition;
+      legs[at + PostingWord.IsUser] = isUser ? 1 : 0;
+      legs[at + PostingWord.AvailableDeltaLo] = words[from + CommandLegWord.AvailableDelta];
+      legs[at + PostingWord.AvailableDeltaHi] = words[from + CommandLegWord.AvailableDelta + 1];
+      legs[at + PostingWord.FrozenDeltaLo] = words[from + CommandLegWord.FrozenDelta];
+      legs[at + PostingWord.FrozenDeltaHi] = words[from + CommandLegWord.FrozenDelta + 1];
     }
     this.legCount = legCount;
     return this.checkLegsBalanced();
-  }
-
-  private setLeg(
-    leg: number, accountLo: number, accountHi: number, currency: number, keyPartition: number, partition: number,
-    availableLo: number, availableHi: number, frozenLo: number, frozenHi: number,
-  ): void {
-    this.legAccountLo[leg] = accountLo;
-    this.legAccountHi[leg] = accountHi;
-    this.legCurrency[leg] = currency;
-    this.legKeyPartition[leg] = keyPartition;
-    this.legPartition[leg] = partition;
-    this.legIsUser[leg] = keyPartition === Limit.UserPartitionWord ? 1 : 0;
-    this.deltaAvailableLo[leg] = availableLo;
-    this.deltaAvailableHi[leg] = availableHi;
-    this.deltaFrozenLo[leg] = frozenLo;
-    this.deltaFrozenHi[leg] = frozenHi;
   }
 
   /**
@@ -708,16 +735,17 @@ export class BalanceEngine {
    */
   private checkLegsBalanced(): RejectCode {
     const legCount = this.legCount;
-    const currencies = this.legCurrency;
+    const legs = this.legs;
     for (let leg = 0; leg < legCount; leg++) {
-      const currency = currencies[leg];
+      const currency = legs[leg * PostingWord.Words + PostingWord.Currency];
       if (this.currencySeenBefore(leg, currency)) continue;
       let lowSum = 0;
       let highSum = 0;
       for (let other = leg; other < legCount; other++) {
-        if (currencies[other] !== currency) continue;
-        lowSum += this.deltaAvailableLo[other] + this.deltaFrozenLo[other];
-        highSum += this.deltaAvailableHi[other] + this.deltaFrozenHi[other];
+        const at = other * PostingWord.Words;
+        if (legs[at + PostingWord.Currency] !== currency) continue;
+        lowSum += (legs[at + PostingWord.AvailableDeltaLo] >>> 0) + (legs[at + PostingWord.FrozenDeltaLo] >>> 0);
+        highSum += legs[at + PostingWord.AvailableDeltaHi] + legs[at + PostingWord.FrozenDeltaHi];
       }
       const carry = Math.floor(lowSum / Limit.TwoPow32);
       if (lowSum !== carry * Limit.TwoPow32 || highSum + carry !== 0) return RejectCode.LegsNotBalanced;
@@ -726,31 +754,38 @@ export class BalanceEngine {
   }
 
   private currencySeenBefore(leg: number, currency: number): boolean {
-    for (let earlier = 0; earlier < leg; earlier++) if (this.legCurrency[earlier] === currency) return true;
+    for (let earlier = 0; earlier < leg; earlier++) if (this.legs[earlier * PostingWord.Words + PostingWord.Currency] === currency) return true;
     return false;
   }
 
   /** Finds each leg's balance and links legs that name the same balance. */
   private resolveBuckets(): void {
     const legCount = this.legCount;
+    const legs = this.legs;
     for (let leg = 0; leg < legCount; leg++) {
-      this.legIsLast[leg] = 1;
+      const at = leg * PostingWord.Words;
+      legs[at + PostingWord.IsLast] = 1;
       const previous = this.previousLegOnSameBalance(leg);
-      this.legPrevious[leg] = previous;
+      legs[at + PostingWord.Previous] = previous;
       if (previous >= 0) {
-        this.legIsLast[previous] = 0;
-        this.legBucket[leg] = this.legBucket[previous];
+        legs[previous * PostingWord.Words + PostingWord.IsLast] = 0;
+        legs[at + PostingWord.Bucket] = legs[previous * PostingWord.Words + PostingWord.Bucket];
       } else {
-        this.legBucket[leg] = findBucket(this.tableWords, this.tableMask, this.legAccountLo[leg], this.legAccountHi[leg], this.legCurrency[leg], this.legKeyPartition[leg]);
+        legs[at + PostingWord.Bucket] = findBucket(
+          this.tableWords, this.tableMask, legs[at + PostingWord.AccountLo], legs[at + PostingWord.AccountHi], legs[at + PostingWord.Currency], legs[at + PostingWord.KeyPartition],
+        );
       }
     }
   }
 
   private previousLegOnSameBalance(leg: number): number {
+    const legs = this.legs;
+    const at = leg * PostingWord.Words;
     for (let earlier = leg - 1; earlier >= 0; earlier--) {
+      const other = earlier * PostingWord.Words;
       if (
-        this.legAccountLo[earlier] === this.legAccountLo[leg] && this.legAccountHi[earlier] === this.legAccountHi[leg] &&
-        this.legCurrency[earlier] === this.legCurrency[leg] && this.legKeyPartition[earlier] === this.legKeyPartition[leg]
+        legs[other + PostingWord.AccountLo] === legs[at + PostingWord.AccountLo] && legs[other + PostingWord.AccountHi] === legs[at + PostingWord.AccountHi] &&
+        legs[other + PostingWord.Currency] === legs[at + PostingWord.Currency] && legs[other + PostingWord.KeyPartition] === legs[at + PostingWord.KeyPartition]
       ) {
         return earlier;
       }
@@ -771,68 +806,66 @@ export class BalanceEngine {
   private evaluatePosting(): RejectCode {
     this.resolveBuckets();
     const legCount = this.legCount;
+    const legs = this.legs;
+    let needed = 0;
     for (let leg = 0; leg < legCount; leg++) {
-      const previous = this.legPrevious[leg];
-      const availableLo = this.deltaAvailableLo[leg];
-      const availableHi = this.deltaAvailableHi[leg];
-      const frozenLo = this.deltaFrozenLo[leg];
-      const frozenHi = this.deltaFrozenHi[leg];
-      if (previous >= 0) this.addToRunning(leg, previous, availableLo, availableHi, frozenLo, frozenHi);
-      else this.addToBalance(leg, this.legBucket[leg], availableLo, availableHi, frozenLo, frozenHi);
+      const at = leg * PostingWord.Words;
+      const previous = legs[at + PostingWord.Previous];
+      const availableLo = legs[at + PostingWord.AvailableDeltaLo];
+      const availableHi = legs[at + PostingWord.AvailableDeltaHi];
+      const frozenLo = legs[at + PostingWord.FrozenDeltaLo];
+      const frozenHi = legs[at + PostingWord.FrozenDeltaHi];
+      if (previous >= 0) {
+        this.addToRunning(leg, previous, availableLo, availableHi, frozenLo, frozenHi);
+      } else {
+        this.addToBalance(leg, legs[at + PostingWord.Bucket], availableLo, availableHi, frozenLo, frozenHi);
+        if (legs[at + PostingWord.Bucket] < 0) needed++;
+      }
     }
-    const availableHi = this.runningAvailableHi;
-    const frozenHi = this.runningFrozenHi;
+    const running = this.running;
     for (let leg = 0; leg < legCount; leg++) {
-      if (this.legIsUser[leg] === 0) continue;
-      if (availableHi[leg] < 0) return RejectCode.InsufficientAvailable;
-      if (frozenHi[leg] < 0) return RejectCode.InsufficientFrozen;
+      if (legs[leg * PostingWord.Words + PostingWord.IsUser] === 0) continue;
+      if (running[leg * RunningWord.Words + RunningWord.AvailableHi] < 0) return RejectCode.InsufficientAvailable;
+      if (running[leg * RunningWord.Words + RunningWord.FrozenHi] < 0) return RejectCode.InsufficientFrozen;
     }
-    for (let leg = 0; leg < legCount; leg++) if (!fitsInt64(availableHi[leg], frozenHi[leg])) return RejectCode.AmountOverflow;
-    if (this.newBalancesNeeded() > this.table.free) return RejectCode.BalanceTableFull;
+    for (let leg = 0; leg < legCount; leg++) {
+      if (!fitsInt64(running[leg * RunningWord.Words + RunningWord.AvailableHi], running[leg * RunningWord.Words + RunningWord.FrozenHi])) return RejectCode.AmountOverflow;
+    }
+    if (needed > this.table.free) return RejectCode.BalanceTableFull;
     return RejectCode.None;
   }
 
-  private newBalancesNeeded(): number {
-    let needed = 0;
-    for (let leg = 0; leg < this.legCount; leg++) if (this.legBucket[leg] < 0 && this.legPrevious[leg] < 0) needed++;
-    return needed;
-  }
-
-  /** Writes each touched balance once (its last leg's result), creating missing ones; fills the journal. */
+  /** Writes the legs to the output slots it claims, and each touched balance once (its last leg's result), creating missing ones. */
   private commitPosting(): void {
-    for (let leg = 0; leg < this.legCount; leg++) {
-      const accountLo = this.legAccountLo[leg];
-      const accountHi = this.legAccountHi[leg];
-      const currency = this.legCurrency[leg];
+    const legCount = this.legCount;
+    const legs = this.legs;
+    let o = this.claimLegSlots(legCount);
+    for (let leg = 0; leg < legCount; leg++) {
+      if (leg > 0 && (leg & 1) === 0) {
+        o = this.output.slotByteOffset(this.claimedFirst + 1 + (leg >> 1)) >> 2;
+        this.writeLegSlotHeader(o, legCount - leg >= 2 ? 2 : 1);
+      }
+      const at = leg * PostingWord.Words;
+      const accountLo = legs[at + PostingWord.AccountLo];
+      const accountHi = legs[at + PostingWord.AccountHi];
+      const currency = legs[at + PostingWord.Currency];
       this.fillLeg(
-        this.journal, leg * JournalWord.Words, leg, accountLo, accountHi, currency, this.legPartition[leg],
-        this.deltaAvailableLo[leg], this.deltaAvailableHi[leg], this.deltaFrozenLo[leg], this.deltaFrozenHi[leg],
+        o + LegSlotWord.FirstLeg + (leg & 1) * JournalWord.Words, leg, accountLo, accountHi, currency, legs[at + PostingWord.Partition],
+        legs[at + PostingWord.AvailableDeltaLo], legs[at + PostingWord.AvailableDeltaHi], legs[at + PostingWord.FrozenDeltaLo], legs[at + PostingWord.FrozenDeltaHi],
       );
-      if (this.legIsLast[leg] !== 0) this.writeBalance(leg, this.legBucket[leg], accountLo, accountHi, currency, this.legKeyPartition[leg]);
+      if (legs[at + PostingWord.IsLast] !== 0) this.writeBalance(leg, legs[at + PostingWord.Bucket], accountLo, accountHi, currency, legs[at + PostingWord.KeyPartition]);
     }
   }
 
   /**
-   * Claims and writes the outcome slot and, for an accepted settle, its `legCount` journal
-   * legs; returns the slots written. `originalLo`/`originalHi` are the float64 bits of the
-   * original offset: the command's own, or for a duplicate replay the recorded one.
+   * Claims and writes the outcome slot of a command that has no legs (a rejection or a
+   * duplicate replay); returns 1, the slots written. `originalLo`/`originalHi` are the
+   * float64 bits of the original offset: the command's own, or for a duplicate the recorded one.
    */
-  private finish(slot: number, status: number, reason: number, flags: number, legCount: number, originalLo: number, originalHi: number): number {
+  private finish(slot: number, status: number, reason: number, flags: number, originalLo: number, originalHi: number): number {
     this.counters[(flags & Limit.FlagDuplicate) !== 0 ? Limit.CounterDuplicates : reason]++;
-    const slotCount = 1 + ((legCount + 1) >> 1);
-    const output = this.output;
-    const first = output.claim(slotCount);
-    this.writeOutcome(first, slot, status, reason, flags, legCount, slotCount, originalLo, originalHi);
-    for (let leg = 0; leg < legCount; leg += 2) {
-      const o = output.slotByteOffset(first + 1 + (leg >> 1)) >> 2;
-      const legsInSlot = legCount - leg >= 2 ? 2 : 1;
-      this.writeLegSlotHeader(o, legsInSlot);
-      const journal = this.journal;
-      const words = legsInSlot * JournalWord.Words;
-      const at = leg * JournalWord.Words;
-      for (let i = 0; i < words; i++) this.outWords[o + LegSlotWord.FirstLeg + i] = journal[at + i];
-    }
-    return slotCount;
+    this.writeOutcome(this.output.claim(1), slot, status, reason, flags, 0, 1, originalLo, originalHi);
+    return 1;
   }
 
   /** Writes the outcome slot at output position `first` for the command in `slot`. */

@@ -15,6 +15,7 @@
 // Seqlock: each bucket's version word is 0 while empty, even while stable and odd while the
 // engine writes its balances. Readers read version, balances, version, and retry (bounded)
 // until both versions are the same even number, so they never see a torn (available, frozen).
+// On x86-64 the engine writes the version words with plain stores (see STORES_ORDERED).
 //
 // Bucket layout (64 bytes, little-endian, 64-bit integers as (lo u32, hi i32) word pairs, the
 // layout of a BigInt64Array element, so readers use BigInt64Array views for exact reads):

@@ -77,3 +77,38 @@ test('content hash depends on the entries, not on their ring positions', () => {
   b.contentHash(hashB);
   assert.notDeepEqual(hashA, hashB);
 });
+
+test('FIFO eviction against a model when every tx_id hashes into the last group (overflow wraps to group 0)', () => {
+  for (const capacity of [1, 2, 7, 8, 50]) {
+    const index = new DedupIndex({ capacity });
+    const fifo: string[] = [];
+    // 0xffffffff is the largest hash low word: its group is the last one.
+    for (let n = 0; n < 400; n++) {
+      insert(index, `w${n}`, 0xffffffff | 0, n);
+      fifo.push(`w${n}`);
+      if (fifo.length > capacity) fifo.shift();
+      for (let back = 0; back < Math.min(n + 1, capacity + 3); back++) {
+        const entry = find(index, `w${n - back}`, 0xffffffff | 0);
+        assert.equal(entry >= 0, back < capacity, `capacity ${capacity}: w${n - back} after inserting w${n}`);
+        if (entry >= 0) assert.equal(index.kafkaOffset(entry), n - back);
+      }
+    }
+    assert.deepEqual(index.entriesOldestFirst().map((entry) => index.txIdText(entry)), fifo);
+  }
+});
+
+test('prefetch() changes nothing that find() and insert() observe', () => {
+  const a = new DedupIndex({ capacity: 64 });
+  const b = new DedupIndex({ capacity: 64 });
+  for (let n = 0; n < 1000; n++) {
+    for (let k = 0; k < n % 5; k++) b.prefetch(Math.imul(n + k, 0x9e3779b1));
+    insert(a, `t${n}`, Math.imul(n, 0x9e3779b1), n);
+    insert(b, `t${n}`, Math.imul(n, 0x9e3779b1), n);
+  }
+  const hashA = new Int32Array(2);
+  const hashB = new Int32Array(2);
+  a.contentHash(hashA);
+  b.contentHash(hashB);
+  assert.deepEqual(hashA, hashB);
+  for (let n = 900; n < 1000; n++) assert.equal(find(a, `t${n}`, Math.imul(n, 0x9e3779b1)), find(b, `t${n}`, Math.imul(n, 0x9e3779b1)));
+});
