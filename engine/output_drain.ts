@@ -1,10 +1,12 @@
-// The consumer side of the output ring on the main thread: takes every published command
-// output (an outcome slot and its leg slots) without blocking, hands each to a visitor, and
-// releases the whole batch at once. The engine publishes whole commands only, so a batch
-// always ends on a command boundary; anything else is a broken invariant and stops loudly.
+// A consumer of the output ring that releases at once: takes every published command output
+// (an outcome slot and its leg slots) without blocking, hands each to a visitor, and releases
+// the whole batch. For tests and tools that run the engine thread without persistence; the
+// service uses persist/batcher.ts, which releases only after the batch is committed. The
+// engine publishes whole commands only, so a batch always ends on a command boundary;
+// anything else is a broken invariant and stops loudly.
 
 import { RingBuffer, SequenceBarrier, createWaitStrategy } from '../ringbuffer';
-import { OUT_KAFKA_OFFSET_OFFSET, OUT_KIND_OFFSET, OUT_PARTITION_OFFSET, OUT_SLOT_COUNT_OFFSET, SlotKind } from './output_layout';
+import { OUT_KIND_OFFSET, OUT_SLOT_COUNT_OFFSET, SlotKind } from './output_layout';
 
 // Called once per command with the ring position of its outcome slot.
 export type OutputVisitor = (ring: RingBuffer, outcomePosition: number) => void;
@@ -12,15 +14,11 @@ export type OutputVisitor = (ring: RingBuffer, outcomePosition: number) => void;
 export class OutputDrain {
   private readonly barrier: SequenceBarrier;
   private readonly bytes: Uint8Array;
-  private readonly words: Uint32Array;
-  private readonly floats: Float64Array;
 
   constructor(readonly ring: RingBuffer) {
     // Only tryWaitFor is used, which never waits; the strategy is a formality.
     this.barrier = ring.acquireBarrier(createWaitStrategy('yielding', 1));
     this.bytes = new Uint8Array(ring.data);
-    this.words = new Uint32Array(ring.data);
-    this.floats = new Float64Array(ring.data);
   }
 
   // Visits every command output published so far; returns how many commands it visited.
@@ -40,13 +38,5 @@ export class OutputDrain {
     if (position !== available + 1) throw new Error(`output ring: batch ends inside a command (${position} != ${available + 1})`);
     this.barrier.release(available);
     return commands;
-  }
-
-  partitionAt(position: number): number {
-    return this.words[(this.ring.slotOffset(position) + OUT_PARTITION_OFFSET) >> 2]!;
-  }
-
-  kafkaOffsetAt(position: number): number {
-    return this.floats[(this.ring.slotOffset(position) + OUT_KAFKA_OFFSET_OFFSET) >> 3]!;
   }
 }
