@@ -18,7 +18,7 @@
 // On x86-64 the engine writes the version words with plain stores (see STORES_ORDERED).
 //
 // Bucket layout (64 bytes, little-endian, 64-bit integers as (lo u32, hi i32) word pairs, the
-// layout of a BigInt64Array element, so readers use BigInt64Array views for exact reads):
+// layout of a BigInt64Array element, so readers can use BigInt64Array views for exact reads):
 //
 //   byte  0        4          8                16           24          32             40
 //        ┌────────┬──────────┬────────────────┬────────────┬───────────┬──────────────┬─────────┬──────────┐
@@ -29,6 +29,7 @@
 // Memory: 64 bytes per bucket, between 85 and 171 bytes per balance of capacity (power-of-two
 // rounding). The header (a separate SAB) holds counters and a bitmap of the partitions that
 // hold system-account balances, so readers can sum a system account over partitions.
+import { performance } from 'node:perf_hooks';
 import { wordsToBigInt } from './int64_words';
 
 // Inside this file the layout is used through the const enum Bucket, whose members
@@ -87,8 +88,13 @@ const LOAD_FACTOR_INVERSE_NUMERATOR = 4;
 const LOAD_FACTOR_INVERSE_DENOMINATOR = 3;
 const BUCKET_COUNT_MIN = 16;
 const BUCKET_COUNT_MAX = 1 << 26;
-/** A reader retries a torn read at most this many times before reporting an error. */
-export const READ_RETRIES_MAX = 10_000;
+/**
+ * A reader retries a torn read for at most this long before reporting an error. A bound in
+ * time, not in attempts: a hot balance (system account 0 changes with every deposit) can
+ * overlap thousands of attempts in a row while the engine is fast, yet it is never held
+ * mid-write for milliseconds unless the engine thread is stuck.
+ */
+export const READ_RETRY_MS_MAX = 100;
 
 function assertLayout(): void {
   if (Bucket.Bytes !== 64) throw new Error('balance table: a bucket must be one cache line');
@@ -410,11 +416,9 @@ export interface BalanceReading {
 /** A reader on any thread. Reads allocate (BigInts, result objects): this is the control plane. */
 export class BalanceTableReader {
   private readonly views: TableViews;
-  private readonly exact: BigInt64Array;
 
   constructor(descriptor: BalanceTableDescriptor) {
     this.views = new TableViews(descriptor);
-    this.exact = new BigInt64Array(descriptor.buckets);
   }
 
   get count(): number {
@@ -489,17 +493,30 @@ export class BalanceTableReader {
     if (bucket < 0) return undefined;
     const words = this.views.words;
     const base = bucket * Bucket.Words;
-    for (let attempt = 0; attempt < READ_RETRIES_MAX; attempt++) {
+    const floats = this.views.floats;
+    let deadline = 0;
+    for (let attempt = 0; ; attempt++) {
+      // Only plain word loads between the two version reads: the window a write can hit is
+      // a few nanoseconds, and the BigInts are built after the read is known whole.
       const before = Atomics.load(words, base + Bucket.Version);
-      if ((before & 1) !== 0) continue;
-      const available = this.exact[(base + Bucket.Available) >> 1];
-      const frozen = this.exact[(base + Bucket.Frozen) >> 1];
-      const lastChangeSequence = this.views.floats[(base + Bucket.LastChangeSequence) >> 1];
-      if (Atomics.load(words, base + Bucket.Version) !== before) continue;
-      const partition = keyPartition === USER_PARTITION ? undefined : keyPartition;
-      return { account, currency, partition, available, frozen, lastChangeSequence };
+      if ((before & 1) === 0) {
+        const availableLo = words[base + Bucket.Available]!;
+        const availableHi = words[base + Bucket.Available + 1]!;
+        const frozenLo = words[base + Bucket.Frozen]!;
+        const frozenHi = words[base + Bucket.Frozen + 1]!;
+        const lastChangeSequence = floats[(base + Bucket.LastChangeSequence) >> 1]!;
+        if (Atomics.load(words, base + Bucket.Version) === before) {
+          const partition = keyPartition === USER_PARTITION ? undefined : keyPartition;
+          return { account, currency, partition, available: wordsToBigInt(availableLo, availableHi), frozen: wordsToBigInt(frozenLo, frozenHi), lastChangeSequence };
+        }
+      }
+      if ((attempt & 1023) === 1023) {
+        if (deadline === 0) deadline = performance.now() + READ_RETRY_MS_MAX;
+        else if (performance.now() > deadline) {
+          throw new Error(`balance table: no stable read of account ${account} currency ${currency} within ${READ_RETRY_MS_MAX} ms (is the engine thread stuck mid-write?)`);
+        }
+      }
     }
-    throw new Error(`balance table: no stable read of account ${account} currency ${currency} after ${READ_RETRIES_MAX} retries (is the engine thread stuck mid-write?)`);
   }
 }
 
