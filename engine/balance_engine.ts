@@ -310,6 +310,8 @@ export class BalanceEngine {
   /** Output position and slot count that an accepted command's posting claimed (see claimLegSlots()). */
   private claimedFirst = 0;
   private claimedSlots = 0;
+  /** Partition of the command being applied: the home partition of the balances it creates. */
+  private applyPartition = 0;
 
   // The posting being evaluated. Preallocated; nothing is allocated per command. One array
   // per kind of value rather than one per field: V8 loads the map, length and base pointer of
@@ -345,6 +347,18 @@ export class BalanceEngine {
       this.dedups[partition] = dedup;
     }
     return dedup;
+  }
+
+  /**
+   * Hands a partition back (control plane): drops its dedup window and zeroes its balances,
+   * so a later load of it from the database starts from exactly the database's state. The
+   * caller must have stopped feeding the partition and let the engine apply what it had.
+   * Returns the balances zeroed.
+   */
+  releasePartition(partition: number): number {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= Limit.PartitionsMax) throw new Error(`balance engine: partition ${partition} out of range`);
+    this.dedups[partition] = null;
+    return this.table.zeroPartition(partition);
   }
 
   dedupIndexOf(partition: number): DedupIndex | null {
@@ -463,6 +477,7 @@ export class BalanceEngine {
     const partition = words[w + CommandWord.Partition];
     const dedup = partition >= 0 && partition < Limit.PartitionsMax ? this.dedups[partition] : null;
     if (dedup === null) throw new Error(`balance engine: command for partition ${partition >>> 0}, which this engine was not assigned`);
+    this.applyPartition = partition;
     const header = words[w + CommandWord.Header];
     const txIdLength = header >>> 24;
     if (txIdLength > Limit.TxIdBytesMax) throw new Error(`balance engine: txIdLength ${txIdLength} breaks the command layout`);
@@ -689,7 +704,7 @@ export class BalanceEngine {
     const frozenLo = running[from + RunningWord.FrozenLo] | 0;
     const frozenHi = running[from + RunningWord.FrozenHi] | 0;
     if (bucket >= 0) this.table.write(bucket, availableLo, availableHi, frozenLo, frozenHi);
-    else this.table.insert(accountLo, accountHi, currency, keyPartition, availableLo, availableHi, frozenLo, frozenHi);
+    else this.table.insert(accountLo, accountHi, currency, keyPartition, availableLo, availableHi, frozenLo, frozenHi, this.applyPartition);
   }
 
   /** settle: builds the legs, checks them as a whole, applies them or none. */

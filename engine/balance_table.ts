@@ -22,9 +22,14 @@
 //
 //   byte  0        4          8                16           24          32             40
 //        ┌────────┬──────────┬────────────────┬────────────┬───────────┬──────────────┬─────────┬──────────┐
-//        │version │ currency │ account (u64)  │ available  │ frozen    │ lastChangeSeq│ key     │ reserved │
-//        │  i32   │   u32    │                │   (i64)    │  (i64)    │   (f64)      │partition│ 20 bytes │
+//        │version │ currency │ account (u64)  │ available  │ frozen    │ lastChangeSeq│ key     │ home     │ reserved │
+//        │  i32   │   u32    │                │   (i64)    │  (i64)    │   (f64)      │partition│ partition│ 16 bytes │
 //        └────────┴──────────┴────────────────┴────────────┴───────────┴──────────────┴─────────┴──────────┘
+//
+// The home partition is the partition whose commands own the balance (for a system account
+// its key partition, for a user account its account's home). It is not part of the key; it
+// lets the engine hand a partition back (releasePartition) by zeroing that partition's
+// balances: keys never move, and a zero balance reads like an absent one everywhere.
 //
 // Memory: 64 bytes per bucket, between 85 and 171 bytes per balance of capacity (power-of-two
 // rounding). The header (a separate SAB) holds counters and a bitmap of the partitions that
@@ -45,6 +50,7 @@ const enum Bucket {
   Frozen = 6,
   LastChangeSequence = 8,
   KeyPartition = 10,
+  HomePartition = 11,
 }
 
 const enum Key {
@@ -82,7 +88,9 @@ const HEADER_FULL_REJECTIONS_WORD = 4;
 const HEADER_FULL_FLAG_WORD = 5;
 const HEADER_CURRENCY_COUNT_WORD = 6;
 const HEADER_PARTITION_BITMAP_WORD = 16;
-const HEADER_WORDS = HEADER_PARTITION_BITMAP_WORD + Key.PartitionsMax / 32;
+/** Entries per home partition: a released partition's zeroed entries are reused by its next load. */
+const HEADER_HOME_ENTRIES_WORD = HEADER_PARTITION_BITMAP_WORD + Key.PartitionsMax / 32;
+const HEADER_WORDS = HEADER_HOME_ENTRIES_WORD + Key.PartitionsMax;
 
 const LOAD_FACTOR_INVERSE_NUMERATOR = 4;
 const LOAD_FACTOR_INVERSE_DENOMINATOR = 3;
@@ -287,6 +295,11 @@ export class BalanceTable {
     return this.capacity - this.countValue;
   }
 
+  /** Entries whose home is `partition` (zeroed ones of a released partition included). */
+  entriesOfPartition(partition: number): number {
+    return this.header[HEADER_HOME_ENTRIES_WORD + partition] ?? 0;
+  }
+
   get fullRejections(): number {
     return this.header[HEADER_FULL_REJECTIONS_WORD];
   }
@@ -304,7 +317,10 @@ export class BalanceTable {
    * publishes it to readers. The caller has checked `free`; running full here is a bug.
    * Arguments are int32 words (a low word may be passed signed or unsigned).
    */
-  insert(accountLo: number, accountHi: number, currency: number, keyPartition: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number): number {
+  insert(
+    accountLo: number, accountHi: number, currency: number, keyPartition: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number,
+    homePartition: number = keyPartition,
+  ): number {
     if (this.countValue >= this.capacity) throw new Error('balance table: insert beyond capacity (the caller must check free first)');
     const words = this.words;
     const mask = this.mask;
@@ -320,10 +336,12 @@ export class BalanceTable {
     words[base + Bucket.Frozen + 1] = frozenHi;
     this.floats[(base + Bucket.LastChangeSequence) >> 1] = this.changeSequence[0];
     words[base + Bucket.KeyPartition] = keyPartition;
+    words[base + Bucket.HomePartition] = homePartition;
     Atomics.store(words, base + Bucket.Version, 2);
     this.countValue++;
     Atomics.store(this.header, HEADER_COUNT_WORD, this.countValue);
     this.noteKey(currency, keyPartition);
+    if (homePartition >= 0 && homePartition < Key.PartitionsMax) Atomics.add(this.header, HEADER_HOME_ENTRIES_WORD + homePartition, 1);
     return bucket;
   }
 
@@ -394,6 +412,28 @@ export class BalanceTable {
     return this.unsignedWords[bucket * Bucket.Words + Bucket.Currency];
   }
 
+  /** The partition whose commands own the balance (see the header comment). */
+  homePartition(bucket: number): number {
+    return this.words[bucket * Bucket.Words + Bucket.HomePartition];
+  }
+
+  /**
+   * Zeroes, under the seqlock, every non-zero balance whose home partition is `partition`;
+   * returns how many were zeroed. Control plane: a full scan of the table.
+   */
+  zeroPartition(partition: number): number {
+    const words = this.words;
+    let zeroed = 0;
+    for (let bucket = 0; bucket < this.bucketCount; bucket++) {
+      const base = bucket * Bucket.Words;
+      if (words[base + Bucket.Version] === 0 || words[base + Bucket.HomePartition] !== partition) continue;
+      if ((words[base + Bucket.Available] | words[base + Bucket.Available + 1] | words[base + Bucket.Frozen] | words[base + Bucket.Frozen + 1]) === 0) continue;
+      this.write(bucket, 0, 0, 0, 0);
+      zeroed++;
+    }
+    return zeroed;
+  }
+
   keyPartition(bucket: number): number {
     return this.unsignedWords[bucket * Bucket.Words + Bucket.KeyPartition];
   }
@@ -423,6 +463,11 @@ export class BalanceTableReader {
 
   get count(): number {
     return Atomics.load(this.views.header, HEADER_COUNT_WORD);
+  }
+
+  /** Entries whose home is `partition`; a load of it may reuse them. */
+  entriesOfPartition(partition: number): number {
+    return Atomics.load(this.views.header, HEADER_HOME_ENTRIES_WORD + partition);
   }
 
   get capacity(): number {

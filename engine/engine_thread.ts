@@ -12,6 +12,7 @@ import { BalanceTableDescriptor, BalanceTableReader, attach } from './balance_ta
 import { OUTPUT_SLOT_BYTES } from './output_layout';
 import type { EngineControlMessage, EngineFailure, EngineReady, EngineReport, EngineWorkerData } from './engine_worker';
 import { PartitionLoadError } from './partition_loader';
+import { AffinityResult, reserveCpu, restoreProcessCpus } from './cpu_affinity';
 
 export interface EngineThreadOptions {
   readonly commandSlotCount: number;
@@ -19,6 +20,22 @@ export interface EngineThreadOptions {
   readonly balanceCapacity: number;
   readonly dedupWindow: number;
   readonly waitStrategy?: WaitStrategyName;
+  /** Core the engine thread pins itself to (engine/cpu_affinity.ts); undefined: no pinning. */
+  readonly engineCpu?: number;
+  /** The taskset command; tests name one that does not exist. */
+  readonly taskset?: string;
+}
+
+/** Where the engine thread runs, for the start-up log and for tests. */
+export interface EngineAffinity {
+  /** The OS thread id (TID) of the engine thread, or -1 where /proc/thread-self is missing. */
+  readonly threadId: number;
+  /** The core it is pinned to, or undefined when it runs unpinned. */
+  readonly pinnedCpu: number | undefined;
+  /** The cores every other thread of the process was moved to. */
+  readonly otherCpus: readonly number[] | undefined;
+  /** Why a configured pinning did not happen (an operating error: log it, run unpinned). */
+  readonly warning: string | undefined;
 }
 
 const CONTROL_TIMEOUT_MS = 30_000;
@@ -34,6 +51,7 @@ export class EngineThread {
     readonly commandRing: RingBuffer,
     readonly outputRing: RingBuffer,
     readonly tableDescriptor: BalanceTableDescriptor,
+    readonly affinity: EngineAffinity,
   ) {
     worker.on('message', (message: EngineReport | EngineFailure) => this.settle(message));
     worker.on('error', (error) => this.fail(new Error(`engine worker failed: ${error.message}`, { cause: error })));
@@ -41,6 +59,8 @@ export class EngineThread {
   }
 
   static async start(options: EngineThreadOptions): Promise<EngineThread> {
+    // Before the worker exists, so that it and every thread created later start off the core.
+    const reserved = options.engineCpu === undefined ? undefined : reserveCpu(options.engineCpu, options.taskset);
     const commandRing = RingBuffer.create({ slotCount: options.commandSlotCount, slotBytes: COMMAND_SLOT_BYTES });
     const outputRing = RingBuffer.create({ slotCount: options.outputSlotCount, slotBytes: OUTPUT_SLOT_BYTES });
     const data: EngineWorkerData & { kind: string } = {
@@ -50,6 +70,8 @@ export class EngineThread {
       balanceCapacity: options.balanceCapacity,
       dedupWindow: options.dedupWindow,
       waitStrategy: options.waitStrategy ?? 'blocking',
+      engineCpu: reserved?.ok === true ? options.engineCpu : undefined,
+      taskset: options.taskset,
     };
     const worker = new Worker(path.join(__dirname, 'engine_worker.js'), { workerData: data, name: 'tally-engine' });
     const ready = await new Promise<EngineReady>((resolve, reject) => {
@@ -57,7 +79,7 @@ export class EngineThread {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`engine worker exited with code ${code} during start-up`)));
     });
-    return new EngineThread(worker, commandRing, outputRing, ready.table);
+    return new EngineThread(worker, commandRing, outputRing, ready.table, settleAffinity(options, reserved, ready));
   }
 
   // A reader of the shared balance table for this thread (seqlock reads, no messaging).
@@ -81,6 +103,14 @@ export class EngineThread {
    */
   loadPartition(partition: number, balances: SharedArrayBuffer, balanceCount: number, outcomes: SharedArrayBuffer, outcomeCount: number): Promise<EngineReport> {
     return this.request({ op: 'load', partition, balances, balanceCount, outcomes, outcomeCount }, 'loaded', LOAD_TIMEOUT_MS);
+  }
+
+  /**
+   * Hands a partition back: its dedup window is dropped and its balances zeroed, so it can be
+   * loaded again later. Call only once nothing of it is left in the command ring.
+   */
+  releasePartition(partition: number): Promise<EngineReport> {
+    return this.request({ op: 'release', partition }, 'released', LOAD_TIMEOUT_MS);
   }
 
   report(): Promise<EngineReport> {
@@ -124,4 +154,17 @@ export class EngineThread {
     this.failure = error;
     for (const waiter of this.pending.splice(0)) waiter.reject(error);
   }
+}
+
+// Combines the two pinning steps into what the service logs. If the worker could not pin
+// itself after the other threads were moved off its core, they get the core back: an
+// unpinned engine must not leave a core idle.
+function settleAffinity(options: EngineThreadOptions, reserved: AffinityResult | undefined, ready: EngineReady): EngineAffinity {
+  const { threadId, pinned } = ready.affinity;
+  if (reserved === undefined) return { threadId, pinnedCpu: undefined, otherCpus: undefined, warning: undefined };
+  if (!reserved.ok) return { threadId, pinnedCpu: undefined, otherCpus: undefined, warning: reserved.reason };
+  if (pinned.ok) return { threadId, pinnedCpu: options.engineCpu, otherCpus: reserved.cpus, warning: undefined };
+  const restored = restoreProcessCpus([...reserved.cpus, options.engineCpu!].sort((a, b) => a - b), options.taskset);
+  const warning = restored.ok ? pinned.reason : `${pinned.reason}; restoring the process's CPUs failed too: ${restored.reason}`;
+  return { threadId, pinnedCpu: undefined, otherCpus: undefined, warning };
 }

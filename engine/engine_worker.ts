@@ -14,6 +14,7 @@ import { BalanceEngine } from './balance_engine';
 import { BalanceTable, BalanceTableDescriptor } from './balance_table';
 import { OutputRegion } from './output_layout';
 import { PartitionLoadError, loadPartition } from './partition_loader';
+import { AffinityResult, currentThreadId, pinCurrentThread } from './cpu_affinity';
 
 export interface EngineWorkerData {
   readonly commandRing: RingBufferDescriptor;
@@ -21,6 +22,9 @@ export interface EngineWorkerData {
   readonly balanceCapacity: number;
   readonly dedupWindow: number;
   readonly waitStrategy: WaitStrategyName;
+  /** Core to pin this thread to, set only once the main thread moved the others off it. */
+  readonly engineCpu?: number;
+  readonly taskset?: string;
 }
 
 /**
@@ -39,6 +43,7 @@ export interface EngineLoadMessage {
 
 export type EngineControlMessage =
   | { readonly op: 'assign'; readonly partition: number }
+  | { readonly op: 'release'; readonly partition: number }
   | EngineLoadMessage
   | { readonly op: 'report' }
   | { readonly op: 'stop' };
@@ -46,14 +51,18 @@ export type EngineControlMessage =
 export interface EngineReady {
   readonly op: 'ready';
   readonly table: BalanceTableDescriptor;
+  /** This thread's OS thread id (-1 if unknown) and the outcome of pinning it. */
+  readonly affinity: { readonly threadId: number; readonly pinned: AffinityResult };
 }
 
 export interface EngineReport {
-  readonly op: 'assigned' | 'loaded' | 'report' | 'stopped';
+  readonly op: 'assigned' | 'released' | 'loaded' | 'report' | 'stopped';
   readonly partition?: number;
   readonly sequence: number;
   readonly stateHash: string;
   readonly counters: number[];
+  /** 'released' only: balances zeroed. */
+  readonly zeroed?: number;
   /** 'loaded' only: what went into the table and the dedup window, and how long it took. */
   readonly loaded?: { readonly balanceCount: number; readonly outcomeCount: number; readonly elapsedMs: number };
 }
@@ -144,6 +153,11 @@ function handleControl(engine: BalanceEngine, data: EngineWorkerData, message: E
     parentPort!.postMessage(report(engine, 'assigned', message.partition));
     return true;
   }
+  if (message.op === 'release') {
+    const zeroed = engine.releasePartition(message.partition);
+    parentPort!.postMessage({ ...report(engine, 'released', message.partition), zeroed });
+    return true;
+  }
   if (message.op === 'report') {
     parentPort!.postMessage(report(engine, 'report'));
     return true;
@@ -151,7 +165,20 @@ function handleControl(engine: BalanceEngine, data: EngineWorkerData, message: E
   return false;
 }
 
+// Pins this thread first, so the balance table's pages are first touched from its own core.
+function pinThisThread(data: EngineWorkerData): EngineReady['affinity'] {
+  let threadId = -1;
+  try {
+    threadId = currentThreadId();
+  } catch {
+    // No /proc/thread-self (not Linux): the id is only informational.
+  }
+  if (data.engineCpu === undefined) return { threadId, pinned: { ok: false, reason: 'no engine CPU configured' } };
+  return { threadId, pinned: pinCurrentThread(data.engineCpu, data.taskset) };
+}
+
 function run(data: EngineWorkerData): void {
+  const affinity = pinThisThread(data);
   const commands = RingBuffer.attach(data.commandRing);
   const outputs = RingBuffer.attach(data.outputRing);
   const barrier = commands.acquireBarrier(createWaitStrategy(data.waitStrategy, WAIT_TIMEOUT_MS));
@@ -161,7 +188,7 @@ function run(data: EngineWorkerData): void {
   const table = BalanceTable.create({ capacity: data.balanceCapacity });
   const engine = new BalanceEngine({ table, commands: commands.data, output });
   const port = parentPort!;
-  port.postMessage({ op: 'ready', table: table.descriptor() } satisfies EngineReady);
+  port.postMessage({ op: 'ready', table: table.descriptor(), affinity } satisfies EngineReady);
   for (;;) {
     for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
       if (!handleControl(engine, data, message.message as EngineControlMessage)) {

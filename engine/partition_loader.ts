@@ -15,9 +15,10 @@
 // unfit to run that partition (rows of the failed load may already be in the table): the
 // caller must not feed it, and retrying the load needs a fresh engine.
 //
-// There is no unload: the balance table never deletes an entry (its readers probe without
-// locks, which relies on keys never moving), so a partition can be loaded into an engine once.
-// Handing a partition back and taking it again later needs a fresh engine (a restart).
+// Unload is release (BalanceEngine.releasePartition): the balance table never deletes an
+// entry (its readers probe without locks, which relies on keys never moving), so a released
+// partition's balances stay as zeroed entries of that home partition, which a later load
+// overwrites.
 
 import { BalanceEngine } from './balance_engine';
 import { BalanceTable, PARTITIONS_MAX, USER_PARTITION_WORD, isUserAccount, keyHash } from './balance_table';
@@ -63,11 +64,12 @@ export function loadPartition(engine: BalanceEngine, partition: number, dedupWin
   assertRows('balance', state.balances, state.balanceCount, BALANCE_ROW_BYTES);
   assertRows('outcome', state.outcomes, state.outcomeCount, OUTCOME_ROW_BYTES);
   if (engine.dedupIndexOf(partition) !== null) {
-    throw new PartitionLoadError(`partition ${partition} is already assigned to this engine: a partition is loaded once, in place of assign and before its first command; taking it again needs a fresh engine`);
+    throw new PartitionLoadError(`partition ${partition} is already assigned to this engine: a partition is loaded once, in place of assign and before its first command; release it first to take it again`);
   }
   const table = engine.table;
-  if (state.balanceCount > table.free) {
-    throw new PartitionLoadError(`balance table full: partition ${partition} has ${state.balanceCount} balances but only ${table.free} of ${table.capacity} are free; raise TALLY_BALANCE_CAPACITY`);
+  const room = table.free + table.entriesOfPartition(partition);
+  if (state.balanceCount > room) {
+    throw new PartitionLoadError(`balance table full: partition ${partition} has ${state.balanceCount} balances but only ${room} of ${table.capacity} are free; raise TALLY_BALANCE_CAPACITY`);
   }
   let rows: Int32Array = new Int32Array(state.balances, 0, state.balanceCount * BALANCE_ROW_WORDS);
   if (state.balanceCount >= SORT_ROWS_MIN) rows = sortByTableRegion(table, rows, state.balanceCount, partition);
@@ -103,10 +105,18 @@ export function insertBalanceRows(table: BalanceTable, rows: Int32Array, count: 
     // USER_PARTITION as the int32 word it is stored as: a uint32 of 2^31 or more would be
     // boxed on the heap at every call V8 does not inline.
     const keyPartition = isUserAccount(accountLo, accountHi) ? USER_PARTITION_WORD : partition;
-    if (table.find(accountLo, accountHi, currency, keyPartition) >= 0) return row;
+    const bucket = table.find(accountLo, accountHi, currency, keyPartition);
+    if (bucket >= 0) {
+      // A balance this engine held before it released the partition (zeroed then) is
+      // overwritten; one of another partition is a conflict.
+      if (table.homePartition(bucket) !== partition || table.available(bucket) !== 0n || table.frozen(bucket) !== 0n) return row;
+      table.write(bucket, rows[base + BALANCE_AVAILABLE_WORD], rows[base + BALANCE_AVAILABLE_WORD + 1], rows[base + BALANCE_FROZEN_WORD], rows[base + BALANCE_FROZEN_WORD + 1]);
+      continue;
+    }
     table.insert(
       accountLo, accountHi, currency, keyPartition,
       rows[base + BALANCE_AVAILABLE_WORD], rows[base + BALANCE_AVAILABLE_WORD + 1], rows[base + BALANCE_FROZEN_WORD], rows[base + BALANCE_FROZEN_WORD + 1],
+      partition,
     );
   }
   return -1;

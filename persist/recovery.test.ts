@@ -189,6 +189,16 @@ test('balances and outcomes recovered from PostgreSQL load into the engine exact
       assert.equal(split.balances.count, recovered0.balances.count);
       const reloaded = await recoverPartition(scratch.url, again, { partition: 1, nextOffset: NEXT_OFFSET, dedupWindow: DEDUP_WINDOW });
       assert.equal(reloaded.report.stateHash, recovered1.report.stateHash, 'recovering the same rows gives the same state hash');
+
+      // Handing partition 0 back (it applied commands since its load) and taking it again
+      // from the database gives exactly a fresh engine's state; partition 1 is untouched.
+      const released = await engine.releasePartition(0);
+      assert.ok(released.zeroed! > GENERATED_USERS, `partition 0's balances zeroed (${released.zeroed})`);
+      assert.equal(reader.readBalance(10001n, USDT)?.available ?? 0n, 0n, 'a released balance reads as zero');
+      assert.deepEqual(reader.readBalance(0n, BTC, 1)?.frozen, I64_MIN + 1n, "partition 1's system balance is untouched");
+      await recoverPartition(scratch.url, engine, { partition: 0, nextOffset: NEXT_OFFSET, dedupWindow: DEDUP_WINDOW });
+      assert.equal((await engine.report()).stateHash, reloaded.report.stateHash, 'release and reload equal a fresh load');
+      assert.equal(reader.readBalance(10001n, USDT)?.available, 11n);
     } finally {
       await again.stop();
     }

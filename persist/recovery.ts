@@ -356,7 +356,7 @@ export async function recoverPartition(pgUrl: string, engine: EngineThread, opti
       clients.push(client);
     }
     const heapPages = await beginSharedSnapshot(clients);
-    balances = await readBalances(clients, partition, table.capacity - table.count, heapPages);
+    balances = await readBalances(clients, partition, table.capacity - table.count + table.entriesOfPartition(partition), heapPages);
     outcomes = await readOutcomes(clients[0]!, partition, dedupWindow);
     await Promise.all(clients.map((client) => client.query('COMMIT')));
   } finally {
