@@ -22,6 +22,20 @@ export interface CommandConsumerOptions {
   readonly commandRing: RingBuffer;
   readonly log: Logger;
   readonly batchMessagesMax?: number;
+  /**
+   * Group mode: subscribe and let the consumer group split the partitions. Assignments and
+   * revocations are handled one at a time, in order; the rebalance completes only once the
+   * handler is done, so a partition is never read before its state is loaded nor handed to
+   * another instance before this one has flushed it.
+   */
+  readonly group?: {
+    readonly instanceId: string;
+    readonly sessionTimeoutMs: number;
+    /** Takes the partitions (lease, recovery); answers where each one resumes. Partitions left out stay paused. */
+    readonly onAssign: (partitions: number[]) => Promise<Array<{ partition: number; offset: number }>>;
+    /** Gives the partitions back (drain, flush, release); `lost`: the group already gave them to another. */
+    readonly onRevoke: (partitions: number[], lost: boolean) => Promise<void>;
+  };
 }
 
 const CONSUME_TIMEOUT_MS = 5;
@@ -43,13 +57,24 @@ export class CommandConsumer {
   private pending: Kafka.Message[] = [];
   private running = false;
   private stopped: (() => void) | undefined;
+  private rebalancing: Promise<void> = Promise.resolve();
   messagesDecoded = 0;
+  rebalances = 0;
 
   constructor(private readonly options: CommandConsumerOptions) {
     this.sequencer = options.commandRing.acquireSequencer(new YieldingWaitStrategy(100));
     this.views = new CommandSlotViews(options.commandRing.data);
     this.batchMessagesMax = options.batchMessagesMax ?? 2048;
+    const group = options.group;
     this.consumer = new Kafka.KafkaConsumer({
+      ...(group === undefined ? {} : {
+        'partition.assignment.strategy': 'cooperative-sticky',
+        // Static membership: a restarted instance with the same id gets its partitions back
+        // at once instead of after the session timeout.
+        'group.instance.id': group.instanceId,
+        'session.timeout.ms': group.sessionTimeoutMs,
+        rebalance_cb: (error: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]) => this.onRebalance(error, assignment),
+      }),
       'bootstrap.servers': options.brokers,
       'group.id': options.groupId,
       'enable.auto.commit': false,
@@ -58,6 +83,8 @@ export class CommandConsumer {
       'max.partition.fetch.bytes': 8388608,
       'fetch.max.bytes': 67108864,
       'queued.max.messages.kbytes': 65536,
+      // Keeps the cached high watermarks fresh for the consumer lag metric.
+      'statistics.interval.ms': 5000,
     }, { 'auto.offset.reset': 'earliest' });
   }
 
@@ -65,11 +92,28 @@ export class CommandConsumer {
     return [...this.assigned].sort((a, b) => a - b);
   }
 
+  /** Cached high watermark of a partition (refreshed with the statistics), or -1. */
+  highWatermark(partition: number): number {
+    try {
+      return this.consumer.getWatermarkOffsets(this.options.topic, partition).highOffset ?? -1;
+    } catch {
+      return -1;
+    }
+  }
+
+  /** Asks the broker for the topic's metadata: a cheap liveness probe of Kafka. */
+  probe(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.consumer.getMetadata({ topic: this.options.topic, timeout: timeoutMs }, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
   connect(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.consumer.connect({ timeout: 15_000 }, (error) => {
         if (error) return reject(new Error(`cannot reach Kafka at ${this.options.brokers}: ${error.message}`));
         this.consumer.setDefaultConsumeTimeout(CONSUME_TIMEOUT_MS);
+        if (this.options.group !== undefined) this.consumer.subscribe([this.options.topic]);
         this.running = true;
         this.poll();
         resolve();
@@ -97,8 +141,58 @@ export class CommandConsumer {
     }
     const toppars = live.map((partition) => ({ topic: this.options.topic, partition }));
     this.consumer.pause(toppars);
-    (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(toppars);
+    // In a group the partition stays assigned (paused) until the group revokes it; unassigning
+    // outside a rebalance would confuse the group protocol.
+    if (this.options.group === undefined) (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(toppars);
     this.options.log.warn({ partitions: live }, 'partitions stopped');
+  }
+
+  // Runs each rebalance after the previous one; librdkafka waits for our (incremental)
+  // assign/unassign call, which may come later than the callback.
+  private onRebalance(error: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]): void {
+    const group = this.options.group!;
+    const partitions = assignment.map((a) => a.partition);
+    const code = error.code;
+    const lost = code !== Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS && (this.consumer as unknown as { assignmentLost(): boolean }).assignmentLost();
+    this.rebalances++;
+    this.rebalancing = this.rebalancing.then(async () => {
+      const incremental = this.consumer as unknown as IncrementalAssignment;
+      if (code === Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS) {
+        this.options.log.info({ partitions }, 'consumer group assigned partitions');
+        let taken: Array<{ partition: number; offset: number }> = [];
+        try {
+          taken = await group.onAssign(partitions);
+        } catch (failure) {
+          this.options.log.error({ err: failure, partitions }, 'taking assigned partitions failed; they stay paused');
+        }
+        const ready = new Set(taken.map((t) => t.partition));
+        // Every assigned partition is assigned to librdkafka so the rebalance completes; the
+        // ones not taken stay stopped (paused, messages dropped) until a later rebalance.
+        const missing = partitions.filter((p) => !ready.has(p));
+        for (const p of missing) this.stoppedPartitions[p] = 1;
+        for (const t of taken) {
+          this.assigned.add(t.partition);
+          this.stoppedPartitions[t.partition] = 0;
+        }
+        incremental.incrementalAssign([
+          ...taken.map((t) => ({ topic: this.options.topic, partition: t.partition, offset: t.offset })),
+          ...missing.map((partition) => ({ topic: this.options.topic, partition })),
+        ]);
+        if (missing.length > 0) this.consumer.pause(missing.map((partition) => ({ topic: this.options.topic, partition })));
+        return;
+      }
+      this.options.log.info({ partitions, lost }, 'consumer group revoked partitions');
+      for (const p of partitions) {
+        this.assigned.delete(p);
+        this.stoppedPartitions[p] = 1;
+      }
+      try {
+        await group.onRevoke(partitions, lost);
+      } catch (failure) {
+        this.options.log.error({ err: failure, partitions }, 'handing revoked partitions back failed; fencing keeps their data safe');
+      }
+      incremental.incrementalUnassign(assignment.map((a) => ({ topic: a.topic, partition: a.partition })));
+    }).catch((failure: unknown) => this.options.log.error({ err: failure }, 'rebalance handling failed'));
   }
 
   // Stops fetching and leaves the group; commands already in the ring stay there.

@@ -47,3 +47,10 @@ test('the README table lists every environment variable', () => {
   const table = configMarkdownTable();
   for (const name of ['TALLY_KAFKA_BROKERS', 'TALLY_PG_URL', 'TALLY_HTTP_PORT', 'TALLY_CURRENCIES']) assert.match(table, new RegExp(name));
 });
+
+test('engineCpu is off by default and takes a core number', () => {
+  assert.equal(loadConfig({}, undefined).engineCpu, null);
+  assert.equal(loadConfig({ TALLY_ENGINE_CPU: '' }, undefined).engineCpu, null);
+  assert.equal(loadConfig({ TALLY_ENGINE_CPU: '1' }, undefined).engineCpu, 1);
+  assert.throws(() => loadConfig({ TALLY_ENGINE_CPU: 'one' }, undefined), /TALLY_ENGINE_CPU: expected a CPU core number/);
+});

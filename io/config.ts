@@ -29,6 +29,16 @@ export interface TallyConfig {
   readonly batchRowsMax: number;
   readonly batchIntervalMs: number;
   readonly leaseTtlMs: number;
+  readonly partitionAssignment: 'group' | 'static';
+  readonly sessionTimeoutMs: number;
+  readonly transferSecret: string;
+  readonly transferTimeoutMs: number;
+  readonly signatureWindowMs: number;
+  readonly httpBodyBytesMax: number;
+  readonly outcomeCacheSize: number;
+  readonly streamBufferBytesMax: number;
+  /** Core the engine thread is pinned to; null: no pinning. */
+  readonly engineCpu: number | null;
 }
 
 type Parser = (raw: unknown) => unknown;
@@ -53,6 +63,12 @@ function integerIn(min: number, max: number): Parser {
     const value = Number(text);
     return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined;
   };
+}
+
+// 'none' or empty (an env file's `KEY=`) means the setting is off: null.
+function optionalIntegerIn(min: number, max: number): Parser {
+  const integer = integerIn(min, max);
+  return (raw) => (raw === null || String(raw).trim() === '' || String(raw).trim() === 'none' ? null : integer(raw));
 }
 
 function nonEmptyMatching(pattern: RegExp): Parser {
@@ -107,6 +123,15 @@ const SETTINGS: readonly Setting[] = [
   { key: 'batchRowsMax', env: 'TALLY_BATCH_ROWS_MAX', form: 'an integer from 1 to 1000000', defaultValue: '20000', parse: integerIn(1, 1000000), description: 'Commands per flush batch at most.' },
   { key: 'batchIntervalMs', env: 'TALLY_BATCH_INTERVAL_MS', form: 'an integer from 0 to 10000', defaultValue: '5', parse: integerIn(0, 10000), description: 'A batch is cut at the latest this long after its first command.' },
   { key: 'leaseTtlMs', env: 'TALLY_LEASE_TTL_MS', form: 'an integer from 1000 to 600000', defaultValue: '10000', parse: integerIn(1000, 600000), description: 'Partition lease time to live; leases are renewed every third of it, and one not renewed in time counts as lost.' },
+  { key: 'partitionAssignment', env: 'TALLY_PARTITION_ASSIGNMENT', form: 'group or static', defaultValue: 'group', parse: nonEmptyMatching(/^(group|static)$/), description: 'group: the instances of the consumer group split the partitions and take each other\'s over; static: this instance takes every partition at start (one instance, or an operator-driven failover).' },
+  { key: 'sessionTimeoutMs', env: 'TALLY_KAFKA_SESSION_TIMEOUT_MS', form: 'an integer from 6000 to 300000', defaultValue: '10000', parse: integerIn(6000, 300000), description: 'Consumer group session timeout: how long a silent instance keeps its partitions before the others take them over.' },
+  { key: 'transferSecret', env: 'TALLY_TRANSFER_SECRET', form: 'at least 16 characters, or empty to disable the transfer API', defaultValue: '', parse: (raw) => (typeof raw === 'string' && (raw === '' || raw.length >= 16) ? raw : undefined), description: 'Shared secret of the HMAC-SHA256 signatures of POST /v1/wallet/balance_transfer (docs/api.md); empty answers 503.' },
+  { key: 'transferTimeoutMs', env: 'TALLY_TRANSFER_TIMEOUT_MS', form: 'an integer from 100 to 600000', defaultValue: '10000', parse: integerIn(100, 600000), description: 'How long a transfer request waits for its durable outcome before answering 504.' },
+  { key: 'signatureWindowMs', env: 'TALLY_SIGNATURE_WINDOW_MS', form: 'an integer from 1000 to 3600000', defaultValue: '300000', parse: integerIn(1000, 3600000), description: 'A signed request\'s timestamp may differ from the server clock by at most this much.' },
+  { key: 'httpBodyBytesMax', env: 'TALLY_HTTP_BODY_BYTES_MAX', form: 'an integer from 256 to 16777216', defaultValue: '65536', parse: integerIn(256, 16777216), description: 'Largest HTTP request body accepted; larger ones get 413.' },
+  { key: 'outcomeCacheSize', env: 'TALLY_OUTCOME_CACHE_SIZE', form: 'an integer from 0 to 10000000', defaultValue: '200000', parse: integerIn(0, 10000000), description: 'Recent durable outcomes kept in memory for GET /v1/transactions; older ones are read from PostgreSQL.' },
+  { key: 'streamBufferBytesMax', env: 'TALLY_STREAM_BUFFER_BYTES_MAX', form: 'an integer from 4096 to 268435456', defaultValue: '1048576', parse: integerIn(4096, 268435456), description: 'A WebSocket subscriber with more than this many bytes unsent is closed (code 4008) instead of buffered.' },
+  { key: 'engineCpu', env: 'TALLY_ENGINE_CPU', form: 'a CPU core number from 0 to 4095, or none', defaultValue: 'none', parse: optionalIntegerIn(0, 4095), description: 'Core the engine thread pins itself to; every other thread of the process then stays off it (Linux, needs taskset; see docs/operations.md). A core that cannot be used is logged as a warning and the engine runs unpinned.' },
 ];
 
 export const CONFIG_FILE_ENV = 'TALLY_CONFIG';

@@ -8,6 +8,8 @@ export interface HttpServerOptions {
   readonly host: string;
   readonly port: number;
   readonly isReady: () => boolean;
+  /** Extra fields of the /readyz answer (the partitions applied here). */
+  readonly readyDetails?: () => object;
   // Registers the routes of the public contract; called before the catch-all 404.
   readonly routes?: (app: uWS.TemplatedApp) => void;
 }
@@ -29,7 +31,7 @@ export function listen(options: HttpServerOptions): Promise<HttpServer> {
   app.get('/healthz', (res) => json(res, '200 OK', { status: 'ok' }));
   app.get('/readyz', (res) => {
     const ready = options.isReady();
-    json(res, ready ? '200 OK' : '503 Service Unavailable', { status: ready ? 'ready' : 'not_ready' });
+    json(res, ready ? '200 OK' : '503 Service Unavailable', { status: ready ? 'ready' : 'not_ready', ...options.readyDetails?.() });
   });
   options.routes?.(app);
   app.any('/*', (res, req) => {

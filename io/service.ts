@@ -1,32 +1,42 @@
-// The running service (docs/persistence.md):
+// The running service (docs/persistence.md, docs/api.md):
 //   Kafka consumer → command ring → engine worker → output ring → batcher → flush pool
-//   → PostgreSQL, and the HTTP server reading the shared balance table.
+//   → PostgreSQL; once a batch commits: result events, transfer answers, the outcome cache,
+//   WebSocket pushes and metrics; the HTTP server reads the shared balance table.
 //
-// Start-up, per partition: take the lease (fencing token + 1), load the partition's balances
-// and dedup window from PostgreSQL into the engine, then read Kafka from the lease row's next
-// offset. A partition whose lease is lost or whose flush is fenced is stopped at once: the
-// consumer stops feeding it and the batcher writes nothing more of it.
-//
-// Stage note: one instance takes every partition of the topic; sharing partitions between
-// instances through the consumer group is the serving issue (#5).
+// Taking a partition (at start in static mode, on assignment in group mode): take the lease
+// (fencing token + 1), load the partition's balances and dedup window from PostgreSQL into
+// the engine, then read Kafka from the lease row's next offset. Giving one back (revocation):
+// stop feeding it, let the engine apply what it has, flush and commit it, zero it in the
+// engine and release the lease, and only then let the group hand it on. A partition whose
+// lease is lost or whose flush is fenced is stopped at once: nothing more of it is written.
 
 import pg from 'pg';
 import { EngineThread } from '../engine/engine_thread';
 import { CurrencyRegistry } from '../engine/currency_registry';
-import { Batcher } from '../persist/batcher';
+import { Batcher, DurableRange } from '../persist/batcher';
 import { FlushPool } from '../persist/flush_pool';
 import { LeaseKeeper, LeaseLostReason } from '../persist/lease';
 import { recoverPartition } from '../persist/recovery';
 import { syncCurrencies } from '../persist/currencies';
 import { CommandConsumer } from './command_consumer';
+import { CommandProducer } from './command_producer';
 import { registerBalanceRoutes } from './balance_routes';
+import { BalanceStream } from './balance_stream';
+import { forEachDurableOutcome, resultEventJson } from './durable_outcome';
+import { EventPublisher } from './event_publisher';
+import { HealthProbe } from './health_probe';
 import { HttpServer, listen } from './http_server';
+import { Metrics } from './metrics';
+import { OutcomeCache } from './outcome_cache';
+import { registerTransactionRoutes } from './transaction_routes';
+import { registerTransferRoutes } from './transfer_routes';
 import type { TallyConfig } from './config';
 import type { Logger } from './logger';
 
 const COMMAND_RING_SLOTS = 1 << 14;
 const OUTPUT_RING_SLOTS = 1 << 18;
 const STOP_TIMEOUT_MS = 30_000;
+const HANDOVER_TIMEOUT_MS = 20_000;
 
 interface Parts {
   readonly engine: EngineThread;
@@ -34,12 +44,25 @@ interface Parts {
   readonly pool: FlushPool;
   readonly batcher: Batcher;
   readonly consumer: CommandConsumer;
+  readonly publisher: EventPublisher;
+  readonly producer: CommandProducer;
+  readonly db: pg.Pool;
+  readonly cache: OutcomeCache;
+  readonly stream: BalanceStream;
+  readonly metrics: Metrics;
+  readonly health: HealthProbe;
   readonly http: HttpServer;
 }
 
 export class Service {
-  private ready = false;
+  private started = false;
+  private stopping = false;
+  private taking = 0;
   private readonly stoppedPartitions = new Set<number>();
+  /** Partitions this instance applies: leased, loaded and fed. */
+  private readonly owned = new Set<number>();
+  /** Partitions whose state the engine holds (owned ones, and stopped ones not yet released). */
+  private readonly inEngine = new Set<number>();
 
   private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {}
 
@@ -55,13 +78,19 @@ export class Service {
     return this.parts.batcher;
   }
 
+  /** Partitions this instance applies, ascending. */
+  ownedPartitions(): number[] {
+    return [...this.owned].sort((a, b) => a - b);
+  }
+
   // Highest Kafka offset of the partition whose effects are committed in PostgreSQL, or -1.
   durableOffsetOf(partition: number): number {
     return this.parts.batcher.durableOffsetOf(partition);
   }
 
   isReady(): boolean {
-    return this.ready && this.parts.batcher.ready;
+    const { batcher, health, publisher } = this.parts;
+    return this.started && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy;
   }
 
   static async start(config: TallyConfig, log: Logger): Promise<Service> {
@@ -72,14 +101,22 @@ export class Service {
       outputSlotCount: OUTPUT_RING_SLOTS,
       balanceCapacity: config.balanceCapacity,
       dedupWindow: config.dedupWindow,
+      engineCpu: config.engineCpu ?? undefined,
     });
+    logEngineAffinity(engine, config, log);
     let service: Service | undefined;
     const leases = new LeaseKeeper({
       pgUrl: config.pgUrl, topic: config.commandsTopic, owner: config.instanceId, ttlMs: config.leaseTtlMs, log,
       onLost: (partitions, reason) => service?.stopPartitions(partitions, reason),
     });
-    const assignments = await takePartitions(config, engine, leases, log);
+    const db = new pg.Pool({ connectionString: config.pgUrl, max: 4, connectionTimeoutMillis: 2000 });
+    db.on('error', (error) => log.warn({ err: error }, 'idle query connection failed'));
+    const publisher = await EventPublisher.connect({ brokers: config.kafkaBrokers, topic: config.eventsTopic, log });
+    const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic, lingerMs: 1 });
+    const cache = new OutcomeCache(config.outcomeCacheSize);
+    const stream = new BalanceStream(config.streamBufferBytesMax, log);
     const pool = new FlushPool({ workers: config.flushWorkers });
+    let metrics: Metrics | undefined;
     const batcher = new Batcher({
       ring: engine.outputRing, runner: pool, groupCount: config.flushWorkers,
       batchRowsMax: config.batchRowsMax, batchIntervalMs: config.batchIntervalMs,
@@ -89,66 +126,188 @@ export class Service {
         return token === undefined ? undefined : BigInt(token);
       },
       onFenced: (partitions) => service?.stopPartitions(partitions, 'fenced'),
+      onDurable: (range) => service?.onDurable(range),
+      onFlushCommitted: (latencyMs) => metrics?.noteFlush(latencyMs),
     });
+    const group = config.partitionAssignment === 'group' ? {
+      instanceId: config.instanceId, sessionTimeoutMs: config.sessionTimeoutMs,
+      onAssign: (partitions: number[]) => service!.takePartitions(partitions),
+      onRevoke: (partitions: number[], lost: boolean) => service!.giveBack(partitions, lost),
+    } : undefined;
     const consumer = new CommandConsumer({
       brokers: config.kafkaBrokers, topic: config.commandsTopic, groupId: config.consumerGroup,
-      partitionCount: config.commandPartitions, registry, commandRing: engine.commandRing, log,
+      partitionCount: config.commandPartitions, registry, commandRing: engine.commandRing, log, group,
     });
+    const health = new HealthProbe({ db, topic: config.commandsTopic, kafkaProbe: (timeoutMs) => consumer.probe(timeoutMs), log });
+    const tableReader = engine.tableReader();
+    metrics = new Metrics({
+      commandRingOccupancy: () => engine.commandRing.publishedSequence() - engine.commandRing.consumedSequence(),
+      outputRingOccupancy: () => engine.outputRing.publishedSequence() - engine.outputRing.consumedSequence(),
+      partitions: () => (service?.ownedPartitions() ?? []).map((partition) => ({ partition, durableOffset: batcher.durableOffsetOf(partition) + 1, highWatermark: consumer.highWatermark(partition) })),
+      balanceEntries: () => tableReader.count,
+      ready: () => service?.isReady() === true,
+      eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
+      streamConnections: () => stream.connections,
+    });
+    const ownership = {
+      partitionCount: config.commandPartitions,
+      owns: (partition: number) => service?.owned.has(partition) === true,
+      ownerOf: (partition: number) => health.ownerOf(partition),
+      owned: () => service?.ownedPartitions() ?? [],
+    };
     const http = await listen({
       host: config.httpHost, port: config.httpPort,
       isReady: () => service?.isReady() === true,
-      routes: (app) => registerBalanceRoutes(app, engine.tableReader(), registry),
+      readyDetails: () => ({ instance: config.instanceId, partitions: service?.ownedPartitions() ?? [] }),
+      routes: (app) => {
+        registerBalanceRoutes(app, tableReader, registry, ownership);
+        registerTransactionRoutes(app, cache, db, config.commandPartitions, log);
+        registerTransferRoutes(app, {
+          secret: config.transferSecret, signatureWindowMs: config.signatureWindowMs, timeoutMs: config.transferTimeoutMs,
+          bodyBytesMax: config.httpBodyBytesMax, partitionCount: config.commandPartitions, registry,
+          producer: () => producer, cache, db, ownsPartition: ownership.owns, log,
+        });
+        stream.register(app);
+        metrics!.register(app);
+      },
     });
-    service = new Service(config, registry, { engine, leases, pool, batcher, consumer, http }, log);
+    service = new Service(config, registry, { engine, leases, pool, batcher, consumer, publisher, producer, db, cache, stream, metrics, health, http }, log);
     batcher.start();
-    await consumer.connect();
-    consumer.assign(assignments);
-    service.ready = true;
-    log.info({ port: http.port, partitions: assignments.length, instance: config.instanceId }, 'tally started');
+    health.start();
+    if (group === undefined) {
+      const assignments = await service.takePartitions(Array.from({ length: config.commandPartitions }, (_, p) => p));
+      await consumer.connect();
+      consumer.assign(assignments);
+    } else {
+      // The group's assignment arrives through the rebalance callback (takePartitions).
+      await consumer.connect();
+    }
+    service.started = true;
+    log.info({ port: http.port, assignment: config.partitionAssignment, partitions: service.ownedPartitions().length, instance: config.instanceId }, 'tally started');
     return service;
+  }
+
+  // A committed batch: everything that may only happen after the COMMIT happens here.
+  private onDurable(range: DurableRange): void {
+    const { publisher, cache, stream, metrics } = this.parts;
+    let events = 0;
+    forEachDurableOutcome(range, this.registry, (outcome) => {
+      publisher.publish(outcome.partition, outcome.txId, resultEventJson(outcome));
+      events++;
+      cache.add(outcome);
+      stream.publish(outcome);
+      metrics.noteOutcome(outcome);
+    });
+    metrics.noteBatch(range.commandCount, events);
+  }
+
+  /** Leases, loads and admits partitions; answers where each resumes. Failures are logged and left out. */
+  async takePartitions(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
+    const { engine, leases, batcher } = this.parts;
+    const assignments: Array<{ partition: number; offset: number }> = [];
+    this.taking++;
+    try {
+      for (const partition of partitions) {
+        try {
+          if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
+          const lease = await leases.acquire(partition);
+          const recovered = await recoverPartition(this.config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: this.config.dedupWindow });
+          this.inEngine.add(partition);
+          batcher.admitPartition(partition);
+          this.stoppedPartitions.delete(partition);
+          this.owned.add(partition);
+          this.log.info({
+            partition, fencingToken: lease.fencingToken, nextOffset: lease.nextOffset, balances: recovered.balances.count,
+            outcomes: recovered.outcomes.count, readMs: Math.round(recovered.readMs), loadMs: Math.round(recovered.loadMs),
+          }, 'partition recovered');
+          assignments.push({ partition, offset: lease.nextOffset });
+        } catch (error) {
+          this.log.error({ err: error, partition }, 'could not take the partition; it is not applied here');
+          await leases.release([partition]).catch(() => undefined);
+        }
+      }
+    } finally {
+      this.taking--;
+    }
+    return assignments;
+  }
+
+  /** Revocation: hand the partitions over cleanly (or, when lost, just stop and forget them). */
+  async giveBack(partitions: readonly number[], lost: boolean): Promise<void> {
+    if (this.stopping) return;
+    const mine = partitions.filter((p) => this.owned.has(p) || this.inEngine.has(p));
+    for (const p of mine) this.owned.delete(p);
+    if (mine.length === 0) return;
+    const { batcher, leases } = this.parts;
+    await this.waitEngineIdle(HANDOVER_TIMEOUT_MS);
+    if (!lost) {
+      try {
+        await batcher.flush(HANDOVER_TIMEOUT_MS);
+      } catch (error) {
+        this.log.warn({ err: error, partitions: mine }, 'handing partitions over with batches not durable; the next owner replays them from Kafka');
+      }
+    }
+    batcher.stopPartitions(mine);
+    for (const p of mine) this.stoppedPartitions.add(p);
+    await this.releaseFromEngine(mine);
+    if (!lost) await leases.release(mine).catch((error: unknown) => this.log.warn({ err: error, partitions: mine }, 'could not release leases; the next owner takes them over anyway'));
+    this.log.info({ partitions: mine, lost }, 'partitions handed back');
   }
 
   // Stops partitions at once: nothing more of them is read, applied downstream or written.
   stopPartitions(partitions: readonly number[], reason: LeaseLostReason | 'fenced'): void {
     const fresh = partitions.filter((p) => !this.stoppedPartitions.has(p));
     if (fresh.length === 0) return;
-    for (const p of fresh) this.stoppedPartitions.add(p);
+    for (const p of fresh) {
+      this.stoppedPartitions.add(p);
+      this.owned.delete(p);
+    }
     this.parts.consumer.stopPartitions(fresh);
     this.parts.batcher.stopPartitions(fresh);
     this.log.error({ partitions: fresh, reason }, 'partitions stopped: another instance owns them now; nothing more of them is written');
   }
 
+  private async releaseFromEngine(partitions: readonly number[]): Promise<void> {
+    await this.waitEngineIdle(HANDOVER_TIMEOUT_MS);
+    for (const partition of partitions) {
+      if (!this.inEngine.has(partition)) continue;
+      await this.parts.engine.releasePartition(partition);
+      this.inEngine.delete(partition);
+    }
+  }
+
+  // The engine has applied every command published to its ring so far.
+  private async waitEngineIdle(timeoutMs: number): Promise<void> {
+    const ring = this.parts.engine.commandRing;
+    const target = ring.publishedSequence();
+    const deadline = Date.now() + timeoutMs;
+    while (ring.consumedSequence() < target) {
+      if (Date.now() > deadline) throw new Error(`engine did not apply ring position ${target} within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
   // SIGTERM/SIGINT: stop reading, let the engine apply what it has, flush and commit it all,
-  // release the leases; bounded by STOP_TIMEOUT_MS.
+  // publish its events, release the leases; bounded by STOP_TIMEOUT_MS.
   async stop(): Promise<void> {
-    this.ready = false;
-    const { consumer, engine, batcher, pool, leases, http } = this.parts;
+    this.stopping = true;
+    const { consumer, engine, batcher, pool, leases, http, publisher, producer, db, health } = this.parts;
+    health.stop();
     await consumer.disconnect();
     const deadline = Date.now() + STOP_TIMEOUT_MS;
     while (engine.commandRing.consumedSequence() < engine.commandRing.publishedSequence() && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await batcher.stop(Math.max(1000, deadline - Date.now()));
+    await publisher.close(Math.max(1000, deadline - Date.now()));
+    await producer.disconnect();
     await pool.close();
     await leases.stop();
     const stopped = await engine.stop();
+    await db.end();
     http.close();
     this.log.info({ sequence: stopped.sequence, stateHash: stopped.stateHash }, 'tally stopped');
   }
-}
-
-async function takePartitions(config: TallyConfig, engine: EngineThread, leases: LeaseKeeper, log: Logger): Promise<Array<{ partition: number; offset: number }>> {
-  const assignments: Array<{ partition: number; offset: number }> = [];
-  for (let partition = 0; partition < config.commandPartitions; partition++) {
-    const lease = await leases.acquire(partition);
-    const recovered = await recoverPartition(config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: config.dedupWindow });
-    log.info({
-      partition, fencingToken: lease.fencingToken, nextOffset: lease.nextOffset, balances: recovered.balances.count,
-      outcomes: recovered.outcomes.count, readMs: Math.round(recovered.readMs), loadMs: Math.round(recovered.loadMs),
-    }, 'partition recovered');
-    assignments.push({ partition, offset: lease.nextOffset });
-  }
-  return assignments;
 }
 
 async function withClient<T>(pgUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -159,4 +318,11 @@ async function withClient<T>(pgUrl: string, work: (client: pg.Client) => Promise
   } finally {
     await client.end();
   }
+}
+
+// Pinning that was asked for and could not be done is an operating error: warn, run unpinned.
+function logEngineAffinity(engine: EngineThread, config: TallyConfig, log: Logger): void {
+  const { threadId, pinnedCpu, otherCpus, warning } = engine.affinity;
+  if (warning !== undefined) log.warn({ engineCpu: config.engineCpu, threadId, reason: warning }, 'engine thread not pinned; it runs on any core');
+  else if (pinnedCpu !== undefined) log.info({ engineCpu: pinnedCpu, threadId, otherCpus }, 'engine thread pinned to its core; the other threads stay off it');
 }

@@ -56,6 +56,8 @@ export interface BatcherOptions {
   readonly onDurable?: (range: DurableRange) => void;
   /** Partitions whose flush was fenced (or that had no lease): stopped, never written again until admitted. */
   readonly onFenced?: (partitions: readonly number[]) => void;
+  /** A flush task committed after `latencyMs` (metrics). */
+  readonly onFlushCommitted?: (latencyMs: number) => void;
   readonly log: BatcherLog;
   readonly pollIntervalMs?: number;
   readonly retryDelayMinMs?: number;
@@ -410,7 +412,9 @@ export class Batcher {
     metrics.journalRows += result.journalRows;
     metrics.outcomeRows += result.outcomeRows;
     for (const step of Object.keys(metrics.flushSteps) as (keyof FlushSteps)[]) metrics.flushSteps[step] += result.steps[step];
-    metrics.flushLatencyUs.recordValue(Math.max(1, Math.round((performance.now() - inFlight.submittedMs) * 1000)));
+    const latencyMs = performance.now() - inFlight.submittedMs;
+    metrics.flushLatencyUs.recordValue(Math.max(1, Math.round(latencyMs * 1000)));
+    this.options.onFlushCommitted?.(latencyMs);
     result.partitions.forEach((partition, index) => {
       if (result.lastOffsets[index]! > this.durableOffsets[partition]!) this.durableOffsets[partition] = result.lastOffsets[index]!;
     });

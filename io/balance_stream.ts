@@ -1,0 +1,119 @@
+// WebSocket /v1/stream: clients subscribe to accounts and get every durable balance change
+// of them, in commit order:
+//   → {"op":"subscribe","accounts":["1001","1002"]}      ← {"op":"subscribed","accounts":[…]}
+//   → {"op":"unsubscribe","accounts":["1001"]}            ← {"op":"unsubscribed","accounts":[…]}
+//   ← {"op":"balance","account":"1001","currency":"USDT","available":"90.25","frozen":"0",
+//      "tx_id":"…","partition":3,"offset":"1234"}
+//   ← {"op":"error","error":"BAD_MESSAGE","message":"…"}   (the connection stays open)
+// A subscriber whose unsent data passes streamBufferBytesMax is closed with code 4008
+// (SLOW_CONSUMER) instead of being buffered without bound; it reconnects and reads the
+// current balances over HTTP. Pushes are built once per change and sent to every subscriber.
+
+import uWS from 'uWebSockets.js';
+import type { DurableOutcome } from './durable_outcome';
+import type { Logger } from './logger';
+
+export const CLOSE_SLOW_CONSUMER = 4008;
+const SUBSCRIPTIONS_PER_CONNECTION_MAX = 10_000;
+const MESSAGE_BYTES_MAX = 256 * 1024;
+const ACCOUNT_PATTERN = /^(0|[1-9][0-9]{0,19})$/;
+
+interface Subscriber {
+  readonly accounts: Set<string>;
+  closed: boolean;
+}
+
+export class BalanceStream {
+  private readonly byAccount = new Map<string, Set<uWS.WebSocket<Subscriber>>>();
+  connections = 0;
+  pushes = 0;
+  slowConsumersClosed = 0;
+
+  constructor(private readonly bufferBytesMax: number, private readonly log: Logger) {}
+
+  register(app: uWS.TemplatedApp): void {
+    app.ws<Subscriber>('/v1/stream', {
+      maxPayloadLength: MESSAGE_BYTES_MAX,
+      idleTimeout: 120,
+      sendPingsAutomatically: true,
+      upgrade: (res, req, context) => {
+        res.upgrade<Subscriber>({ accounts: new Set(), closed: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+      },
+      open: () => {
+        this.connections++;
+      },
+      message: (ws, message, isBinary) => this.onMessage(ws, message, isBinary),
+      close: (ws) => {
+        this.connections--;
+        const data = ws.getUserData();
+        data.closed = true;
+        for (const account of data.accounts) this.unsubscribe(ws, account);
+      },
+    });
+  }
+
+  /** Pushes the balances a durable command changed to their subscribers. */
+  publish(outcome: DurableOutcome): void {
+    if (this.byAccount.size === 0) return;
+    for (const balance of outcome.balances) {
+      const subscribers = this.byAccount.get(balance.account);
+      if (subscribers === undefined) continue;
+      const push = `{"op":"balance","account":"${balance.account}","currency":${JSON.stringify(balance.currency)},"available":"${balance.available}","frozen":"${balance.frozen}",` +
+        `"tx_id":${JSON.stringify(outcome.txId)},"partition":${balance.partition},"offset":"${outcome.offset}"}`;
+      for (const ws of subscribers) this.send(ws, push);
+    }
+  }
+
+  private send(ws: uWS.WebSocket<Subscriber>, text: string): void {
+    if (ws.getUserData().closed) return;
+    if (ws.getBufferedAmount() + text.length > this.bufferBytesMax) {
+      this.slowConsumersClosed++;
+      this.log.warn({ buffered: ws.getBufferedAmount(), limit: this.bufferBytesMax }, 'closing a WebSocket subscriber that cannot keep up');
+      ws.getUserData().closed = true;
+      ws.end(CLOSE_SLOW_CONSUMER, 'SLOW_CONSUMER: too much unsent data; reconnect and read balances over HTTP');
+      return;
+    }
+    ws.send(text, false);
+    this.pushes++;
+  }
+
+  private onMessage(ws: uWS.WebSocket<Subscriber>, message: ArrayBuffer, isBinary: boolean): void {
+    const fail = (error: string, text: string): void => this.send(ws, JSON.stringify({ op: 'error', error, message: text }));
+    if (isBinary) return fail('BAD_MESSAGE', 'messages are JSON text');
+    let request: unknown;
+    try {
+      request = JSON.parse(Buffer.from(message).toString('utf8'));
+    } catch {
+      return fail('MALFORMED_JSON', 'the message is not valid JSON');
+    }
+    const { op, accounts } = (request ?? {}) as { op?: unknown; accounts?: unknown };
+    if (op !== 'subscribe' && op !== 'unsubscribe') return fail('BAD_OP', 'op must be "subscribe" or "unsubscribe"');
+    if (!Array.isArray(accounts) || accounts.length === 0 || !accounts.every((a) => typeof a === 'string' && ACCOUNT_PATTERN.test(a) && BigInt(a) < 1n << 64n)) {
+      return fail('BAD_ACCOUNTS', 'accounts must be a non-empty array of unsigned 64-bit decimal account ids');
+    }
+    const data = ws.getUserData();
+    const list = accounts as string[];
+    if (op === 'subscribe') {
+      if (data.accounts.size + list.length > SUBSCRIPTIONS_PER_CONNECTION_MAX) return fail('TOO_MANY_SUBSCRIPTIONS', `at most ${SUBSCRIPTIONS_PER_CONNECTION_MAX} accounts per connection`);
+      for (const account of list) {
+        data.accounts.add(account);
+        let set = this.byAccount.get(account);
+        if (set === undefined) this.byAccount.set(account, (set = new Set()));
+        set.add(ws);
+      }
+      return this.send(ws, JSON.stringify({ op: 'subscribed', accounts: list }));
+    }
+    for (const account of list) {
+      data.accounts.delete(account);
+      this.unsubscribe(ws, account);
+    }
+    this.send(ws, JSON.stringify({ op: 'unsubscribed', accounts: list }));
+  }
+
+  private unsubscribe(ws: uWS.WebSocket<Subscriber>, account: string): void {
+    const set = this.byAccount.get(account);
+    if (set === undefined) return;
+    set.delete(ws);
+    if (set.size === 0) this.byAccount.delete(account);
+  }
+}

@@ -1,0 +1,125 @@
+// What the outside world learns about a command once it is durable: the batcher hands over a
+// committed range of the output ring (persist/batcher.ts onDurable), and this file reads each
+// command's outcome slot and journal legs into a DurableOutcome, the one shape that result
+// events, the transfer API, the transaction lookup and the WebSocket stream are all built
+// from. Runs on the main thread, off the engine's hot path; the slots may only be read during
+// the onDurable call, so everything needed later is copied out here.
+
+import { formatAmount } from '../engine/amount';
+import { CurrencyRegistry } from '../engine/currency_registry';
+import {
+  OUTCOME_FLAG_DUPLICATE, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_COUNT_OFFSET,
+  OUT_LEG_CURRENCY_OFFSET, OUT_LEG_PARTITION_OFFSET, OUT_LEG_RESULTING_AVAILABLE_OFFSET, OUT_LEG_RESULTING_FROZEN_OFFSET, OUT_ORIGINAL_OFFSET_OFFSET,
+  OUT_PARTITION_OFFSET, OUT_REASON_OFFSET, OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_LENGTH_OFFSET, OUT_TX_ID_OFFSET, legOffsetInSlot,
+} from '../engine/output_layout';
+import { rejectCodeName } from '../engine/reject_code';
+import { SYSTEM_ACCOUNT_LIMIT } from '../engine/balance_table';
+import type { DurableRange } from '../persist/batcher';
+
+export interface DurableBalance {
+  readonly account: string;
+  readonly currency: string;
+  readonly available: string;
+  readonly frozen: string;
+  /** The partition the balance lives on (the command's; a system account's own). */
+  readonly partition: number;
+}
+
+export interface DurableOutcome {
+  readonly txId: string;
+  readonly status: 'accepted' | 'rejected';
+  /** Rejection code name; undefined when accepted. */
+  readonly reason: string | undefined;
+  readonly partition: number;
+  readonly offset: number;
+  /** A repeat of an earlier tx_id with the same payload: the stored outcome, nothing changed. */
+  readonly duplicate: boolean;
+  /** Offset of the command that recorded the outcome (differs from `offset` for duplicates). */
+  readonly originalOffset: number;
+  readonly commandType: number;
+  /** The command's debited/main account as a decimal string. */
+  readonly account: string;
+  /** Resulting balances after the command, one per (account, currency), system accounts included. */
+  readonly balances: readonly DurableBalance[];
+}
+
+const STATUS_ACCEPTED = 1;
+
+/** Calls `visit` for every command of the range, in ring (and so per-partition offset) order. */
+export function forEachDurableOutcome(range: DurableRange, registry: CurrencyRegistry, visit: (outcome: DurableOutcome) => void): void {
+  const bytes = new Uint8Array(range.ring.data);
+  const view = new DataView(range.ring.data);
+  let position = range.firstPosition;
+  while (position <= range.lastPosition) {
+    const slot = range.ring.slotOffset(position);
+    const slotCount = bytes[slot + OUT_SLOT_COUNT_OFFSET]!;
+    visit(readDurableOutcome(range, bytes, view, slot, position, registry));
+    position += Math.max(1, slotCount);
+  }
+}
+
+function readDurableOutcome(range: DurableRange, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry): DurableOutcome {
+  const accepted = bytes[slot + OUT_STATUS_OFFSET] === STATUS_ACCEPTED;
+  const txIdLength = bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!;
+  return {
+    txId: Buffer.from(bytes.buffer, slot + OUT_TX_ID_OFFSET, txIdLength).toString('utf8'),
+    status: accepted ? 'accepted' : 'rejected',
+    reason: accepted ? undefined : rejectCodeName(bytes[slot + OUT_REASON_OFFSET]!),
+    partition: view.getUint32(slot + OUT_PARTITION_OFFSET, true),
+    offset: view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true),
+    duplicate: (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0,
+    originalOffset: view.getFloat64(slot + OUT_ORIGINAL_OFFSET_OFFSET, true),
+    commandType: bytes[slot + OUT_COMMAND_TYPE_OFFSET]!,
+    account: unsignedDecimal(view.getUint32(slot + OUT_ACCOUNT_OFFSET, true), view.getUint32(slot + OUT_ACCOUNT_OFFSET + 4, true)),
+    balances: readBalances(range, view, position, bytes[slot + OUT_LEG_COUNT_OFFSET]!, registry),
+  };
+}
+
+// The legs in order carry the running balance after each; the last leg of a key is its result.
+function readBalances(range: DurableRange, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): DurableBalance[] {
+  const balances: DurableBalance[] = [];
+  for (let leg = 0; leg < legCount; leg++) {
+    const at = range.ring.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);
+    const accountLo = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET, true);
+    const accountHi = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET + 4, true);
+    const currency = view.getUint32(at + OUT_LEG_CURRENCY_OFFSET, true);
+    const scale = registry.scaleOf(currency);
+    const balance: DurableBalance = {
+      account: unsignedDecimal(accountLo, accountHi),
+      currency: registry.codeOf(currency),
+      available: formatAmount(view.getUint32(at + OUT_LEG_RESULTING_AVAILABLE_OFFSET, true), view.getInt32(at + OUT_LEG_RESULTING_AVAILABLE_OFFSET + 4, true), scale),
+      frozen: formatAmount(view.getUint32(at + OUT_LEG_RESULTING_FROZEN_OFFSET, true), view.getInt32(at + OUT_LEG_RESULTING_FROZEN_OFFSET + 4, true), scale),
+      partition: view.getUint32(at + OUT_LEG_PARTITION_OFFSET, true),
+    };
+    const same = balances.findIndex((b) => b.account === balance.account && b.currency === balance.currency && b.partition === balance.partition);
+    if (same >= 0) balances[same] = balance;
+    else balances.push(balance);
+  }
+  return balances;
+}
+
+export function unsignedDecimal(lo: number, hi: number): string {
+  return hi === 0 ? String(lo >>> 0) : ((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)).toString();
+}
+
+export function isSystemAccountDecimal(account: string): boolean {
+  return account.length <= 3 && Number(account) < SYSTEM_ACCOUNT_LIMIT;
+}
+
+/**
+ * The result event of the public contract (docs/wire-format.md). `balances` lists the user
+ * accounts' resulting balances; duplicates carry `duplicate` and the original offset.
+ */
+export function resultEventJson(outcome: DurableOutcome): string {
+  let json = `{"tx_id":${JSON.stringify(outcome.txId)},"status":"${outcome.status}"`;
+  if (outcome.reason !== undefined) json += `,"reason":"${outcome.reason}"`;
+  json += `,"partition":${outcome.partition},"offset":"${outcome.offset}"`;
+  if (outcome.duplicate) json += `,"duplicate":true,"original_offset":"${outcome.originalOffset}"`;
+  const users = outcome.balances.filter((b) => !isSystemAccountDecimal(b.account));
+  if (users.length > 0) {
+    json += ',"balances":[';
+    json += users.map((b) => `{"account":"${b.account}","currency":${JSON.stringify(b.currency)},"available":"${b.available}","frozen":"${b.frozen}"}`).join(',');
+    json += ']';
+  }
+  return json + '}';
+}

@@ -1,0 +1,97 @@
+// GET /metrics: Prometheus text from prom-client. Counters that move with every command are
+// summed per durable batch on the main thread and added once per batch (a label lookup per
+// command would cost more than the event itself); gauges that mirror state (ring occupancy,
+// durable offsets, consumer lag, table size) are read when scraped. docs/operations.md lists
+// every metric.
+
+import client from 'prom-client';
+import type uWS from 'uWebSockets.js';
+import type { DurableOutcome } from './durable_outcome';
+
+const TYPE_NAMES = ['unparseable', 'deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle'];
+
+export interface MetricsSources {
+  readonly commandRingOccupancy: () => number;
+  readonly outputRingOccupancy: () => number;
+  /** Partitions this instance applies, with their durable next offset and the high watermark (-1 unknown). */
+  readonly partitions: () => Array<{ partition: number; durableOffset: number; highWatermark: number }>;
+  readonly balanceEntries: () => number;
+  readonly ready: () => boolean;
+  readonly eventsUnacknowledged: () => number;
+  readonly streamConnections: () => number;
+}
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly commands: client.Counter<'type' | 'status' | 'reason'>;
+  private readonly batchCommands: client.Histogram;
+  private readonly flushLatency: client.Histogram;
+  private readonly eventsPublished: client.Counter;
+  /** Per batch: counts by type × (status, reason) before they go to prom-client. */
+  private readonly pending = new Map<string, { type: string; status: string; reason: string; count: number }>();
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'tally_process_' });
+    this.commands = new client.Counter({ name: 'tally_commands_total', help: 'Durable commands by type and outcome (duplicates count with their stored outcome).', labelNames: ['type', 'status', 'reason'], registers });
+    this.batchCommands = new client.Histogram({ name: 'tally_batch_commands', help: 'Commands per durable batch.', buckets: [1, 10, 100, 1000, 5000, 10000, 20000, 50000], registers });
+    this.flushLatency = new client.Histogram({ name: 'tally_flush_latency_seconds', help: 'Flush task submitted to committed in PostgreSQL.', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5], registers });
+    this.eventsPublished = new client.Counter({ name: 'tally_events_published_total', help: 'Result events handed to the Kafka producer.', registers });
+    new client.Gauge({ name: 'tally_ring_occupancy_slots', help: 'Slots published and not yet consumed.', labelNames: ['ring'], registers, collect() {
+      this.set({ ring: 'command' }, sources.commandRingOccupancy());
+      this.set({ ring: 'output' }, sources.outputRingOccupancy());
+    } });
+    const partitionGauge = (name: string, help: string, value: (p: { durableOffset: number; highWatermark: number }) => number): void => {
+      new client.Gauge({ name, help, labelNames: ['partition'], registers, collect() {
+        this.reset();
+        for (const p of sources.partitions()) {
+          const v = value(p);
+          if (v >= 0) this.set({ partition: String(p.partition) }, v);
+        }
+      } });
+    };
+    partitionGauge('tally_durable_next_offset', 'Next Kafka offset of the partition whose effects are not yet committed (the durable sequence).', (p) => p.durableOffset);
+    partitionGauge('tally_consumer_lag_messages', 'High watermark minus the durable next offset, per partition.', (p) => (p.highWatermark < 0 ? -1 : Math.max(0, p.highWatermark - p.durableOffset)));
+    new client.Gauge({ name: 'tally_balance_entries', help: 'Balances held in the engine table.', registers, collect() { this.set(sources.balanceEntries()); } });
+    new client.Gauge({ name: 'tally_ready', help: '1 when /readyz answers ready.', registers, collect() { this.set(sources.ready() ? 1 : 0); } });
+    new client.Gauge({ name: 'tally_events_unacknowledged', help: 'Result events not yet acknowledged by the broker.', registers, collect() { this.set(sources.eventsUnacknowledged()); } });
+    new client.Gauge({ name: 'tally_stream_connections', help: 'Open WebSocket stream connections.', registers, collect() { this.set(sources.streamConnections()); } });
+  }
+
+  noteOutcome(outcome: DurableOutcome): void {
+    const type = TYPE_NAMES[outcome.commandType] ?? 'unknown';
+    const reason = outcome.reason ?? 'none';
+    const key = `${type}|${outcome.status}|${reason}`;
+    const entry = this.pending.get(key);
+    if (entry !== undefined) entry.count++;
+    else this.pending.set(key, { type, status: outcome.status, reason, count: 1 });
+  }
+
+  noteBatch(commandCount: number, eventsPublished: number): void {
+    for (const entry of this.pending.values()) this.commands.inc({ type: entry.type, status: entry.status, reason: entry.reason }, entry.count);
+    this.pending.clear();
+    this.batchCommands.observe(commandCount);
+    this.eventsPublished.inc(eventsPublished);
+  }
+
+  noteFlush(latencyMs: number): void {
+    this.flushLatency.observe(latencyMs / 1000);
+  }
+
+  register(app: uWS.TemplatedApp): void {
+    app.get('/metrics', (res) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      this.registry.metrics().then((text) => {
+        if (aborted) return;
+        res.cork(() => {
+          res.writeStatus('200 OK').writeHeader('content-type', this.registry.contentType).end(text);
+        });
+      }, () => {
+        if (!aborted) res.cork(() => res.writeStatus('500 Internal Server Error').end('metrics collection failed'));
+      });
+    });
+  }
+}

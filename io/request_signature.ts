@@ -1,0 +1,24 @@
+// HMAC-SHA256 request signatures of the transfer API (docs/api.md):
+//   x-tally-timestamp: milliseconds since the Unix epoch when the client signed
+//   x-tally-signature: hex HMAC-SHA256(secret, timestamp + "." + raw body)
+// The timestamp is part of what is signed, so it cannot be changed, and a request is only
+// accepted within `windowMs` of the server clock, which bounds replays to that window; the
+// transaction_id makes a replay inside it a duplicate that changes nothing. Comparison is
+// constant-time.
+
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export type SignatureCheck = 'ok' | 'MISSING_SIGNATURE' | 'BAD_TIMESTAMP' | 'STALE_TIMESTAMP' | 'BAD_SIGNATURE';
+
+export function signRequest(secret: string, timestampMs: number | string, body: Buffer | string): string {
+  return createHmac('sha256', secret).update(`${timestampMs}.`).update(body).digest('hex');
+}
+
+export function checkSignature(secret: string, windowMs: number, nowMs: number, timestamp: string, signature: string, body: Buffer): SignatureCheck {
+  if (timestamp === '' || signature === '') return 'MISSING_SIGNATURE';
+  if (!/^[0-9]{1,16}$/.test(timestamp)) return 'BAD_TIMESTAMP';
+  if (Math.abs(nowMs - Number(timestamp)) > windowMs) return 'STALE_TIMESTAMP';
+  if (!/^[0-9a-fA-F]{64}$/.test(signature)) return 'BAD_SIGNATURE';
+  const expected = Buffer.from(signRequest(secret, timestamp, body), 'hex');
+  return timingSafeEqual(expected, Buffer.from(signature, 'hex')) ? 'ok' : 'BAD_SIGNATURE';
+}

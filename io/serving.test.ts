@@ -1,0 +1,246 @@
+// Serving end to end against the real broker, PostgreSQL and server: a scripted scenario
+// with all six command types, duplicates, conflicts, rejections and a malformed message,
+// checked through the result events on the events topic, HTTP balances, the transaction
+// lookup, WebSocket pushes, /metrics and the database; then the signed transfer API with its
+// bad inputs; then a restart mid-stream, after which older outcomes come from PostgreSQL.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
+import WebSocket from 'ws';
+import { loadConfig, TallyConfig } from './config';
+import { createLogger } from './logger';
+import { Service } from './service';
+import { CommandProducer } from './command_producer';
+import { signRequest } from './request_signature';
+import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { createScratchDatabase } from '../persist/scratch_database';
+import { runAudit } from '../persist/audit';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
+
+const PARTITIONS = 4;
+const SECRET = 'serving-test-secret-0123456789';
+
+interface ResultEvent { tx_id: string; status: string; reason?: string; partition: number; offset: string; duplicate?: boolean; balances?: Array<{ account: string; currency: string; available: string; frozen: string }> }
+
+/** Reads every result event of the topic from the start. */
+class EventReader {
+  readonly events: ResultEvent[] = [];
+  private constructor(private readonly consumer: Kafka.KafkaConsumer) {}
+
+  static async start(topic: string): Promise<EventReader> {
+    const consumer = new Kafka.KafkaConsumer({ 'bootstrap.servers': testKafkaBrokers, 'group.id': uniqueName('events-reader'), 'enable.auto.commit': false }, { 'auto.offset.reset': 'earliest' });
+    await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (error) => (error ? reject(error) : resolve())));
+    const reader = new EventReader(consumer);
+    consumer.subscribe([topic]);
+    consumer.setDefaultConsumeTimeout(50);
+    const poll = (): void => {
+      if (!consumer.isConnected()) return;
+      consumer.consume(1000, (error, messages) => {
+        if (!error) for (const m of messages) reader.events.push(JSON.parse(m.value!.toString()) as ResultEvent);
+        setImmediate(poll);
+      });
+    };
+    poll();
+    return reader;
+  }
+
+  of(txId: string): ResultEvent[] {
+    return this.events.filter((e) => e.tx_id === txId);
+  }
+
+  async waitFor(txIds: string[], timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (txIds.some((t) => this.of(t).length === 0)) {
+      if (Date.now() > deadline) assert.fail(`no result event for ${txIds.filter((t) => this.of(t).length === 0).join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => this.consumer.disconnect(() => resolve()));
+  }
+}
+
+async function getJson(port: number, path: string): Promise<{ status: number; body: any }> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: response.status, body: await response.json() };
+}
+
+async function postTransfer(port: number, body: string, options: { secret?: string; timestamp?: number | string; signature?: string } = {}): Promise<{ status: number; body: any }> {
+  const timestamp = String(options.timestamp ?? Date.now());
+  const signature = options.signature ?? signRequest(options.secret ?? SECRET, timestamp, body);
+  const response = await fetch(`http://127.0.0.1:${port}/v1/wallet/balance_transfer`, {
+    method: 'POST', body, headers: { 'content-type': 'application/json', 'x-tally-timestamp': timestamp, 'x-tally-signature': signature },
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+function serviceConfig(topic: string, events: string, database: string, group: string): TallyConfig {
+  return loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database, TALLY_COMMANDS_TOPIC: topic, TALLY_EVENTS_TOPIC: events,
+    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: group, TALLY_INSTANCE_ID: uniqueName('serving'),
+    TALLY_HTTP_PORT: '0', TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6,BTC:8',
+    TALLY_TRANSFER_SECRET: SECRET, TALLY_TRANSFER_TIMEOUT_MS: '3000', TALLY_HTTP_BODY_BYTES_MAX: '1024', TALLY_KAFKA_SESSION_TIMEOUT_MS: '6000',
+  }, undefined);
+}
+
+/** Opens a stream, subscribes, and collects pushes. */
+async function openStream(port: number, accounts: string[]): Promise<{ ws: WebSocket; messages: any[] }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream`);
+  const messages: any[] = [];
+  ws.on('message', (data) => messages.push(JSON.parse(data.toString())));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.send(JSON.stringify({ op: 'subscribe', accounts }));
+  const deadline = Date.now() + 5000;
+  while (!messages.some((m) => m.op === 'subscribed')) {
+    assert.ok(Date.now() < deadline, 'subscription confirmed');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return { ws, messages };
+}
+
+test('result events, balances, transaction lookups, WebSocket pushes, metrics and the transfer API, across a restart', { timeout: 240_000 }, async () => {
+  const topic = uniqueName('tally.commands.serving');
+  const eventsTopic = uniqueName('tally.events.serving');
+  await createTopic(topic, PARTITIONS);
+  await createTopic(eventsTopic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_serving');
+  const group = uniqueName('tally-serving');
+  const config = serviceConfig(topic, eventsTopic, database.url, group);
+  let service: Service | undefined = await Service.start(config, createLogger('warn'));
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  const events = await EventReader.start(eventsTopic);
+  try {
+    const users = Array.from({ length: 400 }, (_, i) => String(5000 + i));
+    const a = users[0]!;
+    const home = homePartitionOfAccountDecimal(a, PARTITIONS);
+    const b = users.find((u) => u !== a && homePartitionOfAccountDecimal(u, PARTITIONS) === home)!;
+    const elsewhere = users.find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) !== home)!;
+    await waitReady(service);
+    const port = service.http.port;
+    const stream = await openStream(port, [a, b]);
+    const send = (key: string, value: unknown): void => producer.send(key, Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)));
+    send(a, { type: 'deposit', tx_id: 'd1', account: a, currency: 'USDT', amount: '200' });
+    send(a, { type: 'deposit', tx_id: 'd1', account: a, currency: 'USDT', amount: '200' });
+    send(a, { type: 'deposit', tx_id: 'd1', account: a, currency: 'USDT', amount: '999' });
+    send(a, { type: 'freeze', tx_id: 'f1', account: a, currency: 'USDT', amount: '150' });
+    send(a, { type: 'unfreeze', tx_id: 'u1', account: a, currency: 'USDT', amount: '20' });
+    send(a, { type: 'withdraw', tx_id: 'w1', account: a, currency: 'USDT', amount: '10' });
+    send(a, { type: 'withdraw', tx_id: 'w2', account: a, currency: 'USDT', amount: '1000' });
+    send(a, { type: 'transfer', tx_id: 't1', from: a, to: b, currency: 'USDT', amount: '5' });
+    send(a, { type: 'transfer', tx_id: 't2', from: a, to: elsewhere, currency: 'USDT', amount: '5' });
+    send(a, { type: 'settle', tx_id: 's1', account: a, legs: [
+      { account: a, currency: 'USDT', available: '0', frozen: '-100' }, { account: '1', currency: 'USDT', available: '0.1', frozen: '0' },
+      { account: '2', currency: 'USDT', available: '99.9', frozen: '0' }, { account: '2', currency: 'BTC', available: '-0.001', frozen: '0' },
+      { account: a, currency: 'BTC', available: '0.001', frozen: '0' },
+    ] });
+    send(a, { type: 'deposit', tx_id: 'bad-scale', account: a, currency: 'USDT', amount: '1.0000001' });
+    send(a, '{"type":"deposit",');
+    await producer.flush();
+    const scripted = ['d1', 'f1', 'u1', 'w1', 'w2', 't1', 't2', 's1', 'bad-scale'];
+    await events.waitFor(scripted);
+    const only = (txId: string): ResultEvent => {
+      const list = events.of(txId);
+      return list[list.length - 1]!;
+    };
+    assert.equal(events.of('d1').length, 3, 'the original, the duplicate and the conflict each get an event');
+    assert.deepEqual(events.of('d1').map((e) => [e.status, e.reason, e.duplicate === true]), [['accepted', undefined, false], ['accepted', undefined, true], ['rejected', 'DUPLICATE_TX_ID_CONFLICT', false]]);
+    assert.deepEqual(events.of('d1')[0]!.balances, [{ account: a, currency: 'USDT', available: '200', frozen: '0' }]);
+    assert.equal(only('w2').reason, 'INSUFFICIENT_AVAILABLE');
+    assert.equal(only('t2').reason, 'WRONG_PARTITION');
+    assert.equal(only('bad-scale').reason, 'BAD_AMOUNT');
+    assert.equal(only('s1').status, 'accepted');
+    assert.ok(events.events.some((e) => e.status === 'rejected' && e.reason === 'MALFORMED'), 'the malformed message gets a rejection event');
+    // Per partition, events arrive in offset order.
+    const offsets = events.events.filter((e) => e.partition === home).map((e) => Number(e.offset));
+    assert.deepEqual(offsets, [...offsets].sort((x, y) => x - y));
+
+    const balances = await getJson(port, `/v1/accounts/${a}/balances`);
+    assert.deepEqual(balances.body.balances, [{ currency: 'USDT', available: '55', frozen: '30' }, { currency: 'BTC', available: '0.001', frozen: '0' }]);
+    assert.deepEqual((await getJson(port, `/v1/transactions/w2`)).body, { tx_id: 'w2', status: 'rejected', reason: 'INSUFFICIENT_AVAILABLE', partition: home, offset: only('w2').offset });
+    assert.equal((await getJson(port, '/v1/transactions/never-sent')).status, 404);
+
+    const pushed = stream.messages.filter((m) => m.op === 'balance');
+    assert.ok(pushed.some((m) => m.account === b && m.currency === 'USDT' && m.available === '5' && m.tx_id === 't1'), 'the credited account is pushed');
+    assert.deepEqual(pushed.filter((m) => m.account === a && m.currency === 'USDT').at(-1), { op: 'balance', account: a, currency: 'USDT', available: '55', frozen: '30', tx_id: 's1', partition: home, offset: only('s1').offset });
+    stream.ws.send('not json');
+    stream.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['-1'] }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(stream.messages.filter((m) => m.op === 'error').map((m) => m.error), ['MALFORMED_JSON', 'BAD_ACCOUNTS']);
+    stream.ws.close();
+
+    await checkTransferApi(port, a, b, elsewhere);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /tally_commands_total\{type="deposit",status="accepted",reason="none"\} [1-9]/);
+    assert.match(metrics, /tally_flush_latency_seconds_count [1-9]/);
+    assert.match(metrics, new RegExp(`tally_durable_next_offset\\{partition="${home}"\\} [1-9]`));
+    assert.match(metrics, /tally_ring_occupancy_slots\{ring="command"\} 0/);
+
+    // Restart mid-stream: commands sent while the service is down are applied after it comes back.
+    await service.stop();
+    service = undefined;
+    send(a, { type: 'deposit', tx_id: 'after-restart', account: a, currency: 'USDT', amount: '1' });
+    await producer.flush();
+    service = await Service.start(config, createLogger('warn'));
+    await waitReady(service);
+    await events.waitFor(['after-restart']);
+    const port2 = service.http.port;
+    assert.deepEqual((await getJson(port2, `/v1/accounts/${a}/balances/USDT`)).body.balances, [{ currency: 'USDT', available: '54.5', frozen: '30' }]);
+    assert.deepEqual((await getJson(port2, '/v1/transactions/w1')).body, { tx_id: 'w1', status: 'accepted', partition: home, offset: only('w1').offset }, 'older outcomes come from PostgreSQL');
+    assert.equal(events.of('w1').length, 1, 'a restart does not re-apply or re-announce committed commands');
+    assert.deepEqual(await runAudit(database.url), [], 'the committed ledger passes the audit');
+  } finally {
+    await events.stop();
+    await producer.disconnect();
+    await service?.stop();
+    await database.drop();
+  }
+});
+
+async function waitReady(service: Service): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(service.isReady() && service.ownedPartitions().length === PARTITIONS)) {
+    assert.ok(Date.now() < deadline, 'the service takes every partition and reports ready');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function checkTransferApi(port: number, a: string, b: string, elsewhere: string): Promise<void> {
+  const body = (fields: Record<string, unknown>): string => JSON.stringify({ from_account: a, to_account: b, amount: '1.5', currency: 'USDT', transaction_id: 'api-1', ...fields });
+  const ok = await postTransfer(port, body({}));
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.status, 'accepted');
+  assert.deepEqual(ok.body.balances, [{ account: a, currency: 'USDT', available: '53.5', frozen: '30' }, { account: b, currency: 'USDT', available: '6.5', frozen: '0' }]);
+  const again = await postTransfer(port, body({}));
+  assert.deepEqual([again.status, again.body.status, again.body.duplicate], [200, 'accepted', true], 'a retried request returns the stored outcome');
+  assert.equal((await postTransfer(port, body({ amount: '2' }))).status, 409, 'same transaction_id, different payload');
+  const poor = await postTransfer(port, body({ transaction_id: 'api-2', amount: '1000000' }));
+  assert.deepEqual([poor.status, poor.body.reason], [422, 'INSUFFICIENT_AVAILABLE']);
+  const crossing = await postTransfer(port, body({ transaction_id: 'api-3', to_account: elsewhere }));
+  assert.deepEqual([crossing.status, crossing.body.reason], [422, 'WRONG_PARTITION']);
+  assert.equal((await postTransfer(port, body({ transaction_id: 'api-4' }), { secret: 'another-secret-0123456789' })).body.error, 'BAD_SIGNATURE');
+  assert.equal((await postTransfer(port, body({ transaction_id: 'api-4' }), { timestamp: Date.now() - 3_600_000 })).body.error, 'STALE_TIMESTAMP');
+  assert.equal((await postTransfer(port, body({ transaction_id: 'api-4' }), { signature: '' })).status, 401);
+  const cases: Array<[string, number, string]> = [
+    ['{"from_account":', 400, 'MALFORMED_JSON'],
+    [body({ extra: 1 }), 400, 'UNKNOWN_FIELD'],
+    [body({ amount: 5 }), 400, 'BAD_FIELD'],
+    [body({ amount: '1.1234567' }), 400, 'BAD_AMOUNT'],
+    [body({ amount: '-1' }), 400, 'BAD_AMOUNT'],
+    [body({ currency: 'DOGE' }), 400, 'UNKNOWN_CURRENCY'],
+    [body({ from_account: '12x' }), 400, 'BAD_ACCOUNT'],
+    [body({ transaction_id: 'x'.repeat(2000) }), 413, 'BODY_TOO_LARGE'],
+  ];
+  for (const [text, status, error] of cases) {
+    const answer = await postTransfer(port, text);
+    assert.deepEqual([answer.status, answer.body.error], [status, error], text.slice(0, 80));
+  }
+  const wrongMethod = await fetch(`http://127.0.0.1:${port}/v1/wallet/balance_transfer`);
+  assert.deepEqual([wrongMethod.status, ((await wrongMethod.json()) as { error: string }).error], [404, 'NOT_FOUND']);
+  assert.equal((await getJson(port, '/readyz')).status, 200, 'bad requests never disturb the server');
+}

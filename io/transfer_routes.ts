@@ -1,0 +1,141 @@
+// POST /v1/wallet/balance_transfer (docs/api.md): a signed wallet transfer. The body is
+// checked (signature first, then shape), turned into a transfer command keyed by the debited
+// account and produced to the commands topic like any upstream command; the answer is the
+// command's durable outcome: 200 accepted, 422 rejected with its reason, 409 tx_id conflict,
+// 400 malformed, 504 when no outcome arrives within the timeout (the command may still be
+// applied later; retrying with the same transaction_id is safe and returns its outcome).
+
+import type uWS from 'uWebSockets.js';
+import type pg from 'pg';
+import { CurrencyRegistry, UNKNOWN_CURRENCY_ID } from '../engine/currency_registry';
+import { AmountSign, parseAmount } from '../engine/amount';
+import { RejectCode, rejectCodeName } from '../engine/reject_code';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
+import type { CommandProducer } from './command_producer';
+import type { OutcomeCache } from './outcome_cache';
+import { readBody } from './http_body';
+import { json } from './http_server';
+import { checkSignature } from './request_signature';
+import { TransactionBody, storedOutcomes, transactionBody } from './transaction_routes';
+import type { Logger } from './logger';
+
+export interface TransferRouteOptions {
+  readonly secret: string;
+  readonly signatureWindowMs: number;
+  readonly timeoutMs: number;
+  readonly bodyBytesMax: number;
+  readonly partitionCount: number;
+  readonly registry: CurrencyRegistry;
+  readonly producer: () => CommandProducer | undefined;
+  readonly cache: OutcomeCache;
+  readonly db: pg.Pool;
+  /** Whether this instance applies the partition (else the outcome is polled from PostgreSQL). */
+  readonly ownsPartition: (partition: number) => boolean;
+  readonly log: Logger;
+}
+
+const FIELDS = ['from_account', 'to_account', 'amount', 'currency', 'transaction_id'] as const;
+type TransferRequest = Record<(typeof FIELDS)[number], string>;
+const ACCOUNT_PATTERN = /^(0|[1-9][0-9]{0,19})$/;
+const POLL_INTERVAL_MS = 50;
+
+class BadRequest extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function parseTransfer(body: Buffer, registry: CurrencyRegistry): TransferRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new BadRequest('MALFORMED_JSON', 'the body is not valid JSON');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadRequest('MALFORMED', 'the body must be a JSON object');
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!(FIELDS as readonly string[]).includes(key)) throw new BadRequest('UNKNOWN_FIELD', `unknown field "${key}"; expected ${FIELDS.join(', ')}`);
+  }
+  for (const field of FIELDS) {
+    if (typeof record[field] !== 'string' || record[field] === '') throw new BadRequest('BAD_FIELD', `"${field}" must be a non-empty string`);
+  }
+  const request = record as TransferRequest;
+  for (const field of ['from_account', 'to_account'] as const) {
+    if (!ACCOUNT_PATTERN.test(request[field]) || BigInt(request[field]) >= 1n << 64n) throw new BadRequest('BAD_ACCOUNT', `"${field}" must be an unsigned 64-bit decimal account id`);
+    if (BigInt(request[field]) < 1000n) throw new BadRequest('BAD_ACCOUNT', `"${field}" is a system account; transfers move money between user accounts`);
+  }
+  if (Buffer.byteLength(request.transaction_id) > 64) throw new BadRequest('BAD_TX_ID', '"transaction_id" must be 1 to 64 bytes');
+  if (registry.idOfCode(request.currency) === UNKNOWN_CURRENCY_ID) throw new BadRequest('UNKNOWN_CURRENCY', `unknown currency "${request.currency}"`);
+  return request;
+}
+
+function statusOf(body: TransactionBody): string {
+  if (body.status === 'accepted') return '200 OK';
+  if (body.reason === rejectCodeName(RejectCode.DuplicateTxIdConflict)) return '409 Conflict';
+  if (body.reason === rejectCodeName(RejectCode.Malformed)) return '400 Bad Request';
+  return '422 Unprocessable Entity';
+}
+
+export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferRouteOptions): void {
+  app.post('/v1/wallet/balance_transfer', (res, req) => {
+    const timestamp = req.getHeader('x-tally-timestamp');
+    const signature = req.getHeader('x-tally-signature');
+    readBody(res, options.bodyBytesMax, (body, request) => {
+      const answer = (status: string, payload: unknown): void => {
+        if (!request.aborted) json(res, status, payload);
+      };
+      if (options.secret === '') return answer('503 Service Unavailable', { error: 'TRANSFER_API_DISABLED', message: 'set TALLY_TRANSFER_SECRET to enable the transfer API' });
+      const check = checkSignature(options.secret, options.signatureWindowMs, Date.now(), timestamp, signature, body);
+      if (check !== 'ok') return answer('401 Unauthorized', { error: check, message: 'sign the raw body with HMAC-SHA256 as docs/api.md describes' });
+      let transfer: TransferRequest;
+      try {
+        transfer = parseTransfer(body, options.registry);
+      } catch (error) {
+        if (error instanceof BadRequest) return answer('400 Bad Request', { error: error.code, message: error.message });
+        throw error;
+      }
+      const scale = options.registry.scaleOf(options.registry.idOfCode(transfer.currency));
+      const amount = parseAmount(transfer.amount, scale, AmountSign.Positive);
+      if (amount.rejectCode !== RejectCode.None) {
+        const reason = rejectCodeName(amount.rejectCode);
+        return answer('400 Bad Request', { error: reason, message: `amount ${JSON.stringify(transfer.amount)} is not a positive decimal with at most ${scale} digits after the point` });
+      }
+      submit(options, transfer).then((outcome) => {
+        if (outcome === undefined) return answer('504 Gateway Timeout', { error: 'OUTCOME_TIMEOUT', message: `no durable outcome within ${options.timeoutMs} ms; retry with the same transaction_id to learn it`, tx_id: transfer.transaction_id });
+        return answer(statusOf(outcome), outcome);
+      }, (error: unknown) => {
+        options.log.error({ err: error, txId: transfer.transaction_id }, 'transfer could not be submitted');
+        answer('503 Service Unavailable', { error: 'KAFKA_UNAVAILABLE', message: 'the transfer could not be handed to Kafka; retry with the same transaction_id' });
+      });
+    });
+  });
+}
+
+async function submit(options: TransferRouteOptions, transfer: TransferRequest): Promise<TransactionBody | undefined> {
+  const producer = options.producer();
+  if (producer === undefined) throw new Error('the command producer is not connected');
+  const partition = homePartitionOfAccountDecimal(transfer.from_account, options.partitionCount);
+  const command = JSON.stringify({
+    type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
+  });
+  const local = options.ownsPartition(partition);
+  const waiting = local ? options.cache.waitFor(transfer.transaction_id, options.timeoutMs, (o) => o.partition === partition) : undefined;
+  producer.send(transfer.from_account, Buffer.from(command));
+  if (waiting !== undefined) {
+    const outcome = await waiting;
+    return outcome === undefined ? undefined : transactionBody(outcome);
+  }
+  return pollStored(options, partition, transfer.transaction_id);
+}
+
+// Another instance applies the partition: its outcome becomes visible in PostgreSQL.
+async function pollStored(options: TransferRouteOptions, partition: number, txId: string): Promise<TransactionBody | undefined> {
+  const deadline = Date.now() + options.timeoutMs;
+  while (Date.now() < deadline) {
+    const found = (await storedOutcomes(options.db, options.partitionCount, txId)).filter((o) => o.partition === partition);
+    if (found.length > 0) return found[found.length - 1];
+    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+  }
+  return undefined;
+}
