@@ -36,6 +36,9 @@ test('a paused zombie is fenced and writes nothing after the takeover', { timeou
     // A's lease renewal is far off, so after the pause its first write attempt is a flush,
     // which must meet the fencing check.
     TALLY_LEASE_TTL_MS: '90000',
+    // Leases are taken by start-up here, not by the consumer group: B must take over while A
+    // is paused, before the group would notice A's silence.
+    TALLY_PARTITION_ASSIGNMENT: 'static',
   };
   const client = new pg.Client({ connectionString: database.url });
   await client.connect();
