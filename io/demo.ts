@@ -75,7 +75,7 @@ async function printBalances(port: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const config = loadConfig({ TALLY_DEDUP_WINDOW: '1000000', TALLY_HTTP_PORT: '0', TALLY_LOG_LEVEL: 'warn', ...process.env });
+  const config = loadConfig({ TALLY_DEDUP_WINDOW: '1000000', TALLY_PARTITION_ASSIGNMENT: 'static', TALLY_TRANSFER_SECRET: 'demo-secret-not-for-production', TALLY_HTTP_PORT: '0', TALLY_LOG_LEVEL: 'warn', ...process.env });
   const log = createLogger(config.logLevel);
   await ensureDatabase(config.pgUrl);
   await migrate(config.pgUrl);
