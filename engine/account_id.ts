@@ -10,6 +10,10 @@ import { Words64, formatUnsignedDecimalInto, multiplyAdd10, wordsToBigIntUnsigne
 export const ACCOUNT_ID_DIGITS_MAX = 20;
 /** Ids below this are system accounts (external, fees, clearing, transit, ...). */
 export const SYSTEM_ACCOUNT_ID_LIMIT = 1000;
+/** System account 0 of each partition: the counterpart of deposits and withdrawals. */
+export const EXTERNAL_ACCOUNT_ID = 0;
+/** System account 3 of each partition: the counterpart of transfers that cross partitions and of their credits. */
+export const TRANSIT_ACCOUNT_ID = 3;
 
 const DIGIT_ZERO = 0x30;
 const DIGIT_NINE = 0x39;

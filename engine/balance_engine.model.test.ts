@@ -3,10 +3,18 @@
 // engine's outcome, journal legs and balances must equal the model's, command by command.
 //
 //   MODEL_SEED=<n>      seed of the workload (printed on failure, so a failure can be replayed)
-//   MODEL_COMMANDS=<n>  commands to run (default 200000)
+//   MODEL_COMMANDS=<n>  commands to run (default 200000; the full run is 1000000 or more)
 //
 // Invariants (conservation, no negative user balance, sequences) are checked after every
 // batch of 1000 commands, all balances are compared every 50 batches and at the end.
+//
+// Transfers across partitions: the workload plays the relay too. Each accepted transfer whose
+// `to` lives on another partition leaves its amount in its partition's transit account and
+// queues a credit for `to`'s partition; the relay sends queued credits in random order among
+// the other commands, resends some (which must replay as duplicates), and requeues one that
+// met BALANCE_TABLE_FULL (not recorded, so a retry may apply). The transit accounts summed
+// over partitions must always equal the credits still owed (ARCHITECTURE.md section 4), and
+// after the relay has drained, every credit is applied exactly once or was rejected.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { BalanceEngine } from './balance_engine';
@@ -15,7 +23,10 @@ import { COMMAND_SLOT_BYTES, CommandType, PAYLOAD_HASH_OFFSET } from './command_
 import { CommandSlotWriter, SettleLegFields, txIdHash64 } from './command_slot_writer';
 import { InvariantChecker } from './engine_invariants';
 import { OutputBuffer } from './output_buffer';
-import { LegRecord, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUTPUT_SLOT_BYTES, OutcomeRecord, readLeg, readOutcome } from './output_layout';
+import {
+  CreditOutRecord, LegRecord, OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUTPUT_SLOT_BYTES, OutcomeRecord,
+  readCreditOut, readLeg, readOutcome,
+} from './output_layout';
 import { RejectCode, rejectCodeName } from './reject_code';
 
 const SEED = Number(process.env.MODEL_SEED ?? 20240601);
@@ -98,6 +109,8 @@ interface ModelOutcome {
   readonly recorded: boolean;
   readonly originalOffset: number;
   readonly legs: readonly ModelLeg[];
+  /** The credit an accepted crossing transfer owes `to`'s partition, else null. */
+  readonly creditOut: CreditOutRecord | null;
 }
 
 interface Balance {
@@ -116,6 +129,7 @@ interface StoredOutcome {
 
 const ACCEPTED = 1;
 const REJECTED = 2;
+const TRANSIT = 3n;
 
 function isSystem(account: bigint): boolean {
   return account < 1000n;
@@ -142,7 +156,7 @@ class ReferenceModel {
     const window = this.windowOf(command.partition);
     const stored = window.outcomes.get(command.txId);
     if (stored !== undefined) {
-      if (stored.payloadHash === command.payloadHash) return { status: stored.status, reason: stored.reason, duplicate: true, recorded: false, originalOffset: stored.offset, legs: [] };
+      if (stored.payloadHash === command.payloadHash) return { status: stored.status, reason: stored.reason, duplicate: true, recorded: false, originalOffset: stored.offset, legs: [], creditOut: null };
       return this.outcome(REJECTED, RejectCode.DuplicateTxIdConflict, command.kafkaOffset);
     }
     let reason = command.rejectCode;
@@ -152,15 +166,17 @@ class ReferenceModel {
     if (reason === RejectCode.BalanceTableFull) return this.outcome(REJECTED, reason, command.kafkaOffset);
     const status = reason === RejectCode.None ? ACCEPTED : REJECTED;
     this.record(window, command, status, reason);
-    return { status, reason, duplicate: false, recorded: true, originalOffset: command.kafkaOffset, legs: status === ACCEPTED ? legs : [] };
+    const crossing = command.type === CommandType.Transfer && command.counterHome !== command.partition;
+    const creditOut = status === ACCEPTED && crossing ? { to: command.counterAccount, toPartition: command.counterHome } : null;
+    return { status, reason, duplicate: false, recorded: true, originalOffset: command.kafkaOffset, legs: status === ACCEPTED ? legs : [], creditOut };
   }
 
   private outcome(status: number, reason: number, offset: number): ModelOutcome {
-    return { status, reason, duplicate: false, recorded: false, originalOffset: offset, legs: [] };
+    return { status, reason, duplicate: false, recorded: false, originalOffset: offset, legs: [], creditOut: null };
   }
 
   private isMalformed(command: ModelCommand): boolean {
-    if (command.type < CommandType.Deposit || command.type > CommandType.Settle) return true;
+    if (command.type < CommandType.Deposit || command.type > CommandType.Credit) return true;
     if (isSystem(command.account)) return true;
     if (command.type === CommandType.Transfer && isSystem(command.counterAccount)) return true;
     if (command.type === CommandType.Settle && (command.legCount < 1 || command.legCount > 12)) return true;
@@ -205,8 +221,10 @@ class ReferenceModel {
       case CommandType.Freeze: return [RejectCode.None, [leg(user, c, -a, a)]];
       case CommandType.Unfreeze: return [RejectCode.None, [leg(user, c, a, -a)]];
       case CommandType.Transfer:
-        if (command.counterHome !== p) return [RejectCode.WrongPartition, []];
+        // `to` on another partition: the amount waits in this partition's transit account for the credit there.
+        if (command.counterHome !== p) return [RejectCode.None, [leg(user, c, -a, 0n), leg(TRANSIT, c, a, 0n)]];
         return [RejectCode.None, [leg(user, c, -a, 0n), leg(command.counterAccount, c, a, 0n)]];
+      case CommandType.Credit: return [RejectCode.None, [leg(user, c, a, 0n), leg(TRANSIT, c, -a, 0n)]];
       default: {
         const legs = command.legs.slice(0, command.legCount);
         if (legs.some((l) => !isSystem(l.account) && l.home !== p)) return [RejectCode.WrongPartition, []];
@@ -245,6 +263,31 @@ class ReferenceModel {
 
 // ───────────────────────────── the workload generator ─────────────────────────────
 
+/** Where the relay stands with the credit of one accepted crossing transfer. */
+const enum RelayState {
+  Queued = 0,
+  Sent = 1,
+  Applied = 2,
+  /** Rejected and recorded (AMOUNT_OVERFLOW): the amount stays in transit for an operator. */
+  Rejected = 3,
+  /** Met BALANCE_TABLE_FULL RELAY_ATTEMPTS_MAX times: still owed, the relay waits for room. */
+  Parked = 4,
+}
+
+/** Sends of one credit that meet BALANCE_TABLE_FULL before the relay parks it (a full table stays full here). */
+const RELAY_ATTEMPTS_MAX = 3;
+/**
+ * The relay retries only credits sent recently: its retry horizon must stay inside the dedup
+ * window (DEDUP_WINDOW), or a retry would apply a credit twice.
+ */
+const RELAY_RETRY_HORIZON = 256;
+
+interface RelayedCredit {
+  readonly command: ModelCommand;
+  state: RelayState;
+  attempts: number;
+}
+
 class Workload {
   readonly accounts: bigint[] = [];
   readonly homes: number[] = [];
@@ -255,6 +298,17 @@ class Workload {
   /** Recently credited (account index, currency) pairs: debits mostly pick these, so most are affordable. */
   private readonly funded: { index: number; currency: number }[] = [];
   private txCounter = 0;
+  /** Credits owed by accepted crossing transfers, by tx_id, and the tx_ids queued for the relay. */
+  readonly relayed = new Map<string, RelayedCredit>();
+  private readonly relayQueue: string[] = [];
+  /** Credits sent recently (a ring of RELAY_RETRY_HORIZON), for relay retries. */
+  private readonly relaySent: string[] = [];
+  private relaySentCount = 0;
+  /** Per currency: amounts moved into transit minus amounts taken out (the credits still owed). */
+  readonly inFlight = new Map<number, bigint>();
+  /** Accepted credits that were not a relayed credit's first acceptance (a copy applied again after leaving the dedup window), and their amounts per currency. */
+  strayCredits = 0;
+  readonly strayAmounts = new Map<number, bigint>();
 
   constructor(private readonly random: Random, private readonly model: ReferenceModel) {
     for (let i = 0; i < ACCOUNTS; i++) {
@@ -274,10 +328,75 @@ class Workload {
     if (r < 0.04 && this.history.length > 0) command = this.duplicate();
     else if (r < 0.06 && this.history.length > 0) command = this.conflict();
     else if (r < 0.065 && this.malformedTxIds.length > 0) command = this.correctedResend();
+    else if (r < 0.1 && this.relayQueue.length > 0) command = this.relayCredit();
     else command = this.fresh();
     this.history.push(command);
     if (this.history.length > HISTORY * 2) this.history.splice(0, HISTORY);
     return command;
+  }
+
+  /** The credits still queued, for draining at the end. */
+  get relayBacklog(): number {
+    return this.relayQueue.length;
+  }
+
+  /** The next credit the relay sends: a queued one in random order, or sometimes a retry of one sent before. */
+  relayCredit(): ModelCommand {
+    const random = this.random;
+    if (this.relaySent.length > 0 && random.chance(0.05)) {
+      const original = this.relayed.get(this.relaySent[random.int(this.relaySent.length)])!.command;
+      return { ...original, kafkaOffset: this.nextOffset(original.partition) };
+    }
+    const at = random.int(this.relayQueue.length);
+    const txId = this.relayQueue[at];
+    this.relayQueue[at] = this.relayQueue[this.relayQueue.length - 1];
+    this.relayQueue.pop();
+    const relayed = this.relayed.get(txId)!;
+    // A requeued credit may have been applied meanwhile by a retry: then this is one more retry.
+    if (relayed.state === RelayState.Queued) relayed.state = RelayState.Sent;
+    this.relaySent[this.relaySentCount++ % RELAY_RETRY_HORIZON] = txId;
+    return { ...relayed.command, kafkaOffset: this.nextOffset(relayed.command.partition) };
+  }
+
+  /**
+   * What the rest of the system does with an outcome: persistence queues the credit an accepted
+   * crossing transfer owes; the relay requeues a credit that met BALANCE_TABLE_FULL and forgets
+   * one that was applied or rejected. Also keeps the transit ledger.
+   */
+  observe(command: ModelCommand, outcome: ModelOutcome): void {
+    if (outcome.duplicate || !outcome.recorded && outcome.reason !== RejectCode.BalanceTableFull) return;
+    const change = (delta: bigint) => this.inFlight.set(command.currency, (this.inFlight.get(command.currency) ?? 0n) + delta);
+    if (outcome.creditOut !== null) {
+      change(command.amount);
+      // Derived from the original's partition and offset: unique, and the same on every replay of the log.
+      const txId = `~x${command.partition}-${command.kafkaOffset}`;
+      const credit: ModelCommand = {
+        type: CommandType.Credit, rejectCode: 0, txId, partition: outcome.creditOut.toPartition, kafkaOffset: -1, account: outcome.creditOut.to,
+        counterAccount: 0n, currency: command.currency, accountHome: outcome.creditOut.toPartition, counterHome: 0, amount: command.amount,
+        legs: [], legCount: 0, payloadHash: 0n,
+      };
+      this.relayed.set(txId, { command: credit, state: RelayState.Queued, attempts: 0 });
+      this.relayQueue.push(txId);
+      return;
+    }
+    if (command.type !== CommandType.Credit) return;
+    const relayed = this.relayed.get(command.txId);
+    if (outcome.status === ACCEPTED) {
+      change(-command.amount);
+      if (relayed !== undefined && relayed.command.amount === command.amount && relayed.state !== RelayState.Applied) relayed.state = RelayState.Applied;
+      else {
+        this.strayCredits++;
+        this.strayAmounts.set(command.currency, (this.strayAmounts.get(command.currency) ?? 0n) + command.amount);
+      }
+    } else if (relayed !== undefined && relayed.state === RelayState.Sent) {
+      if (outcome.reason === RejectCode.BalanceTableFull) {
+        relayed.attempts++;
+        relayed.state = relayed.attempts < RELAY_ATTEMPTS_MAX ? RelayState.Queued : RelayState.Parked;
+        if (relayed.state === RelayState.Queued) this.relayQueue.push(command.txId);
+      } else {
+        relayed.state = RelayState.Rejected;
+      }
+    }
   }
 
   private nextOffset(partition: number): number {
@@ -350,6 +469,9 @@ class Workload {
     else if (r < 0.045) command = this.single(CommandType.Unparseable, '', index, 0, 0n, { rejectCode: random.chance(0.5) ? RejectCode.Malformed : 0 });
     else if (r < 0.05) command = this.single(CommandType.Deposit, txId, index, currency, 5n, { account: BigInt(random.int(4)) });
     else if (r < 0.06) command = this.single(CommandType.Deposit, txId, index, currency, this.typicalAmount(currency), { partition: (home + 1 + random.int(PARTITIONS - 1)) % PARTITIONS });
+    else if (r < 0.063) command = this.single(CommandType.Credit, txId, index, currency, this.typicalAmount(currency), { partition: (home + 1 + random.int(PARTITIONS - 1)) % PARTITIONS, counterHome: 0 });
+    else if (r < 0.065) command = this.single(CommandType.Credit, txId, index, currency, random.chance(0.5) ? 0n : -this.typicalAmount(currency), { counterHome: 0 });
+    else if (r < 0.066) command = this.single(CommandType.Credit, txId, index, currency, 5n, { account: BigInt(random.int(4)), counterHome: 0 });
     else if (r < 0.3) {
       command = this.single(CommandType.Deposit, txId, index, currency, this.typicalAmount(currency));
       if (this.funded.length < 2000) this.funded.push({ index, currency });
@@ -375,8 +497,8 @@ class Workload {
     const home = this.homes[index];
     const r = this.random.next();
     let toIndex = this.randomAccountOn(home);
-    if (r < 0.05) toIndex = this.randomAccountOn((home + 1) % PARTITIONS);
-    else if (r < 0.08) toIndex = index;
+    if (r < 0.3) toIndex = this.randomAccountOn((home + 1 + this.random.int(PARTITIONS - 1)) % PARTITIONS);
+    else if (r < 0.33) toIndex = index;
     const amount = this.amountAgainst(this.model.balance(this.accounts[index], currency, home).available);
     const counter = this.accounts[toIndex];
     const toSystem = r > 0.995;
@@ -463,10 +585,17 @@ function describe(command: ModelCommand): string {
   return JSON.stringify(command, (_key, value) => (typeof value === 'bigint' ? value.toString() : value));
 }
 
-function compareOutcome(index: number, command: ModelCommand, expected: ModelOutcome, actual: { outcome: OutcomeRecord; legs: LegRecord[] }): void {
+interface EngineOutput {
+  readonly outcome: OutcomeRecord;
+  readonly legs: LegRecord[];
+  /** The leg slot's tail, read only when the outcome is flagged OUTCOME_FLAG_CREDIT_OUT. */
+  readonly creditOut: CreditOutRecord | null;
+}
+
+function compareOutcome(index: number, command: ModelCommand, expected: ModelOutcome, actual: EngineOutput): void {
   const context = () => `seed ${SEED}, command #${index}: ${describe(command)}\n  model: ${describe(expected as unknown as ModelCommand)}\n  engine: ${describe(actual as unknown as ModelCommand)}\n  replay: MODEL_SEED=${SEED} MODEL_COMMANDS=${index + 1}`;
   const outcome = actual.outcome;
-  const flags = (expected.duplicate ? OUTCOME_FLAG_DUPLICATE : 0) | (expected.recorded ? OUTCOME_FLAG_RECORDED : 0);
+  const flags = (expected.duplicate ? OUTCOME_FLAG_DUPLICATE : 0) | (expected.recorded ? OUTCOME_FLAG_RECORDED : 0) | (expected.creditOut !== null ? OUTCOME_FLAG_CREDIT_OUT : 0);
   if (outcome.status !== expected.status || outcome.reason !== expected.reason || outcome.flags !== flags) {
     assert.fail(`outcome differs (engine ${outcome.status}/${rejectCodeName(outcome.reason)}/flags ${outcome.flags}, model ${expected.status}/${rejectCodeName(expected.reason)}/flags ${flags})\n${context()}`);
   }
@@ -474,6 +603,9 @@ function compareOutcome(index: number, command: ModelCommand, expected: ModelOut
     assert.fail(`outcome fields differ\n${context()}`);
   }
   if (actual.legs.length !== expected.legs.length) assert.fail(`leg count differs\n${context()}`);
+  if (expected.creditOut !== null && (actual.creditOut?.to !== BigInt.asUintN(64, expected.creditOut.to) || actual.creditOut.toPartition !== expected.creditOut.toPartition)) {
+    assert.fail(`credit owed differs\n${context()}`);
+  }
   for (let i = 0; i < expected.legs.length; i++) {
     const e = expected.legs[i];
     const a = actual.legs[i];
@@ -505,6 +637,39 @@ function compareAllBalances(table: BalanceTable, model: ReferenceModel, where: s
   }
 }
 
+/** The engine's output for the command whose outcome slot is at `position`, the credit tail included. */
+function readOutput(harness: Harness, position: number): EngineOutput {
+  const { outcome, legs } = harness.output.read(position);
+  const creditOut = (outcome.flags & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCreditOut(harness.output.buffer, harness.output.slotByteOffset(position + 1)) : null;
+  return { outcome, legs, creditOut };
+}
+
+/**
+ * Per currency, the transit accounts summed over all partitions (engine state) must equal the
+ * credits still owed by the workload's ledger: moved in by accepted crossing transfers, out by
+ * accepted credits.
+ */
+function checkTransit(table: BalanceTable, workload: Workload, where: string): void {
+  for (let currency = 0; currency <= UNKNOWN_CURRENCY_ID; currency++) {
+    let transit = 0n;
+    for (let partition = 0; partition < PARTITIONS; partition++) {
+      const bucket = table.find(Number(TRANSIT), 0, currency, partition);
+      if (bucket >= 0) transit += table.available(bucket) + table.frozen(bucket);
+    }
+    const owed = workload.inFlight.get(currency) ?? 0n;
+    if (transit !== owed) assert.fail(`transit of currency ${currency} summed over partitions is ${transit}, credits owed ${owed} (${where})`);
+  }
+}
+
+/** Kinds of command the cross-partition part of the workload must reach. */
+function crossingKind(command: ModelCommand, expected: ModelOutcome): string | undefined {
+  if (command.type === CommandType.Transfer && command.counterHome !== command.partition && !isSystem(command.counterAccount)) {
+    return expected.duplicate ? 'crossing transfer DUPLICATE' : `crossing transfer ${rejectCodeName(expected.reason)}`;
+  }
+  if (command.type !== CommandType.Credit) return undefined;
+  return expected.duplicate ? 'credit DUPLICATE' : `credit ${rejectCodeName(expected.reason)}`;
+}
+
 test(`engine equals the reference model command by command (seed ${SEED}, ${COMMANDS} commands)`, () => {
   const random = new Random(SEED);
   const model = new ReferenceModel(TABLE_CAPACITY, DEDUP_WINDOW);
@@ -512,36 +677,67 @@ test(`engine equals the reference model command by command (seed ${SEED}, ${COMM
   const harness = newHarness(TABLE_CAPACITY);
   const invariants = new InvariantChecker(harness.engine);
   const reasons = new Map<string, number>();
+  const crossings = new Map<string, number>();
   const startedMs = Date.now();
-  for (let index = 0; index < COMMANDS; index++) {
-    const command = workload.next();
+  let index = 0;
+  const step = (command: ModelCommand): void => {
     command.payloadHash = writeCommand(harness, command);
     const position = harness.output.position;
     const slots = harness.engine.apply(0);
     const expected = model.apply(command);
-    const actual = harness.output.read(position);
+    workload.observe(command, expected);
+    const actual = readOutput(harness, position);
     assert.equal(actual.outcome.slotCount, slots);
     compareOutcome(index, command, expected, actual);
     for (const leg of expected.legs) compareBalance(harness.table, model, leg.account, leg.currency, leg.partition, `seed ${SEED}, after command #${index}`);
     const name = expected.duplicate ? 'DUPLICATE' : rejectCodeName(expected.reason);
     reasons.set(name, (reasons.get(name) ?? 0) + 1);
+    const kind = crossingKind(command, expected);
+    if (kind !== undefined) crossings.set(kind, (crossings.get(kind) ?? 0) + 1);
     if ((index + 1) % BATCH === 0) {
       try {
         invariants.check();
       } catch (error) {
         throw new Error(`seed ${SEED}, after command #${index}: ${(error as Error).message}`);
       }
-      if ((index + 1) % (BATCH * FULL_COMPARE_EVERY_BATCHES) === 0) compareAllBalances(harness.table, model, `seed ${SEED}, after command #${index}`);
+      if ((index + 1) % (BATCH * FULL_COMPARE_EVERY_BATCHES) === 0) {
+        compareAllBalances(harness.table, model, `seed ${SEED}, after command #${index}`);
+        checkTransit(harness.table, workload, `seed ${SEED}, after command #${index}`);
+      }
     }
-  }
+    index++;
+  };
+  while (index < COMMANDS) step(workload.next());
+  // The relay drains what is still owed. A credit whose balance cannot be created (the table is
+  // full) stays queued after a bounded number of retries: it is owed, not lost.
+  const drainMax = index + 100 * (workload.relayBacklog + 1);
+  while (workload.relayBacklog > 0 && index < drainMax) step(workload.relayCredit());
   invariants.check();
   compareAllBalances(harness.table, model, `seed ${SEED}, at the end`);
+  checkTransit(harness.table, workload, `seed ${SEED}, at the end`);
+  const states = [0, 0, 0, 0, 0];
+  for (const relayed of workload.relayed.values()) states[relayed.state]++;
+  assert.equal(states[RelayState.Sent], 0, 'every credit sent was applied, rejected, or requeued');
+  // Exactly once: what transit still holds is the credits not applied, less the stray copies applied twice.
+  const notApplied = new Map<number, bigint>();
+  for (const { command, state } of workload.relayed.values()) {
+    if (state !== RelayState.Applied) notApplied.set(command.currency, (notApplied.get(command.currency) ?? 0n) + command.amount);
+  }
+  for (let currency = 0; currency <= UNKNOWN_CURRENCY_ID; currency++) {
+    const expected = (notApplied.get(currency) ?? 0n) - (workload.strayAmounts.get(currency) ?? 0n);
+    assert.equal(workload.inFlight.get(currency) ?? 0n, expected, `currency ${currency}: credits owed by the ledger and by the relay differ`);
+  }
   const summary = [...reasons].sort((a, b) => b[1] - a[1]).map(([name, count]) => `${name} ${count}`).join(', ');
-  console.log(`model test: seed ${SEED}, ${COMMANDS} commands in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; ${harness.table.count} balances; outcomes: ${summary}`);
+  const crossingSummary = [...crossings].sort((a, b) => b[1] - a[1]).map(([name, count]) => `${name} ${count}`).join(', ');
+  console.log(`model test: seed ${SEED}, ${index} commands (${index - COMMANDS} to drain the relay) in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; ${harness.table.count} balances; outcomes: ${summary}`);
+  console.log(`  across partitions: ${crossingSummary}; credits owed ${workload.relayed.size}: applied ${states[RelayState.Applied]}, rejected ${states[RelayState.Rejected]}, parked for room in the table ${states[RelayState.Parked]}, still queued ${states[RelayState.Queued]}; stray credits ${workload.strayCredits}`);
   // The workload must actually reach the interesting cases.
   for (const name of ['NONE', 'DUPLICATE', 'BALANCE_TABLE_FULL', 'DUPLICATE_TX_ID_CONFLICT', 'INSUFFICIENT_AVAILABLE', 'INSUFFICIENT_FROZEN', 'WRONG_PARTITION', 'MALFORMED', 'BAD_AMOUNT', 'UNKNOWN_CURRENCY', 'AMOUNT_OVERFLOW', 'LEGS_NOT_BALANCED']) {
     if (name === 'BALANCE_TABLE_FULL' && process.env.MODEL_TABLE_CAPACITY !== undefined) continue;
     if (COMMANDS >= 50_000) assert.ok((reasons.get(name) ?? 0) > 0, `workload never produced ${name}`);
+  }
+  for (const kind of ['crossing transfer NONE', 'crossing transfer INSUFFICIENT_AVAILABLE', 'crossing transfer DUPLICATE', 'credit NONE', 'credit DUPLICATE', 'credit WRONG_PARTITION', 'credit BAD_AMOUNT', 'credit MALFORMED', 'credit DUPLICATE_TX_ID_CONFLICT']) {
+    if (COMMANDS >= 50_000) assert.ok((crossings.get(kind) ?? 0) > 0, `workload never produced a ${kind}`);
   }
 });
 
@@ -556,7 +752,7 @@ function generateSlots(seed: number, count: number): { slots: Uint8Array[]; part
   for (let i = 0; i < count; i++) {
     const command = workload.next();
     command.payloadHash = writeCommand(harness, command);
-    model.apply(command);
+    workload.observe(command, model.apply(command));
     slots.push(new Uint8Array(harness.commands, 0, COMMAND_SLOT_BYTES).slice());
     partitions.push(command.partition);
   }

@@ -7,7 +7,10 @@ import { COMMAND_SLOT_BYTES, CommandType } from './command_layout';
 import { CommandFields, CommandSlotWriter } from './command_slot_writer';
 import { InvariantChecker } from './engine_invariants';
 import { OutputBuffer } from './output_buffer';
-import { OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED } from './output_layout';
+import {
+  LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED,
+  OUTPUT_SLOT_BYTES, readCreditOut, readLeg, readOutcome,
+} from './output_layout';
 import { RejectCode } from './reject_code';
 
 const USDT = 1;
@@ -40,7 +43,7 @@ function harness(options: { capacity?: number; dedupWindow?: number } = {}) {
     const reading = reader.readBalance(account, currency, partition);
     return reading === undefined ? undefined : [reading.available, reading.frozen];
   }
-  return { table, engine, run, balance, reader };
+  return { table, engine, output, run, balance, reader };
 }
 
 const deposit = (txId: string, account: bigint, amount: bigint, currency = USDT): Fields => ({ type: CommandType.Deposit, txId, account, currency, amount });
@@ -70,13 +73,15 @@ test('withdraw, freeze, unfreeze check the user balance and never go negative', 
   assert.equal(h.run({ type: CommandType.Withdraw, txId: 'w3', account: 1001n, currency: USDT, amount: 0n }).outcome.reason, RejectCode.BadAmount);
 });
 
-test('transfer moves available between users of the partition; another partition is WRONG_PARTITION for now', () => {
+test('transfer moves available between users of the partition', () => {
   const h = harness();
   h.run(deposit('d1', 1001n, 100n));
   const { outcome, legs } = h.run({ type: CommandType.Transfer, txId: 't1', account: 1001n, counterAccount: 1002n, currency: USDT, amount: 60n });
   assert.equal(outcome.status, 1);
+  assert.equal(outcome.flags, OUTCOME_FLAG_RECORDED);
+  assert.equal(outcome.slotCount, 2);
   assert.deepEqual(legs.map((leg) => [leg.account, leg.availableDelta]), [[1001n, -60n], [1002n, 60n]]);
-  assert.equal(h.run({ type: CommandType.Transfer, txId: 't2', account: 1001n, counterAccount: 1003n, counterHome: 1, currency: USDT, amount: 1n }).outcome.reason, RejectCode.WrongPartition);
+  assert.equal(h.run({ type: CommandType.Transfer, txId: 't2', account: 1001n, counterAccount: 1003n, accountHome: 1, currency: USDT, amount: 1n }).outcome.reason, RejectCode.WrongPartition);
   assert.equal(h.run({ type: CommandType.Transfer, txId: 't3', account: 1001n, counterAccount: 1002n, currency: USDT, amount: 41n }).outcome.reason, RejectCode.InsufficientAvailable);
   assert.equal(h.run({ type: CommandType.Transfer, txId: 't4', account: 1001n, counterAccount: 5n, currency: USDT, amount: 1n }).outcome.reason, RejectCode.Malformed);
   assert.deepEqual(h.balance(1002n, USDT), [60n, 0n]);
@@ -221,4 +226,154 @@ test('sequences increase per command and balances record the last change', () =>
   assert.deepEqual([a.outcome.sequence, c.outcome.sequence], [1, 3]);
   assert.equal(h.reader.readBalance(1001n, USDT)!.lastChangeSequence, 1);
   assert.equal(h.reader.readBalance(0n, USDT, 0)!.lastChangeSequence, 2);
+});
+
+const crossing = (txId: string, from: bigint, to: bigint, amount: bigint, toPartition = 1): Fields => ({
+  type: CommandType.Transfer, txId, account: from, counterAccount: to, counterHome: toPartition, currency: USDT, amount,
+});
+const credit = (txId: string, account: bigint, amount: bigint, partition = 1): Fields => ({ type: CommandType.Credit, txId, account, currency: USDT, amount, partition, accountHome: partition });
+
+test('a transfer whose `to` lives on another partition debits `from` into transit (3) and names the credit in the leg slot tail', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 100n));
+  // Stale bytes in the ring: the tail must be written whole, its last four bytes as zeros.
+  new Uint8Array(h.output.buffer).fill(0xee);
+  const to = (1n << 64n) - 7n; // high word above 2^31
+  const position = h.output.position;
+  const { outcome, legs } = h.run(crossing('x1', 1001n, to, 60n, 1));
+  assert.deepEqual([outcome.status, outcome.reason, outcome.flags, outcome.legCount, outcome.slotCount], [1, RejectCode.None, OUTCOME_FLAG_RECORDED | OUTCOME_FLAG_CREDIT_OUT, 2, 2]);
+  assert.deepEqual(
+    legs.map((leg) => [leg.account, leg.currency, leg.partition, leg.availableDelta, leg.frozenDelta, leg.resultingAvailable, leg.resultingFrozen]),
+    [[1001n, USDT, 0, -60n, 0n, 40n, 0n], [3n, USDT, 0, 60n, 0n, 60n, 0n]],
+  );
+  // The same through the raw readers, and the tail byte by byte.
+  const buffer = h.output.buffer;
+  const outcomeSlot = h.output.slotByteOffset(position);
+  const legSlot = h.output.slotByteOffset(position + 1);
+  assert.equal(readOutcome(buffer, outcomeSlot).flags & OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_CREDIT_OUT);
+  assert.deepEqual([readLeg(buffer, legSlot, 1).account, readLeg(buffer, legSlot, 1).availableDelta], [3n, 60n]);
+  const tail = new DataView(buffer, legSlot, OUTPUT_SLOT_BYTES);
+  assert.equal(LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, 112);
+  assert.equal(LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, 120);
+  assert.equal(tail.getUint32(112, true), Number(to & 0xffffffffn), 'lo word first');
+  assert.equal(tail.getUint32(116, true), Number(to >> 32n), 'then hi word');
+  assert.equal(tail.getBigUint64(112, true), to);
+  assert.equal(tail.getUint32(120, true), 1);
+  assert.equal(tail.getUint32(124, true), 0);
+  assert.deepEqual(readCreditOut(buffer, legSlot), { to, toPartition: 1 });
+  // Only `from` and this partition's transit changed; `to` is credited on its own partition.
+  assert.deepEqual(h.balance(1001n, USDT), [40n, 0n]);
+  assert.deepEqual(h.balance(3n, USDT, 0), [60n, 0n]);
+  assert.equal(h.balance(to, USDT), undefined);
+  assert.equal(h.balance(3n, USDT, 1), undefined);
+  // A second crossing transfer adds to the same transit balance.
+  assert.deepEqual(h.run(crossing('x2', 1001n, 1005n, 15n, 1)).legs.map((leg) => leg.resultingAvailable), [25n, 75n]);
+});
+
+test('a crossing transfer is checked like a local one; rejections and replays carry no flag and no legs', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 100n));
+  const noCredit = (fields: Fields) => {
+    const { outcome, legs } = h.run(fields);
+    assert.equal(outcome.flags & OUTCOME_FLAG_CREDIT_OUT, 0, fields.txId as string);
+    assert.equal(legs.length, 0);
+    return [outcome.reason, outcome.flags];
+  };
+  assert.deepEqual(noCredit(crossing('r1', 1001n, 1005n, 101n)), [RejectCode.InsufficientAvailable, OUTCOME_FLAG_RECORDED]);
+  assert.deepEqual(noCredit(crossing('r2', 1001n, 1005n, 0n)), [RejectCode.BadAmount, OUTCOME_FLAG_RECORDED]);
+  assert.deepEqual(noCredit({ ...crossing('r3', 1001n, 1005n, 1n), accountHome: 1 }), [RejectCode.WrongPartition, OUTCOME_FLAG_RECORDED]);
+  assert.deepEqual(noCredit({ ...crossing('r4', 1001n, 3n, 1n) }), [RejectCode.Malformed, 0]);
+  assert.deepEqual(noCredit({ ...crossing('r5', 1001n, 1005n, 1n), rejectCode: RejectCode.UnknownCurrency }), [RejectCode.UnknownCurrency, OUTCOME_FLAG_RECORDED]);
+  assert.equal(h.run(crossing('ok', 1001n, 1005n, 100n)).outcome.flags, OUTCOME_FLAG_RECORDED | OUTCOME_FLAG_CREDIT_OUT);
+  const replay = h.run(crossing('ok', 1001n, 1005n, 100n));
+  assert.deepEqual([replay.outcome.status, replay.outcome.flags, replay.outcome.legCount, replay.outcome.slotCount], [1, OUTCOME_FLAG_DUPLICATE, 0, 1]);
+  assert.deepEqual(noCredit(crossing('ok', 1001n, 1005n, 99n)), [RejectCode.DuplicateTxIdConflict, 0]);
+  assert.deepEqual(h.balance(1001n, USDT), [0n, 0n]);
+  assert.deepEqual(h.balance(3n, USDT, 0), [100n, 0n]);
+});
+
+test('a crossing transfer: AMOUNT_OVERFLOW in transit, BALANCE_TABLE_FULL for a new transit balance', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, I64_MAX));
+  assert.equal(h.run(crossing('x1', 1001n, 1005n, I64_MAX)).outcome.status, 1);
+  h.run(deposit('d2', 1002n, 1n));
+  assert.equal(h.run(crossing('x2', 1002n, 1005n, 1n)).outcome.reason, RejectCode.AmountOverflow);
+  assert.deepEqual(h.balance(3n, USDT, 0), [I64_MAX, 0n]);
+  assert.deepEqual(h.balance(1002n, USDT), [1n, 0n]);
+  const small = harness({ capacity: 2 });
+  small.run(deposit('d1', 1001n, 5n));
+  const full = small.run(crossing('x1', 1001n, 1005n, 1n));
+  assert.deepEqual([full.outcome.reason, full.outcome.flags], [RejectCode.BalanceTableFull, 0]);
+  assert.deepEqual(small.balance(1001n, USDT), [5n, 0n]);
+});
+
+test('credit moves the amount from transit (3) of its partition to the account; transit nets to zero across partitions', () => {
+  const h = harness();
+  h.run(deposit('d1', 1001n, 100n));
+  h.run(crossing('x1', 1001n, 1005n, 60n, 1));
+  const { outcome, legs } = h.run(credit('x1/credit', 1005n, 60n, 1));
+  assert.deepEqual([outcome.status, outcome.flags, outcome.legCount, outcome.slotCount, outcome.partition, outcome.commandType], [1, OUTCOME_FLAG_RECORDED, 2, 2, 1, CommandType.Credit]);
+  assert.deepEqual(
+    legs.map((leg) => [leg.account, leg.partition, leg.availableDelta, leg.frozenDelta, leg.resultingAvailable]),
+    [[1005n, 1, 60n, 0n, 60n], [3n, 1, -60n, 0n, -60n]],
+  );
+  assert.deepEqual(h.balance(1005n, USDT), [60n, 0n]);
+  assert.deepEqual(h.balance(3n, USDT, 0), [60n, 0n]);
+  assert.deepEqual(h.balance(3n, USDT, 1), [-60n, 0n]);
+  assert.deepEqual(h.balance(3n, USDT), [0n, 0n], 'summed over partitions');
+  // A credit may arrive before anything else touched transit there: transit goes negative.
+  assert.deepEqual(h.run(credit('c2', 1006n, 5n, 1)).legs.map((leg) => leg.resultingAvailable), [5n, -65n]);
+});
+
+test('credit: the account must live on the command partition, else WRONG_PARTITION (recorded)', () => {
+  const h = harness();
+  const wrong = h.run({ ...credit('c1', 1005n, 5n, 1), accountHome: 0 });
+  assert.deepEqual([wrong.outcome.status, wrong.outcome.reason, wrong.outcome.flags, wrong.legs.length], [2, RejectCode.WrongPartition, OUTCOME_FLAG_RECORDED, 0]);
+  const replay = h.run({ ...credit('c1', 1005n, 5n, 1), accountHome: 0 });
+  assert.deepEqual([replay.outcome.reason, replay.outcome.flags], [RejectCode.WrongPartition, OUTCOME_FLAG_DUPLICATE]);
+  assert.equal(h.balance(1005n, USDT), undefined);
+  assert.equal(h.balance(3n, USDT, 1), undefined);
+  assert.equal(h.run({ ...credit('c2', 5n, 5n, 1) }).outcome.reason, RejectCode.Malformed, 'a system account is never credited');
+  assert.equal(h.run(credit('c3', 1005n, 0n, 1)).outcome.reason, RejectCode.BadAmount);
+});
+
+test('credit: a relay retry replays the stored outcome and changes nothing', () => {
+  const h = harness();
+  const first = h.run(credit('c1', 1005n, 7n, 1));
+  const retry = h.run(credit('c1', 1005n, 7n, 1));
+  assert.deepEqual([retry.outcome.status, retry.outcome.reason, retry.outcome.flags, retry.outcome.legCount], [1, RejectCode.None, OUTCOME_FLAG_DUPLICATE, 0]);
+  assert.equal(retry.outcome.originalOffset, first.outcome.kafkaOffset);
+  assert.deepEqual(h.balance(1005n, USDT), [7n, 0n]);
+  assert.deepEqual(h.balance(3n, USDT, 1), [-7n, 0n]);
+  assert.equal(h.engine.counters[COUNTER_DUPLICATES], 1);
+});
+
+test('credit: the same tx_id with another payload, or as a deposit, is DUPLICATE_TX_ID_CONFLICT', () => {
+  const h = harness();
+  h.run(credit('c1', 1005n, 7n, 1));
+  const conflicts: Fields[] = [
+    credit('c1', 1005n, 8n, 1),
+    credit('c1', 1006n, 7n, 1),
+    { ...credit('c1', 1005n, 7n, 1), currency: BTC },
+    { ...credit('c1', 1005n, 7n, 1), type: CommandType.Deposit },
+  ];
+  for (const fields of conflicts) {
+    const { outcome, legs } = h.run(fields);
+    assert.deepEqual([outcome.reason, outcome.flags, legs.length], [RejectCode.DuplicateTxIdConflict, 0, 0], JSON.stringify(fields, (_key, value) => (typeof value === 'bigint' ? String(value) : value)));
+  }
+  assert.equal(h.run(credit('c1', 1005n, 7n, 1)).outcome.flags, OUTCOME_FLAG_DUPLICATE, 'a conflict does not overwrite the original');
+  assert.deepEqual(h.balance(1005n, USDT), [7n, 0n]);
+  assert.equal(h.balance(0n, USDT, 1), undefined, 'a credit never touches the external account');
+});
+
+test('credit: AMOUNT_OVERFLOW and BALANCE_TABLE_FULL as for a deposit', () => {
+  const h = harness();
+  h.run({ ...deposit('d1', 1005n, I64_MAX), partition: 1, accountHome: 1 });
+  assert.deepEqual([h.run(credit('c1', 1005n, 1n, 1)).outcome.reason], [RejectCode.AmountOverflow]);
+  assert.deepEqual(h.balance(1005n, USDT), [I64_MAX, 0n]);
+  const small = harness({ capacity: 2 });
+  assert.equal(small.run(credit('c1', 1005n, 1n, 1)).outcome.status, 1);
+  const full = small.run(credit('c2', 1006n, 1n, 1));
+  assert.deepEqual([full.outcome.reason, full.outcome.flags], [RejectCode.BalanceTableFull, 0]);
+  assert.equal(small.run(credit('c2', 1005n, 1n, 1)).outcome.status, 1, 'BALANCE_TABLE_FULL is not recorded: the tx_id is free');
 });

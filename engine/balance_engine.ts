@@ -6,7 +6,10 @@
 // Every command becomes a *posting*: 1..12 legs, each adding an available delta and a frozen
 // delta to one balance. deposit = [user +a, external(0) -a]; withdraw = [user -a, external +a];
 // freeze = [user (-a, +a)]; unfreeze = [user (+a, -a)]; transfer = [from -a, to +a]; settle =
-// its own legs. A posting is checked whole (user balances never negative, every balance
+// its own legs. A transfer whose `to` lives on another partition (a *crossing* transfer) =
+// [from -a, transit(3) +a], flagged OUTCOME_FLAG_CREDIT_OUT with `to` in its leg slot's tail:
+// persistence sends `to`'s partition a credit = [user +a, transit(3) -a] (ARCHITECTURE.md
+// section 3, "Cross-partition transfers"). Each half touches only its own partition's state. A posting is checked whole (user balances never negative, every balance
 // within int64, room in the table) and either all legs apply or none. The single-amount
 // commands (the bulk of the traffic) are evaluated by applySingleAmount() in locals; settle
 // by the general evaluator evaluatePosting(); both follow the same rules in the same order.
@@ -23,7 +26,7 @@
 //   4. decoder's rejection (BAD_AMOUNT, AMOUNT_OVERFLOW, UNKNOWN_CURRENCY)         recorded
 //   5. BAD_AMOUNT: single-amount command with amount <= 0                          recorded
 //   6. WRONG_PARTITION: a named user account whose home partition is not the command's
-//      partition (transfer `to` included until cross-partition transit exists)     recorded
+//      partition, except a transfer's `to` (a crossing transfer, see above)          recorded
 //   7. LEGS_NOT_BALANCED: settle legs of some currency do not sum to zero          recorded
 //   8. INSUFFICIENT_AVAILABLE / INSUFFICIENT_FROZEN: applying the legs in order, a user
 //      balance would go negative after some leg (first such leg; available before frozen)
@@ -78,6 +81,7 @@ import {
   TX_ID_BYTES_MAX, TX_ID_HASH_OFFSET, TX_ID_LENGTH_OFFSET, TX_ID_OFFSET, TYPE_OFFSET,
 } from './command_layout';
 import { RejectCode } from './reject_code';
+import { EXTERNAL_ACCOUNT_ID, TRANSIT_ACCOUNT_ID } from './account_id';
 import {
   AVAILABLE_WORD, BUCKET_WORDS, BalanceTable, FROZEN_WORD, PARTITIONS_MAX, USER_PARTITION_WORD,
   VERSION_WORD, findBucket, isUserAccount, keyHash,
@@ -86,7 +90,8 @@ import { DedupIndex, OutcomeStatus } from './dedup_index';
 import { I32_MAX, I32_MIN, TWO_POW_32 } from './int64_words';
 import { finalize32, mix32 } from './mix32';
 import {
-  LEGS_PER_SLOT, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET,
+  LEG_SLOT_CREDIT_RESERVED_OFFSET, LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET,
+  LEGS_PER_SLOT, OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET,
   OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_KIND_OFFSET, OUT_LEG_COUNT_OFFSET, OUT_ORIGINAL_OFFSET_OFFSET,
   OUT_PARTITION_OFFSET, OUT_PAYLOAD_HASH_OFFSET, OUT_REASON_OFFSET, OUT_RESERVED_OFFSET, OUT_SEQUENCE_OFFSET,
   OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_HASH_OFFSET, OUT_TX_ID_LENGTH_OFFSET,
@@ -162,10 +167,14 @@ const enum JournalWord {
   Words = 12,
 }
 
-/** Word indexes in a leg slot: a 4-word header, then two journal legs. */
+/** Word indexes in a leg slot: a 4-word header, two journal legs, then the tail (a crossing transfer's credit). */
 const enum LegSlotWord {
   Header = 0,
   FirstLeg = 4,
+  /** The credit's `to`, lo word then hi word. */
+  CreditToAccount = 28,
+  CreditToPartition = 30,
+  CreditReserved = 31,
 }
 
 /** A settle leg being evaluated, in `legs`. */
@@ -223,6 +232,8 @@ function assertLayoutMirrors(): void {
     [OutcomeWord.Account * 4, OUT_ACCOUNT_OFFSET], [OutcomeWord.TxIdHash * 4, OUT_TX_ID_HASH_OFFSET],
     [OutcomeWord.TxId * 4, OUT_TX_ID_OFFSET], [JournalWord.Words * 4, OUT_LEG_BYTES],
     [LegSlotWord.FirstLeg * 4, legOffsetInSlot(0)], [(LegSlotWord.FirstLeg + JournalWord.Words) * 4, legOffsetInSlot(1)],
+    [LegSlotWord.CreditToAccount * 4, LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET], [LegSlotWord.CreditToPartition * 4, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET],
+    [LegSlotWord.CreditReserved * 4, LEG_SLOT_CREDIT_RESERVED_OFFSET],
     [BucketWord.Available, AVAILABLE_WORD], [BucketWord.Frozen, FROZEN_WORD], [BucketWord.Words, BUCKET_WORDS], [2, LEGS_PER_SLOT],
   ];
   for (const [mirror, layout] of mirrors) {
@@ -242,11 +253,13 @@ const enum Limit {
   SettleLegsMax = 12,
   UserPartitionWord = -1,
   ExternalAccount = 0,
+  TransitAccount = 3,
   TwoPow32 = 4294967296,
   Int32Max = 0x7fffffff,
   Int32Min = -0x80000000,
   FlagDuplicate = 1,
   FlagRecorded = 2,
+  FlagCreditOut = 4,
   /** Index of the duplicate-replay counter in `counters`. */
   CounterDuplicates = 16,
   PrefetchGroupCommands = 16,
@@ -256,7 +269,8 @@ function assertLimits(): void {
   const mirrors: [number, number][] = [
     [Limit.PartitionsMax, PARTITIONS_MAX], [Limit.TxIdBytesMax, TX_ID_BYTES_MAX], [Limit.SettleLegsMax, SETTLE_LEGS_MAX],
     [Limit.UserPartitionWord, USER_PARTITION_WORD], [Limit.TwoPow32, TWO_POW_32], [Limit.Int32Max, I32_MAX], [Limit.Int32Min, I32_MIN],
-    [Limit.FlagDuplicate, OUTCOME_FLAG_DUPLICATE], [Limit.FlagRecorded, OUTCOME_FLAG_RECORDED], [1 + ((Limit.SettleLegsMax + 1) >> 1), outputSlotsFor(Limit.SettleLegsMax)],
+    [Limit.FlagDuplicate, OUTCOME_FLAG_DUPLICATE], [Limit.FlagRecorded, OUTCOME_FLAG_RECORDED], [Limit.FlagCreditOut, OUTCOME_FLAG_CREDIT_OUT],
+    [Limit.ExternalAccount, EXTERNAL_ACCOUNT_ID], [Limit.TransitAccount, TRANSIT_ACCOUNT_ID], [1 + ((Limit.SettleLegsMax + 1) >> 1), outputSlotsFor(Limit.SettleLegsMax)],
   ];
   for (const [mirror, source] of mirrors) if (mirror !== source) throw new Error(`balance engine: constant ${mirror} no longer mirrors ${source}`);
 }
@@ -307,9 +321,10 @@ export class BalanceEngine {
   private prefetched = 0;
   /** Bucket word indexes loadGroupState() loads: one per balance of up to Limit.PrefetchGroupCommands settles. */
   private readonly touchWords = new Int32Array(Limit.PrefetchGroupCommands * Limit.SettleLegsMax);
-  /** Output position and slot count that an accepted command's posting claimed (see claimLegSlots()). */
+  /** Output position, slot count and outcome flags of an accepted command's posting (see claimLegSlots()). */
   private claimedFirst = 0;
   private claimedSlots = 0;
+  private claimedFlags = 0;
   /** Partition of the command being applied: the home partition of the balances it creates. */
   private applyPartition = 0;
 
@@ -450,6 +465,9 @@ export class BalanceEngine {
     const currency = words[w + CommandWord.Currency];
     touches = this.collectBalance(touches, words[w + CommandWord.Account], words[w + CommandWord.Account + 1], currency, Limit.UserPartitionWord);
     if (type !== CommandType.Transfer) return touches;
+    // A crossing transfer's leg 1 is the partition's transit account, a line the cache keeps
+    // (like the external account of deposits and withdrawals): nothing to load.
+    if (words[w + CommandWord.Homes] >>> 16 !== words[w + CommandWord.Partition]) return touches;
     return this.collectBalance(touches, words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1], currency, Limit.UserPartitionWord);
   }
 
@@ -505,7 +523,7 @@ export class BalanceEngine {
     if (status === OutcomeStatus.Rejected) return this.finish(slot, status, reason, Limit.FlagRecorded, offsetLo, offsetHi);
     // The posting has claimed the command's output slots and written its leg slots.
     this.counters[RejectCode.None]++;
-    this.writeOutcome(this.claimedFirst, slot, OutcomeStatus.Accepted, RejectCode.None, Limit.FlagRecorded, this.legCount, this.claimedSlots, offsetLo, offsetHi);
+    this.writeOutcome(this.claimedFirst, slot, OutcomeStatus.Accepted, RejectCode.None, this.claimedFlags, this.legCount, this.claimedSlots, offsetLo, offsetHi);
     return this.claimedSlots;
   }
 
@@ -514,7 +532,7 @@ export class BalanceEngine {
     const words = this.commandWords;
     const w = slot >> 2;
     const type = words[w + CommandWord.Header] & 0xff;
-    if (type < CommandType.Deposit || type > CommandType.Settle) return false;
+    if (type < CommandType.Deposit || type > CommandType.Credit) return false;
     if (!isUserAccount(words[w + CommandWord.Account], words[w + CommandWord.Account + 1])) return false;
     if (type === CommandType.Transfer) return isUserAccount(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1]);
     if (type === CommandType.Settle) {
@@ -541,16 +559,19 @@ export class BalanceEngine {
   }
 
   /**
-   * deposit, withdraw, freeze, unfreeze and transfer: one or two legs, evaluated straight from
-   * the slot (the hot path; settle goes through the general posting evaluator). Same rules, same order
-   * of checks as evaluatePosting(): BAD_AMOUNT, WRONG_PARTITION, INSUFFICIENT_*,
+   * deposit, withdraw, freeze, unfreeze, transfer and credit: one or two legs, evaluated straight
+   * from the slot (the hot path; settle goes through the general posting evaluator). Same rules,
+   * same order of checks as evaluatePosting(): BAD_AMOUNT, WRONG_PARTITION, INSUFFICIENT_*,
    * AMOUNT_OVERFLOW, BALANCE_TABLE_FULL; on success writes the balances and the leg slot.
    *
-   * Leg 0 is the command's account with deltas (available, frozen): deposit (+a, 0), withdraw
-   * (-a, 0), freeze (-a, +a), unfreeze (+a, -a), transfer (-a, 0). Leg 1 (not for freeze and
-   * unfreeze) changes available only: external account 0 of the partition by -a for a deposit
-   * and +a for a withdraw, or the transfer's `to` by +a. A running balance is a low word in
-   * [0, 2^32) and a high word kept as an unbounded float64 integer (see evaluatePosting()).
+   * Leg 0 is the command's account with deltas (available, frozen): deposit and credit (+a, 0),
+   * withdraw (-a, 0), freeze (-a, +a), unfreeze (+a, -a), transfer (-a, 0). Leg 1 (not for
+   * freeze and unfreeze) changes available only: the transfer's `to` by +a, or a system account
+   * of the partition: external (0) by -a for a deposit and +a for a withdraw, transit (3) by +a
+   * for a crossing transfer (`to` on another partition) and -a for a credit. A crossing transfer
+   * also writes the credit it owes into its leg slot's tail and flags its outcome. A running
+   * balance is a low word in [0, 2^32) and a high word kept as an unbounded float64 integer
+   * (see evaluatePosting()).
    */
   private applySingleAmount(slot: number, partition: number): number {
     const words = this.commandWords;
@@ -562,11 +583,14 @@ export class BalanceEngine {
     const homes = words[w + CommandWord.Homes];
     if ((homes & 0xffff) !== partition) return RejectCode.WrongPartition;
     const isTransfer = type === CommandType.Transfer;
-    if (isTransfer && homes >>> 16 !== partition) return RejectCode.WrongPartition;
+    // The transfer's `to` may live elsewhere (its credit is applied there); then leg 1 is transit.
+    const toPartition = homes >>> 16;
+    const crossing = isTransfer && toPartition !== partition;
+    const secondIsUser = isTransfer && !crossing;
     // Two's complement negation of the amount, word-wise (the amount is > 0, so it cannot overflow).
     const negativeLo = -amountLo | 0;
     const negativeHi = amountLo === 0 ? -amountHi | 0 : ~amountHi;
-    const availableCredit = type === CommandType.Deposit || type === CommandType.Unfreeze;
+    const availableCredit = type === CommandType.Deposit || type === CommandType.Unfreeze || type === CommandType.Credit;
     const availableDeltaLo = availableCredit ? amountLo : negativeLo;
     const availableDeltaHi = availableCredit ? amountHi : negativeHi;
     const frozenDeltaLo = type === CommandType.Freeze ? amountLo : type === CommandType.Unfreeze ? negativeLo : 0;
@@ -588,19 +612,20 @@ export class BalanceEngine {
       this.legCount = 1;
       return RejectCode.None;
     }
-    // Leg 1: external account 0 of the partition, or the transfer's `to`.
-    const secondLo = isTransfer ? words[w + CommandWord.CounterAccount] : Limit.ExternalAccount;
-    const secondHi = isTransfer ? words[w + CommandWord.CounterAccount + 1] : 0;
-    const secondKeyPartition = isTransfer ? Limit.UserPartitionWord : partition;
-    const secondDeltaLo = type === CommandType.Deposit ? negativeLo : amountLo;
-    const secondDeltaHi = type === CommandType.Deposit ? negativeHi : amountHi;
+    // Leg 1: the transfer's `to`, or a system account of the partition: transit or external.
+    const systemAccount = crossing || type === CommandType.Credit ? Limit.TransitAccount : Limit.ExternalAccount;
+    const secondLo = secondIsUser ? words[w + CommandWord.CounterAccount] : systemAccount;
+    const secondHi = secondIsUser ? words[w + CommandWord.CounterAccount + 1] : 0;
+    const secondKeyPartition = secondIsUser ? Limit.UserPartitionWord : partition;
+    const secondDeltaLo = availableCredit ? negativeLo : amountLo;
+    const secondDeltaHi = availableCredit ? negativeHi : amountHi;
     // A transfer to oneself names one balance twice: leg 1 starts from leg 0's result.
-    const sameBalance = isTransfer && secondLo === accountLo && secondHi === accountHi;
+    const sameBalance = secondIsUser && secondLo === accountLo && secondHi === accountHi;
     const bucket1 = sameBalance ? bucket0 : findBucket(this.tableWords, this.tableMask, secondLo, secondHi, currency, secondKeyPartition);
     if (sameBalance) this.addToRunning(1, 0, secondDeltaLo, secondDeltaHi, 0, 0);
     else this.addToBalance(1, bucket1, secondDeltaLo, secondDeltaHi, 0, 0);
     const second = RunningWord.Words;
-    if (isTransfer && running[second + RunningWord.AvailableHi] < 0) return RejectCode.InsufficientAvailable;
+    if (secondIsUser && running[second + RunningWord.AvailableHi] < 0) return RejectCode.InsufficientAvailable;
     if (!fitsInt64(running[RunningWord.AvailableHi], running[RunningWord.FrozenHi])) return RejectCode.AmountOverflow;
     if (!fitsInt64(running[second + RunningWord.AvailableHi], running[second + RunningWord.FrozenHi])) return RejectCode.AmountOverflow;
     const needed = (bucket0 < 0 ? 1 : 0) + (!sameBalance && bucket1 < 0 ? 1 : 0);
@@ -608,6 +633,7 @@ export class BalanceEngine {
     const o = this.claimLegSlots(2);
     this.fillLeg(o + LegSlotWord.FirstLeg, 0, accountLo, accountHi, currency, partition, availableDeltaLo, availableDeltaHi, frozenDeltaLo, frozenDeltaHi);
     this.fillLeg(o + LegSlotWord.FirstLeg + JournalWord.Words, 1, secondLo, secondHi, currency, partition, secondDeltaLo, secondDeltaHi, 0, 0);
+    if (crossing) this.writeCreditOut(o, words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1], toPartition);
     // Only the final value of a balance named twice is written.
     if (!sameBalance) this.writeBalance(0, bucket0, accountLo, accountHi, currency, Limit.UserPartitionWord);
     this.writeBalance(1, bucket1, secondLo, secondHi, currency, secondKeyPartition);
@@ -616,9 +642,22 @@ export class BalanceEngine {
   }
 
   /**
+   * The credit a crossing transfer owes, in the tail of its leg slot at word `o` (output_layout.ts),
+   * and its outcome's flag that says the tail is there. The amount and currency are leg 1's.
+   */
+  private writeCreditOut(o: number, toLo: number, toHi: number, toPartition: number): void {
+    const outWords = this.outWords;
+    outWords[o + LegSlotWord.CreditToAccount] = toLo;
+    outWords[o + LegSlotWord.CreditToAccount + 1] = toHi;
+    outWords[o + LegSlotWord.CreditToPartition] = toPartition;
+    outWords[o + LegSlotWord.CreditReserved] = 0;
+    this.claimedFlags = Limit.FlagRecorded | Limit.FlagCreditOut;
+  }
+
+  /**
    * Claims the output slots of an accepted posting of `legCount` legs (the outcome slot, then
-   * its leg slots), remembers them for apply() and writes the first leg slot's header;
-   * returns the word index of that leg slot.
+   * its leg slots), remembers them and the outcome's flags for apply() and writes the first leg
+   * slot's header; returns the word index of that leg slot.
    */
   private claimLegSlots(legCount: number): number {
     const output = this.output;
@@ -626,6 +665,7 @@ export class BalanceEngine {
     const first = output.claim(slotCount);
     this.claimedFirst = first;
     this.claimedSlots = slotCount;
+    this.claimedFlags = Limit.FlagRecorded;
     const o = output.slotByteOffset(first + 1) >> 2;
     this.writeLegSlotHeader(o, legCount >= 2 ? 2 : 1);
     return o;

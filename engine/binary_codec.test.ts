@@ -39,7 +39,7 @@ function assertSameSlot(json: string, binary: Uint8Array): number {
 test('JSON and binary of the same command give identical slots (hashes included)', () => {
   const random = new SeededRandom(201);
   for (let round = 0; round < 20_000; round++) {
-    const command = randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES }, round);
+    const command = randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES, credits: true }, round);
     assert.equal(assertSameSlot(encodeCommandJson(command), encodeCommandBinary(command)), RejectCode.None);
   }
 });
@@ -68,7 +68,7 @@ test('rule rejections (sign, scale, overflow, unknown currency) agree between JS
   const random = new SeededRandom(202);
   const seen = new Set<number>();
   for (let round = 0; round < 20_000; round++) {
-    const command = perturbEncodable(randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES }, round), random);
+    const command = perturbEncodable(randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES, credits: true }, round), random);
     seen.add(assertSameSlot(encodeCommandJson(command), encodeCommandBinary(command)));
   }
   assert.deepEqual([...seen].sort(), [RejectCode.None, RejectCode.BadAmount, RejectCode.AmountOverflow, RejectCode.UnknownCurrency]);
@@ -131,6 +131,19 @@ test('binary layout of a deposit, byte by byte', () => {
   assert.deepEqual([slot.type, slot.rejectCode, slot.txId, slot.account, slot.currency, slot.amount], [CommandType.Deposit, RejectCode.None, 'tx-9', 1001n, 1, 100_250_000n]);
 });
 
+test('binary layout of a credit: a deposit\'s shape with type 7', () => {
+  const credit: WireCommand = { ...DEPOSIT, type: 'credit' };
+  const bytes = Buffer.from(encodeCommandBinary(credit));
+  const deposit = Buffer.from(encodeCommandBinary(DEPOSIT));
+  assert.equal(bytes[1], CommandType.Credit);
+  assert.deepEqual(Buffer.concat([bytes.subarray(0, 1), bytes.subarray(2)]), Buffer.concat([deposit.subarray(0, 1), deposit.subarray(2)]));
+  const slot = decodeBinary(bytes);
+  assert.deepEqual([slot.type, slot.rejectCode, slot.txId, slot.account, slot.currency, slot.amount], [CommandType.Credit, RejectCode.None, 'tx-9', 1001n, 1, 100_250_000n]);
+  assertSameSlot(encodeCommandJson(credit), bytes);
+  assert.notEqual(slot.payloadHash, decodeBinary(deposit).payloadHash);
+  for (const amount of ['0', '-1', '1.1234567', '9223372036855']) assertSameSlot(encodeCommandJson({ ...credit, amount }), encodeCommandBinary({ ...credit, amount }));
+});
+
 test('every MALFORMED binary path; the tx_id is kept whenever the header holds one', () => {
   const valid = Buffer.from(encodeCommandBinary(DEPOSIT));
   const edit = (at: number, value: number): Buffer => {
@@ -144,7 +157,7 @@ test('every MALFORMED binary path; the tx_id is kept whenever the header holds o
     ['header cut', valid.subarray(0, 10), ''],
     ['wrong version', edit(0, 0xb2), ''],
     ['type 0', edit(1, 0), 'tx-9'],
-    ['type 7', edit(1, 7), 'tx-9'],
+    ['type 8', edit(1, 8), 'tx-9'],
     ['tx_id length 0', edit(2, 0), ''],
     ['tx_id length 65', edit(2, 65), ''],
     ['tx_id past the end', edit(2, 60), ''],
@@ -212,7 +225,7 @@ function referenceReadBinary(message: Buffer): { command?: WireCommand; txId?: s
   if (txId !== undefined && txId.includes('\u0000')) txId = undefined;
   result.txId = txId;
   const type = message[1];
-  if (txId === undefined || type < 1 || type > 6) return result;
+  if (txId === undefined || type < 1 || type > 7) return result;
   let at = 11 + txIdLength;
   const need = (count: number): boolean => at + count <= message.length;
   const account = (): string | undefined => (need(8) ? message.readBigUInt64LE((at += 8) - 8).toString() : undefined);
@@ -254,7 +267,7 @@ function referenceReadBinary(message: Buffer): { command?: WireCommand; txId?: s
   } else {
     const code = currency();
     const value = code === undefined ? undefined : amount();
-    const name = (['deposit', 'withdraw', 'freeze', 'unfreeze'] as const)[type - 1];
+    const name = type === CommandType.Credit ? 'credit' : (['deposit', 'withdraw', 'freeze', 'unfreeze'] as const)[type - 1];
     if (value !== undefined) command = { type: name, tx_id: txId, account: user, currency: code as string, amount: value };
   }
   if (command !== undefined && at === message.length) result.command = command;
@@ -265,7 +278,7 @@ test('fuzz: 100k mutated and random binary messages never throw and match a seco
   const random = new SeededRandom(203);
   const seen = new Set<number>();
   for (let round = 0; round < 100_000; round++) {
-    const valid = Buffer.from(encodeCommandBinary(perturbEncodable(randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES }, round), random)));
+    const valid = Buffer.from(encodeCommandBinary(perturbEncodable(randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES, credits: true }, round), random)));
     let message: Buffer;
     if (round % 5 === 0) message = Buffer.from(Array.from({ length: random.int(120) }, (_, index) => (index === 0 && random.chance(0.7) ? BINARY_VERSION_1 : random.int(256))));
     else {
@@ -295,7 +308,7 @@ test('a reused slot holds exactly what a fresh slot would (binary)', () => {
   const random = new SeededRandom(204);
   const fresh = createCommandSlotViews(1);
   for (let round = 0; round < 3000; round++) {
-    const whole = Buffer.from(encodeCommandBinary(randomWireCommand(random, { accountCount: 1000, currencies: BENCH_CURRENCIES }, round)));
+    const whole = Buffer.from(encodeCommandBinary(randomWireCommand(random, { accountCount: 1000, currencies: BENCH_CURRENCIES, credits: true }, round)));
     const message = random.chance(0.1) ? whole.subarray(0, random.int(whole.length)) : whole;
     decodeBinaryCommand(message, 1, round, PARTITION_COUNT, REGISTRY, views, BINARY_SLOT);
     fresh.bytes.fill(0);

@@ -1,15 +1,15 @@
-// Compact binary encoding of the six commands: encoder for producers, decoder into a
+// Compact binary encoding of the seven commands: encoder for producers, decoder into a
 // command slot. All integers little-endian; full table in docs/wire-format.md.
 //
 //   offset  size  field
 //   0       1     version = BINARY_VERSION_1 (0xB1; never a valid first byte of JSON text)
-//   1       1     type (CommandType 1..6)
+//   1       1     type (CommandType 1..7)
 //   2       1     txIdLength T (1..64)
-//   3       8     account u64 (deposit/withdraw/freeze/unfreeze: account; transfer: from;
-//                 settle: the user account)
+//   3       8     account u64 (deposit/withdraw/freeze/unfreeze/credit: account; transfer:
+//                 from; settle: the user account)
 //   11      T     tx_id bytes (UTF-8)
 //   11+T          body:
-//     deposit, withdraw, freeze, unfreeze:  currency, amount
+//     deposit, withdraw, freeze, unfreeze, credit:  currency, amount
 //     transfer:                             to u64, currency, amount
 //     settle:                               legCount u8 (1..12), legs
 //   currency = u8 length C (1..16) + C bytes of the code (independent of registry ids)
@@ -83,7 +83,7 @@ export class BinaryCommandDecoder {
       return finishMalformed(views, slotOffset, CommandType.Unparseable, message, 0, end);
     }
     const typeByte = message[BinaryLayout.TypeOffset];
-    const type = typeByte >= CommandType.Deposit && typeByte <= CommandType.Settle ? (typeByte as CommandType) : CommandType.Unparseable;
+    const type = typeByte >= CommandType.Deposit && typeByte <= CommandType.Credit ? (typeByte as CommandType) : CommandType.Unparseable;
     // The tx_id is read here rather than in a method of its own: this function then stays
     // above V8's size limit for inlining, so it is optimized on its own, with a whole
     // inlining budget for its callees, instead of inside decodeCommand and the consumer's

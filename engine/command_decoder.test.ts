@@ -42,7 +42,7 @@ test('programmer errors are thrown, not turned into MALFORMED', () => {
 test('fuzz through the dispatcher: no decoder fault on random and truncated messages', () => {
   const random = new SeededRandom(301);
   for (let round = 0; round < 50_000; round++) {
-    const command = randomWireCommand(random, { accountCount: 1000, currencies: BENCH_CURRENCIES }, round);
+    const command = randomWireCommand(random, { accountCount: 1000, currencies: BENCH_CURRENCIES, credits: true }, round);
     const whole = round % 2 === 0 ? Buffer.from(encodeCommandJson(command)) : Buffer.from(encodeCommandBinary(command));
     const message = random.chance(0.5) ? whole.subarray(0, random.int(whole.length)) : Buffer.from(Array.from({ length: random.int(64) }, () => random.int(256)));
     decodeCommand(message, 0, round, 1 + random.int(64), REGISTRY, views, 512 * random.int(8));

@@ -18,7 +18,7 @@
 //     8      8   offset          Kafka offset (float64; exact below 2^53)
 //    16      8   payloadHash     64-bit hash of the canonical payload (u32 lo, u32 hi)
 //    24      8   txIdHash        64-bit hash of the tx_id bytes (u32 lo, u32 hi)
-//    32      8   account         account / transfer `from` / settle user (u64)
+//    32      8   account         account / transfer `from` / settle user / credit account (u64)
 //    40      8   counterAccount  transfer `to` (u64); 0 otherwise
 //    48      4   currency        currency id from the registry (u32)
 //    52      2   accountHome     home partition of `account` (u16), computed by the decoder
@@ -49,6 +49,11 @@ export const enum CommandType {
   Unfreeze = 4,
   Transfer = 5,
   Settle = 6,
+  /**
+   * The second half of a transfer whose `to` lives on another partition: moves the amount
+   * from the partition's transit account (3) to `account`. Shaped like a deposit.
+   */
+  Credit = 7,
 }
 
 /**

@@ -72,6 +72,13 @@ test('the contract examples decode into the slot', () => {
   assert.equal(decode('{"type":"withdraw", "tx_id":"w", "account":"1001", "currency":"USDT", "amount":"10"}').type, CommandType.Withdraw);
   assert.equal(decode('{"type":"freeze",   "tx_id":"f", "account":"1001", "currency":"USDT", "amount":"50"}').amount, 50_000_000n);
   assert.equal(decode('{"type":"unfreeze", "tx_id":"u", "account":"1001", "currency":"USDT", "amount":"50"}').type, CommandType.Unfreeze);
+  const credit = decode('{"type":"credit", "tx_id":"c", "account":"1002", "currency":"USDT", "amount":"5"}');
+  assert.deepEqual([credit.type, credit.rejectCode, credit.account, credit.accountHome, credit.counterAccount, credit.amount], [CommandType.Credit, RejectCode.None, 1002n, 3, 0n, 5_000_000n]);
+  for (const [amount, code] of [['0', RejectCode.BadAmount], ['-5', RejectCode.BadAmount], ['1.1234567', RejectCode.BadAmount], ['9223372036855', RejectCode.AmountOverflow]] as const) {
+    assert.equal(decode(`{"type":"credit","tx_id":"c","account":"1002","currency":"USDT","amount":"${amount}"}`).rejectCode, code, amount);
+  }
+  assert.equal(decode('{"type":"credit","tx_id":"c","from":"1002","currency":"USDT","amount":"5"}').rejectCode, RejectCode.Malformed, 'a credit names `account`');
+  assert.equal(decode('{"type":"credit","tx_id":"c","account":"1002","currency":"XRP","amount":"5"}').rejectCode, RejectCode.UnknownCurrency);
   const transfer = decode('{"type":"transfer", "tx_id":"t", "from":"1001", "to":"1002", "currency":"USDT", "amount":"5"}');
   assert.deepEqual([transfer.account, transfer.counterAccount, transfer.accountHome, transfer.counterHome, transfer.amount], [1001n, 1002n, 0, 3, 5_000_000n]);
   const settle = decode(`{"type":"settle", "tx_id":"s", "account":"1001", "legs":[
@@ -196,7 +203,7 @@ function respellString(text: string, random: SeededRandom): string {
 test('key order, whitespace and escapes do not change a single slot byte', () => {
   const random = new SeededRandom(101);
   for (let round = 0; round < 5000; round++) {
-    const command = randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES }, round);
+    const command = randomWireCommand(random, { accountCount: 1_000_000, currencies: BENCH_CURRENCIES, credits: true }, round);
     decode(JSON.stringify(command), 0);
     decode(respell(command, random), 1);
     assert.deepEqual(slotBytes(views, 1), slotBytes(views, 0), JSON.stringify(command));
@@ -207,7 +214,7 @@ test('a reused slot holds exactly what a fresh slot would', () => {
   const random = new SeededRandom(102);
   const fresh = createCommandSlotViews(1);
   for (let round = 0; round < 3000; round++) {
-    const command = randomWireCommand(random, { accountCount: 1000, currencies: BENCH_CURRENCIES }, round);
+    const command = randomWireCommand(random, { accountCount: 1000, currencies: BENCH_CURRENCIES, credits: true }, round);
     const text = random.chance(0.1) ? JSON.stringify(command).slice(0, random.int(60)) : JSON.stringify(command);
     decodeJsonCommand(Buffer.from(text), 1, round, PARTITION_COUNT, REGISTRY, views, 2 * COMMAND_SLOT_BYTES);
     fresh.bytes.fill(0);
@@ -226,7 +233,7 @@ function perturb(command: WireCommand, random: SeededRandom): unknown {
   const replacement = random.pick<unknown>([
     undefined, null, 0, 1.5, -3, true, [], {}, '', ' ', '0', '-0', '+1', '-1', '1e2', '01', '1.', '.5', '0.0000000001', '1.123456789', '92233720368547758070',
     '18446744073709551615', '18446744073709551616', '9223372036854775807', 'DOGE', 'usdt', 'BTC', 'SOL', 'x'.repeat(64), 'x'.repeat(65), '\u00e9'.repeat(32), '\u00e9'.repeat(33),
-    'deposit', 'settle', 'transfer', 'Deposit', [{ account: '1', currency: 'BTC', available: '1', frozen: '-1' }],
+    'deposit', 'settle', 'transfer', 'credit', 'Deposit', 'credits', [{ account: '1', currency: 'BTC', available: '1', frozen: '-1' }],
   ]);
   if (random.chance(0.8)) target[key] = replacement;
   if (random.chance(0.1)) value[random.pick(['extra', 'to', 'from', 'legs', 'amount'])] = replacement;
@@ -237,7 +244,7 @@ test('model: perturbed commands decode exactly as the reference model says (seed
   const random = new SeededRandom(103);
   const codes: number[] = [];
   for (let round = 0; round < 30_000; round++) {
-    const command = randomWireCommand(random, { accountCount: 1_000_000, currencies: [...BENCH_CURRENCIES, { code: 'DOGE', scale: 8 }] }, round);
+    const command = randomWireCommand(random, { accountCount: 1_000_000, currencies: [...BENCH_CURRENCIES, { code: 'DOGE', scale: 8 }], credits: true }, round);
     const spelled = random.chance(0.5) ? respell(perturb(command, random), random) : JSON.stringify(perturb(command, random));
     codes.push(checkAgainstReference(Buffer.from(spelled, 'utf8')));
   }
@@ -274,7 +281,7 @@ test('fuzz: 100k mutated and random messages never throw and match the model', (
     if (round % 4 === 0) {
       message = Buffer.from(Array.from({ length: random.int(80) }, () => (random.chance(0.5) ? random.int(256) : random.pick([...'{}[]":,\\ 0a-.'].map((c) => c.charCodeAt(0))))));
     } else {
-      const command = randomWireCommand(random, { accountCount: 100_000, currencies: BENCH_CURRENCIES }, round);
+      const command = randomWireCommand(random, { accountCount: 100_000, currencies: BENCH_CURRENCIES, credits: true }, round);
       message = mutate(Buffer.from(round % 3 === 0 ? respell(command, random) : JSON.stringify(command)), random);
     }
     codes.push(checkAgainstReference(message));

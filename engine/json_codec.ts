@@ -101,6 +101,7 @@ const W_FREEZE = [textWord('freeze', 0), textWord('freeze', 4)];
 const W_UNFREEZE = [textWord('unfreeze', 0), textWord('unfreeze', 4)];
 const W_TRANSFER = [textWord('transfer', 0), textWord('transfer', 4)];
 const W_SETTLE = [textWord('settle', 0), textWord('settle', 4)];
+const W_CREDIT = [textWord('credit', 0), textWord('credit', 4)];
 
 /** bytes[start..start+length) (5..12 bytes) equals the name packed in `words`. */
 function matchesWords(bytes: Uint8Array, start: number, length: number, words: readonly number[]): boolean {
@@ -142,6 +143,7 @@ function commandTypeOf(bytes: Uint8Array, start: number, end: number): CommandTy
   switch (length) {
     case 6:
       if (matchesWords(bytes, start, 6, W_FREEZE)) return CommandType.Freeze;
+      if (matchesWords(bytes, start, 6, W_CREDIT)) return CommandType.Credit;
       return matchesWords(bytes, start, 6, W_SETTLE) ? CommandType.Settle : CommandType.Unparseable;
     case 7: return matchesWords(bytes, start, 7, W_DEPOSIT) ? CommandType.Deposit : CommandType.Unparseable;
     case 8:

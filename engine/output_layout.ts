@@ -12,7 +12,7 @@
 //      0    1  kind             SlotKind.Outcome
 //      1    1  status           OutcomeStatus: 1 accepted, 2 rejected
 //      2    1  reason           RejectCode (0 if accepted)
-//      3    1  flags            OUTCOME_FLAG_DUPLICATE | OUTCOME_FLAG_RECORDED
+//      3    1  flags            OUTCOME_FLAG_DUPLICATE | OUTCOME_FLAG_RECORDED | OUTCOME_FLAG_CREDIT_OUT
 //      4    1  legCount         journal legs that follow (0 for rejections and duplicates)
 //      5    1  slotCount        slots this command takes, outcome slot included (1..7)
 //      6    1  txIdLength
@@ -35,15 +35,30 @@
 //      2   14  reserved
 //     16   48  leg 0            ┐ leg: +0 account (u64)  +8 currency (u32)  +12 partition (u32)
 //     64   48  leg 1            ┘      +16 availableDelta (i64)  +24 frozenDelta (i64)
-//    112   16  reserved                +32 resultingAvailable (i64)  +40 resultingFrozen (i64)
+//                                      +32 resultingAvailable (i64)  +40 resultingFrozen (i64)
+//    112   16  tail             reserved, except in the leg slot of an outcome flagged
+//                               OUTCOME_FLAG_CREDIT_OUT (the credit a crossing transfer owes):
+//    112    8    creditTo           the transfer's `to` (u64: lo word, then hi word)
+//    120    4    creditToPartition  `to`'s home partition (u32)
+//    124    4    zero
+//                               Otherwise the tail is not written and its bytes are undefined.
 //
-//   ┌──────────── outcome ─────────────┐┌────── legs ───────┐┌────── legs ───────┐
-//   │kind status reason flags … txId   ││hdr│ leg 0 │ leg 1 ││hdr│ leg 2 │ leg 3 │ …
-//   └──────────────────────────────────┘└───────────────────┘└───────────────────┘
+//   ┌──────────── outcome ─────────────┐┌──────── legs ─────────┐┌──────── legs ─────────┐
+//   │kind status reason flags … txId   ││hdr│ leg 0 │ leg 1 │tail││hdr│ leg 2 │ leg 3 │tail│ …
+//   └──────────────────────────────────┘└───────────────────────┘└───────────────────────┘
+//     0                             128  0   16      64     112 128
 //
 // Double entry: deposits and withdrawals post against system account 0 (external) of the
-// command's partition. A leg's partition is the partition whose system account it is, and
-// the command's partition (the account's home) for user accounts.
+// command's partition; transfers whose `to` lives on another partition, and the credits that
+// finish them there, against system account 3 (transit) of the command's partition. A leg's
+// partition is the partition whose system account it is, and the command's partition (the
+// account's home) for user accounts.
+//
+// A crossing transfer's credit is carried by its own output, not by a separate slot kind: it
+// takes as many slots as a local transfer (outcome + 1 leg slot; legs 0 `from` -amount and
+// 1 transit +amount), so the slot count of every command stays a function of its legs, and the
+// amount and currency of the credit are those of leg 1. Its tail is in the same leg slot,
+// which persistence reads anyway.
 
 export const OUTPUT_SLOT_BYTES = 128;
 export const LEGS_PER_SLOT = 2;
@@ -56,6 +71,17 @@ export const enum SlotKind {
 
 export const OUTCOME_FLAG_DUPLICATE = 1;
 export const OUTCOME_FLAG_RECORDED = 2;
+/**
+ * An accepted transfer whose `to` lives on another partition: its legs moved the amount into
+ * this partition's transit account, and its (first) leg slot's tail names the credit to send:
+ * `to` at LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, its home partition at LEG_SLOT_CREDIT_TO_PARTITION_OFFSET.
+ * Never set on rejections nor on duplicate replays (they have no legs).
+ */
+export const OUTCOME_FLAG_CREDIT_OUT = 4;
+export const LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET = 112;
+export const LEG_SLOT_CREDIT_TO_PARTITION_OFFSET = 120;
+/** The tail's last four bytes: zero when the tail is written. */
+export const LEG_SLOT_CREDIT_RESERVED_OFFSET = 124;
 
 export const OUT_KIND_OFFSET = 0;
 export const OUT_STATUS_OFFSET = 1;
@@ -110,6 +136,12 @@ function assertLayout(): void {
     }
   }
   if (legOffsetInSlot(LEGS_PER_SLOT - 1) + OUT_LEG_BYTES > OUTPUT_SLOT_BYTES) throw new Error('output layout: legs overflow the slot');
+  if (legOffsetInSlot(LEGS_PER_SLOT - 1) + OUT_LEG_BYTES !== LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET) throw new Error('output layout: the credit tail must begin where leg 1 ends');
+  if (LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET % 8 !== 0) throw new Error('output layout: the credit\'s `to` (u64) must be 8-byte aligned');
+  if (LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET + 8 !== LEG_SLOT_CREDIT_TO_PARTITION_OFFSET || LEG_SLOT_CREDIT_TO_PARTITION_OFFSET + 4 !== LEG_SLOT_CREDIT_RESERVED_OFFSET || LEG_SLOT_CREDIT_RESERVED_OFFSET + 4 !== OUTPUT_SLOT_BYTES) {
+    throw new Error('output layout: the credit tail (to u64, partition u32, zero u32) must fill the leg slot');
+  }
+  if ((OUTCOME_FLAG_CREDIT_OUT & (OUTCOME_FLAG_DUPLICATE | OUTCOME_FLAG_RECORDED)) !== 0) throw new Error('output layout: outcome flags must be distinct bits');
   if (outputSlotsFor(12) !== OUTPUT_SLOTS_PER_COMMAND_MAX) throw new Error('output layout: a 12-leg settle must take OUTPUT_SLOTS_PER_COMMAND_MAX slots');
   if (OUTPUT_SLOT_BYTES % 64 !== 0) throw new Error('output layout: slot must be a whole number of cache lines');
 }
@@ -157,6 +189,12 @@ export interface LegRecord {
   readonly resultingFrozen: bigint;
 }
 
+/** The credit a crossing transfer owes (OUTCOME_FLAG_CREDIT_OUT), from its leg slot's tail. */
+export interface CreditOutRecord {
+  readonly to: bigint;
+  readonly toPartition: number;
+}
+
 export function readOutcome(buffer: ArrayBufferLike, slotOffset: number): OutcomeRecord {
   const view = new DataView(buffer, slotOffset, OUTPUT_SLOT_BYTES);
   if (view.getUint8(OUT_KIND_OFFSET) !== SlotKind.Outcome) throw new Error(`output layout: slot at ${slotOffset} is not an outcome slot`);
@@ -192,4 +230,14 @@ export function readLeg(buffer: ArrayBufferLike, legSlotOffset: number, legIndex
     resultingAvailable: view.getBigInt64(OUT_LEG_RESULTING_AVAILABLE_OFFSET, true),
     resultingFrozen: view.getBigInt64(OUT_LEG_RESULTING_FROZEN_OFFSET, true),
   };
+}
+
+/**
+ * The tail of the leg slot at `legSlotOffset` of an outcome flagged OUTCOME_FLAG_CREDIT_OUT
+ * (control plane and tests: allocates). The credit's amount and currency are leg 1's.
+ */
+export function readCreditOut(buffer: ArrayBufferLike, legSlotOffset: number): CreditOutRecord {
+  const view = new DataView(buffer, legSlotOffset, OUTPUT_SLOT_BYTES);
+  if (view.getUint8(LEG_SLOT_KIND_OFFSET) !== SlotKind.Legs) throw new Error(`output layout: slot at ${legSlotOffset} is not a leg slot`);
+  return { to: view.getBigUint64(LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, true), toPartition: view.getUint32(LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, true) };
 }

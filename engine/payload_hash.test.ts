@@ -46,7 +46,8 @@ test('any difference in meaning changes the hash', () => {
   const base = payloadHashOf(json(DEPOSIT));
   const variants = [
     { ...DEPOSIT, type: 'withdraw' }, { ...DEPOSIT, account: '1002' }, { ...DEPOSIT, currency: 'BTC' }, { ...DEPOSIT, amount: '100.51' },
-    { ...DEPOSIT, amount: '1005' }, { ...DEPOSIT, amount: '10.05' }, { ...DEPOSIT, currency: 'DOGE' }, { ...DEPOSIT, amount: '100.5000000' },
+    { ...DEPOSIT, amount: '1005' }, { ...DEPOSIT, amount: '10.05' }, { ...DEPOSIT, currency: 'DOGE' }, { ...DEPOSIT, type: 'credit' },
+    { ...DEPOSIT, amount: '100.5000000' },
   ];
   const hashes = variants.map((variant) => payloadHashOf(json(variant)));
   // '100.5000000' has too many digits for USDT (BAD_AMOUNT) but the same value: same hash.
@@ -58,6 +59,20 @@ test('any difference in meaning changes the hash', () => {
   const settle = (legs: unknown[]) => json({ type: 'settle', tx_id: 's', account: '1', legs });
   assert.notEqual(payloadHashOf(settle([leg('1', '1'), leg('2', '-1')])), payloadHashOf(settle([leg('2', '-1'), leg('1', '1')])));
   assert.equal(payloadHashOf(settle([leg('1', '1.0'), leg('2', '-1')])), payloadHashOf(settle([leg('1', '01'), leg('2', '-1.00')])));
+});
+
+test('a credit hashes like a deposit with its own type in the header, in JSON and in binary', () => {
+  const credit = { ...DEPOSIT, type: 'credit' };
+  const record = Buffer.alloc(44);
+  record.writeUInt32LE(1 | (7 << 8), 0); // version 1, type credit, no legs
+  record.writeBigUInt64LE(1001n, 4);
+  record.writeUInt32LE(4, 12);
+  record.write('USDT', 16, 'latin1');
+  record.writeUInt32LE(0 | (1 << 8), 32);
+  record.writeBigInt64LE(1005n, 36);
+  assert.equal(payloadHashOf(json(credit)), hash64BigInt(record));
+  assert.equal(payloadHashOf(encodeCommandBinary(credit as WireCommand)), hash64BigInt(record));
+  assert.notEqual(payloadHashOf(json(credit)), payloadHashOf(json(DEPOSIT)));
 });
 
 test('amounts without a canonical value hash their text; MALFORMED hashes the raw message', () => {

@@ -9,7 +9,9 @@
 // neither are partition and offset.
 //
 //   header   1 word:  version (1) | type << 8 | legCount << 16   (legCount 0 unless settle)
-//   deposit, withdraw, freeze, unfreeze:  header, account, currency, amount
+//   deposit, withdraw, freeze, unfreeze, credit:  header, account, currency, amount
+//                                         (the type in the header keeps a credit apart from
+//                                         a deposit of the same fields)
 //   transfer:                             header, from, to, currency, amount
 //   settle:                               header, account, then per leg in wire order:
 //                                         account, currency, available, frozen

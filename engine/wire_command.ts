@@ -4,7 +4,8 @@
 
 import { CommandType } from './command_layout';
 
-export type SingleAmountTypeName = 'deposit' | 'withdraw' | 'freeze' | 'unfreeze';
+/** credit: the second half of a transfer whose `to` lives on another partition (shaped like a deposit). */
+export type SingleAmountTypeName = 'deposit' | 'withdraw' | 'freeze' | 'unfreeze' | 'credit';
 
 export interface SingleAmountWireCommand {
   type: SingleAmountTypeName;
@@ -39,7 +40,8 @@ export interface SettleWireCommand {
 
 export type WireCommand = SingleAmountWireCommand | TransferWireCommand | SettleWireCommand;
 
-export const COMMAND_TYPE_NAMES: readonly string[] = ['', 'deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle'];
+/** Wire type names by CommandType (index 0: unparseable). */
+export const COMMAND_TYPE_NAMES: readonly string[] = ['', 'deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle', 'credit'];
 
 /** CommandType of a wire type name, or Unparseable (0). */
 export function commandTypeOfName(name: string): CommandType {

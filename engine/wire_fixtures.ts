@@ -77,6 +77,12 @@ export interface WorkloadOptions {
   currencies: readonly WorkloadCurrency[];
   /** First user account id (ids below 1000 are system accounts). */
   firstAccountId?: number;
+  /**
+   * Also generate credits (the second halves of transfers that cross partitions), about 5% of
+   * the commands. Off by default: then the generator draws exactly the numbers it drew before
+   * credits existed, so the corpora of the benchmarks stay comparable across versions.
+   */
+  credits?: boolean;
 }
 
 /** A positive amount with up to `scale` digits after the point, like "1234.5". */
@@ -89,13 +95,15 @@ export function randomAmount(random: SeededRandom, scale: number): string {
 
 /**
  * One realistic command: mostly deposits, transfers and freezes, some withdrawals and
- * unfreezes, and about 5% settles shaped like a trade (see ARCHITECTURE.md section 3).
+ * unfreezes, and about 5% settles shaped like a trade (see ARCHITECTURE.md section 3); with
+ * `options.credits`, also credits.
  */
 export function randomWireCommand(random: SeededRandom, options: WorkloadOptions, sequence: number): WireCommand {
   const firstAccountId = options.firstAccountId ?? 1000;
   const account = String(firstAccountId + random.int(options.accountCount));
   const currency = random.pick(options.currencies);
   const tx_id = `tx-${random.seed.toString(16)}-${sequence}-${random.nextU32().toString(36)}`;
+  if (options.credits === true && random.chance(0.05)) return { type: 'credit', tx_id, account, currency: currency.code, amount: randomAmount(random, currency.scale) };
   const roll = random.int(100);
   if (roll < 30) return { type: 'deposit', tx_id, account, currency: currency.code, amount: randomAmount(random, currency.scale) };
   if (roll < 55) {

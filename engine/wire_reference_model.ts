@@ -38,7 +38,8 @@ export interface ReferenceCommand {
 const I64_MAX = (1n << 63n) - 1n;
 const I64_MIN = -(1n << 63n);
 const U64_MAX = (1n << 64n) - 1n;
-const TYPE_NAMES = ['deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle'];
+/** Wire type names in CommandType order from 1 (docs/wire-format.md). */
+const TYPE_NAMES = ['deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle', 'credit'];
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 

@@ -8,11 +8,14 @@ import { Service } from './service';
 import { ensureDatabase } from '../persist/database';
 import { migrate } from '../persist/migrate';
 import { runAudit } from '../persist/audit';
+import { resolveCredit } from './resolve_credit';
 
 const USAGE = `usage: tally <command>
   migrate   create the database if missing and apply pending migrations
   start     run the engine service
   audit     check the ledger's invariants in the database; exits 1 with the offending rows
+  resolve-credit <credit tx_id>
+            refund a cross-partition credit the credited partition rejected (audit lists them)
   config    print the configuration settings as a Markdown table`;
 
 async function runMigrate(config: TallyConfig, log: Logger): Promise<void> {
@@ -27,7 +30,7 @@ async function runAuditCommand(config: TallyConfig): Promise<number> {
     process.stdout.write(`FAIL ${finding.check}: ${finding.description}\n`);
     for (const row of finding.rows) process.stdout.write(`  ${JSON.stringify(row)}\n`);
   }
-  if (findings.length === 0) process.stdout.write('audit passed: conservation, balances = journal, one accepted outcome per journalled tx\n');
+  if (findings.length === 0) process.stdout.write('audit passed: conservation, balances = journal, one accepted outcome per journalled tx, transit = credits in flight, no stranded credit\n');
   return findings.length === 0 ? 0 : 1;
 }
 
@@ -54,7 +57,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(configMarkdownTable() + '\n');
     return 0;
   }
-  if (command !== 'migrate' && command !== 'start' && command !== 'audit') {
+  if (command !== 'migrate' && command !== 'start' && command !== 'audit' && command !== 'resolve-credit') {
     process.stderr.write(USAGE + '\n');
     return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
   }
@@ -71,6 +74,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   try {
     if (command === 'audit') return await runAuditCommand(config);
+    if (command === 'resolve-credit') {
+      process.stdout.write((await resolveCredit(config, argv[1] ?? '')) + '\n');
+      return 0;
+    }
     if (command === 'migrate') await runMigrate(config, log);
     else await runStart(config, log);
     return 0;

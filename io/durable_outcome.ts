@@ -8,7 +8,7 @@
 import { formatAmount } from '../engine/amount';
 import { CurrencyRegistry } from '../engine/currency_registry';
 import {
-  OUTCOME_FLAG_DUPLICATE, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_COUNT_OFFSET,
+  LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, OUTCOME_FLAG_CREDIT_OUT, OUT_LEG_AVAILABLE_DELTA_OFFSET, OUTCOME_FLAG_DUPLICATE, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_COUNT_OFFSET,
   OUT_LEG_CURRENCY_OFFSET, OUT_LEG_PARTITION_OFFSET, OUT_LEG_RESULTING_AVAILABLE_OFFSET, OUT_LEG_RESULTING_FROZEN_OFFSET, OUT_ORIGINAL_OFFSET_OFFSET,
   OUT_PARTITION_OFFSET, OUT_REASON_OFFSET, OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_LENGTH_OFFSET, OUT_TX_ID_OFFSET, legOffsetInSlot,
 } from '../engine/output_layout';
@@ -23,6 +23,15 @@ export interface DurableBalance {
   readonly frozen: string;
   /** The partition the balance lives on (the command's; a system account's own). */
   readonly partition: number;
+}
+
+/** The credit an accepted cross-partition transfer owes `to`'s partition (persist/migrations/003). */
+export interface OwedCredit {
+  readonly txId: string;
+  readonly account: string;
+  readonly partition: number;
+  readonly currency: string;
+  readonly amount: string;
 }
 
 export interface DurableOutcome {
@@ -41,6 +50,18 @@ export interface DurableOutcome {
   readonly account: string;
   /** Resulting balances after the command, one per (account, currency), system accounts included. */
   readonly balances: readonly DurableBalance[];
+  /** Accepted cross-partition transfers only. */
+  readonly credit: OwedCredit | undefined;
+}
+
+/** The tx_id of the credit a cross-partition transfer at (partition, offset) owes; tally_credit_tx_id() in SQL. */
+export function creditTxIdOf(partition: number, offset: number): string {
+  return `~x${partition}-${offset}`;
+}
+
+/** The tx_id of the refund of that credit (an operator's resolution); tally_refund_tx_id() in SQL. */
+export function refundTxIdOf(partition: number, offset: number): string {
+  return `~r${partition}-${offset}`;
 }
 
 const STATUS_ACCEPTED = 1;
@@ -72,6 +93,21 @@ function readDurableOutcome(range: DurableRange, bytes: Uint8Array, view: DataVi
     commandType: bytes[slot + OUT_COMMAND_TYPE_OFFSET]!,
     account: unsignedDecimal(view.getUint32(slot + OUT_ACCOUNT_OFFSET, true), view.getUint32(slot + OUT_ACCOUNT_OFFSET + 4, true)),
     balances: readBalances(range, view, position, bytes[slot + OUT_LEG_COUNT_OFFSET]!, registry),
+    credit: accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCredit(range, view, slot, position, registry) : undefined,
+  };
+}
+
+function readCredit(range: DurableRange, view: DataView, slot: number, position: number, registry: CurrencyRegistry): OwedCredit {
+  const legSlot = range.ring.slotOffset(position + 1);
+  const transitLeg = legSlot + legOffsetInSlot(1);
+  const currency = view.getUint32(transitLeg + OUT_LEG_CURRENCY_OFFSET, true);
+  const partition = view.getUint32(slot + OUT_PARTITION_OFFSET, true);
+  return {
+    txId: creditTxIdOf(partition, view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true)),
+    account: unsignedDecimal(view.getUint32(legSlot + LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, true), view.getUint32(legSlot + LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET + 4, true)),
+    partition: view.getUint32(legSlot + LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, true),
+    currency: registry.codeOf(currency),
+    amount: formatAmount(view.getUint32(transitLeg + OUT_LEG_AVAILABLE_DELTA_OFFSET, true), view.getInt32(transitLeg + OUT_LEG_AVAILABLE_DELTA_OFFSET + 4, true), registry.scaleOf(currency)),
   };
 }
 
@@ -115,6 +151,7 @@ export function resultEventJson(outcome: DurableOutcome): string {
   if (outcome.reason !== undefined) json += `,"reason":"${outcome.reason}"`;
   json += `,"partition":${outcome.partition},"offset":"${outcome.offset}"`;
   if (outcome.duplicate) json += `,"duplicate":true,"original_offset":"${outcome.originalOffset}"`;
+  if (outcome.credit !== undefined) json += `,"credit":{"tx_id":"${outcome.credit.txId}","account":"${outcome.credit.account}","partition":${outcome.credit.partition},"status":"pending"}`;
   const users = outcome.balances.filter((b) => !isSystemAccountDecimal(b.account));
   if (users.length > 0) {
     json += ',"balances":[';

@@ -7,8 +7,11 @@
 // Delivery is at-least-once: the producer is idempotent (no duplicates or reordering from
 // its own retries), messages never time out locally (message.timeout.ms 0: librdkafka retries
 // until the broker takes them), and a full local queue parks events in a bounded overflow that
-// a timer drains. A crash between the COMMIT and the broker's acknowledgement loses the
-// in-flight events of this process; downstream must dedup by tx_id either way.
+// a timer drains. Acknowledged offsets are recorded per command partition
+// (partition_leases.events_next_offset, written every second); whoever takes a partition next
+// republishes the stored outcomes from there (republishStored), so an event lost in a crash
+// between the COMMIT and the broker's acknowledgement is published again: at-least-once;
+// downstream dedups by tx_id + partition + offset.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type { Logger } from './logger';
@@ -28,20 +31,31 @@ interface Parked {
   readonly partition: number;
   readonly value: Buffer;
   readonly key: string;
+  readonly source: EventSource;
+}
+
+/** The command an event reports, carried as the message's opaque through librdkafka. */
+interface EventSource {
+  readonly partition: number;
+  readonly offset: number;
 }
 
 export class EventPublisher {
   private overflow: Parked[] = [];
   private overflowTimer: NodeJS.Timeout | undefined;
   private partitionCount = 1;
+  /** Per command partition: next command offset whose event is not yet known delivered (-1: nothing new). */
+  private readonly acknowledgedNext = new Map<number, number>();
   /** Events handed to librdkafka and not yet acknowledged. */
   unacknowledged = 0;
   published = 0;
   deliveryErrors = 0;
 
   private constructor(private readonly producer: Kafka.Producer, private readonly options: EventPublisherOptions) {
-    producer.on('delivery-report', (error) => {
+    producer.on('delivery-report', (error, report) => {
       this.unacknowledged--;
+      const source = report.opaque as EventSource | undefined;
+      if (!error && source !== undefined && source.offset + 1 > (this.acknowledgedNext.get(source.partition) ?? -1)) this.acknowledgedNext.set(source.partition, source.offset + 1);
       if (error) {
         this.deliveryErrors++;
         options.log.error({ err: error, topic: options.topic }, 'result event not delivered');
@@ -74,11 +88,19 @@ export class EventPublisher {
     return publisher;
   }
 
-  /** Queues the event of a durable command of `commandPartition`. Never throws for a full queue. */
-  publish(commandPartition: number, key: string, json: string): void {
+  /** Queues the event of a durable command of `commandPartition` at `commandOffset`. Never throws for a full queue. */
+  publish(commandPartition: number, commandOffset: number, key: string, json: string): void {
     const partition = commandPartition % this.partitionCount;
     const value = Buffer.from(json);
-    if (this.overflow.length > 0 || !this.tryProduce(partition, value, key)) this.park({ partition, value, key });
+    const source: EventSource = { partition: commandPartition, offset: commandOffset };
+    if (this.overflow.length > 0 || !this.tryProduce(partition, value, key, source)) this.park({ partition, value, key, source });
+  }
+
+  /** Takes the delivered positions recorded since the last call: command partition → next offset. */
+  takeAcknowledged(): Map<number, number> {
+    const taken = new Map(this.acknowledgedNext);
+    this.acknowledgedNext.clear();
+    return taken;
   }
 
   /** False while events are parked beyond the bound (the service reports not ready). */
@@ -88,6 +110,13 @@ export class EventPublisher {
 
   get parked(): number {
     return this.overflow.length;
+  }
+
+  /** Waits, at most timeoutMs, until every event handed over so far is acknowledged. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.overflow.length > 0 || this.unacknowledged > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    return this.overflow.length === 0 && this.unacknowledged === 0;
   }
 
   /** Waits (bounded) until every event is acknowledged, then disconnects. */
@@ -104,9 +133,9 @@ export class EventPublisher {
     await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
   }
 
-  private tryProduce(partition: number, value: Buffer, key: string): boolean {
+  private tryProduce(partition: number, value: Buffer, key: string, source: EventSource): boolean {
     try {
-      this.producer.produce(this.options.topic, partition, value, key);
+      this.producer.produce(this.options.topic, partition, value, key, null, source);
     } catch (error) {
       if ((error as { code?: number }).code === Kafka.CODES.ERRORS.ERR__QUEUE_FULL) return false;
       throw error;
@@ -131,7 +160,7 @@ export class EventPublisher {
     let sent = 0;
     while (sent < this.overflow.length) {
       const event = this.overflow[sent]!;
-      if (!this.tryProduce(event.partition, event.value, event.key)) break;
+      if (!this.tryProduce(event.partition, event.value, event.key, event.source)) break;
       sent++;
     }
     this.overflow = this.overflow.slice(sent);

@@ -8,7 +8,7 @@ import client from 'prom-client';
 import type uWS from 'uWebSockets.js';
 import type { DurableOutcome } from './durable_outcome';
 
-const TYPE_NAMES = ['unparseable', 'deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle'];
+const TYPE_NAMES = ['unparseable', 'deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle', 'credit'];
 
 export interface MetricsSources {
   readonly commandRingOccupancy: () => number;

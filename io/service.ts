@@ -20,10 +20,12 @@ import { recoverPartition } from '../persist/recovery';
 import { syncCurrencies } from '../persist/currencies';
 import { CommandConsumer } from './command_consumer';
 import { CommandProducer } from './command_producer';
+import { CreditRelay } from './credit_relay';
 import { registerBalanceRoutes } from './balance_routes';
 import { BalanceStream } from './balance_stream';
 import { forEachDurableOutcome, resultEventJson } from './durable_outcome';
 import { EventPublisher } from './event_publisher';
+import { EventPositions } from './event_positions';
 import { HealthProbe } from './health_probe';
 import { HttpServer, listen } from './http_server';
 import { Metrics } from './metrics';
@@ -46,6 +48,8 @@ interface Parts {
   readonly consumer: CommandConsumer;
   readonly publisher: EventPublisher;
   readonly producer: CommandProducer;
+  readonly relay: CreditRelay;
+  readonly eventPositions: EventPositions;
   readonly db: pg.Pool;
   readonly cache: OutcomeCache;
   readonly stream: BalanceStream;
@@ -113,6 +117,10 @@ export class Service {
     db.on('error', (error) => log.warn({ err: error }, 'idle query connection failed'));
     const publisher = await EventPublisher.connect({ brokers: config.kafkaBrokers, topic: config.eventsTopic, log });
     const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic, lingerMs: 1 });
+    const relay = await CreditRelay.connect({
+      brokers: config.kafkaBrokers, topic: config.commandsTopic, db, registry, log, ownedPartitions: () => service?.ownedPartitions() ?? [],
+    });
+    const eventPositions = new EventPositions(db, config.commandsTopic, publisher, log);
     const cache = new OutcomeCache(config.outcomeCacheSize);
     const stream = new BalanceStream(config.streamBufferBytesMax, log);
     const pool = new FlushPool({ workers: config.flushWorkers });
@@ -171,9 +179,10 @@ export class Service {
         metrics!.register(app);
       },
     });
-    service = new Service(config, registry, { engine, leases, pool, batcher, consumer, publisher, producer, db, cache, stream, metrics, health, http }, log);
+    service = new Service(config, registry, { engine, leases, pool, batcher, consumer, publisher, producer, relay, eventPositions, db, cache, stream, metrics, health, http }, log);
     batcher.start();
     health.start();
+    eventPositions.start();
     if (group === undefined) {
       const assignments = await service.takePartitions(Array.from({ length: config.commandPartitions }, (_, p) => p));
       await consumer.connect();
@@ -189,10 +198,11 @@ export class Service {
 
   // A committed batch: everything that may only happen after the COMMIT happens here.
   private onDurable(range: DurableRange): void {
-    const { publisher, cache, stream, metrics } = this.parts;
+    const { publisher, cache, stream, metrics, relay } = this.parts;
     let events = 0;
     forEachDurableOutcome(range, this.registry, (outcome) => {
-      publisher.publish(outcome.partition, outcome.txId, resultEventJson(outcome));
+      if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
+      publisher.publish(outcome.partition, outcome.offset, outcome.txId, resultEventJson(outcome));
       events++;
       cache.add(outcome);
       stream.publish(outcome);
@@ -221,6 +231,9 @@ export class Service {
             outcomes: recovered.outcomes.count, readMs: Math.round(recovered.readMs), loadMs: Math.round(recovered.loadMs),
           }, 'partition recovered');
           assignments.push({ partition, offset: lease.nextOffset });
+          // Events and credits this partition committed but did not see acknowledged before (a crash, a handover).
+          await this.parts.eventPositions.republish(partition, lease.nextOffset);
+          await this.parts.relay.relayUnsent([partition]);
         } catch (error) {
           this.log.error({ err: error, partition }, 'could not take the partition; it is not applied here');
           await leases.release([partition]).catch(() => undefined);
@@ -249,6 +262,11 @@ export class Service {
     }
     batcher.stopPartitions(mine);
     for (const p of mine) this.stoppedPartitions.add(p);
+    if (!lost) {
+      // The next owner republishes from the recorded position: record it first.
+      await this.parts.publisher.drain(HANDOVER_TIMEOUT_MS / 4);
+      await this.parts.eventPositions.record();
+    }
     await this.releaseFromEngine(mine);
     if (!lost) await leases.release(mine).catch((error: unknown) => this.log.warn({ err: error, partitions: mine }, 'could not release leases; the next owner takes them over anyway'));
     this.log.info({ partitions: mine, lost }, 'partitions handed back');
@@ -300,6 +318,8 @@ export class Service {
     }
     await batcher.stop(Math.max(1000, deadline - Date.now()));
     await publisher.close(Math.max(1000, deadline - Date.now()));
+    await this.parts.eventPositions.stop();
+    await this.parts.relay.close(Math.max(1000, deadline - Date.now()));
     await producer.disconnect();
     await pool.close();
     await leases.stop();

@@ -8,11 +8,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from '@confluentinc/kafka-javascript';
 import WebSocket from 'ws';
+import pg from 'pg';
 import { loadConfig, TallyConfig } from './config';
 import { createLogger } from './logger';
 import { Service } from './service';
 import { CommandProducer } from './command_producer';
 import { signRequest } from './request_signature';
+import { resolveCredit } from './resolve_credit';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -74,6 +76,11 @@ async function postTransfer(port: number, body: string, options: { secret?: stri
     method: 'POST', body, headers: { 'content-type': 'application/json', 'x-tally-timestamp': timestamp, 'x-tally-signature': signature },
   });
   return { status: response.status, body: await response.json() };
+}
+
+function signedInit(body: string): RequestInit {
+  const timestamp = String(Date.now());
+  return { method: 'POST', body, headers: { 'x-tally-timestamp': timestamp, 'x-tally-signature': signRequest(SECRET, timestamp, body) } };
 }
 
 function serviceConfig(topic: string, events: string, database: string, group: string): TallyConfig {
@@ -151,7 +158,12 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.deepEqual(events.of('d1').map((e) => [e.status, e.reason, e.duplicate === true]), [['accepted', undefined, false], ['accepted', undefined, true], ['rejected', 'DUPLICATE_TX_ID_CONFLICT', false]]);
     assert.deepEqual(events.of('d1')[0]!.balances, [{ account: a, currency: 'USDT', available: '200', frozen: '0' }]);
     assert.equal(only('w2').reason, 'INSUFFICIENT_AVAILABLE');
-    assert.equal(only('t2').reason, 'WRONG_PARTITION');
+    const crossing = only('t2') as ResultEvent & { credit?: { tx_id: string; account: string; partition: number; status: string } };
+    assert.deepEqual([crossing.status, crossing.credit?.status, crossing.credit?.account], ['accepted', 'pending', elsewhere], 'a transfer to another partition is debited, its credit pending');
+    const creditTxId = `~x${home}-${crossing.offset}`;
+    assert.equal(crossing.credit?.tx_id, creditTxId);
+    await events.waitFor([creditTxId]);
+    assert.deepEqual(events.of(creditTxId).map((e) => [e.status, e.partition, e.balances]), [['accepted', homePartitionOfAccountDecimal(elsewhere, PARTITIONS), [{ account: elsewhere, currency: 'USDT', available: '5', frozen: '0' }]]]);
     assert.equal(only('bad-scale').reason, 'BAD_AMOUNT');
     assert.equal(only('s1').status, 'accepted');
     assert.ok(events.events.some((e) => e.status === 'rejected' && e.reason === 'MALFORMED'), 'the malformed message gets a rejection event');
@@ -160,13 +172,13 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.deepEqual(offsets, [...offsets].sort((x, y) => x - y));
 
     const balances = await getJson(port, `/v1/accounts/${a}/balances`);
-    assert.deepEqual(balances.body.balances, [{ currency: 'USDT', available: '55', frozen: '30' }, { currency: 'BTC', available: '0.001', frozen: '0' }]);
+    assert.deepEqual(balances.body.balances, [{ currency: 'USDT', available: '50', frozen: '30' }, { currency: 'BTC', available: '0.001', frozen: '0' }]);
     assert.deepEqual((await getJson(port, `/v1/transactions/w2`)).body, { tx_id: 'w2', status: 'rejected', reason: 'INSUFFICIENT_AVAILABLE', partition: home, offset: only('w2').offset });
     assert.equal((await getJson(port, '/v1/transactions/never-sent')).status, 404);
 
     const pushed = stream.messages.filter((m) => m.op === 'balance');
     assert.ok(pushed.some((m) => m.account === b && m.currency === 'USDT' && m.available === '5' && m.tx_id === 't1'), 'the credited account is pushed');
-    assert.deepEqual(pushed.filter((m) => m.account === a && m.currency === 'USDT').at(-1), { op: 'balance', account: a, currency: 'USDT', available: '55', frozen: '30', tx_id: 's1', partition: home, offset: only('s1').offset });
+    assert.deepEqual(pushed.filter((m) => m.account === a && m.currency === 'USDT').at(-1), { op: 'balance', account: a, currency: 'USDT', available: '50', frozen: '30', tx_id: 's1', partition: home, offset: only('s1').offset });
     stream.ws.send('not json');
     stream.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['-1'] }));
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -174,6 +186,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     stream.ws.close();
 
     await checkTransferApi(port, a, b, elsewhere);
+    await checkStrandedCredit(config, database.url, events, send, producer, a, users.find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) !== home && u !== elsewhere)!);
 
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /tally_commands_total\{type="deposit",status="accepted",reason="none"\} [1-9]/);
@@ -186,13 +199,24 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     service = undefined;
     send(a, { type: 'deposit', tx_id: 'after-restart', account: a, currency: 'USDT', amount: '1' });
     await producer.flush();
+    // As if the last two events of a's partition had been lost in a crash after their COMMIT:
+    // the next start republishes the stored outcomes from the recorded position.
+    const lost = await withPg(database.url, async (client) => {
+      const lease = await client.query<{ events_next_offset: string; next_offset: string }>('SELECT events_next_offset, next_offset FROM partition_leases WHERE topic = $1 AND partition = $2', [topic, home]);
+      assert.equal(lease.rows[0]!.events_next_offset, lease.rows[0]!.next_offset, 'a clean stop records every delivered event');
+      const lostFrom = Number(lease.rows[0]!.next_offset) - 2;
+      await client.query('UPDATE partition_leases SET events_next_offset = $3 WHERE topic = $1 AND partition = $2', [topic, home, lostFrom]);
+      return (await client.query<{ tx_id: string }>('SELECT tx_id FROM tx_outcomes WHERE partition = $1 AND kafka_offset >= $2 ORDER BY kafka_offset', [home, lostFrom])).rows.map((r) => r.tx_id);
+    });
     service = await Service.start(config, createLogger('warn'));
     await waitReady(service);
     await events.waitFor(['after-restart']);
     const port2 = service.http.port;
-    assert.deepEqual((await getJson(port2, `/v1/accounts/${a}/balances/USDT`)).body.balances, [{ currency: 'USDT', available: '54.5', frozen: '30' }]);
+    assert.deepEqual((await getJson(port2, `/v1/accounts/${a}/balances/USDT`)).body.balances, [{ currency: 'USDT', available: '47.5', frozen: '30' }]);
     assert.deepEqual((await getJson(port2, '/v1/transactions/w1')).body, { tx_id: 'w1', status: 'accepted', partition: home, offset: only('w1').offset }, 'older outcomes come from PostgreSQL');
     assert.equal(events.of('w1').length, 1, 'a restart does not re-apply or re-announce committed commands');
+    const replayed = events.events.filter((e) => (e as { replayed?: boolean }).replayed === true).map((e) => e.tx_id);
+    assert.deepEqual(replayed, lost, 'exactly the outcomes past the recorded position are republished');
     assert.deepEqual(await runAudit(database.url), [], 'the committed ledger passes the audit');
   } finally {
     await events.stop();
@@ -201,6 +225,16 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     await database.drop();
   }
 });
+
+async function withPg<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
 
 async function waitReady(service: Service): Promise<void> {
   const deadline = Date.now() + 60_000;
@@ -215,14 +249,19 @@ async function checkTransferApi(port: number, a: string, b: string, elsewhere: s
   const ok = await postTransfer(port, body({}));
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.equal(ok.body.status, 'accepted');
-  assert.deepEqual(ok.body.balances, [{ account: a, currency: 'USDT', available: '53.5', frozen: '30' }, { account: b, currency: 'USDT', available: '6.5', frozen: '0' }]);
+  assert.deepEqual(ok.body.balances, [{ account: a, currency: 'USDT', available: '48.5', frozen: '30' }, { account: b, currency: 'USDT', available: '6.5', frozen: '0' }]);
   const again = await postTransfer(port, body({}));
   assert.deepEqual([again.status, again.body.status, again.body.duplicate], [200, 'accepted', true], 'a retried request returns the stored outcome');
   assert.equal((await postTransfer(port, body({ amount: '2' }))).status, 409, 'same transaction_id, different payload');
   const poor = await postTransfer(port, body({ transaction_id: 'api-2', amount: '1000000' }));
   assert.deepEqual([poor.status, poor.body.reason], [422, 'INSUFFICIENT_AVAILABLE']);
   const crossing = await postTransfer(port, body({ transaction_id: 'api-3', to_account: elsewhere }));
-  assert.deepEqual([crossing.status, crossing.body.reason], [422, 'WRONG_PARTITION']);
+  assert.deepEqual([crossing.status, crossing.body.status, crossing.body.credit?.status, crossing.body.credit?.account], [200, 'accepted', 'applied', elsewhere], 'the answer waits for the credit');
+  const lookup = await getJson(port, '/v1/transactions/api-3');
+  assert.equal(lookup.body.credit.status, 'applied', 'the lookup reports both halves');
+  const early = await fetch(`http://127.0.0.1:${port}/v1/wallet/balance_transfer?wait=debit`, signedInit(body({ transaction_id: 'api-5', to_account: elsewhere, amount: '0.5' })));
+  const earlyBody = (await early.json()) as { status: string; credit?: { status: string } };
+  assert.deepEqual([early.status, earlyBody.status, earlyBody.credit === undefined], [200, 'accepted', false], '?wait=debit answers with the debit and its credit half');
   assert.equal((await postTransfer(port, body({ transaction_id: 'api-4' }), { secret: 'another-secret-0123456789' })).body.error, 'BAD_SIGNATURE');
   assert.equal((await postTransfer(port, body({ transaction_id: 'api-4' }), { timestamp: Date.now() - 3_600_000 })).body.error, 'STALE_TIMESTAMP');
   assert.equal((await postTransfer(port, body({ transaction_id: 'api-4' }), { signature: '' })).status, 401);
@@ -243,4 +282,29 @@ async function checkTransferApi(port: number, a: string, b: string, elsewhere: s
   const wrongMethod = await fetch(`http://127.0.0.1:${port}/v1/wallet/balance_transfer`);
   assert.deepEqual([wrongMethod.status, ((await wrongMethod.json()) as { error: string }).error], [404, 'NOT_FOUND']);
   assert.equal((await getJson(port, '/readyz')).status, 200, 'bad requests never disturb the server');
+}
+
+/**
+ * A credit the receiving partition rejects (the receiver's balance would overflow) is never
+ * dropped: the audit reports it stranded until `tally resolve-credit` refunds it to the sender.
+ */
+async function checkStrandedCredit(
+  config: TallyConfig, pgUrl: string, events: EventReader, send: (key: string, value: unknown) => void, producer: CommandProducer, from: string, rich: string,
+): Promise<void> {
+  send(rich, { type: 'deposit', tx_id: 'rich', account: rich, currency: 'USDT', amount: '9223372036854.775807' });
+  send(from, { type: 'transfer', tx_id: 'to-rich', from, to: rich, currency: 'USDT', amount: '1' });
+  await producer.flush();
+  await events.waitFor(['to-rich']);
+  const transfer = events.of('to-rich')[0]!;
+  const creditTxId = `~x${transfer.partition}-${transfer.offset}`;
+  await events.waitFor([creditTxId]);
+  assert.deepEqual(events.of(creditTxId).map((e) => [e.status, e.reason]), [['rejected', 'AMOUNT_OVERFLOW']]);
+  const stranded = await runAudit(pgUrl);
+  assert.deepEqual(stranded.map((f) => f.check), ['no_stranded_credit'], 'the audit reports the stranded credit');
+  assert.match(await resolveCredit(config, creditTxId), /refunded to/);
+  await assert.rejects(resolveCredit(config, '~x0-999999'), /no cross-partition transfer/);
+  const refundTxId = `~r${transfer.partition}-${transfer.offset}`;
+  await events.waitFor([refundTxId]);
+  assert.equal(events.of(refundTxId)[0]!.status, 'accepted');
+  assert.deepEqual(await runAudit(pgUrl), [], 'refunded: the audit passes again');
 }

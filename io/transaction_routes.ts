@@ -19,6 +19,35 @@ export interface TransactionBody {
   readonly duplicate?: boolean;
   readonly original_offset?: string;
   readonly balances?: ReadonlyArray<{ account: string; currency: string; available: string; frozen: string }>;
+  /** Cross-partition transfers: the credit half, 'pending' until it is durable on `to`'s partition. */
+  credit?: CreditStatus;
+}
+
+export interface CreditStatus {
+  readonly tx_id: string;
+  readonly account: string;
+  readonly partition: number;
+  readonly status: 'pending' | 'applied' | 'rejected';
+  readonly reason?: string;
+  /** An operator refunded a rejected credit to `from` (tally resolve-credit). */
+  readonly resolution?: string;
+}
+
+/** The credit half of the cross-partition transfer at (partition, offset), or undefined if it has none. */
+export async function creditOf(db: pg.Pool, partition: number, offset: number): Promise<CreditStatus | undefined> {
+  const result = await db.query<{ tx_id: string; to_account: string; to_partition: number; accepted: boolean | null; reason: string | null; resolution: string | null }>(
+    `SELECT tally_credit_tx_id(o.partition, o.kafka_offset) AS tx_id, tally_account_text(o.to_account) AS to_account, o.to_partition,
+            c.accepted, c.reason, o.resolution
+       FROM transfer_outbox o
+       LEFT JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)
+      WHERE o.partition = $1 AND o.kafka_offset = $2`, [partition, offset]);
+  const row = result.rows[0];
+  if (row === undefined) return undefined;
+  const status = row.accepted === null ? 'pending' : row.accepted ? 'applied' : 'rejected';
+  return {
+    tx_id: row.tx_id, account: row.to_account, partition: row.to_partition, status,
+    ...(row.reason === null ? {} : { reason: row.reason }), ...(row.resolution === null ? {} : { resolution: row.resolution }),
+  };
 }
 
 export function transactionBody(outcome: DurableOutcome, withBalances = true): TransactionBody {
@@ -29,7 +58,15 @@ export function transactionBody(outcome: DurableOutcome, withBalances = true): T
     partition: outcome.partition, offset: String(outcome.offset),
     ...(outcome.duplicate ? { duplicate: true, original_offset: String(outcome.originalOffset) } : {}),
     ...(withBalances && balances.length > 0 ? { balances } : {}),
+    ...(outcome.credit === undefined ? {} : { credit: { tx_id: outcome.credit.txId, account: outcome.credit.account, partition: outcome.credit.partition, status: 'pending' as const } }),
   };
+}
+
+/** Adds the credit half to an accepted transfer's body (a no-op for everything else). */
+export async function withCredit(db: pg.Pool, body: TransactionBody): Promise<TransactionBody> {
+  if (body.status !== 'accepted') return body;
+  const credit = await creditOf(db, body.partition, Number(body.original_offset ?? body.offset));
+  return credit === undefined ? body : { ...body, credit };
 }
 
 /** Outcomes of `txId` stored in PostgreSQL (one per partition that saw it), oldest first. */
@@ -55,16 +92,17 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     }
     if (txId.length < 1 || Buffer.byteLength(txId) > 64) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must be 1 to 64 bytes' });
     const cached = cache.get(txId);
-    if (cached !== undefined) return json(res, '200 OK', transactionBody(cached));
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    storedOutcomes(db, partitionCount, txId).then((found) => {
+    const lookup = cached !== undefined ? Promise.resolve([transactionBody(cached)]) : storedOutcomes(db, partitionCount, txId);
+    lookup.then(async (found) => {
+      const latest = found.length === 0 ? undefined : await withCredit(db, found[found.length - 1]!);
       if (aborted) return;
-      if (found.length === 0) return json(res, '404 Not Found', { error: 'TX_NOT_FOUND', message: `no durable outcome for tx_id ${JSON.stringify(txId)}` });
-      return json(res, '200 OK', found[found.length - 1]);
-    }, (error: unknown) => {
+      if (latest === undefined) return json(res, '404 Not Found', { error: 'TX_NOT_FOUND', message: `no durable outcome for tx_id ${JSON.stringify(txId)}` });
+      return json(res, '200 OK', latest);
+    }).catch((error: unknown) => {
       log.error({ err: error, txId }, 'transaction lookup failed');
       if (!aborted) json(res, '503 Service Unavailable', { error: 'DATABASE_UNAVAILABLE', message: 'the outcome store cannot be read right now; retry' });
     });

@@ -16,7 +16,7 @@ import type { OutcomeCache } from './outcome_cache';
 import { readBody } from './http_body';
 import { json } from './http_server';
 import { checkSignature } from './request_signature';
-import { TransactionBody, storedOutcomes, transactionBody } from './transaction_routes';
+import { CreditStatus, TransactionBody, creditOf, storedOutcomes, transactionBody, withCredit } from './transaction_routes';
 import type { Logger } from './logger';
 
 export interface TransferRouteOptions {
@@ -79,6 +79,9 @@ function statusOf(body: TransactionBody): string {
 
 export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferRouteOptions): void {
   app.post('/v1/wallet/balance_transfer', (res, req) => {
+    // ?wait=debit answers once the debit is durable; by default a cross-partition transfer
+    // also waits for its credit (within the same timeout).
+    const waitCredit = !/(?:^|&)wait=debit(?:&|$)/.test(req.getQuery() ?? '');
     const timestamp = req.getHeader('x-tally-timestamp');
     const signature = req.getHeader('x-tally-signature');
     readBody(res, options.bodyBytesMax, (body, request) => {
@@ -101,7 +104,7 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
         const reason = rejectCodeName(amount.rejectCode);
         return answer('400 Bad Request', { error: reason, message: `amount ${JSON.stringify(transfer.amount)} is not a positive decimal with at most ${scale} digits after the point` });
       }
-      submit(options, transfer).then((outcome) => {
+      submit(options, transfer, waitCredit).then((outcome) => {
         if (outcome === undefined) return answer('504 Gateway Timeout', { error: 'OUTCOME_TIMEOUT', message: `no durable outcome within ${options.timeoutMs} ms; retry with the same transaction_id to learn it`, tx_id: transfer.transaction_id });
         return answer(statusOf(outcome), outcome);
       }, (error: unknown) => {
@@ -112,7 +115,33 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
   });
 }
 
-async function submit(options: TransferRouteOptions, transfer: TransferRequest): Promise<TransactionBody | undefined> {
+async function submit(options: TransferRouteOptions, transfer: TransferRequest, waitCredit: boolean): Promise<TransactionBody | undefined> {
+  const deadline = Date.now() + options.timeoutMs;
+  const debit = await submitDebit(options, transfer);
+  if (debit === undefined || debit.status !== 'accepted') return debit;
+  const body = await withCredit(options.db, debit);
+  if (!waitCredit || body.credit === undefined || body.credit.status !== 'pending') return body;
+  return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
+}
+
+// The credit's own outcome on `to`'s partition: from memory when this instance applies it,
+// else from PostgreSQL; still 'pending' at the deadline.
+async function waitForCredit(options: TransferRouteOptions, debit: TransactionBody, credit: CreditStatus, deadline: number): Promise<CreditStatus> {
+  if (options.ownsPartition(credit.partition)) {
+    const stored = options.cache.get(credit.tx_id);
+    const outcome = stored?.partition === credit.partition ? stored : await options.cache.waitFor(credit.tx_id, Math.max(1, deadline - Date.now()), (o) => o.partition === credit.partition);
+    if (outcome === undefined) return credit;
+    return { ...credit, status: outcome.status === 'accepted' ? 'applied' : 'rejected', ...(outcome.reason === undefined ? {} : { reason: outcome.reason }) };
+  }
+  while (Date.now() < deadline) {
+    const current = await creditOf(options.db, debit.partition, Number(debit.original_offset ?? debit.offset));
+    if (current !== undefined && current.status !== 'pending') return current;
+    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+  }
+  return credit;
+}
+
+async function submitDebit(options: TransferRouteOptions, transfer: TransferRequest): Promise<TransactionBody | undefined> {
   const producer = options.producer();
   if (producer === undefined) throw new Error('the command producer is not connected');
   const partition = homePartitionOfAccountDecimal(transfer.from_account, options.partitionCount);

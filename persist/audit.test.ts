@@ -49,3 +49,54 @@ test('the audit passes a consistent ledger and catches each kind of damage', { t
     await database.drop();
   }
 });
+
+// A cross-partition transfer of 20 from 1001 (partition 0) to 2001 (partition 1): debit into
+// transit 3 of partition 0 with its outbox row, then the credit out of transit 3 of partition 1.
+const CROSSING = `
+  INSERT INTO currencies VALUES (1, 'USDT', 8);
+  INSERT INTO journal VALUES
+    (0, 10, 0, 'd1', 1001, 1, 100, 0, 1), (0, 10, 1, 'd1', 0, 1, -100, 0, 1),
+    (0, 11, 0, 'x1', 1001, 1, -20, 0, 5), (0, 11, 1, 'x1', 3, 1, 20, 0, 5);
+  INSERT INTO balances VALUES (0, 1001, 1, 80, 0, 11), (0, 0, 1, -100, 0, 10), (0, 3, 1, 20, 0, 11);
+  INSERT INTO tx_outcomes VALUES (0, 'd1', 10, true, NULL, 1), (0, 'x1', 11, true, NULL, 2);
+  INSERT INTO transfer_outbox VALUES (0, 11, 'x1', 1001, 2001, 1, 1, 20, true, NULL);`;
+
+test('the audit follows cross-partition credits: in flight, applied, stranded, refunded', { timeout: 60_000 }, async () => {
+  const database = await createScratchDatabase(testPgUrl, 'tally_audit_transit');
+  const url = database.url;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(CROSSING);
+    assert.deepEqual(await runAudit(url), [], 'transit 20 = one credit of 20 in flight');
+    await client.query('UPDATE balances SET available = 19 WHERE account = 3');
+    await client.query("UPDATE balances SET available = 81 WHERE account = 1001");
+    assert.deepEqual((await runAudit(url)).map((f) => f.check), ['balance_equals_journal', 'transit_equals_credits_in_flight'], 'a transit that does not match the credits in flight is caught');
+    await client.query('UPDATE balances SET available = 20 WHERE account = 3');
+    await client.query("UPDATE balances SET available = 80 WHERE account = 1001");
+
+    // The credit is applied on partition 1: transit nets to zero.
+    await client.query(`
+      INSERT INTO journal VALUES (1, 5, 0, '~x0-11', 2001, 1, 20, 0, 70), (1, 5, 1, '~x0-11', 3, 1, -20, 0, 71);
+      INSERT INTO balances VALUES (1, 2001, 1, 20, 0, 5), (1, 3, 1, -20, 0, 5);
+      INSERT INTO tx_outcomes VALUES (1, '~x0-11', 5, true, NULL, 9);`);
+    assert.deepEqual(await runAudit(url), []);
+
+    // Had partition 1 rejected it, the credit is stranded until refunded on partition 0.
+    await client.query(`
+      DELETE FROM journal WHERE partition = 1; DELETE FROM balances WHERE partition = 1;
+      UPDATE tx_outcomes SET accepted = false, reason = 'AMOUNT_OVERFLOW' WHERE tx_id = '~x0-11';`);
+    const stranded = await runAudit(url);
+    assert.deepEqual(stranded.map((f) => f.check), ['no_stranded_credit']);
+    assert.equal(stranded[0]!.rows[0]!['credit_tx_id'], '~x0-11');
+    await client.query(`
+      INSERT INTO journal VALUES (0, 12, 0, '~r0-11', 1001, 1, 20, 0, 70), (0, 12, 1, '~r0-11', 3, 1, -20, 0, 71);
+      UPDATE balances SET available = 100, last_offset = 12 WHERE partition = 0 AND account = 1001;
+      UPDATE balances SET available = 0, last_offset = 12 WHERE partition = 0 AND account = 3;
+      INSERT INTO tx_outcomes VALUES (0, '~r0-11', 12, true, NULL, 10);`);
+    assert.deepEqual(await runAudit(url), [], 'refunded: nothing in flight, nothing stranded');
+  } finally {
+    await client.end();
+    await database.drop();
+  }
+});

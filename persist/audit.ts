@@ -6,7 +6,11 @@
 //   3. every journalled tx_id has exactly one outcome, an accepted one, and no rejected
 //      outcome has journal legs. A tx_id journalled at two offsets was applied twice: a
 //      bug if within the dedup window, a client reusing a tx_id beyond it; either way the
-//      operator must look, so it is reported.
+//      operator must look, so it is reported;
+//   4. transit: per currency, the transit accounts (3) summed over all partitions equal the
+//      credits still in flight (outbox rows whose credit is not yet applied and not refunded);
+//   5. no stranded credit: a credit the credited partition rejected must be resolved by an
+//      operator (tally resolve-credit), which refunds it to the sender.
 
 import pg from 'pg';
 
@@ -65,6 +69,30 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
             FROM tx_outcomes o JOIN journal j ON j.partition = o.partition AND j.kafka_offset = o.kafka_offset
            WHERE NOT o.accepted
            GROUP BY o.partition, o.tx_id, o.reason, o.kafka_offset
+           ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
+  },
+  {
+    name: 'transit_equals_credits_in_flight',
+    description: 'per currency, the transit accounts (3) summed over all partitions must equal the cross-partition credits still in flight',
+    sql: `WITH open_credits AS (
+            SELECT o.currency_id, SUM(o.amount::numeric) AS amount
+              FROM transfer_outbox o
+             WHERE NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset) AND c.accepted)
+               AND NOT EXISTS (SELECT 1 FROM tx_outcomes r WHERE r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset) AND r.accepted)
+             GROUP BY o.currency_id),
+          transit AS (
+            SELECT currency_id, SUM(available::numeric + frozen::numeric) AS amount FROM balances WHERE account = 3 GROUP BY currency_id)
+          SELECT COALESCE(t.currency_id, o.currency_id) AS currency_id, COALESCE(t.amount, 0) AS transit, COALESCE(o.amount, 0) AS credits_in_flight
+            FROM transit t FULL JOIN open_credits o USING (currency_id)
+           WHERE COALESCE(t.amount, 0) <> COALESCE(o.amount, 0) ORDER BY 1`,
+  },
+  {
+    name: 'no_stranded_credit',
+    description: 'a cross-partition credit the credited partition rejected must be resolved: npm run tally -- resolve-credit <credit tx_id> (docs/operations.md)',
+    sql: `SELECT o.partition, o.kafka_offset, o.tx_id, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, c.reason, o.resolution
+            FROM transfer_outbox o
+            JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset) AND NOT c.accepted
+           WHERE NOT EXISTS (SELECT 1 FROM tx_outcomes r WHERE r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset) AND r.accepted)
            ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
   },
 ];

@@ -25,7 +25,7 @@
 // SharedArrayBuffer and appends to reusable encoders; it allocates nothing.
 
 import {
-  OUTCOME_FLAG_RECORDED, OUTPUT_SLOT_BYTES, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET,
+  LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_RECORDED, OUTPUT_SLOT_BYTES, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET,
   OUT_KAFKA_OFFSET_OFFSET, OUT_KIND_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_AVAILABLE_DELTA_OFFSET, OUT_LEG_COUNT_OFFSET,
   OUT_LEG_CURRENCY_OFFSET, OUT_LEG_FROZEN_DELTA_OFFSET, OUT_LEG_PARTITION_OFFSET, OUT_LEG_RESULTING_AVAILABLE_OFFSET,
   OUT_LEG_RESULTING_FROZEN_OFFSET, OUT_PARTITION_OFFSET, OUT_PAYLOAD_HASH_OFFSET, OUT_REASON_OFFSET,
@@ -35,6 +35,7 @@ import { PARTITIONS_MAX } from '../engine/balance_table';
 import { rejectCodeName } from '../engine/reject_code';
 import { journalKind } from './journal_kind';
 import type { CopyEncoder } from './copy_encoder';
+import { BinaryCopyEncoder } from './copy_binary';
 import { LastLegIndex } from './last_leg_index';
 
 export const STAGED_OUTCOMES_TABLE = 'tally_staged_outcomes';
@@ -42,6 +43,8 @@ export const STAGED_BALANCES_TABLE = 'tally_staged_balances';
 export const JOURNAL_COLUMNS = 'partition, kafka_offset, leg_index, tx_id, account, currency_id, delta_available, delta_frozen, kind';
 export const OUTCOME_COLUMNS = 'partition, tx_id, kafka_offset, accepted, reason, payload_hash';
 export const BALANCE_COLUMNS = 'partition, account, currency_id, available, frozen, last_offset';
+export const OUTBOX_COLUMNS = 'partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount';
+const OUTBOX_FIELDS = 8;
 const JOURNAL_FIELDS = 9;
 const OUTCOME_FIELDS = 6;
 const BALANCE_FIELDS = 6;
@@ -76,9 +79,15 @@ export class FlushRows {
   currencyCount = 0;
   private readonly currencySeen = new Uint8Array(CURRENCY_IDS);
 
-  constructor(readonly journal: CopyEncoder, readonly outcomes: CopyEncoder, readonly balances: CopyEncoder) {}
+  /** Credits owed to other partitions (accepted cross-partition transfers), for transfer_outbox. */
+  readonly outbox: CopyEncoder;
+
+  constructor(readonly journal: CopyEncoder, readonly outcomes: CopyEncoder, readonly balances: CopyEncoder, outbox?: CopyEncoder) {
+    this.outbox = outbox ?? new BinaryCopyEncoder(1 << 16);
+  }
 
   reset(): void {
+    this.outbox.reset();
     this.journal.reset();
     this.outcomes.reset();
     this.balances.reset();
@@ -235,6 +244,25 @@ function encodeCommand(ring: OutputRingView, position: number, slot: number, par
   outcomes.endRow();
   const legCount = bytes[slot + OUT_LEG_COUNT_OFFSET]!;
   for (let leg = 0; leg < legCount; leg++) encodeLeg(ring, position, slot, leg, partition, offset, txIdLength, rows);
+  if (accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0) encodeCredit(ring, position, slot, partition, offset, txIdLength, rows);
+}
+
+// The credit a cross-partition transfer owes: legs 0 (`from`, −amount) and 1 (transit, +amount)
+// share the first leg slot, whose tail names `to` and its partition (output_layout.ts).
+function encodeCredit(ring: OutputRingView, position: number, slot: number, partition: number, offset: number, txIdLength: number, rows: FlushRows): void {
+  const bytes = ring.bytes;
+  const legSlot = ring.slotOffset(position + 1);
+  const outbox = rows.outbox;
+  outbox.beginRow(OUTBOX_FIELDS);
+  outbox.int4(partition);
+  outbox.int8(offset);
+  outbox.textBytes(bytes, slot + OUT_TX_ID_OFFSET, txIdLength);
+  outbox.int8LittleEndian(bytes, slot + OUT_ACCOUNT_OFFSET);
+  outbox.int8LittleEndian(bytes, legSlot + LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET);
+  outbox.int4(ring.words[(legSlot + LEG_SLOT_CREDIT_TO_PARTITION_OFFSET) >> 2]!);
+  outbox.int2(ring.words[(legSlot + legOffsetInSlot(1) + OUT_LEG_CURRENCY_OFFSET) >> 2]!);
+  outbox.int8LittleEndian(bytes, legSlot + legOffsetInSlot(1) + OUT_LEG_AVAILABLE_DELTA_OFFSET);
+  outbox.endRow();
 }
 
 function encodeLeg(ring: OutputRingView, position: number, slot: number, leg: number, partition: number, offset: number, txIdLength: number, rows: FlushRows): void {

@@ -9,7 +9,7 @@
 //       a missing row or another token ⇒ ROLLBACK, fenced; a next_offset past some commands
 //       (a retry of a flush whose COMMIT did commit) ⇒ those commands are skipped
 //   (once per connection and currency id: check it exists in currencies, see 002)
-//   COPY tx_outcomes, journal FROM STDIN (FORMAT binary)           straight into the tables
+//   COPY tx_outcomes, journal, transfer_outbox FROM STDIN (FORMAT binary)   straight into the tables
 //   COPY tally_staged_balances FROM STDIN (FORMAT binary)          the last leg per balance
 //   INSERT INTO balances SELECT … FROM tally_staged_balances ON CONFLICT DO UPDATE
 //       … WHERE balances.last_offset < EXCLUDED.last_offset
@@ -37,7 +37,7 @@ import { BinaryCopyEncoder } from './copy_binary';
 import type { CopyEncoder } from './copy_encoder';
 import { TextCopyEncoder } from './copy_text';
 import {
-  BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
+  BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
   STAGED_BALANCES_TABLE, STAGED_OUTCOMES_TABLE, encodeFlushRows,
 } from './flush_rows';
 
@@ -145,7 +145,7 @@ const knownCurrencies = new Uint8Array(1 << 16);
 const selection = new PartitionSelection();
 const rowsByFormat: Record<CopyFormat, FlushRows> = {
   binary: new FlushRows(new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20)),
-  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20)),
+  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 16)),
 };
 
 export default async function flush(task: FlushTask): Promise<FlushResult> {
@@ -219,6 +219,8 @@ async function transact(
   }
   steps.outcomesMs += lap();
   await copyIn(client, `journal (${JOURNAL_COLUMNS})`, rows.journal);
+  // Credits owed to other partitions commit with the debit that owes them (no dual write).
+  await copyIn(client, `transfer_outbox (${OUTBOX_COLUMNS})`, rows.outbox);
   steps.journalMs += lap();
   if (rows.balances.rowCount > 0) {
     await copyIn(client, STAGED_BALANCES_TABLE, rows.balances);

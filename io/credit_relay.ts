@@ -1,0 +1,162 @@
+// Relays the credits that cross-partition transfers owe (transfer_outbox, written in the same
+// transaction as the debit) to the commands topic, keyed by the credited account so they land
+// on its home partition, where the engine moves the amount from that partition's transit
+// account to the account. A row is marked sent only after the broker acknowledged its credit;
+// rows still unsent are relayed again when their partition is taken (start-up, rebalance,
+// after a crash) and by a periodic sweep. A credit's tx_id is derived from its source
+// (partition, offset), so every relay of it is the same command and the credited partition's
+// dedup window applies it once (a resend is within seconds of the first, far inside the
+// window).
+
+import Kafka from '@confluentinc/kafka-javascript';
+import type pg from 'pg';
+import type { CurrencyRegistry } from '../engine/currency_registry';
+import { formatAmountBigInt } from '../engine/amount';
+import { creditTxIdOf, OwedCredit } from './durable_outcome';
+import type { Logger } from './logger';
+
+export interface CreditRelayOptions {
+  readonly brokers: string;
+  readonly topic: string;
+  readonly db: pg.Pool;
+  readonly registry: CurrencyRegistry;
+  readonly log: Logger;
+  /** Partitions whose outbox this instance relays (the ones it applies). */
+  readonly ownedPartitions: () => number[];
+  readonly sweepIntervalMs?: number;
+}
+
+interface Pending {
+  readonly partition: number;
+  readonly offset: number;
+}
+
+const MARK_INTERVAL_MS = 50;
+const SWEEP_INTERVAL_MS = 10_000;
+
+export class CreditRelay {
+  /** Source (partition, offset) keys produced and not yet acknowledged. */
+  private readonly inFlight = new Set<string>();
+  private acknowledged: Pending[] = [];
+  private markTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private marking = false;
+  relayed = 0;
+  marked = 0;
+  failures = 0;
+
+  private constructor(private readonly producer: Kafka.Producer, private readonly options: CreditRelayOptions) {
+    producer.on('delivery-report', (error, report) => {
+      const pending = report.opaque as Pending;
+      this.inFlight.delete(keyOf(pending.partition, pending.offset));
+      if (error) {
+        this.failures++;
+        options.log.error({ err: error, partition: pending.partition, offset: pending.offset }, 'credit not delivered; the sweep relays it again');
+        return;
+      }
+      this.acknowledged.push(pending);
+    });
+  }
+
+  static async connect(options: CreditRelayOptions): Promise<CreditRelay> {
+    const producer = new Kafka.Producer({
+      'bootstrap.servers': options.brokers,
+      'enable.idempotence': true,
+      'linger.ms': 2,
+      'message.timeout.ms': 0,
+      partitioner: 'murmur2_random',
+      dr_cb: true,
+    });
+    await new Promise<void>((resolve, reject) => {
+      producer.once('ready', () => resolve());
+      producer.connect({ timeout: 15_000 }, (error) => {
+        if (error) reject(new Error(`credit relay cannot reach Kafka at ${options.brokers}: ${error.message}`));
+      });
+    });
+    producer.setPollInterval(5);
+    const relay = new CreditRelay(producer, options);
+    relay.markTimer = setInterval(() => void relay.markSent(), MARK_INTERVAL_MS);
+    relay.sweepTimer = setInterval(() => void relay.sweep(), options.sweepIntervalMs ?? SWEEP_INTERVAL_MS);
+    return relay;
+  }
+
+  /** A committed cross-partition transfer: relay its credit now. */
+  relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): void {
+    const key = keyOf(sourcePartition, sourceOffset);
+    if (this.inFlight.has(key)) return;
+    const command = `{"type":"credit","tx_id":"${credit.txId}","account":"${credit.account}","currency":${JSON.stringify(credit.currency)},"amount":"${credit.amount}"}`;
+    try {
+      this.producer.produce(this.options.topic, null, Buffer.from(command), credit.account, null, { partition: sourcePartition, offset: sourceOffset } satisfies Pending);
+    } catch (error) {
+      // A full local queue: the row stays unsent and the sweep relays it.
+      this.options.log.warn({ err: error, partition: sourcePartition, offset: sourceOffset }, 'credit not queued; the sweep relays it');
+      return;
+    }
+    this.inFlight.add(key);
+    this.relayed++;
+  }
+
+  /** Relays every unsent credit of the partitions (taken partitions, and the sweep). */
+  async relayUnsent(partitions: readonly number[]): Promise<number> {
+    if (partitions.length === 0) return 0;
+    const rows = await this.options.db.query<{ partition: number; kafka_offset: string; to_account: string; to_partition: number; currency_id: number; amount: string }>(
+      `SELECT partition, kafka_offset, tally_account_text(to_account) AS to_account, to_partition, currency_id, amount
+         FROM transfer_outbox WHERE partition = ANY($1::int[]) AND NOT sent ORDER BY partition, kafka_offset`, [partitions]);
+    const { registry } = this.options;
+    for (const row of rows.rows) {
+      const offset = Number(row.kafka_offset);
+      this.relay(row.partition, offset, {
+        txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
+        currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
+      });
+    }
+    if (rows.rows.length > 0) this.options.log.info({ partitions, credits: rows.rows.length }, 'relaying unsent credits');
+    return rows.rows.length;
+  }
+
+  get pending(): number {
+    return this.inFlight.size + this.acknowledged.length;
+  }
+
+  /** Marks what was acknowledged, waits (bounded) for what is in flight, disconnects. */
+  async close(timeoutMs = 10_000): Promise<void> {
+    clearInterval(this.sweepTimer);
+    const deadline = Date.now() + timeoutMs;
+    while (this.inFlight.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    clearInterval(this.markTimer);
+    await this.markSent().catch(() => undefined);
+    await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      await this.relayUnsent(this.options.ownedPartitions());
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'credit sweep failed; retrying at the next sweep');
+    }
+  }
+
+  private async markSent(): Promise<void> {
+    if (this.marking || this.acknowledged.length === 0) return;
+    this.marking = true;
+    const batch = this.acknowledged;
+    this.acknowledged = [];
+    try {
+      await this.options.db.query(
+        `UPDATE transfer_outbox AS o SET sent = true FROM unnest($1::int[], $2::bigint[]) AS u(partition, kafka_offset)
+          WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset`,
+        [batch.map((p) => p.partition), batch.map((p) => p.offset)]);
+      this.marked += batch.length;
+    } catch (error) {
+      // Not marked: relayed again later, which the credited side deduplicates.
+      this.acknowledged = batch.concat(this.acknowledged);
+      this.options.log.warn({ err: error, credits: batch.length }, 'could not mark credits sent; retrying');
+    } finally {
+      this.marking = false;
+    }
+  }
+}
+
+function keyOf(partition: number, offset: number): string {
+  return `${partition}/${offset}`;
+}

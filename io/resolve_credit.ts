@@ -1,0 +1,48 @@
+// `tally resolve-credit <credit tx_id>`: the operator's resolution of a cross-partition credit
+// that the credited partition rejected (for example AMOUNT_OVERFLOW on the receiving balance).
+// The money sits in the sending partition's transit account; this produces a refund credit to
+// the sender on the sending partition (tx_id '~r<partition>-<offset>', so running it twice
+// refunds once) and records the resolution on the outbox row. `npm run audit` reports such
+// credits until their refund is applied.
+
+import pg from 'pg';
+import { CurrencyRegistry } from '../engine/currency_registry';
+import { formatAmountBigInt } from '../engine/amount';
+import { CommandProducer } from './command_producer';
+import { refundTxIdOf } from './durable_outcome';
+import type { TallyConfig } from './config';
+
+export async function resolveCredit(config: TallyConfig, creditTxId: string): Promise<string> {
+  const match = /^~x([0-9]{1,5})-([0-9]{1,16})$/.exec(creditTxId);
+  if (match === null) throw new Error(`"${creditTxId}" is not a credit tx_id (they look like ~x<partition>-<offset>; npm run audit lists stranded ones)`);
+  const [partition, offset] = [Number(match[1]), Number(match[2])];
+  const client = new pg.Client({ connectionString: config.pgUrl, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    const found = await client.query<{ from_account: string; currency_id: number; amount: string; to_partition: number; accepted: boolean | null; reason: string | null }>(
+      `SELECT tally_account_text(o.from_account) AS from_account, o.currency_id, o.amount, o.to_partition, c.accepted, c.reason
+         FROM transfer_outbox o
+         LEFT JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)
+        WHERE o.partition = $1 AND o.kafka_offset = $2`, [partition, offset]);
+    const row = found.rows[0];
+    if (row === undefined) throw new Error(`no cross-partition transfer at partition ${partition} offset ${offset}`);
+    if (row.accepted === null) throw new Error(`credit ${creditTxId} is still in flight (no outcome on partition ${row.to_partition} yet); nothing to resolve`);
+    if (row.accepted) throw new Error(`credit ${creditTxId} was applied on partition ${row.to_partition}; nothing to resolve`);
+    const registry = CurrencyRegistry.fromConfig(config.currencies);
+    const refund = {
+      type: 'credit', tx_id: refundTxIdOf(partition, offset), account: row.from_account,
+      currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
+    };
+    const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic });
+    try {
+      producer.send(row.from_account, Buffer.from(JSON.stringify(refund)));
+      await producer.flush();
+    } finally {
+      await producer.disconnect();
+    }
+    await client.query(`UPDATE transfer_outbox SET resolution = 'refunded' WHERE partition = $1 AND kafka_offset = $2`, [partition, offset]);
+    return `credit ${creditTxId} (rejected: ${row.reason}) refunded to ${row.from_account} as ${refund.tx_id}: ${refund.amount} ${refund.currency}`;
+  } finally {
+    await client.end();
+  }
+}
