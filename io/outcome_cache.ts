@@ -1,7 +1,9 @@
 // Recent durable outcomes by tx_id, for GET /v1/transactions/{tx_id} and for transfer
 // requests waiting on their command. Fed from the batcher's onDurable, so it only ever holds
-// outcomes that are committed in PostgreSQL. Bounded: the oldest entry goes first (a Map
-// iterates in insertion order); anything older is read from PostgreSQL.
+// outcomes that are committed in PostgreSQL. Bounded: the oldest entry goes first, found
+// through a ring of the added outcomes (not by iterating the Map from its start, which walks
+// over the holes deletions leave and was 13% of the main thread in a profile); anything older
+// is read from PostgreSQL.
 //
 // tx_ids are deduplicated per partition, so two partitions may each hold a command with the
 // same tx_id; the cache keeps the latest and the database lookup returns them all.
@@ -10,9 +12,14 @@ import type { DurableOutcome } from './durable_outcome';
 
 export class OutcomeCache {
   private readonly entries = new Map<string, DurableOutcome>();
+  /** The last `capacity` outcomes added, oldest at `head` once full. */
+  private readonly order: (DurableOutcome | undefined)[];
+  private head = 0;
   private readonly waiters = new Map<string, Array<(outcome: DurableOutcome) => void>>();
 
-  constructor(private readonly capacity: number) {}
+  constructor(private readonly capacity: number) {
+    this.order = new Array<DurableOutcome | undefined>(capacity).fill(undefined);
+  }
 
   get size(): number {
     return this.entries.size;
@@ -29,9 +36,12 @@ export class OutcomeCache {
       for (const wake of waiting) wake(outcome);
     }
     if (this.capacity === 0) return;
-    this.entries.delete(outcome.txId);
+    const evicted = this.order[this.head];
+    // Only if it is still the entry of its tx_id (a later outcome of the tx_id replaced it).
+    if (evicted !== undefined && this.entries.get(evicted.txId) === evicted) this.entries.delete(evicted.txId);
+    this.order[this.head] = outcome;
+    this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.entries.set(outcome.txId, outcome);
-    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }
 
   get(txId: string): DurableOutcome | undefined {
