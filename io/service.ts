@@ -181,7 +181,6 @@ export class Service {
     });
     service = new Service(config, registry, { engine, leases, pool, batcher, consumer, publisher, producer, relay, eventPositions, db, cache, stream, metrics, health, http }, log);
     batcher.start();
-    health.start();
     eventPositions.start();
     if (group === undefined) {
       const assignments = await service.takePartitions(Array.from({ length: config.commandPartitions }, (_, p) => p));
@@ -191,6 +190,8 @@ export class Service {
       // The group's assignment arrives through the rebalance callback (takePartitions).
       await consumer.connect();
     }
+    // Probes start once the consumer is connected: before, "not connected" is not an outage.
+    health.start();
     service.started = true;
     log.info({ port: http.port, assignment: config.partitionAssignment, partitions: service.ownedPartitions().length, instance: config.instanceId }, 'tally started');
     return service;
