@@ -49,12 +49,17 @@ async function main(): Promise<void> {
     const sentAtMs = new Float64Array(TRANSFERS);
     const creditOf = new Map<string, number>();
     const latency = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
+    const debitLatency = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
+    let lastDebitMs = 0;
     let credited = 0;
     let checksum = 0;
     let lastCreditMs = 0;
     reader.onEvent = (event) => {
       if (event.tx_id.startsWith('bx-')) {
-        if (event.status === 'accepted') creditOf.set(`~x${event.partition}-${event.offset}`, Number(event.tx_id.slice(3)));
+        const index = Number(event.tx_id.slice(3));
+        lastDebitMs = performance.now();
+        debitLatency.recordValue(Math.max(1, Math.round((lastDebitMs - sentAtMs[index]!) * 1000)));
+        if (event.status === 'accepted') creditOf.set(`~x${event.partition}-${event.offset}`, index);
         return;
       }
       if (!event.tx_id.startsWith('~x')) return;
@@ -91,6 +96,8 @@ async function main(): Promise<void> {
     console.log(`checksum ${checksum}`);
     console.log(`throughput: ${Math.round(TRANSFERS / seconds)} transfers/s with both halves durable (${seconds.toFixed(2)} s)`);
     console.log(`latency produce → durable credit (ms): p50 ${ms(50)}  p90 ${ms(90)}  p99 ${ms(99)}  p99.9 ${ms(99.9)}  max ${Math.round(latency.maxValue / 100) / 10}`);
+    const debitMs = (p: number): number => Math.round(debitLatency.getValueAtPercentile(p) / 100) / 10;
+    console.log(`debit half alone: ${Math.round(TRANSFERS / ((lastDebitMs - startedMs) / 1000))} transfers/s; produce → durable debit (ms): p50 ${debitMs(50)}  p99 ${debitMs(99)}`);
     console.log(JSON.stringify({
       bench: 'cross_partition', transfers: TRANSFERS, transfersPerSecond: Math.round(TRANSFERS / seconds), checksum,
       latencyMs: { p50: ms(50), p90: ms(90), p99: ms(99), p999: ms(99.9), max: Math.round(latency.maxValue / 100) / 10 },

@@ -54,6 +54,10 @@ export class CommandConsumer {
   private readonly batchMessagesMax: number;
   private readonly assigned = new Set<number>();
   private readonly stoppedPartitions = new Uint8Array(65536);
+  /** Partitions librdkafka has assigned to us through the group (group mode). */
+  private readonly groupAssigned = new Set<number>();
+  /** A restarted partition's first expected offset; messages before a match are stale (-1: none). */
+  private readonly resumeAt = new Float64Array(65536).fill(-1);
   private pending: Kafka.Message[] = [];
   private running = false;
   private stopped: (() => void) | undefined;
@@ -174,6 +178,7 @@ export class CommandConsumer {
           this.assigned.add(t.partition);
           this.stoppedPartitions[t.partition] = 0;
         }
+        for (const p of partitions) this.groupAssigned.add(p);
         incremental.incrementalAssign([
           ...taken.map((t) => ({ topic: this.options.topic, partition: t.partition, offset: t.offset })),
           ...missing.map((partition) => ({ topic: this.options.topic, partition })),
@@ -184,6 +189,7 @@ export class CommandConsumer {
       this.options.log.info({ partitions, lost }, 'consumer group revoked partitions');
       for (const p of partitions) {
         this.assigned.delete(p);
+        this.groupAssigned.delete(p);
         this.stoppedPartitions[p] = 1;
       }
       try {
@@ -193,6 +199,40 @@ export class CommandConsumer {
       }
       incremental.incrementalUnassign(assignment.map((a) => ({ topic: a.topic, partition: a.partition })));
     }).catch((failure: unknown) => this.options.log.error({ err: failure }, 'rebalance handling failed'));
+  }
+
+  /**
+   * Feeds stopped partitions again from the given offsets (their state was reloaded). In a
+   * group only partitions the group still assigns to us can restart; the others are returned.
+   * Messages of them already in hand, or fetched from the old position, are dropped until the
+   * restart offset comes by.
+   */
+  restartPartitions(assignments: ReadonlyArray<{ partition: number; offset: number }>): number[] {
+    const refused: number[] = [];
+    const restarted: Array<{ partition: number; offset: number }> = [];
+    for (const a of assignments) {
+      if (this.options.group !== undefined && !this.groupAssigned.has(a.partition)) {
+        refused.push(a.partition);
+        continue;
+      }
+      this.resumeAt[a.partition] = a.offset;
+      this.stoppedPartitions[a.partition] = 0;
+      this.assigned.add(a.partition);
+      restarted.push(a);
+    }
+    if (restarted.length === 0) return refused;
+    if (this.options.group === undefined) {
+      (this.consumer as unknown as IncrementalAssignment).incrementalAssign(restarted.map((a) => ({ topic: this.options.topic, partition: a.partition, offset: a.offset })));
+    } else {
+      for (const a of restarted) {
+        this.consumer.seek({ topic: this.options.topic, partition: a.partition, offset: a.offset }, 5000, (error) => {
+          if (error) this.options.log.error({ err: error, partition: a.partition, offset: a.offset }, 'seek for the restarted partition failed');
+        });
+      }
+      this.consumer.resume(restarted.map((a) => ({ topic: this.options.topic, partition: a.partition })));
+    }
+    this.options.log.info({ partitions: restarted.map((a) => `${a.partition}@${a.offset}`) }, 'partitions restarted');
+    return refused;
   }
 
   // Stops fetching and leaves the group; commands already in the ring stay there.
@@ -250,9 +290,19 @@ export class CommandConsumer {
   // the rare batches that hold such messages.
   private withoutStopped(messages: Kafka.Message[]): Kafka.Message[] {
     for (const message of messages) {
-      if (this.stoppedPartitions[message.partition] === 1) return messages.filter((m) => this.stoppedPartitions[m.partition] !== 1);
+      if (this.stoppedPartitions[message.partition] === 1 || this.resumeAt[message.partition]! >= 0) return messages.filter((m) => this.isCurrent(m));
     }
     return messages;
+  }
+
+  private isCurrent(message: Kafka.Message): boolean {
+    const partition = message.partition;
+    if (this.stoppedPartitions[partition] === 1) return false;
+    const resumeAt = this.resumeAt[partition]!;
+    if (resumeAt < 0) return true;
+    if (message.offset !== resumeAt) return false;
+    this.resumeAt[partition] = -1;
+    return true;
   }
 }
 

@@ -68,10 +68,15 @@ export class Metrics {
   }
 
   noteBatch(commandCount: number, eventsPublished: number): void {
+    this.batchCommands.observe(commandCount);
+    this.noteEvents(eventsPublished);
+  }
+
+  /** Adds the outcomes noted since the last call, and `eventsPublished` events. */
+  noteEvents(eventsPublished: number): void {
     for (const entry of this.pending.values()) this.commands.inc({ type: entry.type, status: entry.status, reason: entry.reason }, entry.count);
     this.pending.clear();
-    this.batchCommands.observe(commandCount);
-    this.eventsPublished.inc(eventsPublished);
+    if (eventsPublished > 0) this.eventsPublished.inc(eventsPublished);
   }
 
   noteFlush(latencyMs: number): void {

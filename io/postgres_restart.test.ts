@@ -38,7 +38,15 @@ async function readyStatus(port: number): Promise<number> {
   }
 }
 
-test('PostgreSQL restarted mid-run: retries, not ready while away, nothing lost or doubled', { timeout: 300_000, skip: clusterVersion() === undefined ? 'needs root and a local pg_ctlcluster-managed PostgreSQL' : false }, async () => {
+const SKIP = clusterVersion() === undefined ? 'needs root and a local pg_ctlcluster-managed PostgreSQL' : false;
+
+test('PostgreSQL restarted mid-run: retries, not ready while away, nothing lost or doubled', { timeout: 300_000, skip: SKIP }, () => restartScenario(60_000, 2000));
+
+// An outage longer than the lease: the leases count as lost and the partitions stop; once the
+// database answers and nobody else took them, the instance takes them back and goes on.
+test('PostgreSQL away longer than the lease TTL: the partitions are taken back, nothing lost or doubled', { timeout: 300_000, skip: SKIP }, () => restartScenario(3000, 7000));
+
+async function restartScenario(leaseTtlMs: number, outageMs: number): Promise<void> {
   const topic = uniqueName('tally.commands.pgrestart');
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_pgrestart');
@@ -54,8 +62,7 @@ test('PostgreSQL restarted mid-run: retries, not ready while away, nothing lost 
     TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic, TALLY_COMMAND_PARTITIONS: String(PARTITIONS),
     TALLY_CONSUMER_GROUP: uniqueName('pgrestart'), TALLY_INSTANCE_ID: 'pgrestart', TALLY_CURRENCIES: WORKLOAD_CURRENCIES.map((c) => `${c.code}:${c.scale}`).join(','),
     TALLY_DEDUP_WINDOW: '65536', TALLY_BALANCE_CAPACITY: '65536', TALLY_BATCH_ROWS_MAX: '500',
-    // Longer than the outage: the leases must survive it.
-    TALLY_LEASE_TTL_MS: '60000',
+    TALLY_LEASE_TTL_MS: String(leaseTtlMs),
   });
   let stopped = false;
   try {
@@ -73,7 +80,7 @@ test('PostgreSQL restarted mid-run: retries, not ready while away, nothing lost 
     stopped = true;
     await produce(half, messages.length);
     await waitFor('/readyz to report not ready while PostgreSQL is away', 30_000, async () => (await readyStatus(port)) === 503, tally);
-    await sleep(2000);
+    await sleep(outageMs);
     pgCluster('start');
     stopped = false;
 
@@ -83,6 +90,7 @@ test('PostgreSQL restarted mid-run: retries, not ready while away, nothing lost 
       (await nextOffsets(client, topic, PARTITIONS)).every((o, p) => o === model.messagesPerPartition[p]), tally);
     await waitFor('/readyz to report ready again', 30_000, async () => (await readyStatus(port)) === 200, tally);
     assert.match(tally.output.join(''), /retry|fail/i, 'the flush failures were logged');
+    if (outageMs > leaseTtlMs) assert.match(tally.output.join(''), /lost partitions taken back/, 'the expired leases were taken back');
     tally.child.kill('SIGTERM');
     assert.equal(await tally.exited, 0, 'SIGTERM drains and exits cleanly');
     await compareWithModel(client, model);
@@ -94,4 +102,4 @@ test('PostgreSQL restarted mid-run: retries, not ready while away, nothing lost 
     await producer.disconnect();
     await database.drop();
   }
-});
+}

@@ -23,7 +23,7 @@ import { CommandProducer } from './command_producer';
 import { CreditRelay } from './credit_relay';
 import { registerBalanceRoutes } from './balance_routes';
 import { BalanceStream } from './balance_stream';
-import { forEachDurableOutcome, resultEventJson } from './durable_outcome';
+import { DurableOutcome, forEachDurableOutcome, resultEventJson } from './durable_outcome';
 import { EventPublisher } from './event_publisher';
 import { EventPositions } from './event_positions';
 import { HealthProbe } from './health_probe';
@@ -39,6 +39,10 @@ const COMMAND_RING_SLOTS = 1 << 14;
 const OUTPUT_RING_SLOTS = 1 << 18;
 const STOP_TIMEOUT_MS = 30_000;
 const HANDOVER_TIMEOUT_MS = 20_000;
+const RETAKE_DELAY_MS_MIN = 1000;
+const FANOUT_SLICE_COMMANDS = 2000;
+const FANOUT_BACKLOG_MAX = 500_000;
+const RETAKE_DELAY_MS_MAX = 30_000;
 
 interface Parts {
   readonly engine: EngineThread;
@@ -67,6 +71,10 @@ export class Service {
   private readonly owned = new Set<number>();
   /** Partitions whose state the engine holds (owned ones, and stopped ones not yet released). */
   private readonly inEngine = new Set<number>();
+  /** Durable outcomes whose events, credits, cache entries and pushes are not done yet. */
+  private fanoutQueue: DurableOutcome[] = [];
+  private fanoutNext = 0;
+  private fanoutScheduled = false;
 
   private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {}
 
@@ -197,19 +205,48 @@ export class Service {
     return service;
   }
 
-  // A committed batch: everything that may only happen after the COMMIT happens here.
+  // A committed batch: everything that may only happen after the COMMIT happens here. The
+  // slots are only readable during this call, so the outcomes are copied out at once; the
+  // rest (events, credits, cache, pushes, metrics) runs in slices of FANOUT_SLICE_COMMANDS
+  // between which the event loop serves HTTP, in commit order. A backlog beyond
+  // FANOUT_BACKLOG_MAX is worked off here and now instead (a bound on memory).
   private onDurable(range: DurableRange): void {
+    forEachDurableOutcome(range, this.registry, (outcome) => this.fanoutQueue.push(outcome));
+    this.parts.metrics.noteBatch(range.commandCount, 0);
+    if (this.fanoutQueue.length - this.fanoutNext > FANOUT_BACKLOG_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
+    if (!this.fanoutScheduled && this.fanoutNext < this.fanoutQueue.length) {
+      this.fanoutScheduled = true;
+      setImmediate(() => this.fanoutSlices());
+    }
+  }
+
+  private fanoutSlices(): void {
+    this.fanoutScheduled = false;
+    this.fanout(FANOUT_SLICE_COMMANDS);
+    if (this.fanoutNext < this.fanoutQueue.length) {
+      this.fanoutScheduled = true;
+      setImmediate(() => this.fanoutSlices());
+    }
+  }
+
+  private fanout(commandsMax: number): void {
     const { publisher, cache, stream, metrics, relay } = this.parts;
-    let events = 0;
-    forEachDurableOutcome(range, this.registry, (outcome) => {
+    const queue = this.fanoutQueue;
+    const end = Math.min(queue.length, this.fanoutNext + commandsMax);
+    for (let i = this.fanoutNext; i < end; i++) {
+      const outcome = queue[i]!;
       if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
       publisher.publish(outcome.partition, outcome.offset, outcome.txId, resultEventJson(outcome));
-      events++;
       cache.add(outcome);
       stream.publish(outcome);
       metrics.noteOutcome(outcome);
-    });
-    metrics.noteBatch(range.commandCount, events);
+    }
+    metrics.noteEvents(end - this.fanoutNext);
+    this.fanoutNext = end;
+    if (this.fanoutNext === queue.length) {
+      this.fanoutQueue = [];
+      this.fanoutNext = 0;
+    }
   }
 
   /** Leases, loads and admits partitions; answers where each resumes. Failures are logged and left out. */
@@ -265,6 +302,7 @@ export class Service {
     for (const p of mine) this.stoppedPartitions.add(p);
     if (!lost) {
       // The next owner republishes from the recorded position: record it first.
+      this.fanout(Number.MAX_SAFE_INTEGER);
       await this.parts.publisher.drain(HANDOVER_TIMEOUT_MS / 4);
       await this.parts.eventPositions.record();
     }
@@ -283,7 +321,38 @@ export class Service {
     }
     this.parts.consumer.stopPartitions(fresh);
     this.parts.batcher.stopPartitions(fresh);
-    this.log.error({ partitions: fresh, reason }, 'partitions stopped: another instance owns them now; nothing more of them is written');
+    this.log.error({ partitions: fresh, reason }, 'partitions stopped: another instance may own them now; nothing more of them is written');
+    // A lease that expired while the database was unreachable may still be nobody else's:
+    // take it back once the database answers, unless another instance took it meanwhile.
+    if (reason === 'expired-unreachable') this.scheduleRetake(fresh, RETAKE_DELAY_MS_MIN);
+  }
+
+  private scheduleRetake(partitions: readonly number[], delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.retake(partitions).catch((error: unknown) => {
+        this.log.warn({ err: error, partitions, retryInMs: Math.min(RETAKE_DELAY_MS_MAX, delayMs * 2) }, 'taking lost partitions back failed; retrying');
+        this.scheduleRetake(partitions, Math.min(RETAKE_DELAY_MS_MAX, delayMs * 2));
+      });
+    }, delayMs);
+    timer.unref();
+  }
+
+  private async retake(partitions: readonly number[]): Promise<void> {
+    if (this.stopping) return;
+    const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p));
+    if (candidates.length === 0) return;
+    const rows = await this.parts.db.query<{ partition: number; owner: string | null }>(
+      'SELECT partition, owner FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
+    const free = rows.rows.filter((r) => r.owner === null || r.owner === this.config.instanceId).map((r) => r.partition);
+    const elsewhere = candidates.filter((p) => !free.includes(p));
+    if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
+    if (free.length === 0) return;
+    const assignments = await this.takePartitions(free);
+    const failed = free.filter((p) => !assignments.some((a) => a.partition === p));
+    const refused = this.parts.consumer.restartPartitions(assignments);
+    if (refused.length > 0) await this.giveBack(refused, false);
+    this.log.info({ partitions: assignments.map((a) => a.partition).filter((p) => !refused.includes(p)) }, 'lost partitions taken back');
+    if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')} back`);
   }
 
   private async releaseFromEngine(partitions: readonly number[]): Promise<void> {
@@ -318,6 +387,7 @@ export class Service {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await batcher.stop(Math.max(1000, deadline - Date.now()));
+    this.fanout(Number.MAX_SAFE_INTEGER);
     await publisher.close(Math.max(1000, deadline - Date.now()));
     await this.parts.eventPositions.stop();
     await this.parts.relay.close(Math.max(1000, deadline - Date.now()));
