@@ -21,6 +21,8 @@ import { json } from './http_server';
  */
 export interface PartitionOwnership {
   readonly partitionCount: number;
+  /** This instance's id: a lease row still naming it means the partition is being taken back. */
+  readonly self: string;
   owns(partition: number): boolean;
   ownerOf(partition: number): string | undefined;
   /** Partitions applied here, ascending. */
@@ -54,6 +56,10 @@ function body(registry: CurrencyRegistry, reading: BalanceReading): BalanceBody 
 
 function notOwned(res: uWS.HttpResponse, ownership: PartitionOwnership, partition: number): void {
   const owner = ownership.ownerOf(partition);
+  if (owner === ownership.self) {
+    json(res, '503 Service Unavailable', { error: 'PARTITION_UNAVAILABLE', partition, message: `partition ${partition} is not applied right now (its lease was lost); this instance is taking it back, retry` });
+    return;
+  }
   json(res, '421 Misdirected Request', {
     error: 'PARTITION_NOT_OWNED', partition, ...(owner === undefined ? {} : { owner }),
     message: `partition ${partition} is applied by ${owner === undefined ? 'another instance' : `instance ${owner}`}; ask it`,

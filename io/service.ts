@@ -167,6 +167,7 @@ export class Service {
     });
     const ownership = {
       partitionCount: config.commandPartitions,
+      self: config.instanceId,
       owns: (partition: number) => service?.owned.has(partition) === true,
       ownerOf: (partition: number) => health.ownerOf(partition),
       owned: () => service?.ownedPartitions() ?? [],
