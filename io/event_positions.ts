@@ -17,6 +17,8 @@ const REPUBLISH_ROWS_MAX = 1_000_000;
 export class EventPositions {
   private timer: NodeJS.Timeout | undefined;
   private recording: Promise<void> = Promise.resolve();
+  /** Delivered positions not yet written (their rows were locked by a flush, or the write failed). */
+  private readonly unrecorded = new Map<number, number>();
 
   constructor(private readonly db: pg.Pool, private readonly topic: string, private readonly publisher: EventPublisher, private readonly log: Logger) {}
 
@@ -32,14 +34,20 @@ export class EventPositions {
   /** Writes the delivered positions gathered since the last call (only ever forward). */
   record(): Promise<void> {
     this.recording = this.recording.then(async () => {
-      const positions = this.publisher.takeAcknowledged();
-      if (positions.size === 0) return;
+      for (const [partition, next] of this.publisher.takeAcknowledged()) this.unrecorded.set(partition, Math.max(next, this.unrecorded.get(partition) ?? -1));
+      if (this.unrecorded.size === 0) return;
+      const positions = new Map(this.unrecorded);
       try {
-        await this.db.query(
+        // Rows a flush holds are skipped (SKIP LOCKED, in partition order: no waiting behind
+        // flushes and no deadlock with them) and written at a later round.
+        const written = await this.db.query<{ partition: number }>(
           `UPDATE partition_leases AS l SET events_next_offset = GREATEST(l.events_next_offset, u.next_offset)
              FROM unnest($2::int[], $3::bigint[]) AS u(partition, next_offset)
-            WHERE l.topic = $1 AND l.partition = u.partition`,
+            WHERE l.topic = $1 AND l.partition = u.partition AND l.partition IN (
+              SELECT partition FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE SKIP LOCKED)
+           RETURNING l.partition`,
           [this.topic, [...positions.keys()], [...positions.values()]]);
+        for (const row of written.rows) if (this.unrecorded.get(row.partition) === positions.get(row.partition)) this.unrecorded.delete(row.partition);
       } catch (error) {
         // Not recorded: a later take-over republishes a little more than needed.
         this.log.warn({ err: error }, 'could not record delivered event positions');

@@ -68,12 +68,24 @@ export async function acquireLease(client: pg.ClientBase, topic: string, partiti
 export async function renewLeases(client: pg.ClientBase, topic: string, leases: readonly HeldLease[], owner: string, ttlMs: number): Promise<number[]> {
   assertTtl(ttlMs);
   if (leases.length === 0) return [];
+  // Whether a lease is still ours is read without locks (MVCC), so a renewal never waits
+  // behind a flush that holds the row FOR UPDATE for the length of its COPYs: under load that
+  // wait made renewals time out and healthy leases count as lost. The expiry (informational,
+  // see above) is extended on the rows nobody holds right now; a row our own flush holds is
+  // being proven ours by that flush's fencing check anyway. Locks are taken in partition order.
   const result = await client.query<{ partition: number }>(
-    `UPDATE partition_leases AS l
-        SET lease_expiry = now() + $4 * interval '1 millisecond'
-       FROM unnest($2::integer[], $3::bigint[]) AS held (partition, fencing_token)
-      WHERE l.topic = $1 AND l.partition = held.partition AND l.fencing_token = held.fencing_token AND l.owner = $5
-  RETURNING l.partition`,
+    `WITH mine AS (
+       SELECT l.partition FROM partition_leases AS l
+         JOIN unnest($2::integer[], $3::bigint[]) AS held (partition, fencing_token)
+           ON l.partition = held.partition AND l.fencing_token = held.fencing_token
+        WHERE l.topic = $1 AND l.owner = $5),
+     extended AS (
+       UPDATE partition_leases SET lease_expiry = now() + $4 * interval '1 millisecond'
+        WHERE topic = $1 AND partition IN (
+          SELECT partition FROM partition_leases WHERE topic = $1 AND partition IN (SELECT partition FROM mine)
+           ORDER BY partition FOR UPDATE SKIP LOCKED)
+       RETURNING partition)
+     SELECT partition FROM mine`,
     [topic, leases.map((l) => l.partition), leases.map((l) => l.fencingToken), ttlMs, owner],
   );
   const renewed = new Set(result.rows.map((row) => row.partition));
