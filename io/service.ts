@@ -66,6 +66,8 @@ export class Service {
   private started = false;
   private stopping = false;
   private taking = 0;
+  /** The first assignment (static: every partition; group: the group's first answer) was taken. */
+  private assignedOnce = false;
   private readonly stoppedPartitions = new Set<number>();
   /** Partitions this instance applies: leased, loaded and fed. */
   private readonly owned = new Set<number>();
@@ -102,7 +104,7 @@ export class Service {
 
   isReady(): boolean {
     const { batcher, health, publisher } = this.parts;
-    return this.started && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy;
+    return this.started && this.assignedOnce && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy;
   }
 
   static async start(config: TallyConfig, log: Logger): Promise<Service> {
@@ -280,6 +282,7 @@ export class Service {
       }
     } finally {
       this.taking--;
+      this.assignedOnce = true;
     }
     return assignments;
   }
