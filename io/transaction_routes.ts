@@ -5,7 +5,7 @@
 
 import type uWS from 'uWebSockets.js';
 import pg from 'pg';
-import type { DurableOutcome } from './durable_outcome';
+import { DurableOutcome, isSystemAccountDecimal } from './durable_outcome';
 import type { OutcomeCache } from './outcome_cache';
 import { json } from './http_server';
 import type { Logger } from './logger';
@@ -51,7 +51,7 @@ export async function creditOf(db: pg.Pool, partition: number, offset: number): 
 }
 
 export function transactionBody(outcome: DurableOutcome, withBalances = true): TransactionBody {
-  const balances = outcome.balances.filter((b) => !(b.account.length <= 3 && Number(b.account) < 1000))
+  const balances = outcome.balances.filter((b) => !isSystemAccountDecimal(b.account))
     .map((b) => ({ account: b.account, currency: b.currency, available: b.available, frozen: b.frozen }));
   return {
     tx_id: outcome.txId, status: outcome.status, ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
