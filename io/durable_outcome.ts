@@ -39,6 +39,8 @@ export interface DurableOutcome {
   readonly status: 'accepted' | 'rejected';
   /** Rejection code name; undefined when accepted. */
   readonly reason: string | undefined;
+  /** Rejection code (engine/reject_code.ts); 0 when accepted. */
+  readonly reasonCode: number;
   readonly partition: number;
   readonly offset: number;
   /** A repeat of an earlier tx_id with the same payload: the stored outcome, nothing changed. */
@@ -86,6 +88,7 @@ function readDurableOutcome(range: DurableRange, bytes: Uint8Array, view: DataVi
     txId: Buffer.from(bytes.buffer, slot + OUT_TX_ID_OFFSET, txIdLength).toString('utf8'),
     status: accepted ? 'accepted' : 'rejected',
     reason: accepted ? undefined : rejectCodeName(bytes[slot + OUT_REASON_OFFSET]!),
+    reasonCode: accepted ? 0 : bytes[slot + OUT_REASON_OFFSET]!,
     partition: view.getUint32(slot + OUT_PARTITION_OFFSET, true),
     offset: view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true),
     duplicate: (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0,

@@ -6,9 +6,13 @@
 
 import client from 'prom-client';
 import type uWS from 'uWebSockets.js';
-import type { DurableOutcome } from './durable_outcome';
+import { rejectCodeName } from '../engine/reject_code';
 
 const TYPE_NAMES = ['unparseable', 'deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle', 'credit'];
+/** One more than the wire types, for anything unexpected ('unknown'). */
+const TYPE_SLOTS = TYPE_NAMES.length + 1;
+/** Reject codes are one byte in the output slot. */
+const REASON_SLOTS = 256;
 
 export interface MetricsSources {
   readonly commandRingOccupancy: () => number;
@@ -27,8 +31,11 @@ export class Metrics {
   private readonly batchCommands: client.Histogram;
   private readonly flushLatency: client.Histogram;
   private readonly eventsPublished: client.Counter;
-  /** Per batch: counts by type × (status, reason) before they go to prom-client. */
-  private readonly pending = new Map<string, { type: string; status: string; reason: string; count: number }>();
+  /**
+   * Counts since the last noteEvents by command type × reject code (code 0 = accepted),
+   * before they go to prom-client: an array increment per command, no string or lookup.
+   */
+  private readonly pending = new Uint32Array(TYPE_SLOTS * REASON_SLOTS);
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -58,13 +65,9 @@ export class Metrics {
     new client.Gauge({ name: 'tally_stream_connections', help: 'Open WebSocket stream connections.', registers, collect() { this.set(sources.streamConnections()); } });
   }
 
-  noteOutcome(outcome: DurableOutcome): void {
-    const type = TYPE_NAMES[outcome.commandType] ?? 'unknown';
-    const reason = outcome.reason ?? 'none';
-    const key = `${type}|${outcome.status}|${reason}`;
-    const entry = this.pending.get(key);
-    if (entry !== undefined) entry.count++;
-    else this.pending.set(key, { type, status: outcome.status, reason, count: 1 });
+  /** A durable command of `commandType` (wire type; 0 unparseable) with `rejectCode` (0 when accepted). */
+  noteOutcome(commandType: number, rejectCode: number): void {
+    this.pending[Math.min(commandType, TYPE_SLOTS - 1) * REASON_SLOTS + Math.min(rejectCode, REASON_SLOTS - 1)]!++;
   }
 
   noteBatch(commandCount: number, eventsPublished: number): void {
@@ -74,8 +77,15 @@ export class Metrics {
 
   /** Adds the outcomes noted since the last call, and `eventsPublished` events. */
   noteEvents(eventsPublished: number): void {
-    for (const entry of this.pending.values()) this.commands.inc({ type: entry.type, status: entry.status, reason: entry.reason }, entry.count);
-    this.pending.clear();
+    const pending = this.pending;
+    for (let at = 0; at < pending.length; at++) {
+      if (pending[at] === 0) continue;
+      const rejectCode = at % REASON_SLOTS;
+      const type = TYPE_NAMES[(at - rejectCode) / REASON_SLOTS] ?? 'unknown';
+      const status = rejectCode === 0 ? 'accepted' : 'rejected';
+      this.commands.inc({ type, status, reason: rejectCode === 0 ? 'none' : rejectCodeName(rejectCode) }, pending[at]);
+      pending[at] = 0;
+    }
     if (eventsPublished > 0) this.eventsPublished.inc(eventsPublished);
   }
 

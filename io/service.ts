@@ -239,10 +239,11 @@ export class Service {
     for (let i = this.fanoutNext; i < end; i++) {
       const outcome = queue[i]!;
       if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
-      publisher.publish(outcome.partition, outcome.offset, outcome.txId, resultEventJson(outcome));
-      cache.add(outcome);
+      const eventJson = resultEventJson(outcome);
+      publisher.publish(outcome.partition, outcome.offset, outcome.txId, eventJson);
+      cache.add(outcome.txId, outcome.partition, eventJson);
       stream.publish(outcome);
-      metrics.noteOutcome(outcome);
+      metrics.noteOutcome(outcome.commandType, outcome.reasonCode);
     }
     metrics.noteEvents(end - this.fanoutNext);
     this.fanoutNext = end;

@@ -1,11 +1,10 @@
 // GET /v1/transactions/{tx_id}: the stored outcome of a command. Recent durable outcomes are
-// answered from memory (OutcomeCache); older ones from PostgreSQL's tx_outcomes, probing the
+// answered from memory (OutcomeCache: the result event's JSON, which has the body's fields); older ones from PostgreSQL's tx_outcomes, probing the
 // primary key (partition, tx_id) once per partition. Only durable outcomes are ever answered:
 // a command the engine applied but did not commit yet is 404 until its batch commits.
 
 import type uWS from 'uWebSockets.js';
 import pg from 'pg';
-import { DurableOutcome, isSystemAccountDecimal } from './durable_outcome';
 import type { OutcomeCache } from './outcome_cache';
 import { json } from './http_server';
 import type { Logger } from './logger';
@@ -50,18 +49,6 @@ export async function creditOf(db: pg.Pool, partition: number, offset: number): 
   };
 }
 
-export function transactionBody(outcome: DurableOutcome, withBalances = true): TransactionBody {
-  const balances = outcome.balances.filter((b) => !isSystemAccountDecimal(b.account))
-    .map((b) => ({ account: b.account, currency: b.currency, available: b.available, frozen: b.frozen }));
-  return {
-    tx_id: outcome.txId, status: outcome.status, ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
-    partition: outcome.partition, offset: String(outcome.offset),
-    ...(outcome.duplicate ? { duplicate: true, original_offset: String(outcome.originalOffset) } : {}),
-    ...(withBalances && balances.length > 0 ? { balances } : {}),
-    ...(outcome.credit === undefined ? {} : { credit: { tx_id: outcome.credit.txId, account: outcome.credit.account, partition: outcome.credit.partition, status: 'pending' as const } }),
-  };
-}
-
 /** Adds the credit half to an accepted transfer's body (a no-op for everything else). */
 export async function withCredit(db: pg.Pool, body: TransactionBody): Promise<TransactionBody> {
   if (body.status !== 'accepted') return body;
@@ -96,7 +83,7 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     res.onAborted(() => {
       aborted = true;
     });
-    const lookup = cached !== undefined ? Promise.resolve([transactionBody(cached)]) : storedOutcomes(db, partitionCount, txId);
+    const lookup = cached !== undefined ? Promise.resolve([cached]) : storedOutcomes(db, partitionCount, txId);
     lookup.then(async (found) => {
       const latest = found.length === 0 ? undefined : await withCredit(db, found[found.length - 1]!);
       if (aborted) return;

@@ -16,7 +16,7 @@ import type { OutcomeCache } from './outcome_cache';
 import { readBody } from './http_body';
 import { json } from './http_server';
 import { checkSignature } from './request_signature';
-import { CreditStatus, TransactionBody, creditOf, storedOutcomes, transactionBody, withCredit } from './transaction_routes';
+import { CreditStatus, TransactionBody, creditOf, storedOutcomes, withCredit } from './transaction_routes';
 import type { Logger } from './logger';
 
 export interface TransferRouteOptions {
@@ -129,7 +129,7 @@ async function submit(options: TransferRouteOptions, transfer: TransferRequest, 
 async function waitForCredit(options: TransferRouteOptions, debit: TransactionBody, credit: CreditStatus, deadline: number): Promise<CreditStatus> {
   if (options.ownsPartition(credit.partition)) {
     const stored = options.cache.get(credit.tx_id);
-    const outcome = stored?.partition === credit.partition ? stored : await options.cache.waitFor(credit.tx_id, Math.max(1, deadline - Date.now()), (o) => o.partition === credit.partition);
+    const outcome = stored?.partition === credit.partition ? stored : await options.cache.waitFor(credit.tx_id, Math.max(1, deadline - Date.now()), credit.partition);
     if (outcome === undefined) return credit;
     return { ...credit, status: outcome.status === 'accepted' ? 'applied' : 'rejected', ...(outcome.reason === undefined ? {} : { reason: outcome.reason }) };
   }
@@ -149,11 +149,10 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
     type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
   });
   const local = options.ownsPartition(partition);
-  const waiting = local ? options.cache.waitFor(transfer.transaction_id, options.timeoutMs, (o) => o.partition === partition) : undefined;
+  const waiting = local ? options.cache.waitFor(transfer.transaction_id, options.timeoutMs, partition) : undefined;
   producer.send(transfer.from_account, Buffer.from(command));
   if (waiting !== undefined) {
-    const outcome = await waiting;
-    return outcome === undefined ? undefined : transactionBody(outcome);
+    return waiting;
   }
   return pollStored(options, partition, transfer.transaction_id);
 }
