@@ -6,7 +6,10 @@
 // after a crash) and by a periodic sweep. A credit's tx_id is derived from its source
 // (partition, offset), so every relay of it is the same command and the credited partition's
 // dedup window applies it once (a resend is within seconds of the first, far inside the
-// window).
+// window). An unsent row whose credit already has a durable outcome on the credited partition
+// (a crash between the broker's acknowledgement and the mark) is only marked, never relayed:
+// after a long outage the credit may have left that partition's dedup window, and a resend
+// would then be applied a second time.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type pg from 'pg';
@@ -99,6 +102,11 @@ export class CreditRelay {
   /** Relays every unsent credit of the partitions (taken partitions, and the sweep). */
   async relayUnsent(partitions: readonly number[]): Promise<number> {
     if (partitions.length === 0) return 0;
+    const applied = await this.options.db.query(
+      `UPDATE transfer_outbox AS o SET sent = true
+        WHERE o.partition = ANY($1::int[]) AND NOT o.sent
+          AND EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))`, [partitions]);
+    if ((applied.rowCount ?? 0) > 0) this.options.log.info({ partitions, credits: applied.rowCount }, 'unsent credits already applied on their partition: marked sent, not relayed');
     const rows = await this.options.db.query<{ partition: number; kafka_offset: string; to_account: string; to_partition: number; currency_id: number; amount: string }>(
       `SELECT partition, kafka_offset, tally_account_text(to_account) AS to_account, to_partition, currency_id, amount
          FROM transfer_outbox WHERE partition = ANY($1::int[]) AND NOT sent ORDER BY partition, kafka_offset`, [partitions]);

@@ -215,7 +215,7 @@ async function transact(
   }
   if (outcomeWrite === 'upsert') {
     await copyIn(client, STAGED_OUTCOMES_TABLE, rows.outcomes);
-    await client.query(UPSERT_OUTCOMES_SQL);
+    await client.query({ name: 'tally_flush_upsert_outcomes', text: UPSERT_OUTCOMES_SQL });
   }
   steps.outcomesMs += lap();
   await copyIn(client, `journal (${JOURNAL_COLUMNS})`, rows.journal);
@@ -224,7 +224,7 @@ async function transact(
   steps.journalMs += lap();
   if (rows.balances.rowCount > 0) {
     await copyIn(client, STAGED_BALANCES_TABLE, rows.balances);
-    await client.query(UPSERT_BALANCES_SQL);
+    await client.query({ name: 'tally_flush_upsert_balances', text: UPSERT_BALANCES_SQL });
   }
   steps.balancesMs += lap();
   const notAdvanced = await advanceOffsets(client, task);
