@@ -1,31 +1,39 @@
 // bench:query — balance GETs per second and latency percentiles over loopback, against a real
 // `tally start` process, with and without ingest running at the same time.
 //
-//   node dist/bench/query.bench.js [--smoke] [--seconds N] [--connections N] [--pipelining N]
-//                                  [--ingest-rates N,N] [--accounts N] [--load-processes N]
+//   node dist/bench/query.bench.js [--smoke] [--client wrk|autocannon] [--seconds N]
+//                                  [--connections N] [--pipelining N] [--ingest-rates N,N]
+//                                  [--accounts N] [--load-processes N]
+//
+// The load client: wrk (C; bench/query/wrk_load.ts) when it is on PATH, else autocannon
+// (Node; bench/query/autocannon_load.ts); --client picks one. wrk is several times cheaper
+// per request, which matters on a 2-core machine where client and server share the cores.
+// Install it with `apt-get install -y wrk` (Debian/Ubuntu package, wrk 4.1.0). CI has no wrk
+// and runs --smoke with autocannon. --load-processes is autocannon's child processes or
+// wrk's threads (default 1).
 //
 // Set-up (not timed): a scratch database, a commands topic and an events topic of their own
 // (8 partitions), and `tally start` as a child process. Every account gets a deposit in each
 // of the 4 currencies through Kafka (binary commands); the bench waits until all of it is
 // committed to PostgreSQL.
 //
-// Runs (timed, side by side in one process): autocannon against
+// Runs (timed, side by side in one process): the client sends
 // GET /v1/accounts/{account}/balances and GET /v1/accounts/{account}/balances/{currency},
-// half each, over a fixed seeded list of 2 048 random accounts, without pipelining and
+// half each, walking a fixed seeded list of 2 048 random accounts, without pipelining and
 // pipelined; first with the server otherwise idle, then while a producer here offers deposits
 // of the benchmarked accounts at each rate of --ingest-rates, so queries read balance slots
-// the engine thread is writing (the seqlock's contended path). Each run starts with all
-// earlier commands durable; the ingest rate reported is what became durable in PostgreSQL
-// during the run. Defaults: 8 connections × 64 pipelined (the best of the shapes tried on the
-// 2-core machine, docs/benchmarks.md), ingest at 5 000 and 20 000 commands/s.
+// the engine thread is writing (the seqlock's contended path). Each run warms up, then is
+// timed; it starts with all earlier commands durable; the ingest rate reported is what became
+// durable in PostgreSQL during the run. Defaults: ingest at 5 000 and 20 000 commands/s, and
+// the shape each client did best with on the 2-core machine (docs/benchmarks.md): wrk
+// 16 connections × 32 pipelined, autocannon 8 × 64.
 //
-// Where the load comes from: autocannon runs in a child process of its own (this file with
-// --load-generator), so its event loop and garbage collector are not those of the producer.
-// On these 2-core machines it still competes for CPU with the server, the engine thread,
-// PostgreSQL and Kafka; the CPU each of them used is printed per run. Latency is taken from
-// autocannon's per-response times into an HDR histogram in microseconds (autocannon's own
-// histogram has whole-millisecond resolution). With pipelining, latency counts from the write
-// of the request into the pipeline, so it includes the wait behind the requests ahead of it.
+// Where the load comes from: the client runs in processes of its own, so its CPU is not that
+// of the producer and sampler here. On these 2-core machines it still competes for CPU with
+// the server, the engine thread, PostgreSQL and Kafka; the CPU each side used is printed per
+// run, with the load average. Latency (µs): autocannon's is per request, from its write into
+// the pipeline; wrk's is per write — with pipelining, per batch of `pipelining` requests, from
+// the batch's write to its last answer (see the clients' files).
 //
 // Correctness: every run must end with 0 non-2xx answers, errors and timeouts. While it runs,
 // a sampler here reads random accounts and checks each body: every currency present, frozen
@@ -35,11 +43,9 @@
 //
 // The last line is a one-line JSON summary.
 
-import { ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
-import * as hdr from 'hdr-histogram-js';
 import Kafka from '@confluentinc/kafka-javascript';
 import pg from 'pg';
 import { AmountSign, formatAmountBigInt, parseAmount } from '../engine/amount';
@@ -51,6 +57,9 @@ import { httpPortOf, nextOffsets } from '../io/failure_support';
 import { TallyProcess, sleep, spawnTally, waitFor } from '../io/tally_process';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from '../io/test_services';
 import { ScratchDatabase, createScratchDatabase } from '../persist/scratch_database';
+import { autocannonLoad } from './query/autocannon_load';
+import { LatencyUs, LoadClientName, LoadRequest, LoadResult } from './query/load_client';
+import { findWrk, wrkLoad } from './query/wrk_load';
 
 const PARTITIONS = 8;
 const CURRENCIES = ['USDT', 'BTC', 'ETH', 'SOL'] as const;
@@ -58,12 +67,14 @@ const SCALE = 8;
 const FIRST_ACCOUNT = 1_000_000;
 const PATH_COUNT = 2_048;
 const TARGET_REQUESTS_PER_SEC = 100_000;
-const LATENCY_US_MAX = 60_000_000;
 const DURABLE_TIMEOUT_MS = 300_000;
 const TICK_MS = 10;
 
 interface BenchOptions {
   readonly smoke: boolean;
+  readonly client: LoadClientName;
+  /** The wrk executable when the client is wrk. */
+  readonly wrk: string | undefined;
   readonly accounts: number;
   readonly seconds: number;
   readonly warmupSeconds: number;
@@ -77,7 +88,7 @@ interface BenchOptions {
 function readOptions(): BenchOptions {
   const { values } = parseArgs({
     options: {
-      smoke: { type: 'boolean', default: false },
+      smoke: { type: 'boolean', default: false }, client: { type: 'string' },
       seconds: { type: 'string' }, connections: { type: 'string' }, pipelining: { type: 'string' },
       'ingest-rates': { type: 'string' }, accounts: { type: 'string' }, 'load-processes': { type: 'string' },
     },
@@ -89,13 +100,17 @@ function readOptions(): BenchOptions {
     if (!Number.isSafeInteger(value) || value < 0) throw new Error(`expected a whole number, got "${text}"`);
     return value;
   };
+  const wrk = findWrk();
+  const client = values.client ?? (wrk === undefined ? 'autocannon' : 'wrk');
+  if (client !== 'wrk' && client !== 'autocannon') throw new Error(`--client must be wrk or autocannon, got "${client}"`);
+  if (client === 'wrk' && wrk === undefined) throw new Error('--client wrk: wrk is not on PATH (install it with `apt-get install -y wrk`)');
   return {
-    smoke,
+    smoke, client, wrk,
     accounts: number(values.accounts, smoke ? 2_000 : 100_000),
     seconds: number(values.seconds, smoke ? 2 : 10),
     warmupSeconds: smoke ? 1 : 2,
-    connections: number(values.connections, smoke ? 4 : 8),
-    pipelining: number(values.pipelining, smoke ? 16 : 64),
+    connections: number(values.connections, smoke ? 4 : client === 'wrk' ? 16 : 8),
+    pipelining: number(values.pipelining, smoke ? 16 : client === 'wrk' ? 32 : 64),
     ingestRates: (values['ingest-rates'] ?? (smoke ? '2000' : '5000,20000')).split(',').map((rate) => number(rate, 0)).filter((rate) => rate > 0),
     loadProcesses: number(values['load-processes'], 1),
     verifyAccounts: smoke ? 500 : 5_000,
@@ -302,109 +317,10 @@ async function verifyFinal(port: number, expected: ExpectedBalances, count: numb
 }
 
 // ---------------------------------------------------------------------------------------
-// The load generator: autocannon in a child process.
+// The load: wrk or autocannon (bench/query/).
 
-interface LoadRequest {
-  readonly port: number;
-  readonly paths: readonly string[];
-  readonly connections: number;
-  readonly pipelining: number;
-  readonly seconds: number;
-  readonly warmupSeconds: number;
-}
-
-interface LoadResult {
-  readonly requests: number;
-  readonly seconds: number;
-  readonly non2xx: number;
-  readonly errors: number;
-  readonly timeouts: number;
-  readonly bytes: number;
-  readonly histogram: string;
-  readonly cpuMs: number;
-}
-
-type LoadMessage = { readonly kind: 'measuring' } | { readonly kind: 'result'; readonly result: LoadResult } | { readonly kind: 'failed'; readonly message: string };
-
-interface AutocannonRun {
-  readonly result: autocannon.Result;
-  readonly seconds: number;
-  readonly cpuMs: number;
-}
-
-// Runs autocannon for `seconds` after its connections are set up. Each connection's first
-// `pipelining` requests are written while the other connections are still being built, so
-// their times count set-up rather than service: they are left out of the latency histogram.
-function runAutocannon(request: LoadRequest, seconds: number, histogram?: hdr.Histogram): Promise<AutocannonRun> {
-  // Every connection walks the same list from its start (autocannon copies the list into each
-  // connection and, with pipelining, allows no per-connection list).
-  const requests = request.paths.map((path) => ({ method: 'GET' as const, path }));
-  const firstResponses = new Map<autocannon.Client, number>();
-  let startedAt = 0;
-  let cpuAtStart = process.cpuUsage();
-  return new Promise((resolve, reject) => {
-    const instance = autocannon({
-      url: `http://127.0.0.1:${request.port}`, connections: request.connections, pipelining: request.pipelining,
-      duration: seconds, timeout: 10, requests,
-    }, (error, result) => {
-      if (error) return reject(error);
-      const cpu = process.cpuUsage(cpuAtStart);
-      resolve({ result, seconds: (performance.now() - startedAt) / 1000, cpuMs: (cpu.user + cpu.system) / 1000 });
-    });
-    instance.on('start', () => {
-      startedAt = performance.now();
-      cpuAtStart = process.cpuUsage();
-      if (histogram !== undefined) process.send!({ kind: 'measuring' } satisfies LoadMessage);
-    });
-    if (histogram === undefined) return;
-    instance.on('response', (client, _status, _bytes, latencyMs) => {
-      const seen = firstResponses.get(client) ?? 0;
-      if (seen < request.pipelining) firstResponses.set(client, seen + 1);
-      else histogram.recordValue(Math.min(LATENCY_US_MAX, Math.max(1, Math.round(latencyMs * 1000))));
-    });
-  });
-}
-
-async function loadGenerator(request: LoadRequest): Promise<LoadResult> {
-  await runAutocannon(request, request.warmupSeconds);
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
-  const { result, seconds, cpuMs } = await runAutocannon(request, request.seconds, histogram);
-  return {
-    requests: result.requests.total, seconds, non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts,
-    bytes: result.throughput.total, histogram: hdr.encodeIntoCompressedBase64(histogram), cpuMs,
-  };
-}
-
-function loadGeneratorMain(): void {
-  process.once('disconnect', () => process.exit(1));
-  process.once('message', (request: LoadRequest) => {
-    loadGenerator(request).then(
-      (result) => process.send!({ kind: 'result', result } satisfies LoadMessage, () => process.exit(0)),
-      (error: unknown) => process.send!({ kind: 'failed', message: String((error as Error).stack ?? error) } satisfies LoadMessage, () => process.exit(1)),
-    );
-  });
-}
-
-// Starts the load processes; `onMeasuring` runs once all of them are past their warm-up.
-async function generateLoad(processes: number, request: LoadRequest, onMeasuring: () => void): Promise<LoadResult[]> {
-  const children: ChildProcess[] = [];
-  let measuring = 0;
-  try {
-    const results = await Promise.all(Array.from({ length: processes }, () => new Promise<LoadResult>((resolve, reject) => {
-      const child = fork(__filename, ['--load-generator'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-      children.push(child);
-      child.on('message', (message: LoadMessage) => {
-        if (message.kind === 'measuring' && ++measuring === processes) onMeasuring();
-        if (message.kind === 'result') resolve(message.result);
-        if (message.kind === 'failed') reject(new Error(`load generator failed: ${message.message}`));
-      });
-      child.once('exit', (code) => reject(new Error(`load generator exited with ${code} before reporting`)));
-      child.send({ ...request, connections: Math.max(1, Math.floor(request.connections / processes)) });
-    })));
-    return results;
-  } finally {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-  }
+function generateLoad(options: BenchOptions, request: LoadRequest, onMeasuring: () => void): Promise<LoadResult> {
+  return options.client === 'wrk' ? wrkLoad(options.wrk!, request, onMeasuring) : autocannonLoad(request, onMeasuring);
 }
 
 function queryPaths(accounts: number): string[] {
@@ -435,12 +351,14 @@ function processCpuMs(pid: number): number {
 // One run and the whole bench.
 
 interface RunRow {
+  readonly client: LoadClientName;
   readonly ingestRate: number;
   readonly connections: number;
   readonly pipelining: number;
   readonly requestsPerSec: number;
   readonly requests: number;
-  readonly latencyUs: { p50: number; p90: number; p99: number; p99_9: number; max: number };
+  readonly latencyUs: LatencyUs;
+  readonly latencyPer: 'request' | 'batch';
   readonly non2xx: number;
   readonly errors: number;
   readonly timeouts: number;
@@ -451,6 +369,8 @@ interface RunRow {
   readonly loadGeneratorCpuPercent: number;
   readonly tallyCpuUsPerRequest: number;
   readonly loadGeneratorCpuUsPerRequest: number;
+  /** The 1-minute load average (`uptime`) when the timed part started and when it ended. */
+  readonly loadAverage: readonly [number, number];
   readonly sampled: number;
 }
 
@@ -472,13 +392,18 @@ interface Mark {
   readonly tallyCpuMs: number;
   readonly durable: number;
   readonly sent: number;
+  readonly loadAverage: number;
 }
 
 async function mark(harness: Harness): Promise<Mark> {
-  return { at: performance.now(), machine: machineTicks(), tallyCpuMs: processCpuMs(harness.tally.child.pid!), durable: await durableCount(harness.client, harness.topic), sent: harness.ingest.sent };
+  const at = performance.now();
+  const machine = machineTicks();
+  const tallyCpuMs = processCpuMs(harness.tally.child.pid!);
+  const sent = harness.ingest.sent;
+  return { at, machine, tallyCpuMs, sent, loadAverage: Number(os.loadavg()[0]!.toFixed(2)), durable: await durableCount(harness.client, harness.topic) };
 }
 
-// One run: ingest (if any) starts first, autocannon warms up, then the timed part. The run
+// One run: ingest (if any) starts first, the client warms up, then the timed part. The run
 // starts with everything sent before it durable, so runs do not inherit a backlog.
 async function runQueries(harness: Harness, pipelining: number, ingestRate: number): Promise<RunRow> {
   await waitDurable(harness.client, harness.topic, harness.producer, harness.tally);
@@ -486,10 +411,11 @@ async function runQueries(harness: Harness, pipelining: number, ingestRate: numb
   const sampler = new Sampler(harness.port, harness.expected);
   if (ingestRate > 0) harness.ingest.start(ingestRate);
   let start: Promise<Mark> | undefined;
-  let results: LoadResult[];
+  let result: LoadResult;
   try {
-    results = await generateLoad(options.loadProcesses, {
+    result = await generateLoad(options, {
       port: harness.port, paths: harness.paths, connections: options.connections, pipelining, seconds: options.seconds, warmupSeconds: options.warmupSeconds,
+      workers: options.loadProcesses,
     }, () => {
       start = mark(harness);
       sampler.start();
@@ -501,29 +427,22 @@ async function runQueries(harness: Harness, pipelining: number, ingestRate: numb
       await sampler.stop();
     }
   }
-  return summarize(harness, pipelining, ingestRate, results, await start!, await mark(harness), sampler.checked);
+  const end = await mark(harness);
+  return summarize(harness, pipelining, ingestRate, result, await start!, end, sampler.checked);
 }
 
-function summarize(harness: Harness, pipelining: number, ingestRate: number, results: LoadResult[], start: Mark, end: Mark, sampled: number): RunRow {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
-  for (const result of results) histogram.add(hdr.decodeFromCompressedBase64(result.histogram));
-  const seconds = Math.max(...results.map((r) => r.seconds));
+function summarize(harness: Harness, pipelining: number, ingestRate: number, result: LoadResult, start: Mark, end: Mark, sampled: number): RunRow {
   const wallSeconds = (end.at - start.at) / 1000;
-  const sum = (pick: (r: LoadResult) => number): number => results.reduce((a, r) => a + pick(r), 0);
   const percent = (cpuMs: number): number => Math.round((cpuMs / 10) / wallSeconds);
   return {
-    ingestRate, connections: harness.options.connections, pipelining,
-    requestsPerSec: Math.round(sum((r) => r.requests) / seconds), requests: sum((r) => r.requests),
-    latencyUs: {
-      p50: histogram.getValueAtPercentile(50), p90: histogram.getValueAtPercentile(90), p99: histogram.getValueAtPercentile(99),
-      p99_9: histogram.getValueAtPercentile(99.9), max: histogram.maxValue,
-    },
-    non2xx: sum((r) => r.non2xx), errors: sum((r) => r.errors), timeouts: sum((r) => r.timeouts),
+    client: result.client, ingestRate, connections: harness.options.connections, pipelining,
+    requestsPerSec: Math.round(result.requests / result.seconds), requests: result.requests, latencyUs: result.latencyUs, latencyPer: result.latencyPer,
+    non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts,
     ingestOfferedPerSec: Math.round((end.sent - start.sent) / wallSeconds), ingestDurablePerSec: Math.round((end.durable - start.durable) / wallSeconds),
     machineBusyPercent: Math.round((100 * (end.machine.busy - start.machine.busy)) / (end.machine.total - start.machine.total)),
-    tallyCpuPercent: percent(end.tallyCpuMs - start.tallyCpuMs), loadGeneratorCpuPercent: percent(sum((r) => r.cpuMs)),
-    tallyCpuUsPerRequest: perRequestUs(end.tallyCpuMs - start.tallyCpuMs, sum((r) => r.requests)),
-    loadGeneratorCpuUsPerRequest: perRequestUs(sum((r) => r.cpuMs), sum((r) => r.requests)), sampled,
+    tallyCpuPercent: percent(end.tallyCpuMs - start.tallyCpuMs), loadGeneratorCpuPercent: percent(result.cpuMs),
+    tallyCpuUsPerRequest: perRequestUs(end.tallyCpuMs - start.tallyCpuMs, result.requests),
+    loadGeneratorCpuUsPerRequest: perRequestUs(result.cpuMs, result.requests), loadAverage: [start.loadAverage, end.loadAverage], sampled,
   };
 }
 
@@ -534,10 +453,11 @@ function perRequestUs(cpuMs: number, requests: number): number {
 function printRow(row: RunRow): void {
   const l = row.latencyUs;
   console.log(`${row.ingestRate > 0 ? `ingest ${row.ingestRate}/s` : 'no ingest'}, ${row.connections} connections × pipelining ${row.pipelining}: ` +
-    `${row.requestsPerSec} requests/s (${row.requests} requests), latency µs p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} p99.9 ${l.p99_9} max ${l.max}; ` +
+    `${row.requestsPerSec} requests/s (${row.requests} requests), latency per ${row.latencyPer} µs p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} p99.9 ${l.p99_9} max ${l.max}; ` +
     `non-2xx ${row.non2xx}, errors ${row.errors}, timeouts ${row.timeouts}; ingest offered ${row.ingestOfferedPerSec}/s durable ${row.ingestDurablePerSec}/s; ` +
     `CPU: machine ${row.machineBusyPercent} % busy, tally ${row.tallyCpuPercent} % of one core (${row.tallyCpuUsPerRequest} µs/request), ` +
-    `autocannon ${row.loadGeneratorCpuPercent} % (${row.loadGeneratorCpuUsPerRequest} µs/request); ${row.sampled} answers sampled and checked`);
+    `${row.client} ${row.loadGeneratorCpuPercent} % (${row.loadGeneratorCpuUsPerRequest} µs/request); load average ${row.loadAverage[0]} → ${row.loadAverage[1]}; ` +
+    `${row.sampled} answers sampled and checked`);
   if (row.non2xx + row.errors + row.timeouts > 0) throw new Error(`the server answered ${row.non2xx} non-2xx, ${row.errors} errors, ${row.timeouts} timeouts`);
 }
 
@@ -588,7 +508,7 @@ async function benchmark(options: BenchOptions, database: ScratchDatabase, topic
     const seedStarted = performance.now();
     const seeded = await seed(producer, expected);
     await waitDurable(client, topic, producer, tally);
-    console.log(`tally (pid ${tally.child.pid}) serves on 127.0.0.1:${port}`);
+    console.log(`tally (pid ${tally.child.pid}) serves on 127.0.0.1:${port}; load client ${options.client}${options.wrk === undefined || options.client !== 'wrk' ? '' : ` (${options.wrk})`}`);
     console.log(`seeded ${options.accounts} accounts × ${CURRENCIES.length} currencies: ${seeded} deposits through Kafka, durable in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
     const harness: Harness = { options, port, tally, client, topic, expected, ingest: new IngestLoad(producer, expected), producer, paths: queryPaths(options.accounts) };
     const rows: RunRow[] = [];
@@ -620,11 +540,12 @@ function printSummary(options: BenchOptions, rows: readonly RunRow[], ingestDepo
   // Per ingest rate (0 = none), the run with the most requests/s.
   const best = [0, ...options.ingestRates].map((rate) => rows.filter((r) => r.ingestRate === rate).reduce((a, b) => (b.requestsPerSec > a.requestsPerSec ? b : a)));
   const brief = (r: RunRow): object => ({
-    ingestRate: r.ingestRate, connections: r.connections, pipelining: r.pipelining, requestsPerSec: r.requestsPerSec, latencyUs: r.latencyUs,
+    ingestRate: r.ingestRate, connections: r.connections, pipelining: r.pipelining, requestsPerSec: r.requestsPerSec, latencyUs: r.latencyUs, latencyPer: r.latencyPer,
     non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts, ingestDurablePerSec: r.ingestDurablePerSec,
+    tallyCpuUsPerRequest: r.tallyCpuUsPerRequest, clientCpuUsPerRequest: r.loadGeneratorCpuUsPerRequest, loadAverage: r.loadAverage,
   });
   console.log(JSON.stringify({
-    bench: 'query', smoke: options.smoke, accounts: options.accounts, currencies: CURRENCIES.length, partitions: PARTITIONS,
+    bench: 'query', smoke: options.smoke, client: options.client, accounts: options.accounts, currencies: CURRENCIES.length, partitions: PARTITIONS,
     seconds: options.seconds, loadProcesses: options.loadProcesses, ingestDeposits, targetRequestsPerSec: TARGET_REQUESTS_PER_SEC,
     best: best.map(brief), runs: rows.map(brief), checksum,
   }));
@@ -645,11 +566,7 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes('--load-generator')) {
-  loadGeneratorMain();
-} else {
-  main().then(() => process.exit(0), (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  });
-}
+main().then(() => process.exit(0), (error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
