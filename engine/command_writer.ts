@@ -36,8 +36,9 @@ export function beginSlot(views: CommandSlotViews, slotOffset: number, partition
 /**
  * Writes the tx_id bytes[start..start+length) (1..64 bytes) into the slot's tx_id field,
  * a word at a time (the field is zero padded beyond them), with its length and hash.
- * Returns the OR of the copied words: its 0x80 bits flag non-ASCII bytes, which the
- * caller must check as UTF-8 (and clearTxId if they are not).
+ * Returns the OR of the copied words with hash64CopyWords' flags: its 0x80 bits are set
+ * for non-ASCII bytes and for NUL bytes, and then the caller must check the tx_id as
+ * UTF-8 without NUL (and clearTxId if it is not).
  */
 export function writeTxIdBytes(views: CommandSlotViews, slotOffset: number, bytes: Uint8Array, start: number, length: number): number {
   const highBits = hash64CopyWords(bytes, start, start + length, views.u32, (slotOffset + SlotLayout.TxIdOffset) >> 2, 0, hashScratch);

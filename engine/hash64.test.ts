@@ -109,11 +109,33 @@ test('hash64CopyWords hashes like hash64 and copies the bytes zero padded to a 1
     const expected = new Uint8Array(paddedWords * 4);
     expected.set(bytes.subarray(start, start + length));
     assert.deepEqual(copied, expected, `copied bytes, zero padded to a word, length ${length}`);
-    let expectedHighBits = 0;
-    for (let word = 0; word < paddedWords; word++) expectedHighBits |= target[targetWordIndex + word];
-    assert.equal(highBits | 0, expectedHighBits | 0);
+    let wordsOr = 0;
+    for (let word = 0; word < paddedWords; word++) wordsOr |= target[targetWordIndex + word];
+    // The OR of the words, plus high bits for NUL bytes (padding excluded).
+    assert.equal(highBits & 0x7f7f7f7f, wordsOr & 0x7f7f7f7f);
+    assert.equal(highBits & wordsOr & 0x80808080, wordsOr & 0x80808080);
+    const needsCheck = bytes.subarray(start, start + length).some((byte) => byte === 0 || byte >= 0x80);
+    assert.equal((highBits & 0x80808080) !== 0, needsCheck, `length ${length}`);
     for (let word = 0; word < target.length; word++) {
       if (word < targetWordIndex || word >= targetWordIndex + paddedWords) assert.equal(target[word], SENTINEL, `word ${word} untouched, length ${length}`);
     }
+  }
+});
+
+test('hash64CopyWords flags exactly the byte runs that are not ASCII without NUL', () => {
+  const random = new SeededRandom(14);
+  const out = new Hash64();
+  const target = new Uint32Array(40);
+  for (let round = 0; round < 20_000; round++) {
+    const length = 1 + (round % 80);
+    // ASCII 1..127, then maybe one NUL or one byte >= 0x80 anywhere; zeros after the run.
+    const bytes = new Uint8Array(100);
+    const start = round % 2 === 0 ? bytes.length - length : random.int(100 - length + 1);
+    for (let index = start; index < start + length; index++) bytes[index] = 1 + random.int(127);
+    const odd = random.int(3);
+    if (odd === 1) bytes[start + random.int(length)] = 0;
+    if (odd === 2) bytes[start + random.int(length)] = 0x80 + random.int(128);
+    const flags = hash64CopyWords(bytes, start, start + length, target, random.int(8), 0, out) & 0x80808080;
+    assert.equal(flags !== 0, odd !== 0, `length ${length}, start ${start}, odd ${odd}`);
   }
 });
