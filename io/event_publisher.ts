@@ -6,15 +6,21 @@
 //
 // Delivery is at-least-once: the producer is idempotent (no duplicates or reordering from
 // its own retries), messages never time out locally (message.timeout.ms 0: librdkafka retries
-// until the broker takes them), and a full local queue parks events in a bounded overflow that
-// a timer drains. Acknowledged offsets are recorded per command partition
+// until the broker takes them), and a full local queue leaves events parked in order in the
+// record buffer, retried on a timer.
+//
+// The producer is native (io/native/kafka_event_producer.c): events of a fan-out are written
+// into one Buffer and handed to librdkafka in one call at the end of the synchronous work
+// that published them (a microtask); delivery reports are counted in C. Through the
+// JavaScript binding each event cost a produce call and a delivery-report object, several
+// microseconds of the main thread (docs/benchmarks.md, "Result events"). Acknowledged offsets are recorded per command partition
 // (partition_leases.events_next_offset, written every second); whoever takes a partition next
 // republishes the stored outcomes from there (republishStored), so an event lost in a crash
 // between the COMMIT and the broker's acknowledgement is published again: at-least-once;
 // downstream dedups by tx_id + partition + offset.
 
-import Kafka from '@confluentinc/kafka-javascript';
 import type { Logger } from './logger';
+import { COMMAND_OFFSET_LIMIT, EventRecordBuffer, nativeEventProducer, ProducerHandle } from './kafka_event_producer';
 
 export interface EventPublisherOptions {
   readonly brokers: string;
@@ -22,166 +28,172 @@ export interface EventPublisherOptions {
   readonly log: Logger;
   /** Events parked while librdkafka's queue is full, at most; beyond it publishing reports not ready. */
   readonly overflowMax?: number;
+  /** librdkafka settings over the defaults below (tests shrink the local queue with it). */
+  readonly producerConfig?: Readonly<Record<string, string>>;
+  /** How long start-up waits for the events topic's metadata (default 15 s). */
+  readonly connectTimeoutMs?: number;
 }
 
 const OVERFLOW_MAX_DEFAULT = 1_000_000;
 const OVERFLOW_RETRY_MS = 20;
+const POLL_INTERVAL_MS = 5;
+const CONNECT_TIMEOUT_MS = 15_000;
+/** One metadata attempt blocks the thread this long at most; start-up retries until the connect timeout. */
+const METADATA_ATTEMPT_MS = 250;
+const RECORDS_INITIAL_BYTES = 1 << 20;
+/** produce() takes a uint32 byte count. */
+const RECORDS_BYTES_MAX = 2 ** 32 - 1;
+const COUNTER_IN_FLIGHT = 0;
+const COUNTER_FAILED = 2;
+const COUNTER_FATAL = 3;
 
-interface Parked {
-  readonly partition: number;
-  readonly value: Buffer;
-  readonly key: string;
-  readonly source: EventSource;
-}
-
-/** The command an event reports, carried as the message's opaque through librdkafka. */
-interface EventSource {
-  readonly partition: number;
-  readonly offset: number;
-}
+const PRODUCER_CONFIG: Record<string, string> = {
+  'enable.idempotence': 'true',
+  // 5 ms: fewer, larger produce requests for the broker; the events are already behind a
+  // flush of up to batchIntervalMs, so this adds little to produce → event latency.
+  'linger.ms': '5',
+  'message.timeout.ms': '0',
+  'queue.buffering.max.messages': '2000000',
+  'queue.buffering.max.kbytes': '1048576',
+  'batch.num.messages': '10000',
+  'compression.type': 'lz4',
+};
 
 export class EventPublisher {
-  private overflow: Parked[] = [];
-  private overflowTimer: NodeJS.Timeout | undefined;
+  private readonly records = new EventRecordBuffer(RECORDS_INITIAL_BYTES, RECORDS_BYTES_MAX);
+  private readonly counters = new Float64Array(4);
+  private readonly native = nativeEventProducer();
   private partitionCount = 1;
-  /** Per command partition: next command offset whose event is not yet known delivered (-1: nothing new). */
-  private readonly acknowledgedNext = new Map<number, number>();
-  /** Events handed to librdkafka and not yet acknowledged. */
+  private produceScheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private overflowLogged = false;
+  private takenAtClose = new Map<number, number>();
+  /** Events handed to librdkafka and not yet acknowledged (as of the last poll). */
   unacknowledged = 0;
   published = 0;
   deliveryErrors = 0;
 
-  private constructor(private readonly producer: Kafka.Producer, private readonly options: EventPublisherOptions) {
-    producer.on('delivery-report', (error, report) => {
-      this.unacknowledged--;
-      const source = report.opaque as EventSource | undefined;
-      if (!error && source !== undefined && source.offset + 1 > (this.acknowledgedNext.get(source.partition) ?? -1)) this.acknowledgedNext.set(source.partition, source.offset + 1);
-      if (error) {
-        this.deliveryErrors++;
-        options.log.error({ err: error, topic: options.topic }, 'result event not delivered');
-      }
-    });
-    producer.on('event.error', (error) => options.log.warn({ err: error, topic: options.topic }, 'events producer error (librdkafka retries)'));
-  }
+  private constructor(private readonly handle: ProducerHandle, private readonly options: EventPublisherOptions) {}
 
   static async connect(options: EventPublisherOptions): Promise<EventPublisher> {
-    const producer = new Kafka.Producer({
-      'bootstrap.servers': options.brokers,
-      'enable.idempotence': true,
-      // 5 ms: fewer, larger produce requests for the broker; the events are already behind a
-      // flush of up to batchIntervalMs, so this adds little to produce → event latency.
-      'linger.ms': 5,
-      'message.timeout.ms': 0,
-      'queue.buffering.max.messages': 2_000_000,
-      'queue.buffering.max.kbytes': 1_048_576,
-      'batch.num.messages': 10_000,
-      'compression.type': 'lz4',
-      dr_cb: true,
-    });
-    await new Promise<void>((resolve, reject) => {
-      producer.once('ready', () => resolve());
-      producer.connect({ timeout: 15_000 }, (error) => {
-        if (error) reject(new Error(`events producer cannot reach Kafka at ${options.brokers}: ${error.message}`));
-      });
-    });
-    producer.setPollInterval(5);
-    const publisher = new EventPublisher(producer, options);
-    publisher.partitionCount = await partitionCountOf(producer, options.topic);
+    const config = Object.entries({ 'bootstrap.servers': options.brokers, ...PRODUCER_CONFIG, ...options.producerConfig }).flat();
+    const native = nativeEventProducer();
+    const handle = native.create(config, options.topic);
+    let partitionCount = -1;
+    let lastError = '';
+    for (const deadline = Date.now() + (options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS); partitionCount < 0 && Date.now() < deadline;) {
+      try {
+        partitionCount = native.partitionCount(handle, METADATA_ATTEMPT_MS);
+      } catch (error) {
+        lastError = (error as Error).message;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    if (partitionCount <= 0) {
+      native.destroy(handle);
+      if (partitionCount < 0) throw new Error(`events producer cannot reach Kafka at ${options.brokers}: ${lastError}`);
+      throw new Error(`events topic ${options.topic} does not exist; create it (npm run services:up does) or set TALLY_EVENTS_TOPIC`);
+    }
+    const publisher = new EventPublisher(handle, options);
+    publisher.partitionCount = partitionCount;
+    publisher.pollTimer = setInterval(() => publisher.poll(), POLL_INTERVAL_MS);
     return publisher;
   }
 
   /** Queues the event of a durable command of `commandPartition` at `commandOffset`. Never throws for a full queue. */
   publish(commandPartition: number, commandOffset: number, key: string, json: string): void {
-    const partition = commandPartition % this.partitionCount;
-    const value = Buffer.from(json);
-    const source: EventSource = { partition: commandPartition, offset: commandOffset };
-    if (this.overflow.length > 0 || !this.tryProduce(partition, value, key, source)) this.park({ partition, value, key, source });
+    if (this.closed) throw new Error(`result event of partition ${commandPartition} offset ${commandOffset} published after the events producer closed`);
+    if (!(commandOffset >= 0 && commandOffset < COMMAND_OFFSET_LIMIT)) throw new RangeError(`command offset ${commandOffset} out of range`);
+    if (!this.records.append(commandPartition % this.partitionCount, commandPartition, commandOffset, key, json)) {
+      // Gigabytes of events the broker has not taken: stop loudly; the next owner of the
+      // partitions republishes whatever was not acknowledged (events_next_offset).
+      throw new Error(`result events are piling up beyond ${RECORDS_BYTES_MAX} bytes: the broker is not taking them`);
+    }
+    if (this.records.count >= (this.options.overflowMax ?? OVERFLOW_MAX_DEFAULT) && !this.overflowLogged) {
+      this.overflowLogged = true;
+      this.options.log.error({ parked: this.records.count }, 'result events are piling up: the broker is not taking them');
+    }
+    if (!this.produceScheduled && this.retryTimer === undefined) {
+      this.produceScheduled = true;
+      queueMicrotask(() => this.produceParked());
+    }
   }
 
   /** Takes the delivered positions recorded since the last call: command partition → next offset. */
   takeAcknowledged(): Map<number, number> {
-    const taken = new Map(this.acknowledgedNext);
-    this.acknowledgedNext.clear();
+    const taken = this.takenAtClose;
+    this.takenAtClose = new Map();
+    if (this.closed) return taken;
+    const flat = this.native.takeAcknowledged(this.handle);
+    for (let i = 0; i < flat.length; i += 2) taken.set(flat[i]!, flat[i + 1]!);
     return taken;
   }
 
-  /** False while events are parked beyond the bound (the service reports not ready). */
+  /** False while events are parked beyond the bound, or after a fatal producer error (the service reports not ready). */
   get healthy(): boolean {
-    return this.overflow.length < (this.options.overflowMax ?? OVERFLOW_MAX_DEFAULT);
+    return this.records.count < (this.options.overflowMax ?? OVERFLOW_MAX_DEFAULT) && this.counters[COUNTER_FATAL] === 0;
   }
 
   get parked(): number {
-    return this.overflow.length;
+    return this.records.count;
   }
 
   /** Waits, at most timeoutMs, until every event handed over so far is acknowledged. */
   async drain(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while ((this.overflow.length > 0 || this.unacknowledged > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
-    return this.overflow.length === 0 && this.unacknowledged === 0;
+    for (;;) {
+      this.produceParked();
+      this.poll();
+      if (this.records.count === 0 && this.unacknowledged === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+    }
   }
 
-  /** Waits (bounded) until every event is acknowledged, then disconnects. */
+  /** Waits (bounded) until every event is acknowledged, then closes the producer. */
   async close(timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while ((this.overflow.length > 0 || this.unacknowledged > 0) && Date.now() < deadline) {
-      this.drainOverflow();
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    clearTimeout(this.overflowTimer);
-    if (this.overflow.length > 0 || this.unacknowledged > 0) {
-      this.options.log.warn({ parked: this.overflow.length, unacknowledged: this.unacknowledged }, 'result events not acknowledged at stop');
-    }
-    await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
+    if (this.closed) return;
+    const drained = await this.drain(timeoutMs);
+    if (!drained) this.options.log.warn({ parked: this.records.count, unacknowledged: this.unacknowledged }, 'result events not acknowledged at stop');
+    // Positions delivered up to now stay for the last record of them (EventPositions.stop).
+    this.takenAtClose = this.takeAcknowledged();
+    this.closed = true;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.retryTimer);
+    this.native.destroy(this.handle);
   }
 
-  private tryProduce(partition: number, value: Buffer, key: string, source: EventSource): boolean {
-    try {
-      this.producer.produce(this.options.topic, partition, value, key, null, source);
-    } catch (error) {
-      if ((error as { code?: number }).code === Kafka.CODES.ERRORS.ERR__QUEUE_FULL) return false;
-      throw error;
-    }
-    this.unacknowledged++;
-    this.published++;
-    return true;
-  }
-
-  private park(event: Parked): void {
-    if (this.overflow.length === (this.options.overflowMax ?? OVERFLOW_MAX_DEFAULT)) {
-      this.options.log.error({ parked: this.overflow.length }, 'result events are piling up: the broker is not taking them');
-    }
-    this.overflow.push(event);
-    this.overflowTimer ??= setTimeout(() => {
-      this.overflowTimer = undefined;
-      this.drainOverflow();
-    }, OVERFLOW_RETRY_MS);
-  }
-
-  private drainOverflow(): void {
-    let sent = 0;
-    while (sent < this.overflow.length) {
-      const event = this.overflow[sent]!;
-      if (!this.tryProduce(event.partition, event.value, event.key, event.source)) break;
-      sent++;
-    }
-    this.overflow = this.overflow.slice(sent);
-    if (this.overflow.length > 0) {
-      this.overflowTimer ??= setTimeout(() => {
-        this.overflowTimer = undefined;
-        this.drainOverflow();
+  /** Hands the parked events to librdkafka, in order, as far as its queue takes them. */
+  private produceParked(): void {
+    this.produceScheduled = false;
+    if (this.closed || this.records.count === 0) return;
+    const before = this.records.count;
+    const taken = this.native.produce(this.handle, this.records.buffer, this.records.end);
+    this.records.dropFront(taken);
+    this.published += before - this.records.count;
+    this.unacknowledged += before - this.records.count;
+    if (this.records.count === 0) {
+      this.overflowLogged = false;
+    } else {
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = undefined;
+        this.produceParked();
       }, OVERFLOW_RETRY_MS);
     }
   }
-}
 
-function partitionCountOf(producer: Kafka.Producer, topic: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    producer.getMetadata({ topic, timeout: 10_000 }, (error, metadata) => {
-      if (error) return reject(new Error(`cannot read the metadata of events topic ${topic}: ${error.message}`));
-      const found = metadata.topics.find((t) => t.name === topic);
-      if (found === undefined || found.partitions.length === 0) return reject(new Error(`events topic ${topic} does not exist; create it (npm run services:up does) or set TALLY_EVENTS_TOPIC`));
-      resolve(found.partitions.length);
-    });
-  });
+  /** Serves delivery reports and errors (in C), then logs what went wrong. */
+  private poll(): void {
+    if (this.closed) return;
+    this.native.poll(this.handle, this.counters);
+    this.unacknowledged = this.counters[COUNTER_IN_FLIGHT]!;
+    this.deliveryErrors = this.counters[COUNTER_FAILED]!;
+    const errors = this.native.takeErrors(this.handle);
+    for (const text of errors) {
+      if (text.startsWith('result event') || text.startsWith('fatal')) this.options.log.error({ topic: this.options.topic, error: text }, 'result event producer error');
+      else this.options.log.warn({ topic: this.options.topic, error: text }, 'events producer error (librdkafka retries)');
+    }
+  }
 }

@@ -1,0 +1,120 @@
+// The native result-event producer against the real broker: every event arrives once, in
+// publish order per partition, byte for byte (keys and values with non-ASCII text); the
+// acknowledged positions are those of the commands whose events were delivered; with a
+// local queue far smaller than the load, events park and still arrive, in order.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
+import { EventPublisher } from './event_publisher';
+import { EventRecordBuffer } from './kafka_event_producer';
+import { createLogger } from './logger';
+import { createTopic, testKafkaBrokers, uniqueName } from './test_services';
+
+const log = createLogger('silent');
+
+interface Sent { readonly key: string; readonly value: string; readonly commandPartition: number; readonly commandOffset: number }
+
+function readAll(topic: string, partitions: number, expected: number): Promise<Kafka.Message[]> {
+  const consumer = new Kafka.KafkaConsumer({ 'bootstrap.servers': testKafkaBrokers, 'group.id': uniqueName('events-read'), 'enable.auto.commit': false }, {});
+  const messages: Kafka.Message[] = [];
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + 30_000;
+    const poll = (): void => {
+      consumer.consume(1000, (error, batch) => {
+        if (error) return reject(error);
+        messages.push(...batch);
+        if (messages.length >= expected || Date.now() > deadline) {
+          // A moment more to see any duplicate that would follow.
+          setTimeout(() => consumer.consume(1000, (_, rest) => {
+            messages.push(...(rest ?? []));
+            consumer.disconnect();
+            resolve(messages);
+          }), 300);
+          return;
+        }
+        setImmediate(poll);
+      });
+    };
+    consumer.connect({}, (error) => {
+      if (error) return reject(error);
+      consumer.assign(Array.from({ length: partitions }, (_, partition) => ({ topic, partition, offset: 0 })));
+      poll();
+    });
+  });
+}
+
+function eventsOf(commandPartitions: number, perPartition: number): Sent[] {
+  const sent: Sent[] = [];
+  for (let i = 0; i < perPartition; i++) {
+    for (let p = 0; p < commandPartitions; p++) {
+      const offset = 1000 + i;
+      const key = i % 7 === 0 ? `tx-é€-${p}-${i}` : `tx-${p}-${i}`;
+      sent.push({ key, commandPartition: p, commandOffset: offset, value: `{"tx_id":${JSON.stringify(key)},"status":"accepted","partition":${p},"offset":"${offset}","note":"${'x'.repeat(i % 50)}"}` });
+    }
+  }
+  return sent;
+}
+
+async function publishAndCheck(eventPartitions: number, commandPartitions: number, perPartition: number, producerConfig?: Record<string, string>): Promise<EventPublisher> {
+  const topic = uniqueName('events-native');
+  await createTopic(topic, eventPartitions);
+  const publisher = await EventPublisher.connect({ brokers: testKafkaBrokers, topic, log, producerConfig });
+  const sent = eventsOf(commandPartitions, perPartition);
+  for (const event of sent) publisher.publish(event.commandPartition, event.commandOffset, event.key, event.value);
+  await Promise.resolve(); // the microtask that hands the events to librdkafka
+  if (producerConfig?.['queue.buffering.max.messages'] !== undefined) {
+    assert.ok(publisher.parked > 0 && publisher.parked < sent.length, `some events parked behind the full local queue (${publisher.parked})`);
+  } else {
+    assert.equal(publisher.parked, 0, 'all handed over in one call');
+  }
+  assert.equal(await publisher.drain(30_000), true, 'every event acknowledged');
+  assert.equal(publisher.published, sent.length);
+  assert.equal(publisher.deliveryErrors, 0);
+  const acknowledged = publisher.takeAcknowledged();
+  for (let p = 0; p < commandPartitions; p++) assert.equal(acknowledged.get(p), 1000 + perPartition, `acknowledged position of command partition ${p}`);
+  assert.equal(publisher.takeAcknowledged().size, 0, 'positions are taken once');
+
+  const received = await readAll(topic, eventPartitions, sent.length);
+  assert.equal(received.length, sent.length, 'each event once');
+  const expectedByPartition = new Map<number, Sent[]>();
+  for (const event of sent) {
+    const partition = event.commandPartition % eventPartitions;
+    expectedByPartition.set(partition, [...(expectedByPartition.get(partition) ?? []), event]);
+  }
+  for (const [partition, expected] of expectedByPartition) {
+    const got = received.filter((m) => m.partition === partition).sort((a, b) => a.offset - b.offset);
+    assert.deepEqual(got.map((m) => m.value!.toString()), expected.map((e) => e.value), `values of event partition ${partition} in publish order`);
+    assert.deepEqual(got.map((m) => m.key!.toString()), expected.map((e) => e.key), `keys of event partition ${partition}`);
+  }
+  return publisher;
+}
+
+test('native event producer: every event once, in order per partition, byte for byte; acknowledged positions', async () => {
+  const publisher = await publishAndCheck(4, 8, 2500);
+  assert.equal(publisher.healthy, true);
+  await publisher.close(5_000);
+  assert.throws(() => publisher.publish(0, 1, 'late', '{}'), /after the events producer closed/);
+});
+
+test('native event producer: a local queue of 50 messages parks the rest and still delivers all, in order', async () => {
+  const publisher = await publishAndCheck(2, 3, 2000, { 'queue.buffering.max.messages': '50', 'linger.ms': '1' });
+  assert.equal(publisher.parked, 0);
+  await publisher.close(5_000);
+});
+
+test('native event producer: an unknown topic and an unreachable broker are refused with the reason', async () => {
+  await assert.rejects(EventPublisher.connect({ brokers: testKafkaBrokers, topic: uniqueName('no-such-topic'), log, producerConfig: { 'allow.auto.create.topics': 'false' } }), /does not exist/);
+  await assert.rejects(EventPublisher.connect({ brokers: '127.0.0.1:1', topic: 'tally.events', log, connectTimeoutMs: 1_000 }), /cannot reach Kafka at 127\.0\.0\.1:1/);
+});
+
+test('event record buffer: keeps the untaken records in order and grows to its bound', () => {
+  const records = new EventRecordBuffer(64, 4096);
+  for (let i = 0; i < 20; i++) assert.equal(records.append(i % 3, i % 5, i, `k${i}`, `v${'é'.repeat(i)}`), true);
+  assert.equal(records.count, 20);
+  const firstThree = 3 * 24 + 3 * 2 /* k0 k1 k2 */ + 1 + 3 + 5 /* v, vé, véé */;
+  records.dropFront(firstThree);
+  assert.equal(records.count, 17);
+  assert.equal(records.buffer.readDoubleLE(8), 3, 'the fourth record is now first');
+  assert.equal(records.append(0, 0, 99, 'k', 'x'.repeat(2000)), false, 'beyond the bound: refused');
+});

@@ -1,0 +1,366 @@
+// A librdkafka producer for result events, driven in batches from JavaScript.
+//
+// Why native: through @confluentinc/kafka-javascript every event costs a produce() call that
+// turns its arguments into C++ values, a persistent handle for the opaque, and later a
+// delivery-report object (topic string, key Buffer with a finalizer, opaque) dispatched to an
+// EventEmitter: several microseconds of the main thread per event, the largest item of
+// tally's per-command CPU after decoding. Here JavaScript writes many events into one Buffer
+// and hands it over in one call; delivery reports are counted in C and only a position per
+// command partition comes back. It links the librdkafka the binding built (same .so), and
+// everything runs on the calling thread: rd_kafka_poll() serves the delivery reports and
+// errors inside poll(), so no callback ever crosses threads.
+//
+// Record layout in the Buffer given to produce() (little-endian, no padding):
+//
+//   0        4                8                 16          20          24
+//   +--------+----------------+-----------------+-----------+-----------+-----+-------+
+//   | event  | command        | command offset  | key bytes | value     | key | value |
+//   | part.  | partition u32  | f64             | u32       | bytes u32 |     |       |
+//   +--------+----------------+-----------------+-----------+-----------+-----+-------+
+//
+// The command's (partition, offset) travels as the message's opaque, packed as
+// partition << 48 | offset; a delivery report moves that partition's acknowledged
+// position forward (reports of one partition arrive in produce order: idempotent producer).
+
+#include <node_api.h>
+#include <rdkafka.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RECORD_HEADER_BYTES 24
+#define PARTITIONS_MAX 65536
+#define ERRORS_KEPT_MAX 64
+#define ERROR_TEXT_BYTES 512
+#define OFFSET_BITS 48
+
+typedef struct {
+  rd_kafka_t *rk;
+  rd_kafka_topic_t *topic;
+  double delivered;
+  double failed;
+  double produced;
+  // Per command partition: the next offset whose event is not yet known delivered (-1: none new).
+  double acknowledged_next[PARTITIONS_MAX];
+  uint16_t touched[PARTITIONS_MAX];
+  uint8_t is_touched[PARTITIONS_MAX];
+  uint32_t touched_count;
+  char errors[ERRORS_KEPT_MAX][ERROR_TEXT_BYTES];
+  uint32_t error_count;
+  double errors_dropped;
+  int fatal;
+} producer_t;
+
+static void note_error(producer_t *producer, const char *text) {
+  if (producer->error_count == ERRORS_KEPT_MAX) {
+    producer->errors_dropped++;
+    return;
+  }
+  snprintf(producer->errors[producer->error_count++], ERROR_TEXT_BYTES, "%s", text);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque) {
+  (void)rk;
+  producer_t *producer = (producer_t *)opaque;
+  uint64_t source = (uint64_t)(uintptr_t)message->_private;
+  uint32_t partition = (uint32_t)(source >> OFFSET_BITS);
+  double offset = (double)(source & ((1ULL << OFFSET_BITS) - 1));
+  if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    char text[ERROR_TEXT_BYTES];
+    producer->failed++;
+    snprintf(text, sizeof text, "result event of partition %u offset %.0f not delivered: %s", partition, offset, rd_kafka_err2str(message->err));
+    note_error(producer, text);
+    return;
+  }
+  producer->delivered++;
+  if (offset + 1 > producer->acknowledged_next[partition]) producer->acknowledged_next[partition] = offset + 1;
+  if (!producer->is_touched[partition]) {
+    producer->is_touched[partition] = 1;
+    producer->touched[producer->touched_count++] = (uint16_t)partition;
+  }
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  producer_t *producer = (producer_t *)opaque;
+  char text[ERROR_TEXT_BYTES];
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    char fatal[ERROR_TEXT_BYTES / 2];
+    rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+    producer->fatal = 1;
+    snprintf(text, sizeof text, "fatal: %s", fatal);
+  } else {
+    snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+  }
+  note_error(producer, text);
+}
+
+// ---- N-API plumbing ---------------------------------------------------------------------
+
+#define CALL(env, expression)                                  \
+  do {                                                         \
+    if ((expression) != napi_ok) {                             \
+      napi_throw_error((env), NULL, "N-API call failed: " #expression); \
+      return NULL;                                             \
+    }                                                          \
+  } while (0)
+
+static producer_t *producer_of(napi_env env, napi_value handle) {
+  producer_t *producer = NULL;
+  if (napi_get_value_external(env, handle, (void **)&producer) != napi_ok || producer == NULL || producer->rk == NULL) {
+    napi_throw_error(env, NULL, "not an open event producer");
+    return NULL;
+  }
+  return producer;
+}
+
+// Reads `count` arguments into argv; the first must be an open producer, which is returned.
+static producer_t *arguments_of(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return NULL;
+  }
+  return producer_of(env, argv[0]);
+}
+
+// The data of a typed array of `type` holding at least `length_min` elements, or NULL (thrown).
+static void *typed_array_of(napi_env env, napi_value value, napi_typedarray_type type, size_t length_min, size_t *length) {
+  napi_typedarray_type actual;
+  size_t byte_offset = 0;
+  void *data = NULL;
+  napi_value array_buffer;
+  if (napi_get_typedarray_info(env, value, &actual, length, &data, &array_buffer, &byte_offset) != napi_ok || actual != type || *length < length_min) {
+    napi_throw_range_error(env, NULL, "a typed array of the wrong type or length");
+    return NULL;
+  }
+  return data;
+}
+
+static void destroy_producer(producer_t *producer) {
+  if (producer->topic != NULL) rd_kafka_topic_destroy(producer->topic);
+  if (producer->rk != NULL) rd_kafka_destroy(producer->rk);
+  producer->topic = NULL;
+  producer->rk = NULL;
+}
+
+static void finalize_producer(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  producer_t *producer = (producer_t *)data;
+  destroy_producer(producer);
+  free(producer);
+}
+
+static char *string_argument(napi_env env, napi_value value) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) return NULL;
+  char *text = malloc(length + 1);
+  if (text == NULL) return NULL;
+  napi_get_value_string_utf8(env, value, text, length + 1, &length);
+  return text;
+}
+
+// create(config: string[] as key, value, key, value…, topic: string) → handle
+static napi_value create(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t pairs_length = 0;
+  CALL(env, napi_get_array_length(env, argv[0], &pairs_length));
+  producer_t *producer = calloc(1, sizeof(producer_t));
+  if (producer == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < PARTITIONS_MAX; i++) producer->acknowledged_next[i] = -1;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char errstr[512];
+  for (uint32_t i = 0; i + 1 < pairs_length; i += 2) {
+    napi_value key_value, value_value;
+    napi_get_element(env, argv[0], i, &key_value);
+    napi_get_element(env, argv[0], i + 1, &value_value);
+    char *key = string_argument(env, key_value);
+    char *value = string_argument(env, value_value);
+    rd_kafka_conf_res_t result = key && value ? rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) : RD_KAFKA_CONF_INVALID;
+    free(key);
+    free(value);
+    if (result != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      free(producer);
+      napi_throw_error(env, NULL, errstr);
+      return NULL;
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, producer);
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  rd_kafka_conf_set_error_cb(conf, on_error);
+  producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (producer->rk == NULL) {
+    free(producer);
+    napi_throw_error(env, NULL, errstr);
+    return NULL;
+  }
+  char *topic = string_argument(env, argv[1]);
+  producer->topic = topic ? rd_kafka_topic_new(producer->rk, topic, NULL) : NULL;
+  free(topic);
+  if (producer->topic == NULL) {
+    destroy_producer(producer);
+    free(producer);
+    napi_throw_error(env, NULL, "cannot create the events topic handle");
+    return NULL;
+  }
+  napi_value handle;
+  CALL(env, napi_create_external(env, producer, finalize_producer, NULL, &handle));
+  return handle;
+}
+
+// partitionCount(handle, timeoutMs) → the topic's partition count; throws if it has none.
+static napi_value partition_count(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  producer_t *producer = arguments_of(env, info, 2, argv);
+  if (producer == NULL) return NULL;
+  int32_t timeout_ms = 10000;
+  napi_get_value_int32(env, argv[1], &timeout_ms);
+  const struct rd_kafka_metadata *metadata = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(producer->rk, 0, producer->topic, &metadata, timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    napi_throw_error(env, NULL, rd_kafka_err2str(err));
+    return NULL;
+  }
+  int count = metadata->topic_cnt == 1 && metadata->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR ? metadata->topics[0].partition_cnt : 0;
+  rd_kafka_metadata_destroy(metadata);
+  napi_value result;
+  CALL(env, napi_create_int32(env, count, &result));
+  return result;
+}
+
+// produce(handle, records: Uint8Array, end: number) → bytes taken from the start; less than
+// `end` when librdkafka's queue is full (the rest is for a later call, in order).
+static napi_value produce(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  producer_t *producer = arguments_of(env, info, 3, argv);
+  if (producer == NULL) return NULL;
+  uint32_t end = 0;
+  CALL(env, napi_get_value_uint32(env, argv[2], &end));
+  size_t length = 0;
+  const uint8_t *bytes = typed_array_of(env, argv[1], napi_uint8_array, end, &length);
+  if (bytes == NULL) return NULL;
+  uint32_t at = 0;
+  while (at + RECORD_HEADER_BYTES <= end) {
+    uint32_t event_partition, source_partition, key_bytes, value_bytes;
+    double source_offset;
+    memcpy(&event_partition, bytes + at, 4);
+    memcpy(&source_partition, bytes + at + 4, 4);
+    memcpy(&source_offset, bytes + at + 8, 8);
+    memcpy(&key_bytes, bytes + at + 16, 4);
+    memcpy(&value_bytes, bytes + at + 20, 4);
+    uint32_t next = at + RECORD_HEADER_BYTES + key_bytes + value_bytes;
+    if (next > end || source_partition >= PARTITIONS_MAX || source_offset < 0 || source_offset >= (double)(1ULL << OFFSET_BITS)) {
+      napi_throw_range_error(env, NULL, "produce: a malformed event record");
+      return NULL;
+    }
+    const uint8_t *key = bytes + at + RECORD_HEADER_BYTES;
+    uintptr_t source = (uintptr_t)(((uint64_t)source_partition << OFFSET_BITS) | (uint64_t)source_offset);
+    if (rd_kafka_produce(producer->topic, (int32_t)event_partition, RD_KAFKA_MSG_F_COPY, (void *)(key + key_bytes), value_bytes,
+                         key, key_bytes, (void *)source) != 0) {
+      rd_kafka_resp_err_t err = rd_kafka_last_error();
+      if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+      napi_throw_error(env, rd_kafka_err2name(err), rd_kafka_err2str(err));
+      return NULL;
+    }
+    producer->produced++;
+    at = next;
+  }
+  napi_value result;
+  CALL(env, napi_create_uint32(env, at, &result));
+  return result;
+}
+
+// poll(handle, counters: Float64Array(4)) → serves delivery reports and errors; fills
+// [in flight, delivered, failed, fatal 0/1].
+static napi_value poll_events(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  producer_t *producer = arguments_of(env, info, 2, argv);
+  if (producer == NULL) return NULL;
+  rd_kafka_poll(producer->rk, 0);
+  size_t length = 0;
+  double *counters = typed_array_of(env, argv[1], napi_float64_array, 4, &length);
+  if (counters == NULL) return NULL;
+  counters[0] = producer->produced - producer->delivered - producer->failed;
+  counters[1] = producer->delivered;
+  counters[2] = producer->failed;
+  counters[3] = producer->fatal;
+  return NULL;
+}
+
+// takeAcknowledged(handle) → [partition, next offset, …] moved forward since the last call.
+static napi_value take_acknowledged(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  producer_t *producer = arguments_of(env, info, 1, argv);
+  if (producer == NULL) return NULL;
+  napi_value result;
+  CALL(env, napi_create_array_with_length(env, producer->touched_count * 2, &result));
+  for (uint32_t i = 0; i < producer->touched_count; i++) {
+    uint16_t partition = producer->touched[i];
+    napi_value partition_value, next_value;
+    napi_create_uint32(env, partition, &partition_value);
+    napi_create_double(env, producer->acknowledged_next[partition], &next_value);
+    napi_set_element(env, result, i * 2, partition_value);
+    napi_set_element(env, result, i * 2 + 1, next_value);
+    producer->acknowledged_next[partition] = -1;
+    producer->is_touched[partition] = 0;
+  }
+  producer->touched_count = 0;
+  return result;
+}
+
+// takeErrors(handle) → messages noted since the last call (at most 64; a last line counts the rest).
+static napi_value take_errors(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  producer_t *producer = arguments_of(env, info, 1, argv);
+  if (producer == NULL) return NULL;
+  uint32_t extra = producer->errors_dropped > 0 ? 1 : 0;
+  napi_value result;
+  CALL(env, napi_create_array_with_length(env, producer->error_count + extra, &result));
+  for (uint32_t i = 0; i < producer->error_count; i++) {
+    napi_value text;
+    napi_create_string_utf8(env, producer->errors[i], NAPI_AUTO_LENGTH, &text);
+    napi_set_element(env, result, i, text);
+  }
+  if (extra) {
+    char line[128];
+    napi_value text;
+    snprintf(line, sizeof line, "%.0f more producer errors not kept", producer->errors_dropped);
+    napi_create_string_utf8(env, line, NAPI_AUTO_LENGTH, &text);
+    napi_set_element(env, result, producer->error_count, text);
+  }
+  producer->error_count = 0;
+  producer->errors_dropped = 0;
+  return result;
+}
+
+// destroy(handle): closes the producer; events still in flight are given up (drain first).
+static napi_value destroy(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  producer_t *producer = arguments_of(env, info, 1, argv);
+  if (producer == NULL) return NULL;
+  destroy_producer(producer);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor properties[] = {
+    {"create", NULL, create, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"partitionCount", NULL, partition_count, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"produce", NULL, produce, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"poll", NULL, poll_events, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"takeAcknowledged", NULL, take_acknowledged, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"takeErrors", NULL, take_errors, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"destroy", NULL, destroy, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  CALL(env, napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
+  return exports;
+}
+
+NAPI_MODULE(kafka_event_producer, init)
