@@ -1,17 +1,19 @@
 // Kafka in: a librdkafka consumer that batch-consumes `tally.commands` and decodes each
-// message straight into a slot of the engine's command ring. One callback per batch, no
-// promise or closure per message. Offsets come from Tally's own store (PostgreSQL), never
+// message straight into a slot of the engine's command ring. The consumer is native
+// (io/native/kafka_command_consumer.c): a batch of messages arrives as records in one Buffer,
+// with no JavaScript object per message; one call per batch, no promise or closure per
+// message. Offsets come from Tally's own store (PostgreSQL), never
 // from the consumer group's commits: the caller assigns each partition at the next offset
 // its lease row holds. When the ring has no room the consumer simply stops fetching until
 // the engine catches up, so nothing is buffered without bound. A stopped partition (lease
 // lost, fenced) is paused and any of its messages still in hand are dropped, never applied.
 
-import Kafka from '@confluentinc/kafka-javascript';
 import { Sequencer, RingBuffer, YieldingWaitStrategy } from '../ringbuffer';
 import { CommandSlotViews } from '../engine/command_slot';
 import { CurrencyRegistry } from '../engine/currency_registry';
 import { decodeCommand } from '../engine/command_decoder';
 import type { Logger } from './logger';
+import { loadNativeAddon } from './native_addon';
 
 export interface CommandConsumerOptions {
   readonly brokers: string;
@@ -38,17 +40,45 @@ export interface CommandConsumerOptions {
   };
 }
 
-const CONSUME_TIMEOUT_MS = 5;
+declare const handleBrand: unique symbol;
+type ConsumerHandle = { readonly [handleBrand]: true };
 
-// librdkafka's incremental assignment, present in the binding but missing from its typings.
-interface IncrementalAssignment {
-  incrementalAssign(assignments: Kafka.Assignment[]): void;
-  incrementalUnassign(assignments: Kafka.Assignment[]): void;
+interface NativeCommandConsumer {
+  create(config: string[], topic: string, group: boolean): ConsumerHandle;
+  subscribe(handle: ConsumerHandle): void;
+  /** Writes records (layout below) of up to messagesMax messages; answers the bytes written. */
+  consume(handle: ConsumerHandle, out: Uint8Array, messagesMax: number): number;
+  /** null, or [assign 0/1, lost 0/1, partition…]. */
+  takeRebalance(handle: ConsumerHandle): number[] | null;
+  incrementalAssign(handle: ConsumerHandle, partitions: number[], offsets: number[]): void;
+  incrementalUnassign(handle: ConsumerHandle, partitions: number[]): void;
+  pause(handle: ConsumerHandle, partitions: number[]): void;
+  resume(handle: ConsumerHandle, partitions: number[]): void;
+  seek(handle: ConsumerHandle, partition: number, offset: number): void;
+  highWatermark(handle: ConsumerHandle, partition: number): number;
+  probe(handle: ConsumerHandle, timeoutMs: number): Promise<void>;
+  takeErrors(handle: ConsumerHandle): string[];
+  close(handle: ConsumerHandle): void;
 }
+
+// A record of consume(): partition u32 · value bytes u32 (VALUE_OVERSIZED: too big for the
+// Buffer, no bytes) · offset f64 · value.
+const RECORD_HEADER_BYTES = 16;
+const RECORD_VALUE_BYTES_AT = 4;
+const RECORD_OFFSET_AT = 8;
+const VALUE_OVERSIZED = 0xffffffff;
+/** Holds any batch of small commands; a single message larger than this is taken as malformed. */
+const RECORDS_BYTES = 8 << 20;
+/** The group's position (auto.offset.reset) for partitions assigned without an offset of ours. */
+const OFFSET_OF_GROUP = -1001;
+/** Nothing fetched: look again after this long (librdkafka keeps fetching meanwhile). */
+const IDLE_POLL_MS = 1;
+const CONNECT_TIMEOUT_MS = 15_000;
 const RING_FULL_RETRY_MS = 1;
 
 export class CommandConsumer {
-  private readonly consumer: Kafka.KafkaConsumer;
+  private readonly native = loadNativeAddon<NativeCommandConsumer>('kafka_command_consumer');
+  private readonly handle: ConsumerHandle;
   private readonly sequencer: Sequencer;
   private readonly views: CommandSlotViews;
   private readonly batchMessagesMax: number;
@@ -58,8 +88,14 @@ export class CommandConsumer {
   private readonly groupAssigned = new Set<number>();
   /** A restarted partition's first expected offset; messages before a match are stale (-1: none). */
   private readonly resumeAt = new Float64Array(65536).fill(-1);
-  private pending: Kafka.Message[] = [];
+  /** The last consumed batch: its records, and per record where it starts; `recordNext` onwards are not in the ring yet. */
+  private readonly records = Buffer.allocUnsafe(RECORDS_BYTES);
+  private readonly recordStart: Int32Array;
+  private readonly selected: Int32Array;
+  private recordCount = 0;
+  private recordNext = 0;
   private running = false;
+  private closed = false;
   private stopped: (() => void) | undefined;
   private rebalancing: Promise<void> = Promise.resolve();
   messagesDecoded = 0;
@@ -69,20 +105,22 @@ export class CommandConsumer {
     this.sequencer = options.commandRing.acquireSequencer(new YieldingWaitStrategy(100));
     this.views = new CommandSlotViews(options.commandRing.data);
     this.batchMessagesMax = options.batchMessagesMax ?? 2048;
+    this.recordStart = new Int32Array(this.batchMessagesMax);
+    this.selected = new Int32Array(this.batchMessagesMax);
     const group = options.group;
-    this.consumer = new Kafka.KafkaConsumer({
+    const config: Record<string, string | number | boolean> = {
       ...(group === undefined ? {} : {
         'partition.assignment.strategy': 'cooperative-sticky',
         // Static membership: a restarted instance with the same id gets its partitions back
         // at once instead of after the session timeout.
         'group.instance.id': group.instanceId,
         'session.timeout.ms': group.sessionTimeoutMs,
-        rebalance_cb: (error: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]) => this.onRebalance(error, assignment),
       }),
       'bootstrap.servers': options.brokers,
       'group.id': options.groupId,
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
+      'auto.offset.reset': 'earliest',
       // A fetch answers once 64 KiB are there or after 5 ms: at moderate rates a fetch per
       // produced batch (fetch.min.bytes 1) kept the co-located broker busier than Tally itself
       // (bench:e2e at 1 000/s: broker 0.50 → 0.31 cores with the events producer's linger).
@@ -93,44 +131,34 @@ export class CommandConsumer {
       'queued.max.messages.kbytes': 65536,
       // Keeps the cached high watermarks fresh for the consumer lag metric.
       'statistics.interval.ms': 5000,
-    }, { 'auto.offset.reset': 'earliest' });
+    };
+    this.handle = this.native.create(Object.entries(config).flatMap(([key, value]) => [key, String(value)]), options.topic, group !== undefined);
   }
 
   get assignedPartitions(): number[] {
     return [...this.assigned].sort((a, b) => a - b);
   }
 
-  /** Cached high watermark of a partition (refreshed with the statistics), or -1. */
+  /** Cached high watermark of a partition (refreshed by fetches and statistics), or -1. */
   highWatermark(partition: number): number {
-    try {
-      return this.consumer.getWatermarkOffsets(this.options.topic, partition).highOffset ?? -1;
-    } catch {
-      return -1;
-    }
+    return this.closed ? -1 : this.native.highWatermark(this.handle, partition);
   }
 
-  /** Asks the broker for the topic's metadata: a cheap liveness probe of Kafka. */
+  /** Asks the broker for the topic's metadata (off the main thread): a cheap liveness probe of Kafka. */
   probe(timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.consumer.getMetadata({ topic: this.options.topic, timeout: timeoutMs }, (error) => (error ? reject(error) : resolve()));
-    });
+    if (this.closed) return Promise.reject(new Error('the command consumer is closed'));
+    return this.native.probe(this.handle, timeoutMs);
   }
 
-  connect(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.consumer.connect({ timeout: 15_000 }, (error) => {
-        if (error) return reject(new Error(`cannot reach Kafka at ${this.options.brokers}: ${error.message}`));
-        this.consumer.setDefaultConsumeTimeout(CONSUME_TIMEOUT_MS);
-        // The timeout bounds the wait for the first message of a batch only: otherwise it
-        // restarts with every message and a steady trickle is handed over only once a whole
-        // batch has arrived (measured: 0.8 s p50 of pure consumer delay at 1 000 messages/s).
-        (this.consumer as unknown as { setDefaultIsTimeoutOnlyForFirstMessage(only: boolean): void }).setDefaultIsTimeoutOnlyForFirstMessage(true);
-        if (this.options.group !== undefined) this.consumer.subscribe([this.options.topic]);
-        this.running = true;
-        this.poll();
-        resolve();
-      });
-    });
+  async connect(): Promise<void> {
+    try {
+      await this.native.probe(this.handle, CONNECT_TIMEOUT_MS);
+    } catch (error) {
+      throw new Error(`cannot reach Kafka at ${this.options.brokers}: ${(error as Error).message}`);
+    }
+    if (this.options.group !== undefined) this.native.subscribe(this.handle);
+    this.running = true;
+    this.poll();
   }
 
   // Starts reading the given partitions at the given offsets (Tally's stored next offsets).
@@ -140,7 +168,7 @@ export class CommandConsumer {
       this.stoppedPartitions[a.partition] = 0;
     }
     this.options.log.info({ partitions: assignments.map((a) => `${a.partition}@${a.offset}`) }, 'partitions assigned');
-    (this.consumer as unknown as IncrementalAssignment).incrementalAssign(assignments.map((a) => ({ topic: this.options.topic, partition: a.partition, offset: a.offset })));
+    this.native.incrementalAssign(this.handle, assignments.map((a) => a.partition), assignments.map((a) => a.offset));
   }
 
   // Stops reading partitions at once: paused, removed, and their in-hand messages dropped.
@@ -151,62 +179,63 @@ export class CommandConsumer {
       this.assigned.delete(p);
       this.stoppedPartitions[p] = 1;
     }
-    const toppars = live.map((partition) => ({ topic: this.options.topic, partition }));
-    this.consumer.pause(toppars);
+    this.native.pause(this.handle, live);
     // In a group the partition stays assigned (paused) until the group revokes it; unassigning
     // outside a rebalance would confuse the group protocol.
-    if (this.options.group === undefined) (this.consumer as unknown as IncrementalAssignment).incrementalUnassign(toppars);
+    if (this.options.group === undefined) this.native.incrementalUnassign(this.handle, live);
     this.options.log.warn({ partitions: live }, 'partitions stopped');
   }
 
   // Runs each rebalance after the previous one; librdkafka waits for our (incremental)
-  // assign/unassign call, which may come later than the callback.
-  private onRebalance(error: Kafka.LibrdKafkaError, assignment: Kafka.Assignment[]): void {
-    const group = this.options.group!;
-    const partitions = assignment.map((a) => a.partition);
-    const code = error.code;
-    const lost = code !== Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS && (this.consumer as unknown as { assignmentLost(): boolean }).assignmentLost();
-    this.rebalances++;
-    this.rebalancing = this.rebalancing.then(async () => {
-      const incremental = this.consumer as unknown as IncrementalAssignment;
-      if (code === Kafka.CODES.ERRORS.ERR__ASSIGN_PARTITIONS) {
-        this.options.log.info({ partitions }, 'consumer group assigned partitions');
-        let taken: Array<{ partition: number; offset: number }> = [];
-        try {
-          taken = await group.onAssign(partitions);
-        } catch (failure) {
-          this.options.log.error({ err: failure, partitions }, 'taking assigned partitions failed; they stay paused');
-        }
-        const ready = new Set(taken.map((t) => t.partition));
-        // Every assigned partition is assigned to librdkafka so the rebalance completes; the
-        // ones not taken stay stopped (paused, messages dropped) until a later rebalance.
-        const missing = partitions.filter((p) => !ready.has(p));
-        for (const p of missing) this.stoppedPartitions[p] = 1;
-        for (const t of taken) {
-          this.assigned.add(t.partition);
-          this.stoppedPartitions[t.partition] = 0;
-        }
-        for (const p of partitions) this.groupAssigned.add(p);
-        incremental.incrementalAssign([
-          ...taken.map((t) => ({ topic: this.options.topic, partition: t.partition, offset: t.offset })),
-          ...missing.map((partition) => ({ topic: this.options.topic, partition })),
-        ]);
-        if (missing.length > 0) this.consumer.pause(missing.map((partition) => ({ topic: this.options.topic, partition })));
-        return;
-      }
-      this.options.log.info({ partitions, lost }, 'consumer group revoked partitions');
-      for (const p of partitions) {
-        this.assigned.delete(p);
-        this.groupAssigned.delete(p);
-        this.stoppedPartitions[p] = 1;
-      }
-      try {
-        await group.onRevoke(partitions, lost);
-      } catch (failure) {
-        this.options.log.error({ err: failure, partitions }, 'handing revoked partitions back failed; fencing keeps their data safe');
-      }
-      incremental.incrementalUnassign(assignment.map((a) => ({ topic: a.topic, partition: a.partition })));
-    }).catch((failure: unknown) => this.options.log.error({ err: failure }, 'rebalance handling failed'));
+  // assign/unassign call, which comes once the handler is done.
+  private takeRebalances(): void {
+    for (let taken = this.native.takeRebalance(this.handle); taken !== null; taken = this.native.takeRebalance(this.handle)) {
+      const assign = taken[0] === 1;
+      const lost = taken[1] === 1;
+      const partitions = taken.slice(2);
+      this.rebalances++;
+      this.rebalancing = this.rebalancing
+        .then(() => (assign ? this.onAssigned(partitions) : this.onRevoked(partitions, lost)))
+        .catch((failure: unknown) => this.options.log.error({ err: failure }, 'rebalance handling failed'));
+    }
+  }
+
+  private async onAssigned(partitions: number[]): Promise<void> {
+    this.options.log.info({ partitions }, 'consumer group assigned partitions');
+    let taken: Array<{ partition: number; offset: number }> = [];
+    try {
+      taken = await this.options.group!.onAssign(partitions);
+    } catch (failure) {
+      this.options.log.error({ err: failure, partitions }, 'taking assigned partitions failed; they stay paused');
+    }
+    if (this.closed) return;
+    const ready = new Set(taken.map((t) => t.partition));
+    // Every assigned partition is assigned to librdkafka so the rebalance completes; the
+    // ones not taken stay stopped (paused, messages dropped) until a later rebalance.
+    const missing = partitions.filter((p) => !ready.has(p));
+    for (const p of missing) this.stoppedPartitions[p] = 1;
+    for (const t of taken) {
+      this.assigned.add(t.partition);
+      this.stoppedPartitions[t.partition] = 0;
+    }
+    for (const p of partitions) this.groupAssigned.add(p);
+    this.native.incrementalAssign(this.handle, [...taken.map((t) => t.partition), ...missing], [...taken.map((t) => t.offset), ...missing.map(() => OFFSET_OF_GROUP)]);
+    if (missing.length > 0) this.native.pause(this.handle, missing);
+  }
+
+  private async onRevoked(partitions: number[], lost: boolean): Promise<void> {
+    this.options.log.info({ partitions, lost }, 'consumer group revoked partitions');
+    for (const p of partitions) {
+      this.assigned.delete(p);
+      this.groupAssigned.delete(p);
+      this.stoppedPartitions[p] = 1;
+    }
+    try {
+      await this.options.group!.onRevoke(partitions, lost);
+    } catch (failure) {
+      this.options.log.error({ err: failure, partitions }, 'handing revoked partitions back failed; fencing keeps their data safe');
+    }
+    if (!this.closed) this.native.incrementalUnassign(this.handle, partitions);
   }
 
   /**
@@ -230,14 +259,16 @@ export class CommandConsumer {
     }
     if (restarted.length === 0) return refused;
     if (this.options.group === undefined) {
-      (this.consumer as unknown as IncrementalAssignment).incrementalAssign(restarted.map((a) => ({ topic: this.options.topic, partition: a.partition, offset: a.offset })));
+      this.native.incrementalAssign(this.handle, restarted.map((a) => a.partition), restarted.map((a) => a.offset));
     } else {
       for (const a of restarted) {
-        this.consumer.seek({ topic: this.options.topic, partition: a.partition, offset: a.offset }, 5000, (error) => {
-          if (error) this.options.log.error({ err: error, partition: a.partition, offset: a.offset }, 'seek for the restarted partition failed');
-        });
+        try {
+          this.native.seek(this.handle, a.partition, a.offset);
+        } catch (error) {
+          this.options.log.error({ err: error, partition: a.partition, offset: a.offset }, 'seek for the restarted partition failed');
+        }
       }
-      this.consumer.resume(restarted.map((a) => ({ topic: this.options.topic, partition: a.partition })));
+      this.native.resume(this.handle, restarted.map((a) => a.partition));
     }
     this.options.log.info({ partitions: restarted.map((a) => `${a.partition}@${a.offset}`) }, 'partitions restarted');
     return refused;
@@ -245,11 +276,22 @@ export class CommandConsumer {
 
   // Stops fetching and leaves the group; commands already in the ring stay there.
   disconnect(): Promise<void> {
-    if (!this.running) return Promise.resolve();
+    if (!this.running) {
+      if (!this.closed) this.close();
+      return Promise.resolve();
+    }
     this.running = false;
     return new Promise((resolve) => {
-      this.stopped = () => this.consumer.disconnect(() => resolve());
+      this.stopped = () => {
+        this.close();
+        resolve();
+      };
     });
+  }
+
+  private close(): void {
+    this.closed = true;
+    this.native.close(this.handle);
   }
 
   private poll(): void {
@@ -257,62 +299,77 @@ export class CommandConsumer {
       this.stopped?.();
       return;
     }
-    if (this.pending.length > 0) {
-      this.pending = this.withoutStopped(this.pending);
+    this.takeRebalances();
+    this.logErrors();
+    if (this.recordNext < this.recordCount) {
       this.publish();
-      if (this.pending.length > 0) {
+      if (this.recordNext < this.recordCount) {
         setTimeout(() => this.poll(), RING_FULL_RETRY_MS);
         return;
       }
     }
-    this.consumer.consume(this.batchMessagesMax, this.onBatch);
+    const bytes = this.native.consume(this.handle, this.records, this.batchMessagesMax);
+    if (bytes === 0) {
+      setTimeout(() => this.poll(), IDLE_POLL_MS);
+      return;
+    }
+    this.indexRecords(bytes);
+    this.takeRebalances();
+    this.publish();
+    setImmediate(() => this.poll());
   }
 
-  private readonly onBatch = (error: Kafka.LibrdKafkaError, messages: Kafka.Message[]): void => {
-    if (error) this.options.log.warn({ err: error }, 'consume failed; retrying');
-    else if (messages.length > 0) {
-      this.pending = this.withoutStopped(messages);
-      this.publish();
+  private indexRecords(bytes: number): void {
+    const records = this.records;
+    let count = 0;
+    for (let at = 0; at < bytes; count++) {
+      this.recordStart[count] = at;
+      const valueBytes = records.readUInt32LE(at + RECORD_VALUE_BYTES_AT);
+      at += RECORD_HEADER_BYTES + (valueBytes === VALUE_OVERSIZED ? 0 : valueBytes);
     }
-    setImmediate(() => this.poll());
-  };
+    this.recordCount = count;
+    this.recordNext = 0;
+  }
 
-  // Decodes as many pending messages as the ring has room for and publishes them in one go.
+  // Decodes as many of the batch's records as the ring has room for and publishes them in one go.
   private publish(): void {
-    const messages = this.pending;
-    const count = Math.min(messages.length, this.sequencer.remainingCapacity());
+    const capacity = this.sequencer.remainingCapacity();
+    const records = this.records;
+    let count = 0;
+    let next = this.recordNext;
+    for (; next < this.recordCount && count < capacity; next++) {
+      const at = this.recordStart[next]!;
+      if (this.isCurrent(records.readUInt32LE(at), records.readDoubleLE(at + RECORD_OFFSET_AT))) this.selected[count++] = at;
+    }
+    this.recordNext = next;
     if (count === 0) return;
     const first = this.sequencer.tryClaim(count);
-    if (first < 0) return;
+    if (first < 0) throw new Error(`command ring: ${count} slots reported free could not be claimed`);
     const { partitionCount, registry, commandRing } = this.options;
     for (let i = 0; i < count; i++) {
-      const message = messages[i]!;
-      decodeCommand(message.value ?? EMPTY, message.partition, message.offset, partitionCount, registry, this.views, commandRing.slotOffset(first + i));
+      const at = this.selected[i]!;
+      const valueBytes = records.readUInt32LE(at + RECORD_VALUE_BYTES_AT);
+      const value = valueBytes === VALUE_OVERSIZED ? EMPTY : records.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + valueBytes);
+      decodeCommand(value, records.readUInt32LE(at), records.readDoubleLE(at + RECORD_OFFSET_AT), partitionCount, registry, this.views, commandRing.slotOffset(first + i));
     }
     this.sequencer.publish(first + count - 1);
     this.messagesDecoded += count;
-    this.pending = count === messages.length ? NO_MESSAGES : messages.slice(count);
   }
 
-  // Messages of stopped partitions never reach the ring. Filtering allocates, but only in
-  // the rare batches that hold such messages.
-  private withoutStopped(messages: Kafka.Message[]): Kafka.Message[] {
-    for (const message of messages) {
-      if (this.stoppedPartitions[message.partition] === 1 || this.resumeAt[message.partition]! >= 0) return messages.filter((m) => this.isCurrent(m));
-    }
-    return messages;
-  }
-
-  private isCurrent(message: Kafka.Message): boolean {
-    const partition = message.partition;
+  // Messages of stopped partitions never reach the ring, nor those of a restarted partition
+  // before its restart offset.
+  private isCurrent(partition: number, offset: number): boolean {
     if (this.stoppedPartitions[partition] === 1) return false;
     const resumeAt = this.resumeAt[partition]!;
     if (resumeAt < 0) return true;
-    if (message.offset !== resumeAt) return false;
+    if (offset !== resumeAt) return false;
     this.resumeAt[partition] = -1;
     return true;
+  }
+
+  private logErrors(): void {
+    for (const error of this.native.takeErrors(this.handle)) this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
   }
 }
 
 const EMPTY = new Uint8Array(0);
-const NO_MESSAGES: Kafka.Message[] = [];

@@ -1,9 +1,9 @@
 // The typed face of io/native/kafka_event_producer.c (built into dist/native by
 // io/native/build.sh as part of `npm run build`): a librdkafka producer that takes result
 // events in batches written into one Buffer and counts delivery reports in C. See the C
-// file for why, and for the record layout that `EventRecordWriter` writes.
+// file for why, and for the record layout that `EventRecordBuffer` writes.
 
-import { join } from 'node:path';
+import { loadNativeAddon } from './native_addon';
 
 declare const handleBrand: unique symbol;
 /** An open native producer. */
@@ -19,19 +19,8 @@ interface NativeEventProducer {
   destroy(handle: ProducerHandle): void;
 }
 
-const ADDON_PATH = join(__dirname, '..', 'native', 'kafka_event_producer.node');
-
-let addon: NativeEventProducer | undefined;
-
-/** Loads the addon once; a missing build is an installation error with its remedy. */
 export function nativeEventProducer(): NativeEventProducer {
-  if (addon !== undefined) return addon;
-  try {
-    addon = require(ADDON_PATH) as NativeEventProducer;
-  } catch (error) {
-    throw new Error(`the native event producer ${ADDON_PATH} cannot be loaded (${(error as Error).message}); run npm run build, which builds it with io/native/build.sh`);
-  }
-  return addon;
+  return loadNativeAddon<NativeEventProducer>('kafka_event_producer');
 }
 
 /** Bytes before an event's key and value; offsets of its fields. */

@@ -22,21 +22,15 @@
 // partition << 48 | offset; a delivery report moves that partition's acknowledged
 // position forward (reports of one partition arrive in produce order: idempotent producer).
 
-#include <node_api.h>
-#include <rdkafka.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "napi_support.h"
 
 #define RECORD_HEADER_BYTES 24
 #define PARTITIONS_MAX 65536
-#define ERRORS_KEPT_MAX 64
-#define ERROR_TEXT_BYTES 512
 #define OFFSET_BITS 48
 
 typedef struct {
-  rd_kafka_t *rk;
+  rd_kafka_t *rk;  // first: arguments_of() checks it
   rd_kafka_topic_t *topic;
   double delivered;
   double failed;
@@ -46,19 +40,9 @@ typedef struct {
   uint16_t touched[PARTITIONS_MAX];
   uint8_t is_touched[PARTITIONS_MAX];
   uint32_t touched_count;
-  char errors[ERRORS_KEPT_MAX][ERROR_TEXT_BYTES];
-  uint32_t error_count;
-  double errors_dropped;
+  error_notes_t notes;
   int fatal;
 } producer_t;
-
-static void note_error(producer_t *producer, const char *text) {
-  if (producer->error_count == ERRORS_KEPT_MAX) {
-    producer->errors_dropped++;
-    return;
-  }
-  snprintf(producer->errors[producer->error_count++], ERROR_TEXT_BYTES, "%s", text);
-}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque) {
   (void)rk;
@@ -70,7 +54,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void 
     char text[ERROR_TEXT_BYTES];
     producer->failed++;
     snprintf(text, sizeof text, "result event of partition %u offset %.0f not delivered: %s", partition, offset, rd_kafka_err2str(message->err));
-    note_error(producer, text);
+    note_error(&producer->notes, text);
     return;
   }
   producer->delivered++;
@@ -92,50 +76,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
   } else {
     snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
   }
-  note_error(producer, text);
+  note_error(&producer->notes, text);
 }
 
-// ---- N-API plumbing ---------------------------------------------------------------------
-
-#define CALL(env, expression)                                  \
-  do {                                                         \
-    if ((expression) != napi_ok) {                             \
-      napi_throw_error((env), NULL, "N-API call failed: " #expression); \
-      return NULL;                                             \
-    }                                                          \
-  } while (0)
-
-static producer_t *producer_of(napi_env env, napi_value handle) {
-  producer_t *producer = NULL;
-  if (napi_get_value_external(env, handle, (void **)&producer) != napi_ok || producer == NULL || producer->rk == NULL) {
-    napi_throw_error(env, NULL, "not an open event producer");
-    return NULL;
-  }
-  return producer;
-}
-
-// Reads `count` arguments into argv; the first must be an open producer, which is returned.
-static producer_t *arguments_of(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
-  size_t argc = count;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
-    napi_throw_type_error(env, NULL, "missing arguments");
-    return NULL;
-  }
-  return producer_of(env, argv[0]);
-}
-
-// The data of a typed array of `type` holding at least `length_min` elements, or NULL (thrown).
-static void *typed_array_of(napi_env env, napi_value value, napi_typedarray_type type, size_t length_min, size_t *length) {
-  napi_typedarray_type actual;
-  size_t byte_offset = 0;
-  void *data = NULL;
-  napi_value array_buffer;
-  if (napi_get_typedarray_info(env, value, &actual, length, &data, &array_buffer, &byte_offset) != napi_ok || actual != type || *length < length_min) {
-    napi_throw_range_error(env, NULL, "a typed array of the wrong type or length");
-    return NULL;
-  }
-  return data;
-}
+// ---- Node-API functions -----------------------------------------------------------------
 
 static void destroy_producer(producer_t *producer) {
   if (producer->topic != NULL) rd_kafka_topic_destroy(producer->topic);
@@ -152,46 +96,21 @@ static void finalize_producer(napi_env env, void *data, void *hint) {
   free(producer);
 }
 
-static char *string_argument(napi_env env, napi_value value) {
-  size_t length = 0;
-  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) return NULL;
-  char *text = malloc(length + 1);
-  if (text == NULL) return NULL;
-  napi_get_value_string_utf8(env, value, text, length + 1, &length);
-  return text;
-}
-
 // create(config: string[] as key, value, key, value…, topic: string) → handle
 static napi_value create(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t pairs_length = 0;
-  CALL(env, napi_get_array_length(env, argv[0], &pairs_length));
+  rd_kafka_conf_t *conf = conf_of(env, argv[0]);
+  if (conf == NULL) return NULL;
   producer_t *producer = calloc(1, sizeof(producer_t));
   if (producer == NULL) {
+    rd_kafka_conf_destroy(conf);
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
   for (uint32_t i = 0; i < PARTITIONS_MAX; i++) producer->acknowledged_next[i] = -1;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char errstr[512];
-  for (uint32_t i = 0; i + 1 < pairs_length; i += 2) {
-    napi_value key_value, value_value;
-    napi_get_element(env, argv[0], i, &key_value);
-    napi_get_element(env, argv[0], i + 1, &value_value);
-    char *key = string_argument(env, key_value);
-    char *value = string_argument(env, value_value);
-    rd_kafka_conf_res_t result = key && value ? rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) : RD_KAFKA_CONF_INVALID;
-    free(key);
-    free(value);
-    if (result != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      free(producer);
-      napi_throw_error(env, NULL, errstr);
-      return NULL;
-    }
-  }
   rd_kafka_conf_set_opaque(conf, producer);
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   rd_kafka_conf_set_error_cb(conf, on_error);
@@ -218,7 +137,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
 // partitionCount(handle, timeoutMs) → the topic's partition count; throws if it has none.
 static napi_value partition_count(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  producer_t *producer = arguments_of(env, info, 2, argv);
+  producer_t *producer = (producer_t *)arguments_of(env, info, 2, argv);
   if (producer == NULL) return NULL;
   int32_t timeout_ms = 10000;
   napi_get_value_int32(env, argv[1], &timeout_ms);
@@ -239,7 +158,7 @@ static napi_value partition_count(napi_env env, napi_callback_info info) {
 // `end` when librdkafka's queue is full (the rest is for a later call, in order).
 static napi_value produce(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  producer_t *producer = arguments_of(env, info, 3, argv);
+  producer_t *producer = (producer_t *)arguments_of(env, info, 3, argv);
   if (producer == NULL) return NULL;
   uint32_t end = 0;
   CALL(env, napi_get_value_uint32(env, argv[2], &end));
@@ -281,7 +200,7 @@ static napi_value produce(napi_env env, napi_callback_info info) {
 // [in flight, delivered, failed, fatal 0/1].
 static napi_value poll_events(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  producer_t *producer = arguments_of(env, info, 2, argv);
+  producer_t *producer = (producer_t *)arguments_of(env, info, 2, argv);
   if (producer == NULL) return NULL;
   rd_kafka_poll(producer->rk, 0);
   size_t length = 0;
@@ -297,7 +216,7 @@ static napi_value poll_events(napi_env env, napi_callback_info info) {
 // takeAcknowledged(handle) → [partition, next offset, …] moved forward since the last call.
 static napi_value take_acknowledged(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  producer_t *producer = arguments_of(env, info, 1, argv);
+  producer_t *producer = (producer_t *)arguments_of(env, info, 1, argv);
   if (producer == NULL) return NULL;
   napi_value result;
   CALL(env, napi_create_array_with_length(env, producer->touched_count * 2, &result));
@@ -318,32 +237,15 @@ static napi_value take_acknowledged(napi_env env, napi_callback_info info) {
 // takeErrors(handle) → messages noted since the last call (at most 64; a last line counts the rest).
 static napi_value take_errors(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  producer_t *producer = arguments_of(env, info, 1, argv);
+  producer_t *producer = (producer_t *)arguments_of(env, info, 1, argv);
   if (producer == NULL) return NULL;
-  uint32_t extra = producer->errors_dropped > 0 ? 1 : 0;
-  napi_value result;
-  CALL(env, napi_create_array_with_length(env, producer->error_count + extra, &result));
-  for (uint32_t i = 0; i < producer->error_count; i++) {
-    napi_value text;
-    napi_create_string_utf8(env, producer->errors[i], NAPI_AUTO_LENGTH, &text);
-    napi_set_element(env, result, i, text);
-  }
-  if (extra) {
-    char line[128];
-    napi_value text;
-    snprintf(line, sizeof line, "%.0f more producer errors not kept", producer->errors_dropped);
-    napi_create_string_utf8(env, line, NAPI_AUTO_LENGTH, &text);
-    napi_set_element(env, result, producer->error_count, text);
-  }
-  producer->error_count = 0;
-  producer->errors_dropped = 0;
-  return result;
+  return take_notes(env, &producer->notes);
 }
 
 // destroy(handle): closes the producer; events still in flight are given up (drain first).
 static napi_value destroy(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  producer_t *producer = arguments_of(env, info, 1, argv);
+  producer_t *producer = (producer_t *)arguments_of(env, info, 1, argv);
   if (producer == NULL) return NULL;
   destroy_producer(producer);
   return NULL;
