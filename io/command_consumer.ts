@@ -13,7 +13,7 @@ import { CommandSlotViews } from '../engine/command_slot';
 import { CurrencyRegistry } from '../engine/currency_registry';
 import { decodeCommand } from '../engine/command_decoder';
 import type { Logger } from './logger';
-import { loadNativeAddon } from './native_addon';
+import { ConsumerHandle, NativeConsumer, RECORD_HEADER_BYTES, RECORD_OFFSET_AT, RECORD_VALUE_BYTES_AT, VALUE_OVERSIZED, configPairs, nativeConsumer } from './native_consumer';
 
 export interface CommandConsumerOptions {
   readonly brokers: string;
@@ -40,33 +40,6 @@ export interface CommandConsumerOptions {
   };
 }
 
-declare const handleBrand: unique symbol;
-type ConsumerHandle = { readonly [handleBrand]: true };
-
-interface NativeCommandConsumer {
-  create(config: string[], topic: string, group: boolean): ConsumerHandle;
-  subscribe(handle: ConsumerHandle): void;
-  /** Writes records (layout below) of up to messagesMax messages; answers the bytes written. */
-  consume(handle: ConsumerHandle, out: Uint8Array, messagesMax: number): number;
-  /** null, or [assign 0/1, lost 0/1, partition…]. */
-  takeRebalance(handle: ConsumerHandle): number[] | null;
-  incrementalAssign(handle: ConsumerHandle, partitions: number[], offsets: number[]): void;
-  incrementalUnassign(handle: ConsumerHandle, partitions: number[]): void;
-  pause(handle: ConsumerHandle, partitions: number[]): void;
-  resume(handle: ConsumerHandle, partitions: number[]): void;
-  seek(handle: ConsumerHandle, partition: number, offset: number): void;
-  highWatermark(handle: ConsumerHandle, partition: number): number;
-  probe(handle: ConsumerHandle, timeoutMs: number): Promise<void>;
-  takeErrors(handle: ConsumerHandle): string[];
-  close(handle: ConsumerHandle): void;
-}
-
-// A record of consume(): partition u32 · value bytes u32 (VALUE_OVERSIZED: too big for the
-// Buffer, no bytes) · offset f64 · value.
-const RECORD_HEADER_BYTES = 16;
-const RECORD_VALUE_BYTES_AT = 4;
-const RECORD_OFFSET_AT = 8;
-const VALUE_OVERSIZED = 0xffffffff;
 /** Holds any batch of small commands; a single message larger than this is taken as malformed. */
 const RECORDS_BYTES = 8 << 20;
 /** The group's position (auto.offset.reset) for partitions assigned without an offset of ours. */
@@ -77,7 +50,7 @@ const CONNECT_TIMEOUT_MS = 15_000;
 const RING_FULL_RETRY_MS = 1;
 
 export class CommandConsumer {
-  private readonly native = loadNativeAddon<NativeCommandConsumer>('kafka_command_consumer');
+  private readonly native: NativeConsumer = nativeConsumer();
   private readonly handle: ConsumerHandle;
   private readonly sequencer: Sequencer;
   private readonly views: CommandSlotViews;
@@ -132,7 +105,7 @@ export class CommandConsumer {
       // Keeps the cached high watermarks fresh for the consumer lag metric.
       'statistics.interval.ms': 5000,
     };
-    this.handle = this.native.create(Object.entries(config).flatMap(([key, value]) => [key, String(value)]), options.topic, group !== undefined);
+    this.handle = this.native.create(configPairs(config), options.topic, group !== undefined);
   }
 
   get assignedPartitions(): number[] {

@@ -31,7 +31,9 @@ mkdir -p dist/native
 for source in io/native/*.c; do
   name="$(basename "$source" .c)"
   target="dist/native/$name.node"
-  if [ "$target" -nt "$source" ] && [ "$target" -nt "$0" ]; then continue; fi
+  fresh=1
+  for input in "$source" "$0" io/native/*.h; do [ "$target" -nt "$input" ] || fresh=0; done
+  if [ "$fresh" = 1 ]; then continue; fi
   gcc -O2 -Wall -Wextra -Werror -std=c11 -shared -fPIC -fvisibility=hidden \
     -isystem "$node_include" -isystem "$rdkafka_include" "$source" \
     -L"$rdkafka_lib" -l:librdkafka.so.1 \
