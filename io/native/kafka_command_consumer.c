@@ -46,6 +46,8 @@ typedef struct {
   rd_kafka_queue_t *queue;
   char *topic;
   int closing;
+  int probes_in_flight;  // metadata requests running on the thread pool: they use rk
+  int destroy_pending;   // closed while probes ran: the last probe to finish destroys
   // The last fetched batch; batch_next.. are not yet copied out (the Buffer was full).
   rd_kafka_message_t *batch[MESSAGES_MAX];
   uint32_t batch_next;
@@ -335,6 +337,7 @@ static napi_value high_watermark(napi_env env, napi_callback_info info) {
 // Metadata probe off the main thread: probe(handle, timeoutMs) → Promise<void>.
 typedef struct {
   consumer_t *consumer;
+  napi_ref handle;  // keeps the consumer's external alive while the probe runs
   int32_t timeout_ms;
   rd_kafka_resp_err_t err;
   napi_deferred deferred;
@@ -364,6 +367,9 @@ static void probe_complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, probe->deferred, value);
   }
   napi_delete_async_work(env, probe->work);
+  napi_delete_reference(env, probe->handle);
+  consumer_t *consumer = probe->consumer;
+  if (--consumer->probes_in_flight == 0 && consumer->destroy_pending) destroy_consumer(consumer);
   free(probe);
 }
 
@@ -378,11 +384,13 @@ static napi_value probe(napi_env env, napi_callback_info info) {
   }
   work->consumer = consumer;
   napi_get_value_int32(env, argv[1], &work->timeout_ms);
+  CALL(env, napi_create_reference(env, argv[0], 1, &work->handle));
   napi_value promise, name;
   CALL(env, napi_create_promise(env, &work->deferred, &promise));
   CALL(env, napi_create_string_utf8(env, "tally:kafka-probe", NAPI_AUTO_LENGTH, &name));
   CALL(env, napi_create_async_work(env, NULL, name, probe_execute, probe_complete, work, &work->work));
   CALL(env, napi_queue_async_work(env, work->work));
+  consumer->probes_in_flight++;
   return promise;
 }
 
@@ -402,6 +410,11 @@ static napi_value close_consumer(napi_env env, napi_callback_info info) {
   consumer->closing = 1;
   for (; consumer->batch_next < consumer->batch_count; consumer->batch_next++) rd_kafka_message_destroy(consumer->batch[consumer->batch_next]);
   rd_kafka_consumer_close(consumer->rk);
+  if (consumer->probes_in_flight > 0) {
+    // A probe on the thread pool still uses the client: the last one to finish frees it.
+    consumer->destroy_pending = 1;
+    return NULL;
+  }
   destroy_consumer(consumer);
   return NULL;
 }
