@@ -35,13 +35,22 @@ async function runAuditCommand(config: TallyConfig): Promise<number> {
 }
 
 async function runStart(config: TallyConfig, log: Logger): Promise<void> {
+  // Listening before anything starts: a stop requested during start-up (migrations, leases,
+  // recovery) lets the start finish and then drains as usual, instead of the signal's
+  // default action killing the process half-started.
+  let startedUp = false;
+  const signal = new Promise<string>((resolve) => {
+    const onSignal = (name: string): void => {
+      if (!startedUp) log.info({ signal: name }, 'stop requested during start-up; stopping once started');
+      resolve(name);
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
   await runMigrate(config, log);
   const service = await Service.start(config, log);
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  log.info({ signal }, 'stopping');
+  startedUp = true;
+  log.info({ signal: await signal }, 'stopping');
   await service.stop();
 }
 

@@ -85,6 +85,10 @@ test(`cross-partition transfers, ${TRANSFERS} both ways, kill -9 while relaying,
     await sleep(150);
     await killHard(single);
     single = spawn({ TALLY_PARTITION_ASSIGNMENT: 'static', TALLY_INSTANCE_ID: 'cross-single' });
+    // The first instance may have settled everything before its kill: the restarted one must
+    // still have started (and relayed nothing twice) before it is stopped below.
+    const restarted = single;
+    await waitFor('the restarted instance to start', 60_000, () => restarted.output.join('').includes('"msg":"tally started"'), single);
     await waitFor('the first half to settle on both sides', 120_000, () => settled(client, transfers.slice(0, half)), single);
     single.child.kill('SIGTERM');
     assert.equal(await single.exited, 0, 'the single instance drains and exits cleanly');

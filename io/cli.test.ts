@@ -1,0 +1,30 @@
+// `tally start` as operators run it: a stop requested while it is still starting (here: right
+// after its migrations, before leases and recovery) lets the start finish, then drains and
+// exits 0, instead of the signal killing a half-started process.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { spawnTally, waitFor } from './tally_process';
+import { createScratchDatabase } from '../persist/scratch_database';
+
+test('SIGTERM during start-up: the start finishes, then the service stops cleanly with exit code 0', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.cli');
+  await createTopic(topic, 2);
+  const database = await createScratchDatabase(testPgUrl, 'tally_cli');
+  const tally = spawnTally({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic, TALLY_COMMAND_PARTITIONS: '2',
+    TALLY_CONSUMER_GROUP: uniqueName('cli'), TALLY_PARTITION_ASSIGNMENT: 'static', TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096',
+  });
+  try {
+    await waitFor('the migrations to be logged', 60_000, () => /applied migrations|schema up to date/.test(tally.output.join('')), tally);
+    tally.child.kill('SIGTERM');
+    assert.equal(await tally.exited, 0, `exit code 0\n${tally.output.join('').slice(-3000)}`);
+    const log = tally.output.join('');
+    assert.match(log, /stop requested during start-up/);
+    assert.match(log, /"msg":"stopping"/);
+  } finally {
+    tally.child.kill('SIGKILL');
+    await database.drop();
+  }
+});
