@@ -70,7 +70,7 @@ test('the engine worker applies ring commands while a reader thread never sees a
     await engine.assign(0);
     const drain = new OutputDrain(engine.outputRing);
     const messages = freezeUnfreezeLoad(200_000);
-    const stop = new SharedArrayBuffer(4);
+    const stop = new SharedArrayBuffer(8);
     const readerData: SeqlockReaderData = { table: engine.tableDescriptor, account: '1001', currency: USDT, expectedTotal: '4000000000000000000', stop };
     // The seed deposit goes first, so the reader only starts once the balance exists.
     let accepted = 0;
@@ -81,6 +81,11 @@ test('the engine worker applies ring commands while a reader thread never sees a
       reader.once('message', resolve);
       reader.once('error', reject);
     });
+    // The writes start only once the reader reads: the engine can apply all of them in less
+    // time than a worker thread takes to start.
+    const flags = new Int32Array(stop);
+    for (const deadline = Date.now() + 30_000; Atomics.load(flags, 1) === 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.equal(Atomics.load(flags, 1), 1, 'the reader started reading');
     await feed(engine, drain, messages.slice(1), (status) => (status === 1 ? accepted++ : rejected++));
     Atomics.store(new Int32Array(stop), 0, 1);
     const readings = await readerDone;

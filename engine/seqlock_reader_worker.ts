@@ -11,6 +11,7 @@ export interface SeqlockReaderData {
   readonly account: string;
   readonly currency: number;
   readonly expectedTotal: string;
+  /** Word 0: set by the test to stop; word 1 (if present): set here once the first read is done. */
   readonly stop: SharedArrayBuffer;
 }
 
@@ -26,7 +27,7 @@ let previous = -1n;
 while (Atomics.load(stop, 0) === 0) {
   const reading = reader.readBalance(account, data.currency);
   if (reading === undefined) continue;
-  reads++;
+  if (reads++ === 0 && stop.length > 1) Atomics.store(stop, 1, 1);
   if (reading.available + reading.frozen !== expectedTotal) violations++;
   if (reading.available !== previous) distinct++;
   previous = reading.available;
