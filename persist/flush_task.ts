@@ -112,6 +112,7 @@ const LOCK_LEASES_SQL = `
 
 const UPSERT_BALANCES_SQL = `
   INSERT INTO balances (${BALANCE_COLUMNS}) SELECT ${BALANCE_COLUMNS} FROM ${STAGED_BALANCES_TABLE}
+   ORDER BY partition, account, currency_id
   ON CONFLICT (partition, account, currency_id) DO UPDATE
      SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
    WHERE balances.last_offset < EXCLUDED.last_offset`;
