@@ -104,6 +104,11 @@ export class CommandConsumer {
       'queued.max.messages.kbytes': 65536,
       // Keeps the cached high watermarks fresh for the consumer lag metric.
       'statistics.interval.ms': 5000,
+      // When a partition's local queue is above queued.min.messages, librdkafka postpones its
+      // next fetch by this much (default 1 000 ms): a consumer briefly behind (a burst, the
+      // ring full) then waited up to a second with nothing to read. bench:ingest JSON went
+      // from 220 k to 0.7 M messages/s with 1 ms; 5 ms keeps the broker's fetch rate bounded.
+      'fetch.queue.backoff.ms': 5,
     };
     this.handle = this.native.create(configPairs(config), options.topic, group !== undefined);
   }
