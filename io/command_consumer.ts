@@ -59,8 +59,17 @@ export class CommandConsumer {
   private readonly stoppedPartitions = new Uint8Array(65536);
   /** Partitions librdkafka has assigned to us through the group (group mode). */
   private readonly groupAssigned = new Set<number>();
-  /** A restarted partition's first expected offset; messages before a match are stale (-1: none). */
+  /** A restarted partition's first expected offset; messages before it are stale (-1: none). */
   private readonly resumeAt = new Float64Array(65536).fill(-1);
+  /**
+   * Per partition, the number of consume() calls made when it was last assigned, restarted or
+   * sought: records of it from that call or earlier are stale (fetched for an older position;
+   * the native side drops such messages it still holds, these are the ones already copied out).
+   */
+  private readonly takenAtCall = new Float64Array(65536);
+  private consumeCalls = 0;
+  /** The consume() call the records in hand came from. */
+  private recordsCall = 0;
   /** The last consumed batch: its records, and per record where it starts; `recordNext` onwards are not in the ring yet. */
   private readonly records = Buffer.allocUnsafe(RECORDS_BYTES);
   private readonly recordStart: Int32Array;
@@ -146,7 +155,17 @@ export class CommandConsumer {
       this.stoppedPartitions[a.partition] = 0;
     }
     this.options.log.info({ partitions: assignments.map((a) => `${a.partition}@${a.offset}`) }, 'partitions assigned');
-    this.native.incrementalAssign(this.handle, assignments.map((a) => a.partition), assignments.map((a) => a.offset));
+    this.startReading(assignments);
+  }
+
+  // Assigns at the given offsets and resumes: a pause of ours (stopPartitions) outlives an
+  // unassignment in librdkafka, so a partition stopped and later assigned again would stay
+  // paused; records of an older position still in hand are dropped.
+  private startReading(assignments: ReadonlyArray<{ partition: number; offset: number }>): void {
+    const partitions = assignments.map((a) => a.partition);
+    for (const p of partitions) this.takenAtCall[p] = this.consumeCalls;
+    this.native.incrementalAssign(this.handle, partitions, assignments.map((a) => a.offset));
+    this.native.resume(this.handle, partitions);
   }
 
   // Stops reading partitions at once: paused, removed, and their in-hand messages dropped.
@@ -196,8 +215,12 @@ export class CommandConsumer {
       this.assigned.add(t.partition);
       this.stoppedPartitions[t.partition] = 0;
     }
-    for (const p of partitions) this.groupAssigned.add(p);
+    for (const p of partitions) {
+      this.groupAssigned.add(p);
+      this.takenAtCall[p] = this.consumeCalls;
+    }
     this.native.incrementalAssign(this.handle, [...taken.map((t) => t.partition), ...missing], [...taken.map((t) => t.offset), ...missing.map(() => OFFSET_OF_GROUP)]);
+    if (taken.length > 0) this.native.resume(this.handle, taken.map((t) => t.partition));
     if (missing.length > 0) this.native.pause(this.handle, missing);
   }
 
@@ -237,9 +260,10 @@ export class CommandConsumer {
     }
     if (restarted.length === 0) return refused;
     if (this.options.group === undefined) {
-      this.native.incrementalAssign(this.handle, restarted.map((a) => a.partition), restarted.map((a) => a.offset));
+      this.startReading(restarted);
     } else {
       for (const a of restarted) {
+        this.takenAtCall[a.partition] = this.consumeCalls;
         try {
           this.native.seek(this.handle, a.partition, a.offset);
         } catch (error) {
@@ -298,6 +322,7 @@ export class CommandConsumer {
   }
 
   private indexRecords(bytes: number): void {
+    this.recordsCall = ++this.consumeCalls;
     const records = this.records;
     let count = 0;
     for (let at = 0; at < bytes; count++) {
@@ -334,19 +359,23 @@ export class CommandConsumer {
     this.messagesDecoded += count;
   }
 
-  // Messages of stopped partitions never reach the ring, nor those of a restarted partition
-  // before its restart offset.
+  // Messages of stopped partitions never reach the ring, nor those fetched before the
+  // partition was last (re)assigned or sought, nor those of a restarted partition before its
+  // restart offset.
   private isCurrent(partition: number, offset: number): boolean {
-    if (this.stoppedPartitions[partition] === 1) return false;
+    if (this.stoppedPartitions[partition] === 1 || this.recordsCall <= this.takenAtCall[partition]!) return false;
     const resumeAt = this.resumeAt[partition]!;
     if (resumeAt < 0) return true;
-    if (offset !== resumeAt) return false;
+    if (offset < resumeAt) return false;
     this.resumeAt[partition] = -1;
     return true;
   }
 
   private logErrors(): void {
-    for (const error of this.native.takeErrors(this.handle)) this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
+    for (const error of this.native.takeErrors(this.handle)) {
+      if (error.startsWith('fatal')) this.options.log.error({ error, topic: this.options.topic }, 'Kafka consumer stopped by a fatal error; restart the instance');
+      else this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
+    }
   }
 }
 

@@ -1,8 +1,11 @@
 // The native result-event producer against the real broker: every event arrives once, in
 // publish order per partition, byte for byte (keys and values with non-ASCII text); the
 // acknowledged positions are those of the commands whose events were delivered; with a
-// local queue far smaller than the load, events park and still arrive, in order.
+// local queue far smaller than the load, events park and still arrive, in order; an event
+// the broker refuses for good holds its partition's acknowledged position below it (so the
+// partition's next owner republishes it).
 
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from '@confluentinc/kafka-javascript';
@@ -117,4 +120,26 @@ test('event record buffer: keeps the untaken records in order and grows to its b
   assert.equal(records.count, 17);
   assert.equal(records.buffer.readDoubleLE(8), 3, 'the fourth record is now first');
   assert.equal(records.append(0, 0, 99, 'k', 'x'.repeat(2000)), false, 'beyond the bound: refused');
+});
+
+test('native event producer: an event the broker refuses holds its partition\'s acknowledged position below it', async () => {
+  const topic = uniqueName('events-refused');
+  const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
+  await new Promise<void>((resolve, reject) => admin.createTopic({ topic, num_partitions: 1, replication_factor: 1, config: { 'max.message.bytes': '2000' } }, 10_000, (error) => {
+    admin.disconnect();
+    if (error) reject(error);
+    else resolve();
+  }));
+  const publisher = await EventPublisher.connect({ brokers: testKafkaBrokers, topic, log });
+  const small = (offset: number): string => `{"tx_id":"t${offset}","status":"accepted","partition":0,"offset":"${offset}"}`;
+  for (let offset = 0; offset < 10; offset++) publisher.publish(0, offset, `t${offset}`, small(offset));
+  assert.equal(await publisher.drain(20_000), true);
+  // Incompressible, so that the batch stays above the topic's limit after lz4.
+  publisher.publish(0, 10, 't10', JSON.stringify({ tx_id: 't10', blob: randomBytes(6000).toString('base64') }));
+  assert.equal(await publisher.drain(20_000), true);
+  for (let offset = 11; offset < 20; offset++) publisher.publish(0, offset, `t${offset}`, small(offset));
+  assert.equal(await publisher.drain(20_000), true);
+  assert.equal(publisher.deliveryErrors, 1, 'the large event failed');
+  assert.equal(publisher.takeAcknowledged().get(0), 10, 'events up to offset 9 are acknowledged, never beyond the failed one');
+  await publisher.close(5_000);
 });

@@ -2,13 +2,21 @@
 // io/command_consumer.ts: records carry partition, offset and value exactly; messages that do
 // not fit the caller's Buffer wait, in order, for the next call; a message larger than the
 // Buffer can hold becomes an oversized record (so its offset is still taken) instead of
-// stalling the partition; closing while a metadata probe runs on the thread pool is safe.
+// stalling the partition; closing while a metadata probe runs on the thread pool is safe; a
+// partition stopped and restarted by the command consumer is read again (a pause of ours
+// outlives librdkafka's unassignment) from its restart offset, without stale messages.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Kafka from '@confluentinc/kafka-javascript';
 import { ConsumerHandle, RECORD_HEADER_BYTES, RECORD_OFFSET_AT, RECORD_VALUE_BYTES_AT, VALUE_OVERSIZED, configPairs, nativeConsumer } from './native_consumer';
 import { createTopic, testKafkaBrokers, uniqueName } from './test_services';
+import { CommandConsumer } from './command_consumer';
+import { createLogger } from './logger';
+import { RingBuffer, createWaitStrategy } from '../ringbuffer';
+import { COMMAND_SLOT_BYTES, KAFKA_OFFSET_OFFSET, PARTITION_OFFSET } from '../engine/command_layout';
+import { CurrencyRegistry } from '../engine/currency_registry';
+import { BENCH_CURRENCIES } from '../engine/wire_fixtures';
 
 const native = nativeConsumer();
 
@@ -100,4 +108,45 @@ test('native consumer: closing while a probe of an unreachable broker runs, then
   native.close(handle);
   await assert.rejects(probe);
   assert.throws(() => native.consume(handle, Buffer.alloc(64), 1), /not an open Kafka client/);
+});
+
+test('command consumer: a partition stopped (paused, unassigned) and restarted is read again from the restart offset, in order', async () => {
+  const topic = uniqueName('native-restart');
+  await createTopic(topic, 1);
+  await produce(topic, Array.from({ length: 200 }, (_, i) => ({ partition: 0, value: Buffer.from(`not a command ${i}`) })));
+  const ring = RingBuffer.create({ slotCount: 1 << 10, slotBytes: COMMAND_SLOT_BYTES });
+  const barrier = ring.acquireBarrier(createWaitStrategy('yielding', 1));
+  const words = new Float64Array(ring.data);
+  const partitions = new Int32Array(ring.data);
+  const consumer = new CommandConsumer({
+    brokers: testKafkaBrokers, topic, groupId: uniqueName('native-restart'), partitionCount: 1, registry: CurrencyRegistry.fromConfig(BENCH_CURRENCIES), commandRing: ring, log: createLogger('silent'),
+  });
+  const read = async (count: number, waitMs: number): Promise<number[]> => {
+    const offsets: number[] = [];
+    const deadline = Date.now() + waitMs;
+    while (offsets.length < count && Date.now() < deadline) {
+      const next = barrier.nextSequence;
+      const available = barrier.tryWaitFor(next);
+      for (let sequence = next; sequence <= available; sequence++) {
+        const slot = ring.slotOffset(sequence);
+        assert.equal(partitions[(slot + PARTITION_OFFSET) >> 2], 0);
+        offsets.push(words[(slot + KAFKA_OFFSET_OFFSET) >> 3]!);
+      }
+      if (available >= next) barrier.release(available);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    return offsets;
+  };
+  await consumer.connect();
+  try {
+    consumer.assign([{ partition: 0, offset: 0 }]);
+    assert.deepEqual(await read(200, 30_000), Array.from({ length: 200 }, (_, i) => i));
+    consumer.stopPartitions([0]);
+    await produce(topic, Array.from({ length: 50 }, (_, i) => ({ partition: 0, value: Buffer.from(`later ${i}`) })));
+    assert.deepEqual(await read(1, 1_000), [], 'a stopped partition is not read');
+    assert.deepEqual(consumer.restartPartitions([{ partition: 0, offset: 150 }]), []);
+    assert.deepEqual(await read(100, 30_000), Array.from({ length: 100 }, (_, i) => 150 + i), 'read again from the restart offset, each once, in order');
+  } finally {
+    await consumer.disconnect();
+  }
 });

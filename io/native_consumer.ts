@@ -15,11 +15,13 @@ export interface NativeConsumer {
   consume(handle: ConsumerHandle, out: Uint8Array, messagesMax: number): number;
   /** null, or [assign 0/1, lost 0/1, partition…]. */
   takeRebalance(handle: ConsumerHandle): number[] | null;
-  /** Offsets below 0: the group's position (auto.offset.reset). */
+  /** Offset -1001 (RD_KAFKA_OFFSET_INVALID): the group's position (auto.offset.reset). Drops held messages of the partitions. */
   incrementalAssign(handle: ConsumerHandle, partitions: number[], offsets: number[]): void;
+  /** Drops held messages of the partitions. */
   incrementalUnassign(handle: ConsumerHandle, partitions: number[]): void;
   pause(handle: ConsumerHandle, partitions: number[]): void;
   resume(handle: ConsumerHandle, partitions: number[]): void;
+  /** Drops held messages of the partition; the next fetch starts at `offset`. */
   seek(handle: ConsumerHandle, partition: number, offset: number): void;
   highWatermark(handle: ConsumerHandle, partition: number): number;
   /** Topic metadata from the broker, fetched off the main thread. */

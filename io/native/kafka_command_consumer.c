@@ -79,14 +79,23 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-  (void)rk;
   consumer_t *consumer = (consumer_t *)opaque;
   char text[ERROR_TEXT_BYTES];
-  snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    // Fatal (for example a fenced group.instance.id): the consumer stops for good.
+    char fatal[ERROR_TEXT_BYTES / 2];
+    rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+    snprintf(text, sizeof text, "fatal: %s", fatal);
+  } else {
+    snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+  }
   note_error(&consumer->notes, text);
 }
 
 static void destroy_consumer(consumer_t *consumer) {
+  // rd_kafka_destroy closes a consumer that was not closed (a finalizer, a failed start):
+  // its revoke must complete at once, or the group waits for it forever.
+  consumer->closing = 1;
   for (; consumer->batch_next < consumer->batch_count; consumer->batch_next++) rd_kafka_message_destroy(consumer->batch[consumer->batch_next]);
   while (consumer->rebalance_count > 0) {
     rd_kafka_topic_partition_list_destroy(consumer->rebalances[consumer->rebalance_first].partitions);
@@ -118,7 +127,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
   rd_kafka_conf_t *conf = conf_of(env, argv[0]);
   if (conf == NULL) return NULL;
   consumer_t *consumer = calloc(1, sizeof(consumer_t));
-  consumer->topic = consumer ? string_argument(env, argv[1]) : NULL;
+  if (consumer != NULL) consumer->topic = string_argument(env, argv[1]);
   if (consumer == NULL || consumer->topic == NULL) {
     rd_kafka_conf_destroy(conf);
     free(consumer);
@@ -131,6 +140,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
   if (group) rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
   consumer->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
   if (consumer->rk == NULL) {
+    rd_kafka_conf_destroy(conf);  // freed by rd_kafka_new only on success
     free(consumer->topic);
     free(consumer);
     napi_throw_error(env, NULL, errstr);
@@ -139,6 +149,13 @@ static napi_value create(napi_env env, napi_callback_info info) {
   // Errors and rebalances are served by the consumer queue, which consume() polls.
   rd_kafka_poll_set_consumer(consumer->rk);
   consumer->queue = rd_kafka_queue_get_consumer(consumer->rk);
+  if (consumer->queue == NULL) {
+    destroy_consumer(consumer);
+    free(consumer->topic);
+    free(consumer);
+    napi_throw_error(env, NULL, "the consumer has no queue: group.id must be set");
+    return NULL;
+  }
   napi_value handle;
   CALL(env, napi_create_external(env, consumer, finalize_consumer, NULL, &handle));
   return handle;
@@ -276,8 +293,24 @@ static rd_kafka_topic_partition_list_t *partition_list_of(napi_env env, consumer
   return list;
 }
 
-// Partition-list operations: incrementalAssign(handle, partitions, offsets; offset < 0: the
-// group's position), incrementalUnassign, pause and resume (handle, partitions).
+// Drops the fetched-but-not-copied messages of the listed partitions, keeping the others in
+// order. After a seek, an assignment or an unassignment they are stale: librdkafka discards
+// such messages in its own queue (a version barrier), but not those already handed out here.
+static void drop_held(consumer_t *consumer, const rd_kafka_topic_partition_list_t *list) {
+  uint32_t kept = consumer->batch_next;
+  for (uint32_t i = consumer->batch_next; i < consumer->batch_count; i++) {
+    rd_kafka_message_t *message = consumer->batch[i];
+    int listed = 0;
+    for (int j = 0; j < list->cnt && !listed; j++) listed = list->elems[j].partition == message->partition;
+    if (listed) rd_kafka_message_destroy(message);
+    else consumer->batch[kept++] = message;
+  }
+  consumer->batch_count = kept;
+}
+
+// Partition-list operations: incrementalAssign(handle, partitions, offsets; an offset of
+// RD_KAFKA_OFFSET_INVALID, -1001: the group's position), incrementalUnassign, pause and
+// resume (handle, partitions). Assigning or unassigning drops held messages of the partitions.
 enum { OP_ASSIGN, OP_UNASSIGN, OP_PAUSE, OP_RESUME };
 
 static napi_value partition_operation(napi_env env, napi_callback_info info, int operation) {
@@ -289,6 +322,7 @@ static napi_value partition_operation(napi_env env, napi_callback_info info, int
   if (list == NULL) return NULL;
   rd_kafka_error_t *error = NULL;
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (operation == OP_ASSIGN || operation == OP_UNASSIGN) drop_held(consumer, list);
   if (operation == OP_ASSIGN) error = rd_kafka_incremental_assign(consumer->rk, list);
   else if (operation == OP_UNASSIGN) error = rd_kafka_incremental_unassign(consumer->rk, list);
   else if (operation == OP_PAUSE) err = rd_kafka_pause_partitions(consumer->rk, list);
@@ -315,6 +349,7 @@ static napi_value seek(napi_env env, napi_callback_info info) {
   CALL(env, napi_get_value_double(env, argv[2], &offset));
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, consumer->topic, partition)->offset = (int64_t)offset;
+  drop_held(consumer, list);
   rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 0);
   rd_kafka_topic_partition_list_destroy(list);
   return error_object_result(env, error);

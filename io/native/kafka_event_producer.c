@@ -37,12 +37,31 @@ typedef struct {
   double produced;
   // Per command partition: the next offset whose event is not yet known delivered (-1: none new).
   double acknowledged_next[PARTITIONS_MAX];
+  // Per command partition: the lowest offset whose event failed (-1: none). No position at
+  // or beyond it is ever reported acknowledged, so the next owner republishes from there.
+  double failed_floor[PARTITIONS_MAX];
   uint16_t touched[PARTITIONS_MAX];
   uint8_t is_touched[PARTITIONS_MAX];
   uint32_t touched_count;
   error_notes_t notes;
   int fatal;
 } producer_t;
+
+static void touch(producer_t *producer, uint32_t partition) {
+  if (producer->is_touched[partition]) return;
+  producer->is_touched[partition] = 1;
+  producer->touched[producer->touched_count++] = (uint16_t)partition;
+}
+
+// An event that will not be delivered: it holds back its partition's acknowledged position.
+static void note_failed(producer_t *producer, uint32_t partition, double offset, const char *reason) {
+  char text[ERROR_TEXT_BYTES];
+  producer->failed++;
+  if (producer->failed_floor[partition] < 0 || offset < producer->failed_floor[partition]) producer->failed_floor[partition] = offset;
+  touch(producer, partition);
+  snprintf(text, sizeof text, "result event of partition %u offset %.0f not delivered: %s", partition, offset, reason);
+  note_error(&producer->notes, text);
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void *opaque) {
   (void)rk;
@@ -51,18 +70,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void 
   uint32_t partition = (uint32_t)(source >> OFFSET_BITS);
   double offset = (double)(source & ((1ULL << OFFSET_BITS) - 1));
   if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    char text[ERROR_TEXT_BYTES];
-    producer->failed++;
-    snprintf(text, sizeof text, "result event of partition %u offset %.0f not delivered: %s", partition, offset, rd_kafka_err2str(message->err));
-    note_error(&producer->notes, text);
+    note_failed(producer, partition, offset, rd_kafka_err2str(message->err));
     return;
   }
   producer->delivered++;
   if (offset + 1 > producer->acknowledged_next[partition]) producer->acknowledged_next[partition] = offset + 1;
-  if (!producer->is_touched[partition]) {
-    producer->is_touched[partition] = 1;
-    producer->touched[producer->touched_count++] = (uint16_t)partition;
-  }
+  touch(producer, partition);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -109,13 +122,14 @@ static napi_value create(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  for (uint32_t i = 0; i < PARTITIONS_MAX; i++) producer->acknowledged_next[i] = -1;
+  for (uint32_t i = 0; i < PARTITIONS_MAX; i++) producer->acknowledged_next[i] = producer->failed_floor[i] = -1;
   char errstr[512];
   rd_kafka_conf_set_opaque(conf, producer);
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   rd_kafka_conf_set_error_cb(conf, on_error);
   producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (producer->rk == NULL) {
+    rd_kafka_conf_destroy(conf);  // freed by rd_kafka_new only on success
     free(producer);
     napi_throw_error(env, NULL, errstr);
     return NULL;
@@ -165,7 +179,7 @@ static napi_value produce(napi_env env, napi_callback_info info) {
   size_t length = 0;
   const uint8_t *bytes = typed_array_of(env, argv[1], napi_uint8_array, end, &length);
   if (bytes == NULL) return NULL;
-  uint32_t at = 0;
+  uint64_t at = 0;
   while (at + RECORD_HEADER_BYTES <= end) {
     uint32_t event_partition, source_partition, key_bytes, value_bytes;
     double source_offset;
@@ -174,8 +188,8 @@ static napi_value produce(napi_env env, napi_callback_info info) {
     memcpy(&source_offset, bytes + at + 8, 8);
     memcpy(&key_bytes, bytes + at + 16, 4);
     memcpy(&value_bytes, bytes + at + 20, 4);
-    uint32_t next = at + RECORD_HEADER_BYTES + key_bytes + value_bytes;
-    if (next > end || source_partition >= PARTITIONS_MAX || source_offset < 0 || source_offset >= (double)(1ULL << OFFSET_BITS)) {
+    uint64_t next = at + RECORD_HEADER_BYTES + (uint64_t)key_bytes + (uint64_t)value_bytes;
+    if (next > end || source_partition >= PARTITIONS_MAX || !(source_offset >= 0 && source_offset < (double)(1ULL << OFFSET_BITS))) {
       napi_throw_range_error(env, NULL, "produce: a malformed event record");
       return NULL;
     }
@@ -185,14 +199,18 @@ static napi_value produce(napi_env env, napi_callback_info info) {
                          key, key_bytes, (void *)source) != 0) {
       rd_kafka_resp_err_t err = rd_kafka_last_error();
       if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
-      napi_throw_error(env, rd_kafka_err2name(err), rd_kafka_err2str(err));
-      return NULL;
+      // Refused for good (too large, unknown partition): counted as failed and skipped, so the
+      // events behind it still go out; its partition's position stays below it.
+      producer->produced++;
+      note_failed(producer, source_partition, source_offset, rd_kafka_err2str(err));
+      at = next;
+      continue;
     }
     producer->produced++;
     at = next;
   }
   napi_value result;
-  CALL(env, napi_create_uint32(env, at, &result));
+  CALL(env, napi_create_uint32(env, (uint32_t)at, &result));
   return result;
 }
 
@@ -222,9 +240,12 @@ static napi_value take_acknowledged(napi_env env, napi_callback_info info) {
   CALL(env, napi_create_array_with_length(env, producer->touched_count * 2, &result));
   for (uint32_t i = 0; i < producer->touched_count; i++) {
     uint16_t partition = producer->touched[i];
+    double next = producer->acknowledged_next[partition];
+    double floor = producer->failed_floor[partition];
+    if (floor >= 0 && next > floor) next = floor;
     napi_value partition_value, next_value;
     napi_create_uint32(env, partition, &partition_value);
-    napi_create_double(env, producer->acknowledged_next[partition], &next_value);
+    napi_create_double(env, next, &next_value);
     napi_set_element(env, result, i * 2, partition_value);
     napi_set_element(env, result, i * 2 + 1, next_value);
     producer->acknowledged_next[partition] = -1;

@@ -102,7 +102,7 @@ static inline rd_kafka_conf_t *conf_of(napi_env env, napi_value pairs) {
     return NULL;
   }
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  char errstr[512];
+  char errstr[512] = "configuration keys and values must be strings";
   for (uint32_t i = 0; i + 1 < length; i += 2) {
     napi_value key_value, value_value;
     napi_get_element(env, pairs, i, &key_value);
