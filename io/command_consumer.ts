@@ -82,6 +82,8 @@ export class CommandConsumer {
   private rebalancing: Promise<void> = Promise.resolve();
   messagesDecoded = 0;
   rebalances = 0;
+  /** Set once librdkafka reports a fatal error (for example a fenced group.instance.id): the consumer reads nothing more. */
+  fatalError: string | undefined;
 
   constructor(private readonly options: CommandConsumerOptions) {
     this.sequencer = options.commandRing.acquireSequencer(new YieldingWaitStrategy(100));
@@ -373,7 +375,10 @@ export class CommandConsumer {
 
   private logErrors(): void {
     for (const error of this.native.takeErrors(this.handle)) {
-      if (error.startsWith('fatal')) this.options.log.error({ error, topic: this.options.topic }, 'Kafka consumer stopped by a fatal error; restart the instance');
+      if (error.startsWith('fatal')) {
+        this.fatalError ??= error;
+        this.options.log.error({ error, topic: this.options.topic }, 'Kafka consumer stopped by a fatal error; not ready until the instance is restarted');
+      }
       else this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
     }
   }

@@ -103,8 +103,9 @@ export class Service {
   }
 
   isReady(): boolean {
-    const { batcher, health, publisher } = this.parts;
-    return this.started && this.assignedOnce && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy;
+    const { batcher, health, publisher, consumer } = this.parts;
+    return this.started && this.assignedOnce && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy
+      && consumer.fatalError === undefined;
   }
 
   static async start(config: TallyConfig, log: Logger): Promise<Service> {

@@ -233,8 +233,10 @@ static napi_value consume(napi_env env, napi_callback_info info) {
     rd_kafka_message_t *message = consumer->batch[consumer->batch_next];
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (message->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        // The consumer queue hands errors over as messages; a fatal one (a fenced static
+        // member, for example) ends this consumer and is marked so.
         char text[ERROR_TEXT_BYTES];
-        snprintf(text, sizeof text, "consume: %s", rd_kafka_message_errstr(message));
+        snprintf(text, sizeof text, "%s: %s", message->err == RD_KAFKA_RESP_ERR__FATAL ? "fatal" : "consume", rd_kafka_message_errstr(message));
         note_error(&consumer->notes, text);
       }
     } else if (copy_message(consumer, message, out, capacity, &at)) {
