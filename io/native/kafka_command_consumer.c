@@ -421,12 +421,31 @@ static napi_value probe(napi_env env, napi_callback_info info) {
   }
   work->consumer = consumer;
   napi_get_value_int32(env, argv[1], &work->timeout_ms);
-  CALL(env, napi_create_reference(env, argv[0], 1, &work->handle));
   napi_value promise, name;
-  CALL(env, napi_create_promise(env, &work->deferred, &promise));
-  CALL(env, napi_create_string_utf8(env, "tally:kafka-probe", NAPI_AUTO_LENGTH, &name));
-  CALL(env, napi_create_async_work(env, NULL, name, probe_execute, probe_complete, work, &work->work));
-  CALL(env, napi_queue_async_work(env, work->work));
+  if (napi_create_reference(env, argv[0], 1, &work->handle) != napi_ok) {
+    free(work);
+    napi_throw_error(env, NULL, "probe: cannot reference the consumer");
+    return NULL;
+  }
+  // Once the promise exists, a failure rejects it rather than throwing, so nothing leaks.
+  if (napi_create_promise(env, &work->deferred, &promise) != napi_ok) {
+    napi_delete_reference(env, work->handle);
+    free(work);
+    napi_throw_error(env, NULL, "probe: cannot create a promise");
+    return NULL;
+  }
+  if (napi_create_string_utf8(env, "tally:kafka-probe", NAPI_AUTO_LENGTH, &name) != napi_ok
+      || napi_create_async_work(env, NULL, name, probe_execute, probe_complete, work, &work->work) != napi_ok
+      || napi_queue_async_work(env, work->work) != napi_ok) {
+    napi_value message, error;
+    napi_create_string_utf8(env, "probe: cannot queue the metadata request", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+    napi_reject_deferred(env, work->deferred, error);
+    if (work->work != NULL) napi_delete_async_work(env, work->work);
+    napi_delete_reference(env, work->handle);
+    free(work);
+    return promise;
+  }
   consumer->probes_in_flight++;
   return promise;
 }
