@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
-import { spawnTally, waitFor } from './tally_process';
+import { spawnTally } from './tally_process';
 import { createScratchDatabase } from '../persist/scratch_database';
 
 test('SIGTERM during start-up: the start finishes, then the service stops cleanly with exit code 0', { timeout: 120_000 }, async () => {
@@ -17,8 +17,19 @@ test('SIGTERM during start-up: the start finishes, then the service stops cleanl
     TALLY_CONSUMER_GROUP: uniqueName('cli'), TALLY_PARTITION_ASSIGNMENT: 'static', TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096',
   });
   try {
-    await waitFor('the migrations to be logged', 60_000, () => /applied migrations|schema up to date/.test(tally.output.join('')), tally);
-    tally.child.kill('SIGTERM');
+    // The signal goes out the moment the migrations are logged (the handlers are in place by
+    // then, and leases, recovery and the consumer are still ahead), not at a polling interval.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no migrations logged within 60 s\n${tally.output.join('').slice(-3000)}`)), 60_000);
+      const watch = (): void => {
+        if (!/applied migrations|schema up to date/.test(tally.output.join(''))) return;
+        clearTimeout(timer);
+        tally.child.stdout!.off('data', watch);
+        tally.child.kill('SIGTERM');
+        resolve();
+      };
+      tally.child.stdout!.on('data', watch);
+    });
     assert.equal(await tally.exited, 0, `exit code 0\n${tally.output.join('').slice(-3000)}`);
     const log = tally.output.join('');
     assert.match(log, /stop requested during start-up/);

@@ -59,7 +59,7 @@ export class CommandConsumer {
   private readonly stoppedPartitions = new Uint8Array(65536);
   /** Partitions librdkafka has assigned to us through the group (group mode). */
   private readonly groupAssigned = new Set<number>();
-  /** A restarted partition's first expected offset; messages before it are stale (-1: none). */
+  /** A (re)started partition's first expected offset: messages before it are stale, a first message beyond it is reported (-1: none). */
   private readonly resumeAt = new Float64Array(65536).fill(-1);
   /**
    * Per partition, the number of consume() calls made when it was last assigned, restarted or
@@ -165,7 +165,10 @@ export class CommandConsumer {
   // paused; records of an older position still in hand are dropped.
   private startReading(assignments: ReadonlyArray<{ partition: number; offset: number }>): void {
     const partitions = assignments.map((a) => a.partition);
-    for (const p of partitions) this.takenAtCall[p] = this.consumeCalls;
+    for (const a of assignments) {
+      this.takenAtCall[a.partition] = this.consumeCalls;
+      this.resumeAt[a.partition] = a.offset;
+    }
     this.native.incrementalAssign(this.handle, partitions, assignments.map((a) => a.offset));
     this.native.resume(this.handle, partitions);
   }
@@ -220,7 +223,9 @@ export class CommandConsumer {
     for (const p of partitions) {
       this.groupAssigned.add(p);
       this.takenAtCall[p] = this.consumeCalls;
+      this.resumeAt[p] = -1;
     }
+    for (const t of taken) this.resumeAt[t.partition] = t.offset;
     this.native.incrementalAssign(this.handle, [...taken.map((t) => t.partition), ...missing], [...taken.map((t) => t.offset), ...missing.map(() => OFFSET_OF_GROUP)]);
     if (taken.length > 0) this.native.resume(this.handle, taken.map((t) => t.partition));
     if (missing.length > 0) this.native.pause(this.handle, missing);
@@ -370,17 +375,23 @@ export class CommandConsumer {
     if (resumeAt < 0) return true;
     if (offset < resumeAt) return false;
     this.resumeAt[partition] = -1;
+    if (offset > resumeAt) {
+      // The log no longer holds the offsets in between (retention, or a reset of the
+      // position): those commands cannot be applied by anyone. Loud, never silent.
+      this.options.log.error({ partition, expected: resumeAt, first: offset, missing: offset - resumeAt }, 'the first command read after (re)starting a partition is beyond its stored next offset: the offsets in between are not in the log (retention, a reset position, or transaction markers)');
+    }
     return true;
   }
 
   private logErrors(): void {
     for (const error of this.native.takeErrors(this.handle)) {
-      if (error.startsWith('fatal')) {
-        this.fatalError ??= error;
-        this.options.log.error({ error, topic: this.options.topic }, 'Kafka consumer stopped by a fatal error; not ready until the instance is restarted');
-      }
-      else this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
+      if (!error.startsWith('fatal')) this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
     }
+    if (this.fatalError !== undefined) return;
+    const fatal = this.native.fatalError(this.handle);
+    if (fatal === null) return;
+    this.fatalError = fatal;
+    this.options.log.error({ error: fatal, topic: this.options.topic }, 'Kafka consumer stopped by a fatal error; not ready until the instance is restarted');
   }
 }
 

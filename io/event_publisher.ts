@@ -131,6 +131,14 @@ export class EventPublisher {
     return taken;
   }
 
+  /**
+   * The partition was taken (again) and its events from the recorded position on are about
+   * to be republished: earlier failed events no longer hold its acknowledged position back.
+   */
+  forgetFailures(commandPartition: number): void {
+    if (!this.closed) this.native.forgetFailures(this.handle, commandPartition);
+  }
+
   /** False while events are parked beyond the bound, or after a fatal producer error (the service reports not ready). */
   get healthy(): boolean {
     return this.records.count < (this.options.overflowMax ?? OVERFLOW_MAX_DEFAULT) && this.counters[COUNTER_FATAL] === 0;

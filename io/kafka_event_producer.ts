@@ -16,6 +16,7 @@ interface NativeEventProducer {
   poll(handle: ProducerHandle, counters: Float64Array): void;
   takeAcknowledged(handle: ProducerHandle): number[];
   takeErrors(handle: ProducerHandle): string[];
+  forgetFailures(handle: ProducerHandle, commandPartition: number): void;
   destroy(handle: ProducerHandle): void;
 }
 

@@ -110,27 +110,31 @@ test('native consumer: closing while a probe of an unreachable broker runs, then
   assert.throws(() => native.consume(handle, Buffer.alloc(64), 1), /not an open Kafka client/);
 });
 
-test('command consumer: a partition stopped (paused, unassigned) and restarted is read again from the restart offset, in order', async () => {
+test('command consumer: a partition stopped (paused, unassigned) and restarted is read again from the restart offset, each once, nothing stale', async () => {
   const topic = uniqueName('native-restart');
   await createTopic(topic, 1);
   await produce(topic, Array.from({ length: 200 }, (_, i) => ({ partition: 0, value: Buffer.from(`not a command ${i}`) })));
-  const ring = RingBuffer.create({ slotCount: 1 << 10, slotBytes: COMMAND_SLOT_BYTES });
+  // A ring of 64 slots: while nothing drains it, the consumer holds the rest of its batch in
+  // hand and librdkafka's queue holds more; those are fetched for the old position.
+  const ring = RingBuffer.create({ slotCount: 64, slotBytes: COMMAND_SLOT_BYTES });
   const barrier = ring.acquireBarrier(createWaitStrategy('yielding', 1));
   const words = new Float64Array(ring.data);
   const partitions = new Int32Array(ring.data);
   const consumer = new CommandConsumer({
     brokers: testKafkaBrokers, topic, groupId: uniqueName('native-restart'), partitionCount: 1, registry: CurrencyRegistry.fromConfig(BENCH_CURRENCIES), commandRing: ring, log: createLogger('silent'),
   });
-  const read = async (count: number, waitMs: number): Promise<number[]> => {
+  /** Reads until `count` offsets, or until nothing new came for `quietMs`. */
+  const read = async (count: number, quietMs: number): Promise<number[]> => {
     const offsets: number[] = [];
-    const deadline = Date.now() + waitMs;
-    while (offsets.length < count && Date.now() < deadline) {
+    let lastNew = Date.now();
+    while (offsets.length < count && Date.now() - lastNew < quietMs) {
       const next = barrier.nextSequence;
       const available = barrier.tryWaitFor(next);
       for (let sequence = next; sequence <= available; sequence++) {
         const slot = ring.slotOffset(sequence);
         assert.equal(partitions[(slot + PARTITION_OFFSET) >> 2], 0);
         offsets.push(words[(slot + KAFKA_OFFSET_OFFSET) >> 3]!);
+        lastNew = Date.now();
       }
       if (available >= next) barrier.release(available);
       await new Promise((resolve) => setTimeout(resolve, 2));
@@ -140,12 +144,16 @@ test('command consumer: a partition stopped (paused, unassigned) and restarted i
   await consumer.connect();
   try {
     consumer.assign([{ partition: 0, offset: 0 }]);
-    assert.deepEqual(await read(200, 30_000), Array.from({ length: 200 }, (_, i) => i));
+    const deadline = Date.now() + 30_000;
+    while (ring.publishedSequence() < 63 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the consumer's next batch arrives and waits for room
+    // Stopped and restarted while the ring is still full: the records of the old fetch are
+    // still in hand (and in librdkafka's queue) when the restart comes.
     consumer.stopPartitions([0]);
     await produce(topic, Array.from({ length: 50 }, (_, i) => ({ partition: 0, value: Buffer.from(`later ${i}`) })));
-    assert.deepEqual(await read(1, 1_000), [], 'a stopped partition is not read');
     assert.deepEqual(consumer.restartPartitions([{ partition: 0, offset: 150 }]), []);
-    assert.deepEqual(await read(100, 30_000), Array.from({ length: 100 }, (_, i) => 150 + i), 'read again from the restart offset, each once, in order');
+    assert.deepEqual(await read(1_000, 2_000), [...Array.from({ length: 64 }, (_, i) => i), ...Array.from({ length: 100 }, (_, i) => 150 + i)],
+      'what was in the ring before the stop, then from the restart offset each once, in order, and nothing after');
   } finally {
     await consumer.disconnect();
   }

@@ -27,6 +27,8 @@ export interface NativeConsumer {
   /** Topic metadata from the broker, fetched off the main thread. */
   probe(handle: ConsumerHandle, timeoutMs: number): Promise<void>;
   takeErrors(handle: ConsumerHandle): string[];
+  /** The first fatal error (the consumer reads nothing more), or null. */
+  fatalError(handle: ConsumerHandle): string | null;
   close(handle: ConsumerHandle): void;
 }
 

@@ -275,6 +275,7 @@ export class Service {
           }, 'partition recovered');
           assignments.push({ partition, offset: lease.nextOffset });
           // Events and credits this partition committed but did not see acknowledged before (a crash, a handover).
+          this.parts.publisher.forgetFailures(partition);
           await this.parts.eventPositions.republish(partition, lease.nextOffset);
           await this.parts.relay.relayUnsent([partition]);
         } catch (error) {

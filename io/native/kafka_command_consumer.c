@@ -56,6 +56,7 @@ typedef struct {
   uint32_t rebalance_first;
   uint32_t rebalance_count;
   error_notes_t notes;
+  char fatal[ERROR_TEXT_BYTES];  // the first fatal error, kept even if the notes overflow
 } consumer_t;
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *partitions, void *opaque) {
@@ -86,6 +87,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     char fatal[ERROR_TEXT_BYTES / 2];
     rd_kafka_fatal_error(rk, fatal, sizeof fatal);
     snprintf(text, sizeof text, "fatal: %s", fatal);
+    if (consumer->fatal[0] == 0) snprintf(consumer->fatal, sizeof consumer->fatal, "%s", text);
   } else {
     snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
   }
@@ -238,6 +240,7 @@ static napi_value consume(napi_env env, napi_callback_info info) {
         char text[ERROR_TEXT_BYTES];
         snprintf(text, sizeof text, "%s: %s", message->err == RD_KAFKA_RESP_ERR__FATAL ? "fatal" : "consume", rd_kafka_message_errstr(message));
         note_error(&consumer->notes, text);
+        if (message->err == RD_KAFKA_RESP_ERR__FATAL && consumer->fatal[0] == 0) snprintf(consumer->fatal, sizeof consumer->fatal, "%s", text);
       }
     } else if (copy_message(consumer, message, out, capacity, &at)) {
       copied++;
@@ -450,6 +453,17 @@ static napi_value probe(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+// fatalError(handle) → the first fatal error, or null: the consumer reads nothing more.
+static napi_value fatal_error(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  consumer_t *consumer = (consumer_t *)arguments_of(env, info, 1, argv);
+  if (consumer == NULL) return NULL;
+  napi_value result;
+  if (consumer->fatal[0] == 0) CALL(env, napi_get_null(env, &result));
+  else CALL(env, napi_create_string_utf8(env, consumer->fatal, NAPI_AUTO_LENGTH, &result));
+  return result;
+}
+
 static napi_value take_errors(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   consumer_t *consumer = (consumer_t *)arguments_of(env, info, 1, argv);
@@ -482,7 +496,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("create", create), EXPORT("subscribe", subscribe), EXPORT("consume", consume), EXPORT("takeRebalance", take_rebalance),
     EXPORT("incrementalAssign", incremental_assign), EXPORT("incrementalUnassign", incremental_unassign),
     EXPORT("pause", pause_partitions), EXPORT("resume", resume_partitions), EXPORT("seek", seek),
-    EXPORT("highWatermark", high_watermark), EXPORT("probe", probe), EXPORT("takeErrors", take_errors), EXPORT("close", close_consumer),
+    EXPORT("highWatermark", high_watermark), EXPORT("probe", probe), EXPORT("takeErrors", take_errors), EXPORT("fatalError", fatal_error), EXPORT("close", close_consumer),
   };
   CALL(env, napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;

@@ -237,22 +237,37 @@ static napi_value take_acknowledged(napi_env env, napi_callback_info info) {
   producer_t *producer = (producer_t *)arguments_of(env, info, 1, argv);
   if (producer == NULL) return NULL;
   napi_value result;
-  CALL(env, napi_create_array_with_length(env, producer->touched_count * 2, &result));
+  CALL(env, napi_create_array(env, &result));
+  uint32_t written = 0;
   for (uint32_t i = 0; i < producer->touched_count; i++) {
     uint16_t partition = producer->touched[i];
     double next = producer->acknowledged_next[partition];
     double floor = producer->failed_floor[partition];
     if (floor >= 0 && next > floor) next = floor;
+    producer->acknowledged_next[partition] = -1;
+    producer->is_touched[partition] = 0;
+    if (next < 0) continue;  // touched by failures only: nothing acknowledged to report
     napi_value partition_value, next_value;
     napi_create_uint32(env, partition, &partition_value);
     napi_create_double(env, next, &next_value);
-    napi_set_element(env, result, i * 2, partition_value);
-    napi_set_element(env, result, i * 2 + 1, next_value);
-    producer->acknowledged_next[partition] = -1;
-    producer->is_touched[partition] = 0;
+    napi_set_element(env, result, written++, partition_value);
+    napi_set_element(env, result, written++, next_value);
   }
   producer->touched_count = 0;
   return result;
+}
+
+// forgetFailures(handle, partition): the partition was taken (again) and its unacknowledged
+// events are being republished from its recorded position, so earlier failures no longer
+// hold its position back.
+static napi_value forget_failures(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  producer_t *producer = (producer_t *)arguments_of(env, info, 2, argv);
+  if (producer == NULL) return NULL;
+  uint32_t partition = 0;
+  CALL(env, napi_get_value_uint32(env, argv[1], &partition));
+  if (partition < PARTITIONS_MAX) producer->failed_floor[partition] = -1;
+  return NULL;
 }
 
 // takeErrors(handle) → messages noted since the last call (at most 64; a last line counts the rest).
@@ -280,6 +295,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"poll", NULL, poll_events, NULL, NULL, NULL, napi_enumerable, NULL},
     {"takeAcknowledged", NULL, take_acknowledged, NULL, NULL, NULL, napi_enumerable, NULL},
     {"takeErrors", NULL, take_errors, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"forgetFailures", NULL, forget_failures, NULL, NULL, NULL, napi_enumerable, NULL},
     {"destroy", NULL, destroy, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
