@@ -82,15 +82,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   consumer_t *consumer = (consumer_t *)opaque;
   char text[ERROR_TEXT_BYTES];
-  if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    // Fatal (for example a fenced group.instance.id): the consumer stops for good.
-    char fatal[ERROR_TEXT_BYTES / 2];
-    rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-    snprintf(text, sizeof text, "fatal: %s", fatal);
-    if (consumer->fatal[0] == 0) snprintf(consumer->fatal, sizeof consumer->fatal, "%s", text);
-  } else {
-    snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-  }
+  // Fatal (for example a fenced group.instance.id): the consumer stops for good.
+  if (error_text(rk, err, reason, text, sizeof text) && consumer->fatal[0] == 0) snprintf(consumer->fatal, sizeof consumer->fatal, "%s", text);
   note_error(&consumer->notes, text);
 }
 
@@ -478,7 +471,6 @@ static napi_value close_consumer(napi_env env, napi_callback_info info) {
   consumer_t *consumer = (consumer_t *)arguments_of(env, info, 1, argv);
   if (consumer == NULL) return NULL;
   consumer->closing = 1;
-  for (; consumer->batch_next < consumer->batch_count; consumer->batch_next++) rd_kafka_message_destroy(consumer->batch[consumer->batch_next]);
   rd_kafka_consumer_close(consumer->rk);
   if (consumer->probes_in_flight > 0) {
     // A probe on the thread pool still uses the client: the last one to finish frees it.

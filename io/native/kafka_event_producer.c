@@ -81,14 +81,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *message, void 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   producer_t *producer = (producer_t *)opaque;
   char text[ERROR_TEXT_BYTES];
-  if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    char fatal[ERROR_TEXT_BYTES / 2];
-    rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-    producer->fatal = 1;
-    snprintf(text, sizeof text, "fatal: %s", fatal);
-  } else {
-    snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-  }
+  if (error_text(rk, err, reason, text, sizeof text)) producer->fatal = 1;
   note_error(&producer->notes, text);
 }
 

@@ -56,6 +56,19 @@ static inline napi_value take_notes(napi_env env, error_notes_t *notes) {
   return result;
 }
 
+// The text of a librdkafka error callback; a fatal error is named by rd_kafka_fatal_error.
+// Answers whether it was fatal (the client does nothing more).
+static inline int error_text(rd_kafka_t *rk, int err, const char *reason, char *text, size_t size) {
+  if (err != RD_KAFKA_RESP_ERR__FATAL) {
+    snprintf(text, size, "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    return 0;
+  }
+  char fatal[ERROR_TEXT_BYTES / 2];
+  rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+  snprintf(text, size, "fatal: %s", fatal);
+  return 1;
+}
+
 // Reads `count` arguments into argv; the first must be an external holding an open client
 // (its first field is the rd_kafka_t), which is returned.
 static inline void *arguments_of(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
