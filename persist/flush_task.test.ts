@@ -172,6 +172,26 @@ test('a tx_id recorded again after it left the dedup window keeps its newest out
   }
 });
 
+test('a batch written again past a broken offset guard is refused by the database, not journalled twice', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
+    const { last } = mixedCommands(engine);
+    assert.equal((await flush(taskOver(engine, ledger.url, 0, last, [0, 1]))).status, 'committed');
+    await withClient(ledger.url, async (client) => {
+      const before = await tableDump(client);
+      // The guard that skips durable commands, broken: the stored next offsets say nothing was written.
+      await client.query('UPDATE partition_leases SET next_offset = 0');
+      await assert.rejects(flush(taskOver(engine, ledger.url, 0, last, [0, 1])), /at or below the offset already stored for their tx_id: those commands were written before/);
+      await client.query(`UPDATE partition_leases SET next_offset = CASE partition WHEN 0 THEN ${engine.nextOffsetOf(0)} ELSE 2 END`);
+      assert.deepEqual(await tableDump(client), before, 'nothing of the refused flush was written');
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
 test('binary and text COPY write the same ledger', { timeout: 60_000 }, async () => {
   const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
   const { last } = mixedCommands(engine);

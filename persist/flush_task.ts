@@ -24,7 +24,8 @@
 // window is the contract, so it was applied again): its tx_outcomes row exists. The COPY then
 // fails with a unique violation and the transaction is run again with the outcomes staged
 // and upserted (newest outcome wins, as recovery must load it; DISTINCT ON should a batch
-// hold the tx_id twice).
+// hold the tx_id twice). An outcome at or below its stored offset is refused there: the
+// journal has no key (migration 005), so this is what stops a command being journalled twice.
 //
 // Fencing answers with a result ({ status: 'fenced' }); database errors throw (the batcher
 // retries the same task).
@@ -117,12 +118,20 @@ const UPSERT_BALANCES_SQL = `
      SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
    WHERE balances.last_offset < EXCLUDED.last_offset`;
 
+// Counts the newest staged outcome per tx_id and the rows it inserted or moved forward: a
+// staged outcome at or below its stored offset is a command written before, and the flush
+// refuses it (the journal has no key of its own; see migration 005).
 const UPSERT_OUTCOMES_SQL = `
-  INSERT INTO tx_outcomes (${OUTCOME_COLUMNS})
-  SELECT DISTINCT ON (partition, tx_id) ${OUTCOME_COLUMNS} FROM ${STAGED_OUTCOMES_TABLE} ORDER BY partition, tx_id, kafka_offset DESC
-  ON CONFLICT (partition, tx_id) DO UPDATE
-     SET kafka_offset = EXCLUDED.kafka_offset, accepted = EXCLUDED.accepted, reason = EXCLUDED.reason, payload_hash = EXCLUDED.payload_hash
-   WHERE tx_outcomes.kafka_offset < EXCLUDED.kafka_offset`;
+  WITH newest AS (
+    SELECT DISTINCT ON (partition, tx_id) ${OUTCOME_COLUMNS} FROM ${STAGED_OUTCOMES_TABLE} ORDER BY partition, tx_id, kafka_offset DESC
+  ), written AS (
+    INSERT INTO tx_outcomes (${OUTCOME_COLUMNS}) SELECT ${OUTCOME_COLUMNS} FROM newest
+    ON CONFLICT (partition, tx_id) DO UPDATE
+       SET kafka_offset = EXCLUDED.kafka_offset, accepted = EXCLUDED.accepted, reason = EXCLUDED.reason, payload_hash = EXCLUDED.payload_hash
+     WHERE tx_outcomes.kafka_offset < EXCLUDED.kafka_offset
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM newest)::integer AS staged, (SELECT count(*) FROM written)::integer AS written`;
 
 const ADVANCE_OFFSETS_SQL = `
   UPDATE partition_leases AS l SET next_offset = u.next_offset
@@ -216,7 +225,11 @@ async function transact(
   }
   if (outcomeWrite === 'upsert') {
     await copyIn(client, STAGED_OUTCOMES_TABLE, rows.outcomes);
-    await client.query({ name: 'tally_flush_upsert_outcomes', text: UPSERT_OUTCOMES_SQL });
+    const counts = await client.query<{ staged: number; written: number }>({ name: 'tally_flush_upsert_outcomes', text: UPSERT_OUTCOMES_SQL });
+    const { staged, written } = counts.rows[0]!;
+    if (written !== staged) {
+      throw new Error(`flush: ${staged - written} of ${staged} outcomes are at or below the offset already stored for their tx_id: those commands were written before (refused, nothing written)`);
+    }
   }
   steps.outcomesMs += lap();
   await copyIn(client, `journal (${JOURNAL_COLUMNS})`, rows.journal);
