@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-const BENCHES = ['ring', 'engine', 'decode', 'persist', 'recovery', 'ingest', 'events', 'query', 'e2e', 'cross_partition'];
+const BENCHES = ['ring', 'engine', 'decode', 'persist', 'recovery', 'ingest', 'events', 'fanout', 'query', 'e2e', 'cross_partition'];
 
 for (const name of BENCHES) {
   test(`bench:${name} --smoke runs and ends with its JSON summary`, { timeout: 180_000 }, () => {

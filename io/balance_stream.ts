@@ -52,6 +52,11 @@ export class BalanceStream {
     });
   }
 
+  /** True while some connection subscribes to an account (outcomes are then read with their balances). */
+  get subscribed(): boolean {
+    return this.byAccount.size > 0;
+  }
+
   /** Pushes the balances a durable command changed to their subscribers. */
   publish(outcome: DurableOutcome): void {
     if (this.byAccount.size === 0) return;

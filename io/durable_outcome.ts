@@ -50,8 +50,13 @@ export interface DurableOutcome {
   readonly commandType: number;
   /** The command's debited/main account as a decimal string. */
   readonly account: string;
-  /** Resulting balances after the command, one per (account, currency), system accounts included. */
+  /**
+   * Resulting balances after the command, one per (account, currency), system accounts
+   * included; read only when asked for (forEachDurableOutcome's `withBalances`), else empty.
+   */
   readonly balances: readonly DurableBalance[];
+  /** The result event's JSON (the public contract), built straight from the slots. */
+  readonly eventJson: string;
   /** Accepted cross-partition transfers only. */
   readonly credit: OwedCredit | undefined;
 }
@@ -68,36 +73,112 @@ export function refundTxIdOf(partition: number, offset: number): string {
 
 const STATUS_ACCEPTED = 1;
 
-/** Calls `visit` for every command of the range, in ring (and so per-partition offset) order. */
-export function forEachDurableOutcome(range: DurableRange, registry: CurrencyRegistry, visit: (outcome: DurableOutcome) => void): void {
+/**
+ * Calls `visit` for every command of the range, in ring (and so per-partition offset) order.
+ * `withBalances`: also read every resulting balance into `balances` (the WebSocket stream
+ * needs them, and only while somebody subscribes; formatting them for every command was a
+ * tenth of the service's CPU in a profile).
+ */
+export function forEachDurableOutcome(range: DurableRange, registry: CurrencyRegistry, visit: (outcome: DurableOutcome) => void, withBalances = true): void {
   const bytes = new Uint8Array(range.ring.data);
   const view = new DataView(range.ring.data);
   let position = range.firstPosition;
   while (position <= range.lastPosition) {
     const slot = range.ring.slotOffset(position);
     const slotCount = bytes[slot + OUT_SLOT_COUNT_OFFSET]!;
-    visit(readDurableOutcome(range, bytes, view, slot, position, registry));
+    visit(readDurableOutcome(range, bytes, view, slot, position, registry, withBalances));
     position += Math.max(1, slotCount);
   }
 }
 
-function readDurableOutcome(range: DurableRange, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry): DurableOutcome {
+const NO_BALANCES: readonly DurableBalance[] = [];
+
+function readDurableOutcome(
+  range: DurableRange, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry, withBalances: boolean,
+): DurableOutcome {
   const accepted = bytes[slot + OUT_STATUS_OFFSET] === STATUS_ACCEPTED;
   const txIdLength = bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!;
+  const legCount = bytes[slot + OUT_LEG_COUNT_OFFSET]!;
+  const txId = Buffer.from(bytes.buffer, slot + OUT_TX_ID_OFFSET, txIdLength).toString('utf8');
+  const status = accepted ? 'accepted' : 'rejected';
+  const reason = accepted ? undefined : rejectCodeName(bytes[slot + OUT_REASON_OFFSET]!);
+  const partition = view.getUint32(slot + OUT_PARTITION_OFFSET, true);
+  const offset = view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true);
+  const duplicate = (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0;
+  const originalOffset = view.getFloat64(slot + OUT_ORIGINAL_OFFSET_OFFSET, true);
+  const credit = accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCredit(range, view, slot, position, registry) : undefined;
+  // The same bytes as resultEventJson() of the outcome (durable_outcome.test.ts compares them).
+  let eventJson = `{"tx_id":${JSON.stringify(txId)},"status":"${status}"`;
+  if (reason !== undefined) eventJson += `,"reason":"${reason}"`;
+  eventJson += `,"partition":${partition},"offset":"${offset}"`;
+  if (duplicate) eventJson += `,"duplicate":true,"original_offset":"${originalOffset}"`;
+  if (credit !== undefined) eventJson += `,"credit":{"tx_id":"${credit.txId}","account":"${credit.account}","partition":${credit.partition},"status":"pending"}`;
+  const balancesJson = legCount === 0 ? '' : userBalancesJson(range, view, position, legCount, registry);
+  eventJson += balancesJson === '' ? '}' : `,"balances":[${balancesJson}]}`;
   return {
-    txId: Buffer.from(bytes.buffer, slot + OUT_TX_ID_OFFSET, txIdLength).toString('utf8'),
-    status: accepted ? 'accepted' : 'rejected',
-    reason: accepted ? undefined : rejectCodeName(bytes[slot + OUT_REASON_OFFSET]!),
-    reasonCode: accepted ? 0 : bytes[slot + OUT_REASON_OFFSET]!,
-    partition: view.getUint32(slot + OUT_PARTITION_OFFSET, true),
-    offset: view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true),
-    duplicate: (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0,
-    originalOffset: view.getFloat64(slot + OUT_ORIGINAL_OFFSET_OFFSET, true),
+    txId, status, reason, reasonCode: accepted ? 0 : bytes[slot + OUT_REASON_OFFSET]!, partition, offset, duplicate, originalOffset,
     commandType: bytes[slot + OUT_COMMAND_TYPE_OFFSET]!,
     account: unsignedDecimal(view.getUint32(slot + OUT_ACCOUNT_OFFSET, true), view.getUint32(slot + OUT_ACCOUNT_OFFSET + 4, true)),
-    balances: readBalances(range, view, position, bytes[slot + OUT_LEG_COUNT_OFFSET]!, registry),
-    credit: accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCredit(range, view, slot, position, registry) : undefined,
+    balances: withBalances ? readBalances(range, view, position, legCount, registry) : NO_BALANCES,
+    credit, eventJson,
   };
+}
+
+// Scratch for userBalancesJson: the distinct (account, currency, partition) keys of one
+// command's legs, in first-seen order, with the byte offset of each key's last leg. A leg
+// count is one byte.
+const keyAccountLo = new Uint32Array(256);
+const keyAccountHi = new Uint32Array(256);
+const keyCurrency = new Uint32Array(256);
+const keyPartition = new Uint32Array(256);
+const keyLastLeg = new Int32Array(256);
+let quotedCodes: string[] = [];
+let quotedCodesOf: CurrencyRegistry | undefined;
+
+/** `"CODE"` per currency id (codes are [A-Z0-9], so this is their JSON). */
+function quotedCode(registry: CurrencyRegistry, currency: number): string {
+  if (quotedCodesOf !== registry) {
+    quotedCodes = [];
+    quotedCodesOf = registry;
+  }
+  return quotedCodes[currency] ??= JSON.stringify(registry.codeOf(currency));
+}
+
+// The "balances" entries of the result event: user accounts only, one per key with the
+// balance after its last leg, in the order the keys first appear (as readBalances orders them).
+function userBalancesJson(range: DurableRange, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): string {
+  let keys = 0;
+  for (let leg = 0; leg < legCount; leg++) {
+    const at = range.ring.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);
+    const lo = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET, true);
+    const hi = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET + 4, true);
+    const currency = view.getUint32(at + OUT_LEG_CURRENCY_OFFSET, true);
+    const partition = view.getUint32(at + OUT_LEG_PARTITION_OFFSET, true);
+    let key = 0;
+    while (key < keys && !(keyAccountLo[key] === lo && keyAccountHi[key] === hi && keyCurrency[key] === currency && keyPartition[key] === partition)) key++;
+    if (key === keys) {
+      keyAccountLo[key] = lo;
+      keyAccountHi[key] = hi;
+      keyCurrency[key] = currency;
+      keyPartition[key] = partition;
+      keys++;
+    }
+    keyLastLeg[key] = at;
+  }
+  let json = '';
+  for (let key = 0; key < keys; key++) {
+    const lo = keyAccountLo[key]!;
+    const hi = keyAccountHi[key]!;
+    if (hi === 0 && lo < SYSTEM_ACCOUNT_LIMIT) continue;
+    const at = keyLastLeg[key]!;
+    const currency = keyCurrency[key]!;
+    const scale = registry.scaleOf(currency);
+    if (json !== '') json += ',';
+    json += '{"account":"' + unsignedDecimal(lo, hi) + '","currency":' + quotedCode(registry, currency) +
+      ',"available":"' + formatAmount(view.getUint32(at + OUT_LEG_RESULTING_AVAILABLE_OFFSET, true), view.getInt32(at + OUT_LEG_RESULTING_AVAILABLE_OFFSET + 4, true), scale) +
+      '","frozen":"' + formatAmount(view.getUint32(at + OUT_LEG_RESULTING_FROZEN_OFFSET, true), view.getInt32(at + OUT_LEG_RESULTING_FROZEN_OFFSET + 4, true), scale) + '"}';
+  }
+  return json;
 }
 
 function readCredit(range: DurableRange, view: DataView, slot: number, position: number, registry: CurrencyRegistry): OwedCredit {
@@ -146,8 +227,10 @@ export function isSystemAccountDecimal(account: string): boolean {
 }
 
 /**
- * The result event of the public contract (docs/wire-format.md). `balances` lists the user
- * accounts' resulting balances; duplicates carry `duplicate` and the original offset.
+ * The result event of the public contract (docs/wire-format.md), from an outcome read with
+ * its balances. `balances` lists the user accounts' resulting balances; duplicates carry
+ * `duplicate` and the original offset. The reference for `eventJson`, which the fan-out
+ * builds from the slots without formatting system accounts' balances.
  */
 export function resultEventJson(outcome: DurableOutcome): string {
   let json = `{"tx_id":${JSON.stringify(outcome.txId)},"status":"${outcome.status}"`;

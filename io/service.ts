@@ -23,7 +23,7 @@ import { CommandProducer } from './command_producer';
 import { CreditRelay } from './credit_relay';
 import { registerBalanceRoutes } from './balance_routes';
 import { BalanceStream } from './balance_stream';
-import { DurableOutcome, forEachDurableOutcome, resultEventJson } from './durable_outcome';
+import { DurableOutcome, forEachDurableOutcome } from './durable_outcome';
 import { EventPublisher } from './event_publisher';
 import { EventPositions } from './event_positions';
 import { HealthProbe } from './health_probe';
@@ -215,7 +215,7 @@ export class Service {
   // between which the event loop serves HTTP, in commit order. A backlog beyond
   // FANOUT_BACKLOG_MAX is worked off here and now instead (a bound on memory).
   private onDurable(range: DurableRange): void {
-    forEachDurableOutcome(range, this.registry, (outcome) => this.fanoutQueue.push(outcome));
+    forEachDurableOutcome(range, this.registry, (outcome) => this.fanoutQueue.push(outcome), this.parts.stream.subscribed);
     this.parts.metrics.noteBatch(range.commandCount, 0);
     if (this.fanoutQueue.length - this.fanoutNext > FANOUT_BACKLOG_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
     if (!this.fanoutScheduled && this.fanoutNext < this.fanoutQueue.length) {
@@ -240,9 +240,8 @@ export class Service {
     for (let i = this.fanoutNext; i < end; i++) {
       const outcome = queue[i]!;
       if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
-      const eventJson = resultEventJson(outcome);
-      publisher.publish(outcome.partition, outcome.offset, outcome.txId, eventJson);
-      cache.add(outcome.txId, outcome.partition, eventJson);
+      publisher.publish(outcome.partition, outcome.offset, outcome.txId, outcome.eventJson);
+      cache.add(outcome.txId, outcome.partition, outcome.eventJson);
       stream.publish(outcome);
       metrics.noteOutcome(outcome.commandType, outcome.reasonCode);
     }
