@@ -14,7 +14,6 @@ import {
 } from '../engine/output_layout';
 import { rejectCodeName } from '../engine/reject_code';
 import { SYSTEM_ACCOUNT_LIMIT } from '../engine/balance_table';
-import type { DurableRange } from '../persist/batcher';
 
 export interface DurableBalance {
   readonly account: string;
@@ -73,28 +72,55 @@ export function refundTxIdOf(partition: number, offset: number): string {
 
 const STATUS_ACCEPTED = 1;
 
+/** Output slots to read outcomes from: the engine's output ring, or a copy of a committed range of it. */
+export interface OutputSlots {
+  readonly data: ArrayBufferLike;
+  slotOffset(position: number): number;
+}
+
+/** Positions first..last of some output slots; whole commands only. */
+export interface SlotRange {
+  readonly ring: OutputSlots;
+  readonly firstPosition: number;
+  readonly lastPosition: number;
+}
+
 /**
  * Calls `visit` for every command of the range, in ring (and so per-partition offset) order.
  * `withBalances`: also read every resulting balance into `balances` (the WebSocket stream
  * needs them, and only while somebody subscribes; formatting them for every command was a
  * tenth of the service's CPU in a profile).
  */
-export function forEachDurableOutcome(range: DurableRange, registry: CurrencyRegistry, visit: (outcome: DurableOutcome) => void, withBalances = true): void {
-  const bytes = new Uint8Array(range.ring.data);
-  const view = new DataView(range.ring.data);
-  let position = range.firstPosition;
-  while (position <= range.lastPosition) {
-    const slot = range.ring.slotOffset(position);
+export function forEachDurableOutcome(range: SlotRange, registry: CurrencyRegistry, visit: (outcome: DurableOutcome) => void, withBalances = true): void {
+  readDurableOutcomes(range.ring, range.firstPosition, range.lastPosition, Number.MAX_SAFE_INTEGER, registry, withBalances, visit);
+}
+
+/**
+ * Reads at most `commandsMax` commands from `position` (a command's first slot) up to
+ * `lastPosition`, calling `visit` for each; returns the position after the last one read.
+ */
+export function readDurableOutcomes(
+  slots: OutputSlots, position: number, lastPosition: number, commandsMax: number, registry: CurrencyRegistry, withBalances: boolean,
+  visit: (outcome: DurableOutcome) => void,
+): number {
+  const bytes = new Uint8Array(slots.data);
+  const view = new DataView(slots.data);
+  const range = { ring: slots };
+  let read = 0;
+  while (position <= lastPosition && read < commandsMax) {
+    const slot = slots.slotOffset(position);
     const slotCount = bytes[slot + OUT_SLOT_COUNT_OFFSET]!;
     visit(readDurableOutcome(range, bytes, view, slot, position, registry, withBalances));
     position += Math.max(1, slotCount);
+    read++;
   }
+  return position;
 }
 
 const NO_BALANCES: readonly DurableBalance[] = [];
 
 function readDurableOutcome(
-  range: DurableRange, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry, withBalances: boolean,
+  range: { readonly ring: OutputSlots }, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry, withBalances: boolean,
 ): DurableOutcome {
   const accepted = bytes[slot + OUT_STATUS_OFFSET] === STATUS_ACCEPTED;
   const txIdLength = bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!;
@@ -146,7 +172,7 @@ function quotedCode(registry: CurrencyRegistry, currency: number): string {
 
 // The "balances" entries of the result event: user accounts only, one per key with the
 // balance after its last leg, in the order the keys first appear (as readBalances orders them).
-function userBalancesJson(range: DurableRange, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): string {
+function userBalancesJson(range: { readonly ring: OutputSlots }, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): string {
   let keys = 0;
   for (let leg = 0; leg < legCount; leg++) {
     const at = range.ring.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);
@@ -181,7 +207,7 @@ function userBalancesJson(range: DurableRange, view: DataView, position: number,
   return json;
 }
 
-function readCredit(range: DurableRange, view: DataView, slot: number, position: number, registry: CurrencyRegistry): OwedCredit {
+function readCredit(range: { readonly ring: OutputSlots }, view: DataView, slot: number, position: number, registry: CurrencyRegistry): OwedCredit {
   const legSlot = range.ring.slotOffset(position + 1);
   const transitLeg = legSlot + legOffsetInSlot(1);
   const currency = view.getUint32(transitLeg + OUT_LEG_CURRENCY_OFFSET, true);
@@ -196,7 +222,7 @@ function readCredit(range: DurableRange, view: DataView, slot: number, position:
 }
 
 // The legs in order carry the running balance after each; the last leg of a key is its result.
-function readBalances(range: DurableRange, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): DurableBalance[] {
+function readBalances(range: { readonly ring: OutputSlots }, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): DurableBalance[] {
   const balances: DurableBalance[] = [];
   for (let leg = 0; leg < legCount; leg++) {
     const at = range.ring.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);

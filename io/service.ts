@@ -23,7 +23,7 @@ import { CommandProducer } from './command_producer';
 import { CreditRelay } from './credit_relay';
 import { registerBalanceRoutes } from './balance_routes';
 import { BalanceStream } from './balance_stream';
-import { DurableOutcome, forEachDurableOutcome } from './durable_outcome';
+import { DurableSlotQueue } from './durable_slot_queue';
 import { EventPublisher } from './event_publisher';
 import { EventPositions } from './event_positions';
 import { HealthProbe } from './health_probe';
@@ -74,11 +74,12 @@ export class Service {
   /** Partitions whose state the engine holds (owned ones, and stopped ones not yet released). */
   private readonly inEngine = new Set<number>();
   /** Durable outcomes whose events, credits, cache entries and pushes are not done yet. */
-  private fanoutQueue: DurableOutcome[] = [];
-  private fanoutNext = 0;
+  private readonly fanoutQueue: DurableSlotQueue;
   private fanoutScheduled = false;
 
-  private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {}
+  private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {
+    this.fanoutQueue = new DurableSlotQueue(registry);
+  }
 
   get engine(): EngineThread {
     return this.parts.engine;
@@ -210,15 +211,15 @@ export class Service {
   }
 
   // A committed batch: everything that may only happen after the COMMIT happens here. The
-  // slots are only readable during this call, so the outcomes are copied out at once; the
+  // slots are only readable during this call, so they are copied out at once (as bytes); the
   // rest (events, credits, cache, pushes, metrics) runs in slices of FANOUT_SLICE_COMMANDS
   // between which the event loop serves HTTP, in commit order. A backlog beyond
   // FANOUT_BACKLOG_MAX is worked off here and now instead (a bound on memory).
   private onDurable(range: DurableRange): void {
-    forEachDurableOutcome(range, this.registry, (outcome) => this.fanoutQueue.push(outcome), this.parts.stream.subscribed);
+    this.fanoutQueue.push(range);
     this.parts.metrics.noteBatch(range.commandCount, 0);
-    if (this.fanoutQueue.length - this.fanoutNext > FANOUT_BACKLOG_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
-    if (!this.fanoutScheduled && this.fanoutNext < this.fanoutQueue.length) {
+    if (this.fanoutQueue.commandCount > FANOUT_BACKLOG_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
+    if (!this.fanoutScheduled && !this.fanoutQueue.empty) {
       this.fanoutScheduled = true;
       setImmediate(() => this.fanoutSlices());
     }
@@ -227,7 +228,7 @@ export class Service {
   private fanoutSlices(): void {
     this.fanoutScheduled = false;
     this.fanout(FANOUT_SLICE_COMMANDS);
-    if (this.fanoutNext < this.fanoutQueue.length) {
+    if (!this.fanoutQueue.empty) {
       this.fanoutScheduled = true;
       setImmediate(() => this.fanoutSlices());
     }
@@ -235,22 +236,14 @@ export class Service {
 
   private fanout(commandsMax: number): void {
     const { publisher, cache, stream, metrics, relay } = this.parts;
-    const queue = this.fanoutQueue;
-    const end = Math.min(queue.length, this.fanoutNext + commandsMax);
-    for (let i = this.fanoutNext; i < end; i++) {
-      const outcome = queue[i]!;
+    const events = this.fanoutQueue.take(commandsMax, stream.subscribed, (outcome) => {
       if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
       publisher.publish(outcome.partition, outcome.offset, outcome.txId, outcome.eventJson);
       cache.add(outcome.txId, outcome.partition, outcome.eventJson);
       stream.publish(outcome);
       metrics.noteOutcome(outcome.commandType, outcome.reasonCode);
-    }
-    metrics.noteEvents(end - this.fanoutNext);
-    this.fanoutNext = end;
-    if (this.fanoutNext === queue.length) {
-      this.fanoutQueue = [];
-      this.fanoutNext = 0;
-    }
+    });
+    metrics.noteEvents(events);
   }
 
   /** Leases, loads and admits partitions; answers where each resumes. Failures are logged and left out. */
