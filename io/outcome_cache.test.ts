@@ -61,3 +61,38 @@ test('the tx_id index agrees with a Map model over many adds, repeats and evicti
     }
   }
 });
+
+test('outcomes larger than the entries the arena was sized for evict the oldest by bytes, and never return stale or torn', () => {
+  const capacity = 1000; // an arena of 256 000 bytes
+  const cache = new OutcomeCache(capacity);
+  const latest = new Map<string, number>();
+  let seed = 777;
+  const next = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+  const recent: string[] = [];
+  for (let offset = 0; offset < 30_000; offset++) {
+    const txId = `tx-ü€💰-${next() % 2000}`;
+    const padding = 'x'.repeat(next() % 1800);
+    cache.add(txId, 3, `{"tx_id":${JSON.stringify(txId)},"status":"accepted","partition":3,"offset":"${offset}","note":"é${padding}"}`);
+    latest.set(txId, offset);
+    recent.push(txId);
+    if (recent.length > 20) recent.shift();
+    // The newest 20 (at most 20 × 5.5 kB of room, well inside the arena) are always kept.
+    for (const kept of recent) assert.equal(cache.get(kept)?.offset, String(latest.get(kept)), `seed 777, after ${offset + 1} adds, ${kept}`);
+    if (offset % 499 === 0) {
+      let held = 0;
+      for (const [id, newest] of latest) {
+        const body = cache.get(id);
+        if (body === undefined) continue;
+        held++;
+        assert.equal(body.offset, String(newest), `never an older outcome of ${id}`);
+        assert.equal(body.tx_id, id);
+      }
+      assert.equal(cache.size, held);
+      assert.ok(held < capacity, 'bytes, not the entry count, bound this cache');
+    }
+  }
+  // An outcome too large to keep makes the cache forget the tx_id rather than answer an older outcome.
+  const id = recent[recent.length - 1]!;
+  cache.add(id, 3, `{"tx_id":${JSON.stringify(id)},"status":"accepted","partition":3,"offset":"99999","note":"${'y'.repeat(100_000)}"}`);
+  assert.equal(cache.get(id), undefined);
+});
