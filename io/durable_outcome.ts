@@ -92,29 +92,38 @@ export interface SlotRange {
  * tenth of the service's CPU in a profile).
  */
 export function forEachDurableOutcome(range: SlotRange, registry: CurrencyRegistry, visit: (outcome: DurableOutcome) => void, withBalances = true): void {
-  readDurableOutcomes(range.ring, range.firstPosition, range.lastPosition, Number.MAX_SAFE_INTEGER, registry, withBalances, visit);
+  const cursor = { position: range.firstPosition, current: range.firstPosition };
+  readDurableOutcomes(range.ring, cursor, range.lastPosition, Number.MAX_SAFE_INTEGER, registry, withBalances, visit);
+}
+
+/** Where reading goes on (`position`), and the command read last (`current`). */
+export interface SlotCursor {
+  position: number;
+  current: number;
 }
 
 /**
- * Reads at most `commandsMax` commands from `position` (a command's first slot) up to
- * `lastPosition`, calling `visit` for each; returns the position after the last one read.
+ * Reads at most `commandsMax` commands from `cursor.position` (a command's first slot) up to
+ * `lastPosition`, calling `visit` for each. The cursor moves past a command before it is
+ * read, so after a throw (from reading or from `visit`) it is already past the command that
+ * threw: the caller can report that command and go on with the next.
  */
 export function readDurableOutcomes(
-  slots: OutputSlots, position: number, lastPosition: number, commandsMax: number, registry: CurrencyRegistry, withBalances: boolean,
+  slots: OutputSlots, cursor: SlotCursor, lastPosition: number, commandsMax: number, registry: CurrencyRegistry, withBalances: boolean,
   visit: (outcome: DurableOutcome) => void,
-): number {
+): void {
   const bytes = new Uint8Array(slots.data);
   const view = new DataView(slots.data);
   const range = { ring: slots };
   let read = 0;
-  while (position <= lastPosition && read < commandsMax) {
+  while (cursor.position <= lastPosition && read < commandsMax) {
+    const position = cursor.position;
+    cursor.current = position;
     const slot = slots.slotOffset(position);
-    const slotCount = bytes[slot + OUT_SLOT_COUNT_OFFSET]!;
-    visit(readDurableOutcome(range, bytes, view, slot, position, registry, withBalances));
-    position += Math.max(1, slotCount);
+    cursor.position = position + Math.max(1, bytes[slot + OUT_SLOT_COUNT_OFFSET]!);
     read++;
+    visit(readDurableOutcome(range, bytes, view, slot, position, registry, withBalances));
   }
-  return position;
 }
 
 const NO_BALANCES: readonly DurableBalance[] = [];

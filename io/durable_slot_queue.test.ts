@@ -14,8 +14,10 @@ import { forEachDurableOutcome } from './durable_outcome';
 import { DurableSlotQueue } from './durable_slot_queue';
 
 const registry = CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }, { code: 'BTC', scale: 8 }]);
+const noFailure = (error: unknown): void => assert.fail(`fan-out failed: ${String(error)}`);
 
-test('ranges copied out of a wrapping ring read back as the same outcomes, in slices', () => {
+/** 400 commands (deposits, withdrawals, 4-leg settles) on a fixture engine; their first slots. */
+function workload(): { engine: InProcessEngine; starts: number[] } {
   const engine = new InProcessEngine({ outputSlotCount: 4096, balanceCapacity: 1024, dedupWindow: 4096, partitions: [0] });
   const starts: number[] = [];
   for (let index = 0; index < 400; index++) {
@@ -32,6 +34,11 @@ test('ranges copied out of a wrapping ring read back as the same outcomes, in sl
     }
   }
   engine.publish();
+  return { engine, starts };
+}
+
+test('ranges copied out of a wrapping ring read back as the same outcomes, in slices', () => {
+  const { engine, starts } = workload();
   const expected: string[] = [];
   forEachDurableOutcome({ ring: engine.ring, firstPosition: 0, lastPosition: engine.ring.publishedSequence() }, registry, (o) => expected.push(o.eventJson), false);
   assert.equal(expected.length, 400);
@@ -40,7 +47,7 @@ test('ranges copied out of a wrapping ring read back as the same outcomes, in sl
   const small = RingBuffer.create({ slotCount: 256, slotBytes: OUTPUT_SLOT_BYTES });
   const source = new Uint8Array(engine.ring.data);
   const target = new Uint8Array(small.data);
-  const queue = new DurableSlotQueue(registry);
+  const queue = new DurableSlotQueue(registry, noFailure);
   const taken: string[] = [];
   let command = 0;
   let shift = 1_000_003; // positions far from 0, so the ring's slot arithmetic is exercised
@@ -71,4 +78,29 @@ test('ranges copied out of a wrapping ring read back as the same outcomes, in sl
   }
   assert.equal(queue.commandCount, 0);
   assert.deepEqual(taken, expected);
+});
+
+test('contiguous ranges share one buffer, and a command whose fan-out throws is reported once and skipped', () => {
+  const { engine, starts } = workload();
+  const failures: Array<{ message: string; position: number }> = [];
+  const queue = new DurableSlotQueue(registry, (error, position) => failures.push({ message: (error as Error).message, position }));
+  // Committed one command at a time, as under a catch-up of many small batches.
+  for (let command = 0; command < starts.length; command++) {
+    const last = (command + 1 < starts.length ? starts[command + 1]! : engine.ring.publishedSequence() + 1) - 1;
+    queue.push({ ring: engine.ring, firstPosition: starts[command]!, lastPosition: last, commandCount: 1 });
+  }
+  assert.equal(queue.chunkCount, 1, 'one buffer for 400 contiguous ranges');
+  assert.equal(queue.byteCount, (engine.ring.publishedSequence() + 1) * OUTPUT_SLOT_BYTES);
+  const seen: string[] = [];
+  while (!queue.empty) {
+    queue.take(50, false, (outcome) => {
+      if (outcome.txId === 't101') throw new Error('a broken subscriber');
+      seen.push(outcome.txId);
+    });
+  }
+  assert.deepEqual(failures, [{ message: 'a broken subscriber', position: starts[101]! }]);
+  assert.equal(seen.length, 399);
+  assert.equal(new Set(seen).size, 399, 'nothing is read twice');
+  assert.ok(!seen.includes('t101'));
+  assert.equal(queue.byteCount, 0);
 });

@@ -6,17 +6,21 @@
 // most of it evacuating those survivors. A copy of the slots is one memcpy per batch into a
 // reused buffer outside the JavaScript heap; the outcomes are read from it when their slice
 // runs, and their strings die young.
+//
+// Committed ranges follow each other in the ring, so a range that continues the newest chunk
+// is appended to its buffer: a backlog of many small batches (a catch-up after a database
+// outage) takes the bytes of its slots, not a buffer per batch.
 
 import { CurrencyRegistry } from '../engine/currency_registry';
 import type { DurableRange } from '../persist/batcher';
-import { DurableOutcome, OutputSlots, readDurableOutcomes } from './durable_outcome';
+import { DurableOutcome, OutputSlots, SlotCursor, readDurableOutcomes } from './durable_outcome';
 
-const SPARE_BUFFERS_MAX = 4;
+const SPARE_BUFFERS_MAX = 2;
 const BUFFER_BYTES_MIN = 1 << 20;
 
-/** Slots first..last of a committed range, copied to offset 0 of `data`. */
+/** Slots from firstPosition on, copied to offset 0 of `data`. */
 class CopiedSlots implements OutputSlots {
-  constructor(readonly data: ArrayBuffer, private readonly firstPosition: number, private readonly slotBytes: number) {}
+  constructor(readonly data: ArrayBuffer, readonly firstPosition: number, readonly slotBytes: number) {}
 
   slotOffset(position: number): number {
     return (position - this.firstPosition) * this.slotBytes;
@@ -25,21 +29,35 @@ class CopiedSlots implements OutputSlots {
 
 interface Chunk {
   readonly slots: CopiedSlots;
-  /** The next command's first slot. */
-  next: number;
-  readonly last: number;
+  readonly cursor: SlotCursor;
+  /** The last slot copied in. */
+  last: number;
 }
+
+/** A fan-out of one command threw: `position` is its first slot; it is skipped. */
+export type FanoutFailure = (error: unknown, position: number) => void;
 
 export class DurableSlotQueue {
   private readonly chunks: Chunk[] = [];
   private readonly spare: ArrayBuffer[] = [];
   private queued = 0;
+  private queuedBytes = 0;
 
-  constructor(private readonly registry: CurrencyRegistry) {}
+  constructor(private readonly registry: CurrencyRegistry, private readonly onFailure: FanoutFailure) {}
 
   /** Commands queued and not yet taken. */
   get commandCount(): number {
     return this.queued;
+  }
+
+  /** Bytes of slots held (the chunk being read counts whole). */
+  get byteCount(): number {
+    return this.queuedBytes;
+  }
+
+  /** Buffers in use (one per run of contiguous ranges that fits). */
+  get chunkCount(): number {
+    return this.chunks.length;
   }
 
   get empty(): boolean {
@@ -50,24 +68,32 @@ export class DurableSlotQueue {
   push(range: DurableRange): void {
     const ring = range.ring;
     const slotBytes = ring.slotBytes;
-    const buffer = this.bufferFor((range.lastPosition - range.firstPosition + 1) * slotBytes);
-    const target = new Uint8Array(buffer);
+    const bytes = (range.lastPosition - range.firstPosition + 1) * slotBytes;
+    let chunk = this.chunks[this.chunks.length - 1];
+    if (chunk === undefined || chunk.last + 1 !== range.firstPosition || chunk.slots.slotBytes !== slotBytes ||
+        chunk.slots.slotOffset(range.lastPosition) + slotBytes > chunk.slots.data.byteLength) {
+      chunk = { slots: new CopiedSlots(this.bufferFor(bytes), range.firstPosition, slotBytes), cursor: { position: range.firstPosition, current: range.firstPosition }, last: range.firstPosition - 1 };
+      this.chunks.push(chunk);
+    }
+    const target = new Uint8Array(chunk.slots.data);
     const source = new Uint8Array(ring.data);
     let position = range.firstPosition;
-    let at = 0;
     // At most two pieces: up to the ring's end, then from its start.
     while (position <= range.lastPosition) {
       const from = ring.slotOffset(position);
       const slots = Math.min(range.lastPosition - position + 1, ring.slotCount - from / slotBytes);
-      target.set(source.subarray(from, from + slots * slotBytes), at);
-      at += slots * slotBytes;
+      target.set(source.subarray(from, from + slots * slotBytes), chunk.slots.slotOffset(position));
       position += slots;
     }
-    this.chunks.push({ slots: new CopiedSlots(buffer, range.firstPosition, slotBytes), next: range.firstPosition, last: range.lastPosition });
+    chunk.last = range.lastPosition;
     this.queued += range.commandCount;
+    this.queuedBytes += bytes;
   }
 
-  /** Reads up to `commandsMax` queued outcomes, oldest first, into `visit`; returns how many. */
+  /**
+   * Reads up to `commandsMax` queued outcomes, oldest first, into `visit`; returns how many
+   * were read. A command whose reading or visit throws is reported to onFailure and skipped.
+   */
   take(commandsMax: number, withBalances: boolean, visit: (outcome: DurableOutcome) => void): number {
     let taken = 0;
     const counted = (outcome: DurableOutcome): void => {
@@ -76,13 +102,19 @@ export class DurableSlotQueue {
     };
     while (taken < commandsMax && this.chunks.length > 0) {
       const chunk = this.chunks[0]!;
-      chunk.next = readDurableOutcomes(chunk.slots, chunk.next, chunk.last, commandsMax - taken, this.registry, withBalances, counted);
-      if (chunk.next > chunk.last) {
+      try {
+        readDurableOutcomes(chunk.slots, chunk.cursor, chunk.last, commandsMax - taken, this.registry, withBalances, counted);
+      } catch (error) {
+        this.onFailure(error, chunk.cursor.current);
+      }
+      if (chunk.cursor.position > chunk.last) {
         this.chunks.shift();
-        if (this.spare.length < SPARE_BUFFERS_MAX) this.spare.push(chunk.slots.data);
+        this.queuedBytes -= (chunk.last - chunk.slots.firstPosition + 1) * chunk.slots.slotBytes;
+        if (this.spare.length < SPARE_BUFFERS_MAX && chunk.slots.data.byteLength <= BUFFER_BYTES_MIN * 8) this.spare.push(chunk.slots.data);
       }
     }
     this.queued = this.chunks.length === 0 ? 0 : Math.max(0, this.queued - taken);
+    if (this.chunks.length === 0) this.queuedBytes = 0;
     return taken;
   }
 

@@ -42,6 +42,7 @@ const HANDOVER_TIMEOUT_MS = 20_000;
 const RETAKE_DELAY_MS_MIN = 1000;
 const FANOUT_SLICE_COMMANDS = 2000;
 const FANOUT_BACKLOG_MAX = 500_000;
+const FANOUT_BACKLOG_BYTES_MAX = 256 << 20;
 const RETAKE_DELAY_MS_MAX = 30_000;
 
 interface Parts {
@@ -78,7 +79,9 @@ export class Service {
   private fanoutScheduled = false;
 
   private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {
-    this.fanoutQueue = new DurableSlotQueue(registry);
+    this.fanoutQueue = new DurableSlotQueue(registry, (error, position) => {
+      log.error({ err: error, ringPosition: position }, 'fan-out of a durable command failed: its event, cache entry, pushes and credit are skipped');
+    });
   }
 
   get engine(): EngineThread {
@@ -214,11 +217,12 @@ export class Service {
   // slots are only readable during this call, so they are copied out at once (as bytes); the
   // rest (events, credits, cache, pushes, metrics) runs in slices of FANOUT_SLICE_COMMANDS
   // between which the event loop serves HTTP, in commit order. A backlog beyond
-  // FANOUT_BACKLOG_MAX is worked off here and now instead (a bound on memory).
+  // FANOUT_BACKLOG_MAX commands or FANOUT_BACKLOG_BYTES_MAX bytes of slots is worked off here
+  // and now instead (a bound on memory).
   private onDurable(range: DurableRange): void {
     this.fanoutQueue.push(range);
     this.parts.metrics.noteBatch(range.commandCount, 0);
-    if (this.fanoutQueue.commandCount > FANOUT_BACKLOG_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
+    if (this.fanoutQueue.commandCount > FANOUT_BACKLOG_MAX || this.fanoutQueue.byteCount > FANOUT_BACKLOG_BYTES_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
     if (!this.fanoutScheduled && !this.fanoutQueue.empty) {
       this.fanoutScheduled = true;
       setImmediate(() => this.fanoutSlices());

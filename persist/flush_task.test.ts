@@ -192,6 +192,32 @@ test('a batch written again past a broken offset guard is refused by the databas
   }
 });
 
+test('a rewrite hidden behind a newer outcome of the same tx_id in the batch is refused too', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0]);
+  try {
+    // A window of 2: 'x' is applied at offset 0 and again at offset 3, after it left the window.
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 2, partitions: [0] });
+    const deposit = (txId: string) => engine.apply({ partition: 0, type: CommandType.Deposit, txId, account: 1001n, currency: USDT, amount: 5n });
+    const second = (deposit('x'), deposit('a'));
+    deposit('b');
+    deposit('x');
+    engine.publish();
+    // Offset 0 alone is durable (outcome x@0); then the offset guard is broken and the whole batch written again:
+    // its newest x (offset 3) is above the stored one, the x at offset 0 is not.
+    assert.equal((await flush(taskOver(engine, ledger.url, 0, second - 1, [0]))).status, 'committed');
+    await withClient(ledger.url, async (client) => {
+      const before = await tableDump(client);
+      await client.query('UPDATE partition_leases SET next_offset = 0');
+      await assert.rejects(flush(taskOver(engine, ledger.url, 0, engine.ring.publishedSequence(), [0])), /at or below the offset already stored for their tx_id/);
+      await client.query('UPDATE partition_leases SET next_offset = 1');
+      assert.deepEqual(await tableDump(client), before, 'the legs of offset 0 were not written twice');
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
 test('binary and text COPY write the same ledger', { timeout: 60_000 }, async () => {
   const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
   const { last } = mixedCommands(engine);

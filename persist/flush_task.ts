@@ -118,11 +118,15 @@ const UPSERT_BALANCES_SQL = `
      SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
    WHERE balances.last_offset < EXCLUDED.last_offset`;
 
-// Counts the newest staged outcome per tx_id and the rows it inserted or moved forward: a
-// staged outcome at or below its stored offset is a command written before, and the flush
-// refuses it (the journal has no key of its own; see migration 005).
+// Refuses the batch when any staged outcome lies at or below the offset stored for its tx_id
+// (`stale`, counted before the insert: every CTE reads the same snapshot): that command was
+// written before, and the journal has no key of its own to stop its legs being written again
+// (migration 005). Otherwise the newest staged outcome per tx_id is inserted or moves the
+// stored one forward, and `written` must equal `staged`.
 const UPSERT_OUTCOMES_SQL = `
-  WITH newest AS (
+  WITH stale AS (
+    SELECT count(*) AS n FROM ${STAGED_OUTCOMES_TABLE} s JOIN tx_outcomes o USING (partition, tx_id) WHERE s.kafka_offset <= o.kafka_offset
+  ), newest AS (
     SELECT DISTINCT ON (partition, tx_id) ${OUTCOME_COLUMNS} FROM ${STAGED_OUTCOMES_TABLE} ORDER BY partition, tx_id, kafka_offset DESC
   ), written AS (
     INSERT INTO tx_outcomes (${OUTCOME_COLUMNS}) SELECT ${OUTCOME_COLUMNS} FROM newest
@@ -131,7 +135,7 @@ const UPSERT_OUTCOMES_SQL = `
      WHERE tx_outcomes.kafka_offset < EXCLUDED.kafka_offset
     RETURNING 1
   )
-  SELECT (SELECT count(*) FROM newest)::integer AS staged, (SELECT count(*) FROM written)::integer AS written`;
+  SELECT (SELECT n FROM stale)::integer AS stale, (SELECT count(*) FROM newest)::integer AS staged, (SELECT count(*) FROM written)::integer AS written`;
 
 const ADVANCE_OFFSETS_SQL = `
   UPDATE partition_leases AS l SET next_offset = u.next_offset
@@ -225,10 +229,10 @@ async function transact(
   }
   if (outcomeWrite === 'upsert') {
     await copyIn(client, STAGED_OUTCOMES_TABLE, rows.outcomes);
-    const counts = await client.query<{ staged: number; written: number }>({ name: 'tally_flush_upsert_outcomes', text: UPSERT_OUTCOMES_SQL });
-    const { staged, written } = counts.rows[0]!;
-    if (written !== staged) {
-      throw new Error(`flush: ${staged - written} of ${staged} outcomes are at or below the offset already stored for their tx_id: those commands were written before (refused, nothing written)`);
+    const counts = await client.query<{ stale: number; staged: number; written: number }>({ name: 'tally_flush_upsert_outcomes', text: UPSERT_OUTCOMES_SQL });
+    const { stale, staged, written } = counts.rows[0]!;
+    if (stale > 0 || written !== staged) {
+      throw new Error(`flush: ${Math.max(stale, staged - written)} outcomes are at or below the offset already stored for their tx_id: those commands were written before (refused, nothing written)`);
     }
   }
   steps.outcomesMs += lap();
