@@ -11,6 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import { CommandType } from '../engine/command_layout';
 import { CurrencyRegistry } from '../engine/currency_registry';
+import { SeededRandom } from '../engine/wire_fixtures';
 import { DurableRange } from '../persist/batcher';
 import { FixtureCommand, InProcessEngine } from '../persist/engine_fixture';
 import { forEachDurableOutcome, resultEventJson } from '../io/durable_outcome';
@@ -21,20 +22,11 @@ const ROUNDS = smoke ? 1 : 5;
 const PASSES = smoke ? 2 : 10;
 const registry = CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }, { code: 'BTC', scale: 8 }]);
 
-/** mulberry32: the same commands every run. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function durableRange(): DurableRange {
   const engine = new InProcessEngine({ outputSlotCount: 1 << 18, balanceCapacity: 1 << 16, dedupWindow: 1 << 17, partitions: [0] });
-  const random = prng(11);
+  const seeded = new SeededRandom(11);
+  const random = (): number => seeded.nextU32() / 4294967296;
   for (let index = 0; index < COMMANDS; index++) {
     const r = random();
     const account = BigInt(100_000 + Math.floor(random() * 10_000));

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { CommandType } from '../engine/command_layout';
 import { CurrencyRegistry } from '../engine/currency_registry';
 import { RejectCode } from '../engine/reject_code';
+import { SeededRandom } from '../engine/wire_fixtures';
 import { InProcessEngine, FixtureCommand } from '../persist/engine_fixture';
 import { DurableOutcome, forEachDurableOutcome, resultEventJson } from './durable_outcome';
 
@@ -24,20 +25,11 @@ function outcomesOf(engine: InProcessEngine, withBalances: boolean): DurableOutc
   return outcomes;
 }
 
-/** mulberry32, so a failure replays. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('events built from the slots equal the reference for every kind of command', () => {
   const engine = new InProcessEngine({ outputSlotCount: 1 << 15, balanceCapacity: 4096, dedupWindow: 1 << 14, partitions: [0, 1] });
-  const random = prng(7);
+  const seeded = new SeededRandom(7);
+  const random = (): number => seeded.nextU32() / 4294967296;
   const accounts = [1000n, 1001n, 1002n, 2n ** 31n + 5n, 2n ** 32n + 7n, U64_MAX];
   const pick = (): bigint => accounts[Math.floor(random() * accounts.length)]!;
   const amount = (): bigint => (random() < 0.1 ? BigInt(Math.floor(random() * 2 ** 52)) * 1000n : BigInt(1 + Math.floor(random() * 10_000_000)));
