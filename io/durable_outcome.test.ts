@@ -1,7 +1,9 @@
 // The fan-out builds each result event straight from the output slots (user balances only,
 // last leg per key, no system account formatted). These tests hold it to the reference,
-// resultEventJson() of the outcome read with all its balances, over a seeded mix of every
-// command kind on a real engine's output ring, and to one event written out by hand.
+// resultEventJson() of the outcome read with all its balances (the same key collection, its
+// own filtering and formatting), over a seeded mix of every command kind on a real engine's
+// output ring, and to one event written out by hand (which pins which balances appear, once
+// each, in which order).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

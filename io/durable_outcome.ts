@@ -114,7 +114,6 @@ export function readDurableOutcomes(
 ): void {
   const bytes = new Uint8Array(slots.data);
   const view = new DataView(slots.data);
-  const range = { ring: slots };
   let read = 0;
   while (cursor.position <= lastPosition && read < commandsMax) {
     const position = cursor.position;
@@ -122,14 +121,14 @@ export function readDurableOutcomes(
     const slot = slots.slotOffset(position);
     cursor.position = position + Math.max(1, bytes[slot + OUT_SLOT_COUNT_OFFSET]!);
     read++;
-    visit(readDurableOutcome(range, bytes, view, slot, position, registry, withBalances));
+    visit(readDurableOutcome(slots, bytes, view, slot, position, registry, withBalances));
   }
 }
 
 const NO_BALANCES: readonly DurableBalance[] = [];
 
 function readDurableOutcome(
-  range: { readonly ring: OutputSlots }, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry, withBalances: boolean,
+  slots: OutputSlots, bytes: Uint8Array, view: DataView, slot: number, position: number, registry: CurrencyRegistry, withBalances: boolean,
 ): DurableOutcome {
   const accepted = bytes[slot + OUT_STATUS_OFFSET] === STATUS_ACCEPTED;
   const txIdLength = bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!;
@@ -141,25 +140,25 @@ function readDurableOutcome(
   const offset = view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true);
   const duplicate = (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0;
   const originalOffset = view.getFloat64(slot + OUT_ORIGINAL_OFFSET_OFFSET, true);
-  const credit = accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCredit(range, view, slot, position, registry) : undefined;
+  const credit = accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCredit(slots, view, slot, position, registry) : undefined;
   // The same bytes as resultEventJson() of the outcome (durable_outcome.test.ts compares them).
   let eventJson = `{"tx_id":${JSON.stringify(txId)},"status":"${status}"`;
   if (reason !== undefined) eventJson += `,"reason":"${reason}"`;
   eventJson += `,"partition":${partition},"offset":"${offset}"`;
   if (duplicate) eventJson += `,"duplicate":true,"original_offset":"${originalOffset}"`;
   if (credit !== undefined) eventJson += `,"credit":{"tx_id":"${credit.txId}","account":"${credit.account}","partition":${credit.partition},"status":"pending"}`;
-  const balancesJson = legCount === 0 ? '' : userBalancesJson(range, view, position, legCount, registry);
+  const balancesJson = legCount === 0 ? '' : userBalancesJson(slots, view, position, legCount, registry);
   eventJson += balancesJson === '' ? '}' : `,"balances":[${balancesJson}]}`;
   return {
     txId, status, reason, reasonCode: accepted ? 0 : bytes[slot + OUT_REASON_OFFSET]!, partition, offset, duplicate, originalOffset,
     commandType: bytes[slot + OUT_COMMAND_TYPE_OFFSET]!,
     account: unsignedDecimal(view.getUint32(slot + OUT_ACCOUNT_OFFSET, true), view.getUint32(slot + OUT_ACCOUNT_OFFSET + 4, true)),
-    balances: withBalances ? readBalances(range, view, position, legCount, registry) : NO_BALANCES,
+    balances: withBalances ? readBalances(slots, view, position, legCount, registry) : NO_BALANCES,
     credit, eventJson,
   };
 }
 
-// Scratch for userBalancesJson: the distinct (account, currency, partition) keys of one
+// Scratch for collectBalanceKeys: the distinct (account, currency, partition) keys of one
 // command's legs, in first-seen order, with the byte offset of each key's last leg. A leg
 // count is one byte.
 const keyAccountLo = new Uint32Array(256);
@@ -179,12 +178,12 @@ function quotedCode(registry: CurrencyRegistry, currency: number): string {
   return quotedCodes[currency] ??= JSON.stringify(registry.codeOf(currency));
 }
 
-// The "balances" entries of the result event: user accounts only, one per key with the
-// balance after its last leg, in the order the keys first appear (as readBalances orders them).
-function userBalancesJson(range: { readonly ring: OutputSlots }, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): string {
+// The legs in order carry the running balance after each; the last leg of a key is its
+// result. Fills the key scratch and returns the number of keys.
+function collectBalanceKeys(slots: OutputSlots, view: DataView, position: number, legCount: number): number {
   let keys = 0;
   for (let leg = 0; leg < legCount; leg++) {
-    const at = range.ring.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);
+    const at = slots.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);
     const lo = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET, true);
     const hi = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET + 4, true);
     const currency = view.getUint32(at + OUT_LEG_CURRENCY_OFFSET, true);
@@ -200,6 +199,13 @@ function userBalancesJson(range: { readonly ring: OutputSlots }, view: DataView,
     }
     keyLastLeg[key] = at;
   }
+  return keys;
+}
+
+// The "balances" entries of the result event: user accounts only, one per key, in the order
+// the keys first appear.
+function userBalancesJson(slots: OutputSlots, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): string {
+  const keys = collectBalanceKeys(slots, view, position, legCount);
   let json = '';
   for (let key = 0; key < keys; key++) {
     const lo = keyAccountLo[key]!;
@@ -216,8 +222,8 @@ function userBalancesJson(range: { readonly ring: OutputSlots }, view: DataView,
   return json;
 }
 
-function readCredit(range: { readonly ring: OutputSlots }, view: DataView, slot: number, position: number, registry: CurrencyRegistry): OwedCredit {
-  const legSlot = range.ring.slotOffset(position + 1);
+function readCredit(slots: OutputSlots, view: DataView, slot: number, position: number, registry: CurrencyRegistry): OwedCredit {
+  const legSlot = slots.slotOffset(position + 1);
   const transitLeg = legSlot + legOffsetInSlot(1);
   const currency = view.getUint32(transitLeg + OUT_LEG_CURRENCY_OFFSET, true);
   const partition = view.getUint32(slot + OUT_PARTITION_OFFSET, true);
@@ -230,25 +236,21 @@ function readCredit(range: { readonly ring: OutputSlots }, view: DataView, slot:
   };
 }
 
-// The legs in order carry the running balance after each; the last leg of a key is its result.
-function readBalances(range: { readonly ring: OutputSlots }, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): DurableBalance[] {
+/** Every resulting balance, system accounts included, one per key in first-seen order. */
+function readBalances(slots: OutputSlots, view: DataView, position: number, legCount: number, registry: CurrencyRegistry): DurableBalance[] {
+  const keys = collectBalanceKeys(slots, view, position, legCount);
   const balances: DurableBalance[] = [];
-  for (let leg = 0; leg < legCount; leg++) {
-    const at = range.ring.slotOffset(position + 1 + (leg >> 1)) + legOffsetInSlot(leg);
-    const accountLo = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET, true);
-    const accountHi = view.getUint32(at + OUT_LEG_ACCOUNT_OFFSET + 4, true);
-    const currency = view.getUint32(at + OUT_LEG_CURRENCY_OFFSET, true);
+  for (let key = 0; key < keys; key++) {
+    const at = keyLastLeg[key]!;
+    const currency = keyCurrency[key]!;
     const scale = registry.scaleOf(currency);
-    const balance: DurableBalance = {
-      account: unsignedDecimal(accountLo, accountHi),
+    balances.push({
+      account: unsignedDecimal(keyAccountLo[key]!, keyAccountHi[key]!),
       currency: registry.codeOf(currency),
       available: formatAmount(view.getUint32(at + OUT_LEG_RESULTING_AVAILABLE_OFFSET, true), view.getInt32(at + OUT_LEG_RESULTING_AVAILABLE_OFFSET + 4, true), scale),
       frozen: formatAmount(view.getUint32(at + OUT_LEG_RESULTING_FROZEN_OFFSET, true), view.getInt32(at + OUT_LEG_RESULTING_FROZEN_OFFSET + 4, true), scale),
-      partition: view.getUint32(at + OUT_LEG_PARTITION_OFFSET, true),
-    };
-    const same = balances.findIndex((b) => b.account === balance.account && b.currency === balance.currency && b.partition === balance.partition);
-    if (same >= 0) balances[same] = balance;
-    else balances.push(balance);
+      partition: keyPartition[key]!,
+    });
   }
   return balances;
 }
