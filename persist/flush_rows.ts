@@ -1,5 +1,6 @@
 // The rows a flush writes, from the engine's output slots of a ring range
-// (engine/output_layout.ts), as three binary COPY streams (flush_task.ts sends them):
+// (engine/output_layout.ts), as binary COPY streams and one set of binary arrays
+// (flush_task.ts sends them):
 //
 //   journal rows, COPYed straight into journal: one per leg of an accepted command
 //     partition int4 │ kafka_offset int8 │ leg_index int2 │ tx_id text │ account int8 │
@@ -11,8 +12,9 @@
 //     partition int4 │ tx_id text │ kafka_offset int8 │ accepted bool │ reason text (NULL if
 //     accepted, else the RejectCode name) │ payload_hash int8 (the u64's bits)
 //
-//   balance rows, COPYed into the staging table tally_staged_balances and upserted: one per
-//   balance the batch changed, from its last leg (LastLegIndex)
+//   balance rows, as one binary array per column (binary_arrays.ts) that the flush's final
+//   statement unnests and upserts: one per balance the batch changed, from its last leg
+//   (LastLegIndex)
 //     partition int4 │ account int8 │ currency_id int2 │ available int8 │ frozen int8 │
 //     last_offset int8
 //
@@ -35,11 +37,11 @@ import { PARTITIONS_MAX } from '../engine/balance_table';
 import { rejectCodeName } from '../engine/reject_code';
 import { journalKind } from './journal_kind';
 import type { CopyEncoder } from './copy_encoder';
+import { BinaryArrayColumns, INT2_OID, INT4_OID, INT8_OID } from './binary_arrays';
 import { BinaryCopyEncoder } from './copy_binary';
 import { LastLegIndex } from './last_leg_index';
 
 export const STAGED_OUTCOMES_TABLE = 'tally_staged_outcomes';
-export const STAGED_BALANCES_TABLE = 'tally_staged_balances';
 export const JOURNAL_COLUMNS = 'partition, kafka_offset, leg_index, tx_id, account, currency_id, delta_available, delta_frozen, kind';
 export const OUTCOME_COLUMNS = 'partition, tx_id, kafka_offset, accepted, reason, payload_hash';
 export const BALANCE_COLUMNS = 'partition, account, currency_id, available, frozen, last_offset';
@@ -48,30 +50,33 @@ const OUTBOX_FIELDS = 8;
 const JOURNAL_FIELDS = 9;
 const OUTCOME_FIELDS = 6;
 const BALANCE_FIELDS = 6;
+/** Element types of the balance arrays, in BALANCE_COLUMNS order; BALANCE_ARRAYS_SQL casts them the same way. */
+const BALANCE_TYPES = [INT4_OID, INT8_OID, INT2_OID, INT8_OID, INT8_OID, INT8_OID];
 const OUTCOME_STATUS_ACCEPTED = 1;
 const CURRENCY_IDS = 1 << 16;
 
 function assertRowShapes(): void {
   const fields = (columns: string): number => columns.split(',').length;
-  if (fields(JOURNAL_COLUMNS) !== JOURNAL_FIELDS || fields(OUTCOME_COLUMNS) !== OUTCOME_FIELDS || fields(BALANCE_COLUMNS) !== BALANCE_FIELDS) {
+  if (fields(JOURNAL_COLUMNS) !== JOURNAL_FIELDS || fields(OUTCOME_COLUMNS) !== OUTCOME_FIELDS || fields(BALANCE_COLUMNS) !== BALANCE_FIELDS
+    || BALANCE_TYPES.length !== BALANCE_FIELDS) {
     throw new Error('flush rows: field counts must match the column lists');
   }
 }
 assertRowShapes();
 
 /**
- * Per session: temporary staging tables without indexes (their rows are read once, in full).
- * ON COMMIT DELETE ROWS empties them at every commit; a rolled-back flush leaves only dead rows.
+ * Per session: the temporary staging table of the rare outcome upsert (a tx_id recorded again),
+ * without indexes (its rows are read once, in full). It keeps its rows across commits: the
+ * upsert empties it first. ON COMMIT DELETE ROWS would truncate it, its TOAST table and the
+ * TOAST index at every COMMIT of every flush, whether it was used or not (PostgreSQL truncates
+ * all such tables once a transaction touched any temporary table).
  */
 export const CREATE_STAGING_TABLES_SQL = `
   CREATE TEMP TABLE IF NOT EXISTS ${STAGED_OUTCOMES_TABLE} (
     partition integer, tx_id text, kafka_offset bigint, accepted boolean, reason text, payload_hash bigint
-  ) ON COMMIT DELETE ROWS;
-  CREATE TEMP TABLE IF NOT EXISTS ${STAGED_BALANCES_TABLE} (
-    partition integer, account bigint, currency_id smallint, available bigint, frozen bigint, last_offset bigint
-  ) ON COMMIT DELETE ROWS;`;
+  );`;
 
-/** Where a flush's rows go: three reusable encoders, the last-leg index and the currency ids seen. */
+/** Where a flush's rows go: the COPY encoders, the balance arrays, the last-leg index and the currency ids seen. */
 export class FlushRows {
   readonly lastLegs = new LastLegIndex();
   /** Distinct currency ids of the legs, in first-seen order: currencyIds[0..currencyCount). */
@@ -82,7 +87,10 @@ export class FlushRows {
   /** Credits owed to other partitions (accepted cross-partition transfers), for transfer_outbox. */
   readonly outbox: CopyEncoder;
 
-  constructor(readonly journal: CopyEncoder, readonly outcomes: CopyEncoder, readonly balances: CopyEncoder, outbox?: CopyEncoder) {
+  /** One binary array per balance column (BALANCE_COLUMNS order). */
+  readonly balances = new BinaryArrayColumns(BALANCE_TYPES, 1 << 14);
+
+  constructor(readonly journal: CopyEncoder, readonly outcomes: CopyEncoder, outbox?: CopyEncoder) {
     this.outbox = outbox ?? new BinaryCopyEncoder(1 << 16);
   }
 
@@ -303,7 +311,7 @@ function encodeBalances(ring: OutputRingView, rows: FlushRows): void {
   const balances = rows.balances;
   for (let i = 0; i < lastLegs.size; i++) {
     const at = lastLegs.legOffsetAt(i);
-    balances.beginRow(BALANCE_FIELDS);
+    balances.beginRow();
     balances.int4(words[(at + OUT_LEG_PARTITION_OFFSET) >> 2]!);
     balances.int8LittleEndian(bytes, at + OUT_LEG_ACCOUNT_OFFSET);
     balances.int2(words[(at + OUT_LEG_CURRENCY_OFFSET) >> 2]!);

@@ -3,20 +3,23 @@
 // across tasks (opened lazily, dropped on any error and reopened by the next task) with its
 // temporary staging tables, and reusable COPY buffers.
 //
-// The transaction, for the task's partitions P with their fencing tokens:
-//   BEGIN
-//   SELECT … FROM partition_leases WHERE topic = $t AND partition = ANY(P) FOR UPDATE
-//       a missing row or another token ⇒ ROLLBACK, fenced; a next_offset past some commands
-//       (a retry of a flush whose COMMIT did commit) ⇒ those commands are skipped
+// The transaction, for the task's partitions P with their fencing tokens, in as few round
+// trips as it can (each costs both processes a system call or two and a wake-up; at low rates
+// the fixed cost per flush is most of the work):
+//   BEGIN; SELECT … FROM partition_leases WHERE topic = 't' AND partition = ANY('{P}') FOR UPDATE
+//       one simple query; a missing row or another token ⇒ ROLLBACK, fenced; a next_offset
+//       past some commands (a retry of a flush whose COMMIT did commit) ⇒ those are skipped
 //   (once per connection and currency id: check it exists in currencies, see 002)
 //   COPY tx_outcomes, journal, transfer_outbox FROM STDIN (FORMAT binary)   straight into the tables
-//   COPY tally_staged_balances FROM STDIN (FORMAT binary)          the last leg per balance
-//   INSERT INTO balances SELECT … FROM tally_staged_balances ON CONFLICT DO UPDATE
-//       … WHERE balances.last_offset < EXCLUDED.last_offset
+//   WITH upserted AS (INSERT INTO balances SELECT … FROM unnest($balance arrays) ON CONFLICT
+//                     DO UPDATE … WHERE balances.last_offset < EXCLUDED.last_offset)
 //   UPDATE partition_leases SET next_offset = last + 1 FROM unnest(…)
 //       WHERE topic = $t AND partition = p AND fencing_token = token AND next_offset <= last + 1
-//       RETURNING partition                     fewer rows than partitions ⇒ ROLLBACK, fenced
+//       RETURNING partition          one statement; fewer rows than partitions ⇒ ROLLBACK, fenced
 //   COMMIT
+//
+// Balances travel as binary array parameters (binary_arrays.ts), the last leg per balance,
+// not through a staging table: no COPY round trips and no temp table truncated at COMMIT.
 //
 // Why straight COPY: COPY inserts in bulk (multi-insert, one WAL record per page), an
 // INSERT … SELECT from staging inserts row by row; journal and tx_outcomes take only new rows.
@@ -39,7 +42,7 @@ import type { CopyEncoder } from './copy_encoder';
 import { TextCopyEncoder } from './copy_text';
 import {
   BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
-  STAGED_BALANCES_TABLE, STAGED_OUTCOMES_TABLE, encodeFlushRows,
+  STAGED_OUTCOMES_TABLE, encodeFlushRows,
 } from './flush_rows';
 
 export type CopyFormat = 'binary' | 'text';
@@ -103,20 +106,39 @@ const LOCK_TIMEOUT_MS = 30_000;
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000;
 
 // Session settings: temp_buffers must be set before the first use of a temporary table, and
-// big enough that a batch's staging rows stay in memory. JIT compiling the INSERT … SELECTs
+// big enough that a batch's staged outcomes (the rare upsert) stay in memory. JIT compiling the INSERT … SELECTs
 // costs more than it saves at these row counts.
 const SESSION_SQL = `SET temp_buffers = '128MB'; SET jit = off; ${CREATE_STAGING_TABLES_SQL}`;
 
-const LOCK_LEASES_SQL = `
-  SELECT partition, fencing_token::text AS fencing_token, next_offset::float8 AS next_offset
-    FROM partition_leases WHERE topic = $1 AND partition = ANY($2::integer[]) ORDER BY partition FOR UPDATE`;
+/** BEGIN and the lease lock in one simple query: the values are literals (an escaped topic, validated integers). */
+function lockLeasesSql(client: pg.Client, topic: string, partitions: readonly number[]): string {
+  return `BEGIN; SELECT partition, fencing_token::text AS fencing_token, next_offset::float8 AS next_offset
+    FROM partition_leases WHERE topic = ${client.escapeLiteral(topic)} AND partition = ANY('{${partitions.map(integerLiteral).join(',')}}'::integer[])
+   ORDER BY partition FOR UPDATE`;
+}
 
-const UPSERT_BALANCES_SQL = `
-  INSERT INTO balances (${BALANCE_COLUMNS}) SELECT ${BALANCE_COLUMNS} FROM ${STAGED_BALANCES_TABLE}
-   ORDER BY partition, account, currency_id
-  ON CONFLICT (partition, account, currency_id) DO UPDATE
-     SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
-   WHERE balances.last_offset < EXCLUDED.last_offset`;
+function integerLiteral(value: number): string {
+  if (!Number.isSafeInteger(value)) throw new Error(`flush: ${value} is not an integer`);
+  return String(value);
+}
+
+// The balance upsert and the fenced offset advance as one statement (a data-modifying WITH
+// runs to completion whether or not the UPDATE reads it). The UPDATE's RETURNING says which
+// partitions moved; fewer than expected and the transaction is rolled back, upsert included.
+const UPSERT_BALANCES_ADVANCE_OFFSETS_SQL = `
+  WITH upserted AS (
+    INSERT INTO balances (${BALANCE_COLUMNS})
+    SELECT ${BALANCE_COLUMNS} FROM unnest($5::integer[], $6::bigint[], $7::smallint[], $8::bigint[], $9::bigint[], $10::bigint[])
+        AS b(${BALANCE_COLUMNS})
+     ORDER BY partition, account, currency_id
+    ON CONFLICT (partition, account, currency_id) DO UPDATE
+       SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
+     WHERE balances.last_offset < EXCLUDED.last_offset
+  )
+  UPDATE partition_leases AS l SET next_offset = u.next_offset
+    FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS u(partition, fencing_token, next_offset)
+   WHERE l.topic = $1 AND l.partition = u.partition AND l.fencing_token = u.fencing_token AND l.next_offset <= u.next_offset
+  RETURNING l.partition`;
 
 // Refuses the batch when any staged outcome lies at or below the offset stored for its tx_id
 // (`stale`, counted before the insert: every CTE reads the same snapshot): that command was
@@ -137,12 +159,6 @@ const UPSERT_OUTCOMES_SQL = `
   )
   SELECT (SELECT n FROM stale)::integer AS stale, (SELECT count(*) FROM newest)::integer AS staged, (SELECT count(*) FROM written)::integer AS written`;
 
-const ADVANCE_OFFSETS_SQL = `
-  UPDATE partition_leases AS l SET next_offset = u.next_offset
-    FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS u(partition, fencing_token, next_offset)
-   WHERE l.topic = $1 AND l.partition = u.partition AND l.fencing_token = u.fencing_token AND l.next_offset <= u.next_offset
-  RETURNING l.partition`;
-
 const KNOWN_CURRENCIES_SQL = 'SELECT id FROM currencies WHERE id = ANY($1::smallint[])';
 const UNIQUE_VIOLATION = '23505';
 const TX_OUTCOMES_KEY = 'tx_outcomes_pkey';
@@ -158,8 +174,8 @@ let backendPid = 0;
 const knownCurrencies = new Uint8Array(1 << 16);
 const selection = new PartitionSelection();
 const rowsByFormat: Record<CopyFormat, FlushRows> = {
-  binary: new FlushRows(new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20)),
-  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 16)),
+  binary: new FlushRows(new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20)),
+  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 16)),
 };
 
 export default async function flush(task: FlushTask): Promise<FlushResult> {
@@ -213,8 +229,7 @@ async function transact(
     lapMs = performance.now();
     return lapMs - startedMs;
   };
-  await client.query('BEGIN');
-  const fenced = await lockLeases(client, task);
+  const fenced = await beginAndLockLeases(client, task);
   if (fenced.length > 0) return rollBack(client, fenced);
   if (skipDurableCommands()) encodeFlushRows(ring, task.firstPosition, task.lastPosition, selection, rows);
   await checkCurrencies(client, rows);
@@ -228,6 +243,7 @@ async function transact(
     return UNIQUE_VIOLATION;
   }
   if (outcomeWrite === 'upsert') {
+    await client.query(`TRUNCATE ${STAGED_OUTCOMES_TABLE}`);
     await copyIn(client, STAGED_OUTCOMES_TABLE, rows.outcomes);
     const counts = await client.query<{ stale: number; staged: number; written: number }>({ name: 'tally_flush_upsert_outcomes', text: UPSERT_OUTCOMES_SQL });
     const { stale, staged, written } = counts.rows[0]!;
@@ -240,12 +256,8 @@ async function transact(
   // Credits owed to other partitions commit with the debit that owes them (no dual write).
   await copyIn(client, `transfer_outbox (${OUTBOX_COLUMNS})`, rows.outbox);
   steps.journalMs += lap();
-  if (rows.balances.rowCount > 0) {
-    await copyIn(client, STAGED_BALANCES_TABLE, rows.balances);
-    await client.query({ name: 'tally_flush_upsert_balances', text: UPSERT_BALANCES_SQL });
-  }
+  const notAdvanced = await upsertBalancesAdvanceOffsets(client, task, rows);
   steps.balancesMs += lap();
-  const notAdvanced = await advanceOffsets(client, task);
   if (notAdvanced.length > 0) return rollBack(client, notAdvanced);
   await client.query('COMMIT');
   steps.commitMs += lap();
@@ -283,14 +295,14 @@ function countWritten(): number {
   return count;
 }
 
-/** Locks the task's lease rows; returns the partitions whose row is missing or carries another token. */
-async function lockLeases(client: pg.Client, task: FlushTask): Promise<number[]> {
-  const result = await client.query<{ partition: number; fencing_token: string; next_offset: number }>({
-    name: 'tally_flush_lock_leases', text: LOCK_LEASES_SQL, values: [task.topic, task.partitions],
-  });
+/** Begins the transaction and locks the task's lease rows; returns the partitions whose row is missing or carries another token. */
+async function beginAndLockLeases(client: pg.Client, task: FlushTask): Promise<number[]> {
+  // A multi-statement simple query answers with one result per statement.
+  const results = await client.query(lockLeasesSql(client, task.topic, task.partitions)) as unknown as pg.QueryResult[];
+  const rows = results[1]!.rows as Array<{ partition: number; fencing_token: string; next_offset: number }>;
   const fenced: number[] = [];
   task.partitions.forEach((partition, index) => {
-    const row = result.rows.find((r) => r.partition === partition);
+    const row = rows.find((r) => r.partition === partition);
     if (row === undefined || row.fencing_token !== task.fencingTokens[index]) {
       fenced.push(partition);
       return;
@@ -316,8 +328,11 @@ async function copyIn(client: pg.Client, target: string, encoder: CopyEncoder): 
   await finished(stream);
 }
 
-/** Moves each written partition's next offset; returns the partitions whose fenced update matched no row. */
-async function advanceOffsets(client: pg.Client, task: FlushTask): Promise<number[]> {
+/**
+ * Upserts the batch's balances and moves each written partition's next offset, in one
+ * statement; returns the partitions whose fenced update matched no row.
+ */
+async function upsertBalancesAdvanceOffsets(client: pg.Client, task: FlushTask, rows: FlushRows): Promise<number[]> {
   const partitions: number[] = [];
   const tokens: string[] = [];
   const nextOffsets: number[] = [];
@@ -327,9 +342,9 @@ async function advanceOffsets(client: pg.Client, task: FlushTask): Promise<numbe
     tokens.push(task.fencingTokens[index]!);
     nextOffsets.push(selection.lastOffset[index]! + 1);
   });
-  if (partitions.length === 0) return [];
+  if (partitions.length === 0 && rows.balances.rowCount === 0) return [];
   const result = await client.query<{ partition: number }>({
-    name: 'tally_flush_advance_offsets', text: ADVANCE_OFFSETS_SQL, values: [task.topic, partitions, tokens, nextOffsets],
+    name: 'tally_flush_balances_offsets', text: UPSERT_BALANCES_ADVANCE_OFFSETS_SQL, values: [task.topic, partitions, tokens, nextOffsets, ...rows.balances.finish()],
   });
   if (result.rows.length === partitions.length) return [];
   const advanced = new Set(result.rows.map((r) => r.partition));
