@@ -48,3 +48,15 @@ export function httpPortOf(output: readonly string[]): number | undefined {
   const match = /"port":(\d+)[^\n]*"msg":"tally started"/.exec(output.join(''));
   return match === null ? undefined : Number(match[1]);
 }
+
+/** The sum of a metric's samples on GET /metrics whose labels contain `labels` (e.g. 'reason="fenced"'); 0 if none. */
+export async function metricValue(port: number, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (match === null || match[1] !== name || !(match[2] ?? '').includes(labels)) continue;
+    sum += Number(match[3]);
+  }
+  return sum;
+}

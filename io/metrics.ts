@@ -23,6 +23,8 @@ export interface MetricsSources {
   readonly ready: () => boolean;
   readonly eventsUnacknowledged: () => number;
   readonly streamConnections: () => number;
+  /** Partitions this instance applies now. */
+  readonly partitionsOwned: () => number;
 }
 
 export class Metrics {
@@ -31,6 +33,9 @@ export class Metrics {
   private readonly batchCommands: client.Histogram;
   private readonly flushLatency: client.Histogram;
   private readonly eventsPublished: client.Counter;
+  private readonly flushFailures: client.Counter;
+  private readonly partitionsStopped: client.Counter<'reason'>;
+  private readonly fanoutFailures: client.Counter;
   /**
    * Counts since the last noteEvents by command type × reject code (code 0 = accepted),
    * before they go to prom-client: an array increment per command, no string or lookup.
@@ -44,6 +49,10 @@ export class Metrics {
     this.batchCommands = new client.Histogram({ name: 'tally_batch_commands', help: 'Commands per durable batch.', buckets: [1, 10, 100, 1000, 5000, 10000, 20000, 50000], registers });
     this.flushLatency = new client.Histogram({ name: 'tally_flush_latency_seconds', help: 'Flush task submitted to committed in PostgreSQL.', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5], registers });
     this.eventsPublished = new client.Counter({ name: 'tally_events_published_total', help: 'Result events handed to the Kafka producer.', registers });
+    this.flushFailures = new client.Counter({ name: 'tally_flush_failures_total', help: 'Flush tasks that failed with a database error; each is retried with backoff (readiness is off meanwhile).', registers });
+    this.partitionsStopped = new client.Counter({ name: 'tally_partitions_stopped_total', help: 'Partitions stopped because their lease was lost or a flush was fenced, by reason.', labelNames: ['reason'], registers });
+    this.fanoutFailures = new client.Counter({ name: 'tally_fanout_failures_total', help: 'Durable commands whose result event, cache entry, pushes or credit failed and were skipped.', registers });
+    new client.Gauge({ name: 'tally_partitions_owned', help: 'Partitions this instance applies (leased, loaded and fed).', registers, collect() { this.set(sources.partitionsOwned()); } });
     new client.Gauge({ name: 'tally_ring_occupancy_slots', help: 'Slots published and not yet consumed.', labelNames: ['ring'], registers, collect() {
       this.set({ ring: 'command' }, sources.commandRingOccupancy());
       this.set({ ring: 'output' }, sources.outputRingOccupancy());
@@ -91,6 +100,18 @@ export class Metrics {
 
   noteFlush(latencyMs: number): void {
     this.flushLatency.observe(latencyMs / 1000);
+  }
+
+  noteFlushFailure(): void {
+    this.flushFailures.inc();
+  }
+
+  notePartitionsStopped(reason: string, count: number): void {
+    this.partitionsStopped.inc({ reason }, count);
+  }
+
+  noteFanoutFailure(): void {
+    this.fanoutFailures.inc();
   }
 
   register(app: uWS.TemplatedApp): void {

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { CommandProducer } from './command_producer';
 import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { buildWorkload, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
-import { compareWithModel, createTopic, httpPortOf, nextOffsets } from './failure_support';
+import { compareWithModel, createTopic, httpPortOf, metricValue, nextOffsets } from './failure_support';
 import { sleep, spawnTally, waitFor } from './tally_process';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -90,7 +90,12 @@ async function restartScenario(leaseTtlMs: number, outageMs: number): Promise<vo
       (await nextOffsets(client, topic, PARTITIONS)).every((o, p) => o === model.messagesPerPartition[p]), tally);
     await waitFor('/readyz to report ready again', 30_000, async () => (await readyStatus(port)) === 200, tally);
     assert.match(tally.output.join(''), /retry|fail/i, 'the flush failures were logged');
-    if (outageMs > leaseTtlMs) assert.match(tally.output.join(''), /lost partitions taken back/, 'the expired leases were taken back');
+    assert.ok(await metricValue(port, 'tally_flush_failures_total') > 0, 'the flush failures were counted');
+    assert.equal(await metricValue(port, 'tally_partitions_owned'), PARTITIONS, 'every partition is applied again');
+    if (outageMs > leaseTtlMs) {
+      assert.match(tally.output.join(''), /lost partitions taken back/, 'the expired leases were taken back');
+      assert.ok(await metricValue(port, 'tally_partitions_stopped_total', 'reason="expired-unreachable"') > 0, 'the lost leases were counted');
+    }
     tally.child.kill('SIGTERM');
     assert.equal(await tally.exited, 0, 'SIGTERM drains and exits cleanly');
     await compareWithModel(client, model);

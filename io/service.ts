@@ -81,6 +81,7 @@ export class Service {
   private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {
     this.fanoutQueue = new DurableSlotQueue(registry, (error, position) => {
       log.error({ err: error, ringPosition: position }, 'fan-out of a durable command failed: its event, cache entry, pushes and credit are skipped');
+      parts.metrics.noteFanoutFailure();
     });
   }
 
@@ -151,6 +152,7 @@ export class Service {
       onFenced: (partitions) => service?.stopPartitions(partitions, 'fenced'),
       onDurable: (range) => service?.onDurable(range),
       onFlushCommitted: (latencyMs) => metrics?.noteFlush(latencyMs),
+      onFlushFailed: () => metrics?.noteFlushFailure(),
     });
     const group = config.partitionAssignment === 'group' ? {
       instanceId: config.instanceId, sessionTimeoutMs: config.sessionTimeoutMs,
@@ -171,6 +173,7 @@ export class Service {
       ready: () => service?.isReady() === true,
       eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
       streamConnections: () => stream.connections,
+      partitionsOwned: () => service?.ownedPartitions().length ?? 0,
     });
     const ownership = {
       partitionCount: config.commandPartitions,
@@ -325,6 +328,7 @@ export class Service {
     this.parts.consumer.stopPartitions(fresh);
     this.parts.batcher.stopPartitions(fresh);
     this.log.error({ partitions: fresh, reason }, 'partitions stopped: another instance may own them now; nothing more of them is written');
+    this.parts.metrics.notePartitionsStopped(reason, fresh.length);
     // A lease that expired while the database was unreachable may still be nobody else's:
     // take it back once the database answers, unless another instance took it meanwhile.
     if (reason === 'expired-unreachable') this.scheduleRetake(fresh, RETAKE_DELAY_MS_MIN);

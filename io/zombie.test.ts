@@ -10,7 +10,7 @@ import pg from 'pg';
 import { CommandProducer } from './command_producer';
 import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { buildWorkload, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
-import { compareWithModel, createTopic, ledgerSnapshot, nextOffsets } from './failure_support';
+import { compareWithModel, createTopic, httpPortOf, ledgerSnapshot, metricValue, nextOffsets } from './failure_support';
 import { sleep, spawnTally, waitFor } from './tally_process';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -63,6 +63,7 @@ test('a paused zombie is fenced and writes nothing after the takeover', { timeou
     // A wakes up with the second half to read and flush under its stale tokens.
     a.child.kill('SIGCONT');
     await waitFor('A to be fenced', 60_000, () => a.output.join('').includes('"reason":"fenced"'), a);
+    assert.ok(await metricValue(httpPortOf(a.output)!, 'tally_partitions_stopped_total', 'reason="fenced"') > 0, 'A counts its fenced partitions');
     await sleep(2000);
     assert.equal(await ledgerSnapshot(client), afterTakeover, 'the database holds no write of A after the takeover');
     await compareWithModel(client, model);

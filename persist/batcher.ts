@@ -58,6 +58,8 @@ export interface BatcherOptions {
   readonly onFenced?: (partitions: readonly number[]) => void;
   /** A flush task committed after `latencyMs` (metrics). */
   readonly onFlushCommitted?: (latencyMs: number) => void;
+  /** A flush task failed with a database error and will be retried (metrics). */
+  readonly onFlushFailed?: () => void;
   readonly log: BatcherLog;
   readonly pollIntervalMs?: number;
   readonly retryDelayMinMs?: number;
@@ -439,6 +441,7 @@ export class Batcher {
     if (this.closed || group.inFlight !== inFlight) return;
     group.failures++;
     this.metrics.taskFailures++;
+    this.options.onFlushFailed?.();
     const delayMs = Math.min(this.options.retryDelayMaxMs ?? 5_000, (this.options.retryDelayMinMs ?? 50) * 2 ** Math.min(group.failures - 1, 30));
     this.options.log.error({
       err: error, group: group.index, partitions: inFlight.task.partitions, firstPosition: inFlight.task.firstPosition,
