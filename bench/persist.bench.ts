@@ -10,6 +10,9 @@
 // wrong partition). 80% of commands come from a hot 5% of the accounts. 8 partitions.
 //
 // Each run (timed): a scratch database is emptied (TRUNCATE, lease rows reset, CHECKPOINT),
+// and with BENCH_BALANCES=existing given back every balance row the run will change (as a
+// ledger in service has them: the upsert updates instead of inserting; taken from an untimed
+// priming run, frozen and analyzed),
 // the pre-generated output is copied into a fresh output ring and published at once, and the
 // clock runs until the batcher has released the last slot, i.e. everything is committed.
 // Runs compare, side by side: 1, 2 and 4 workers; binary and text COPY; batches of 5k, 20k
@@ -44,6 +47,10 @@ const PRELOAD_MINOR_UNITS = 1_000_000_000_000n;
 const DUPLICATE_DISTANCE_MAX = 50_000;
 const TARGET_COMMANDS_PER_SEC = 200_000;
 const REPEATS = SMOKE ? 1 : Number(process.env.BENCH_REPEATS ?? 2);
+/** 'empty': every run starts with no balance rows; 'existing': with every row it will change already there. */
+const BALANCES = process.env.BENCH_BALANCES ?? 'empty';
+if (BALANCES !== 'empty' && BALANCES !== 'existing') throw new Error(`BENCH_BALANCES must be empty or existing, not ${BALANCES}`);
+const BALANCES_TEMPLATE = 'bench_balances_template';
 
 interface BenchConfig {
   readonly accounts: number;
@@ -229,9 +236,13 @@ const quietLog: BatcherLog = {
   error: (context, message) => console.error(`error: ${message} ${String((context as { err?: Error }).err?.message)}`),
 };
 
-async function resetLedger(url: string): Promise<void> {
+async function resetLedger(url: string, existingBalances: boolean): Promise<void> {
   await withClient(url, async (client) => {
     await client.query('TRUNCATE journal, tx_outcomes, balances');
+    if (existingBalances) {
+      await client.query(`INSERT INTO balances SELECT * FROM ${BALANCES_TEMPLATE}`);
+      await client.query('VACUUM (FREEZE, ANALYZE) balances');
+    }
     await client.query('UPDATE partition_leases SET next_offset = 0, fencing_token = 1');
     await client.query('VACUUM ANALYZE partition_leases');
     await client.query('CHECKPOINT');
@@ -247,8 +258,8 @@ async function warmUp(pool: FlushRunner, ring: RingBuffer, url: string, workers:
   await Promise.all(Array.from({ length: workers }, () => pool.run(task)));
 }
 
-async function run(config: RunConfig, generated: Generated, url: string): Promise<RunResult> {
-  await resetLedger(url);
+async function run(config: RunConfig, generated: Generated, url: string, existingBalances: boolean): Promise<RunResult> {
+  await resetLedger(url, existingBalances);
   const ring = RingBuffer.create({ slotCount: generated.template.length / OUTPUT_SLOT_BYTES, slotBytes: OUTPUT_SLOT_BYTES });
   new Uint8Array(ring.data).set(generated.template);
   const pool = new FlushPool({ workers: config.workers });
@@ -351,11 +362,19 @@ async function main(): Promise<void> {
   try {
     // Experiments only: schema or settings to try, e.g. BENCH_SQL="ALTER TABLE balances SET (fillfactor = 80)".
     if (process.env.BENCH_SQL !== undefined) await withClient(ledger.url, (client) => client.query(process.env.BENCH_SQL!));
+    const existing = BALANCES === 'existing';
+    if (existing) {
+      // An untimed run leaves exactly the rows the commands change; kept with an offset below any the runs write.
+      await run(config.runs[0]!, generated, ledger.url, false);
+      await withClient(ledger.url, (client) => client.query(
+        `CREATE TABLE ${BALANCES_TEMPLATE} AS SELECT partition, account, currency_id, available, frozen, -1::bigint AS last_offset FROM balances`));
+      console.log('balances: every run starts with the rows it changes already in the table (BENCH_BALANCES=existing)');
+    }
     for (const runConfig of config.runs) {
       // The machine is shared: each configuration runs REPEATS times and its fastest run counts.
-      let result = await run(runConfig, generated, ledger.url);
+      let result = await run(runConfig, generated, ledger.url, existing);
       for (let repeat = 1; repeat < REPEATS; repeat++) {
-        const again = await run(runConfig, generated, ledger.url);
+        const again = await run(runConfig, generated, ledger.url, existing);
         if (again.commandsPerSec > result.commandsPerSec) result = again;
       }
       results.push(result);
@@ -375,7 +394,7 @@ async function main(): Promise<void> {
   const binary = results.find((r) => r.copyFormat === 'binary' && r.workers === 2 && r.batchRowsMax === 20_000);
   const text = results.find((r) => r.copyFormat === 'text');
   console.log(JSON.stringify({
-    bench: 'persist', smoke: SMOKE, commands: config.commands, partitions: PARTITIONS,
+    bench: 'persist', smoke: SMOKE, commands: config.commands, partitions: PARTITIONS, balances: BALANCES,
     bestCommandsPerSec: best.commandsPerSec, bestConfig: { workers: best.workers, copyFormat: best.copyFormat, batchRowsMax: best.batchRowsMax },
     targetCommandsPerSec: TARGET_COMMANDS_PER_SEC, targetMet: best.commandsPerSec >= TARGET_COMMANDS_PER_SEC,
     binaryVsText: binary !== undefined && text !== undefined ? Math.round((binary.commandsPerSec / text.commandsPerSec) * 100) / 100 : null,
