@@ -240,7 +240,7 @@ async function resetLedger(url: string, existingBalances: boolean): Promise<void
   await withClient(url, async (client) => {
     await client.query('TRUNCATE journal, tx_outcomes, balances');
     if (existingBalances) {
-      await client.query(`INSERT INTO balances SELECT * FROM ${BALANCES_TEMPLATE}`);
+      await client.query(`INSERT INTO balances (partition, account, currency_id, available, frozen, last_offset) SELECT partition, account, currency_id, available, frozen, last_offset FROM ${BALANCES_TEMPLATE}`);
       await client.query('VACUUM (FREEZE, ANALYZE) balances');
     }
     await client.query('UPDATE partition_leases SET next_offset = 0, fencing_token = 1');
@@ -367,7 +367,7 @@ async function main(): Promise<void> {
       // An untimed run leaves exactly the rows the commands change; kept with an offset below any the runs write.
       await run(config.runs[0]!, generated, ledger.url, false);
       await withClient(ledger.url, (client) => client.query(
-        `CREATE TABLE ${BALANCES_TEMPLATE} AS SELECT partition, account, currency_id, available, frozen, -1::bigint AS last_offset FROM balances`));
+        `DROP TABLE IF EXISTS ${BALANCES_TEMPLATE}; CREATE TABLE ${BALANCES_TEMPLATE} AS SELECT partition, account, currency_id, available, frozen, -1::bigint AS last_offset FROM balances`));
       console.log('balances: every run starts with the rows it changes already in the table (BENCH_BALANCES=existing)');
     }
     for (const runConfig of config.runs) {

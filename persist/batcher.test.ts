@@ -112,25 +112,35 @@ async function applied(engine: EngineThread, total: number): Promise<void> {
   throw new Error(`engine did not apply ${total} commands in time`);
 }
 
-/** Checks the batcher's promises to the pool: one task per group at a time, per partition in ring order. */
+/**
+ * Checks the batcher's promises to the pool: one task per group at a time, per partition in
+ * ring order; a task of several groups' partitions (a whole batch) only while nothing else
+ * is in flight, and nothing else starts until it is done.
+ */
 class CheckingRunner implements FlushRunner {
   readonly violations: string[] = [];
   maxInFlight = 0;
   tasks = 0;
+  wholeTasks = 0;
   private readonly busyGroups = new Set<number>();
   private readonly lastPosition = new Map<number, number>();
   private inFlight = 0;
+  private wholeInFlight = false;
 
   constructor(private readonly pool: FlushPool, private readonly groupCount: number, private readonly fault?: (task: FlushTask) => Promise<void>) {}
 
   async run(task: FlushTask): Promise<FlushResult> {
-    const group = task.partitions[0]! % this.groupCount;
-    if (task.partitions.some((p) => p % this.groupCount !== group)) this.violations.push(`task mixes groups: ${task.partitions}`);
-    if (this.busyGroups.has(group)) this.violations.push(`group ${group} got a second task in flight`);
+    const groups = [...new Set(task.partitions.map((p) => p % this.groupCount))];
+    const whole = groups.length > 1;
+    if (this.wholeInFlight) this.violations.push(`task of ${task.partitions} started beside a whole batch`);
+    if (whole && this.inFlight > 0) this.violations.push(`whole batch of ${task.partitions} started beside ${this.inFlight} task(s)`);
+    for (const group of groups) if (this.busyGroups.has(group)) this.violations.push(`group ${group} got a second task in flight`);
     for (const p of task.partitions) {
       if ((this.lastPosition.get(p) ?? -1) >= task.firstPosition) this.violations.push(`partition ${p} went back to ring position ${task.firstPosition}`);
     }
-    this.busyGroups.add(group);
+    for (const group of groups) this.busyGroups.add(group);
+    this.wholeInFlight = whole;
+    if (whole) this.wholeTasks++;
     this.inFlight++;
     this.tasks++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
@@ -140,7 +150,8 @@ class CheckingRunner implements FlushRunner {
       if (result.status === 'committed') for (const p of task.partitions) this.lastPosition.set(p, task.lastPosition);
       return result;
     } finally {
-      this.busyGroups.delete(group);
+      for (const group of groups) this.busyGroups.delete(group);
+      if (whole) this.wholeInFlight = false;
       this.inFlight--;
     }
   }
@@ -368,6 +379,82 @@ test('stopped and unleased partitions are not written; an admitted one is writte
     });
     assert.equal(batcher.durableOffsetOf(1), 49);
     assert.equal(batcher.durableOffsetOf(2), -1);
+  } finally {
+    await batcher.stop(5_000);
+    await pool.close();
+    await ledger.drop();
+  }
+});
+
+test('at a trickle, one task writes a small batch for every group; the database still equals the engine', { timeout: 180_000 }, async () => {
+  const ledger = await createScratchLedger('tally_batcher', TOPIC, [0, 1, 2, 3]);
+  const pipeline = await startPipeline(ledger.url, 500);
+  try {
+    const messages = workload(0x7e1c, 600);
+    // A few commands every few milliseconds: each batch is small and finds every group idle.
+    for (let at = 0; at < messages.length; at += 20) {
+      await feed(pipeline.engine, messages.slice(at, at + 20));
+      await applied(pipeline.engine, Math.min(messages.length, at + 20));
+      await pipeline.batcher.flush(30_000);
+    }
+    const { batcher, runner } = pipeline;
+    assert.deepEqual(runner.violations, []);
+    assert.ok(runner.wholeTasks >= 20, `${runner.wholeTasks} of ${runner.tasks} tasks wrote several groups' partitions`);
+    assert.equal(batcher.metrics.commandsDurable, messages.length);
+    await withClient(ledger.url, async (client) => {
+      assert.deepEqual(await ledgerMismatches(client, lookup(pipeline.engine)), []);
+      const last = lastOffsets(messages);
+      assert.deepEqual(await nextOffsets(client, TOPIC), new Map([...last].map(([p, o]) => [p, o + 1])));
+    });
+  } finally {
+    await pipeline.close();
+    await ledger.drop();
+  }
+});
+
+test('while a whole batch is in flight, a later batch of another group waits for it', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_batcher', TOPIC, [0, 1]);
+  const engine = new InProcessEngine({ outputSlotCount: 1 << 12, balanceCapacity: 1 << 10, dedupWindow: 1 << 10, partitions: [0, 1] });
+  const pool = new FlushPool({ workers: 2 });
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const started: number[][] = [];
+  const runner: FlushRunner = {
+    run: async (task) => {
+      started.push([...task.partitions]);
+      if (started.length === 1) await gate;
+      return pool.run(task);
+    },
+  };
+  const batcher = new Batcher({
+    ring: engine.ring, runner, groupCount: 2, batchRowsMax: 50, batchIntervalMs: 1, topic: TOPIC, pgUrl: ledger.url,
+    fencingTokenOf: () => 1n, log,
+  });
+  const deposits = (partition: number, count: number): void => {
+    for (let i = 0; i < count; i++) {
+      engine.apply({ partition, type: CommandType.Deposit, txId: `p${partition}-${engine.nextOffsetOf(partition)}`, account: 1000n + BigInt(partition), currency: 1, amount: 1n });
+    }
+    engine.publish();
+  };
+  try {
+    deposits(0, 10);
+    deposits(1, 10);
+    const first = batcher.flush(30_000);
+    assert.deepEqual(started, [[0, 1]], 'the small batch of both groups went out as one task');
+    deposits(1, 5);
+    const second = batcher.flush(30_000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(started.length, 1, "partition 1's later batch waits for the whole batch");
+    open();
+    await Promise.all([first, second]);
+    assert.deepEqual(started, [[0, 1], [1]]);
+    await withClient(ledger.url, async (client) => {
+      assert.deepEqual(await nextOffsets(client, TOPIC), new Map([[0, 10], [1, 15]]));
+      assert.deepEqual((await client.query('SELECT partition, available::int, last_offset::int FROM balances WHERE account >= 1000 ORDER BY partition')).rows,
+        [{ partition: 0, available: 10, last_offset: 9 }, { partition: 1, available: 15, last_offset: 14 }]);
+    });
   } finally {
     await batcher.stop(5_000);
     await pool.close();

@@ -41,7 +41,8 @@ import { BinaryArrayColumns, INT2_OID, INT4_OID, INT8_OID } from './binary_array
 import { BinaryCopyEncoder } from './copy_binary';
 import { LastLegIndex } from './last_leg_index';
 
-export const STAGED_OUTCOMES_TABLE = 'tally_staged_outcomes';
+// pg_temp: the session's own temporary table, whatever search_path says.
+export const STAGED_OUTCOMES_TABLE = 'pg_temp.tally_staged_outcomes';
 export const JOURNAL_COLUMNS = 'partition, kafka_offset, leg_index, tx_id, account, currency_id, delta_available, delta_frozen, kind';
 export const OUTCOME_COLUMNS = 'partition, tx_id, kafka_offset, accepted, reason, payload_hash';
 export const BALANCE_COLUMNS = 'partition, account, currency_id, available, frozen, last_offset';
@@ -50,7 +51,7 @@ const OUTBOX_FIELDS = 8;
 const JOURNAL_FIELDS = 9;
 const OUTCOME_FIELDS = 6;
 const BALANCE_FIELDS = 6;
-/** Element types of the balance arrays, in BALANCE_COLUMNS order; BALANCE_ARRAYS_SQL casts them the same way. */
+/** Element types of the balance arrays, in BALANCE_COLUMNS order; flush_task.ts's UPSERT_BALANCES_ADVANCE_OFFSETS_SQL casts them the same way. */
 const BALANCE_TYPES = [INT4_OID, INT8_OID, INT2_OID, INT8_OID, INT8_OID, INT8_OID];
 const OUTCOME_STATUS_ACCEPTED = 1;
 const CURRENCY_IDS = 1 << 16;

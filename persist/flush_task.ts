@@ -298,8 +298,11 @@ function countWritten(): number {
 /** Begins the transaction and locks the task's lease rows; returns the partitions whose row is missing or carries another token. */
 async function beginAndLockLeases(client: pg.Client, task: FlushTask): Promise<number[]> {
   // A multi-statement simple query answers with one result per statement.
-  const results = await client.query(lockLeasesSql(client, task.topic, task.partitions)) as unknown as pg.QueryResult[];
-  const rows = results[1]!.rows as Array<{ partition: number; fencing_token: string; next_offset: number }>;
+  const results = await client.query(lockLeasesSql(client, task.topic, task.partitions)) as unknown;
+  if (!Array.isArray(results) || results.length !== 2 || (results[1] as pg.QueryResult).command !== 'SELECT') {
+    throw new Error('flush: BEGIN and the lease lock did not answer as two statements (sent as a simple query?)');
+  }
+  const rows = (results[1] as pg.QueryResult).rows as Array<{ partition: number; fencing_token: string; next_offset: number }>;
   const fenced: number[] = [];
   task.partitions.forEach((partition, index) => {
     const row = rows.find((r) => r.partition === partition);
