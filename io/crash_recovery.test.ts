@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { CommandProducer } from './command_producer';
 import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
-import { buildWorkload, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
+import { buildWorkload, MODEL_DEDUP_WINDOW, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
 import { compareWithModel, createTopic, nextOffsets } from './failure_support';
 import { killHard, sleep, spawnTally, waitFor } from './tally_process';
 import { SeededRandom } from '../engine/wire_fixtures';
@@ -32,6 +32,7 @@ test(`kill -9 during flushes, ${ROUNDS} rounds: the database equals an uninterru
   await migrate(pgUrl);
   const messages = buildWorkload(SEED, COMMANDS, PARTITIONS, 2000);
   const model = modelRun(messages, PARTITIONS);
+  if (COMMANDS > MODEL_DEDUP_WINDOW) throw new Error(`CRASH_COMMANDS ${COMMANDS} exceeds the model's dedup window ${MODEL_DEDUP_WINDOW}`);
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   // The log grows a chunk before every round, so every round has work in flight when killed.
   const chunk = Math.ceil(messages.length / (ROUNDS + 1));
@@ -44,7 +45,11 @@ test(`kill -9 during flushes, ${ROUNDS} rounds: the database equals an uninterru
   const env = {
     TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: pgUrl, TALLY_COMMANDS_TOPIC: topic, TALLY_COMMAND_PARTITIONS: String(PARTITIONS),
     TALLY_CONSUMER_GROUP: uniqueName('crash'), TALLY_INSTANCE_ID: 'crash-test', TALLY_CURRENCIES: WORKLOAD_CURRENCIES.map((c) => `${c.code}:${c.scale}`).join(','),
-    TALLY_DEDUP_WINDOW: '65536', TALLY_BALANCE_CAPACITY: '65536', TALLY_BATCH_ROWS_MAX: '500',
+    // The window covers the whole run, as the model's does: a duplicate picked from far back
+    // must be a duplicate for both. With a smaller window Tally applies it again (the window is
+    // the contract) while the model does not, and the soak's 400 000 commands (100 000 per
+    // partition) outgrew 65 536.
+    TALLY_DEDUP_WINDOW: String(Math.max(65_536, COMMANDS)), TALLY_BALANCE_CAPACITY: '65536', TALLY_BATCH_ROWS_MAX: '500',
   };
   const client = new pg.Client({ connectionString: pgUrl });
   await client.connect();

@@ -83,13 +83,16 @@ function place(key: string, value: Buffer, partitions: number, nextOffset: numbe
 }
 
 // Runs the workload through one engine, in each partition's log order, with no crash.
+/** The model's dedup window per partition: a test whose service window is smaller must not send more commands than that window. */
+export const MODEL_DEDUP_WINDOW = 1 << 20;
+
 export function modelRun(messages: readonly WorkloadMessage[], partitions: number): ModelState {
   const registry = CurrencyRegistry.fromConfig(WORKLOAD_CURRENCIES);
   const views = new CommandSlotViews(new ArrayBuffer(512));
   const output = new OutputBuffer(16);
   const table = BalanceTable.create({ capacity: 1 << 16 });
   const engine = new BalanceEngine({ table, commands: views.bytes.buffer, output });
-  for (let p = 0; p < partitions; p++) engine.assignPartition(p, { dedupWindow: 1 << 20 });
+  for (let p = 0; p < partitions; p++) engine.assignPartition(p, { dedupWindow: MODEL_DEDUP_WINDOW });
   const outcomes: ModelOutcome[] = [];
   let journalLegs = 0;
   for (const message of messages) {
