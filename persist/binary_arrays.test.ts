@@ -1,7 +1,8 @@
 // The binary array columns against the real PostgreSQL: rows sent as array parameters and
 // read back through unnest() exactly, int2/int4/int8 edge values and u64 bits from
 // little-endian bytes included; an empty batch; growth from a tiny buffer and reuse after
-// reset; rows of the wrong shape refused before anything is sent.
+// reset; rows of the wrong shape and values out of their type's range refused before anything
+// is sent.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,4 +79,15 @@ test('binary array columns refuse a row of the wrong shape', () => {
   assert.throws(() => columns.endRow(), /row 0 has 1 of 4 columns/);
   assert.throws(() => columns.beginRow(), /row 1 ended after 1 of 4 columns/);
   assert.throws(() => new BinaryArrayColumns([16]), /oid 16 is not int2, int4 or int8/);
+  const values = new BinaryArrayColumns([INT2_OID, INT4_OID, INT8_OID]);
+  values.beginRow();
+  assert.throws(() => values.int2(32768), /32768 is not an int2/);
+  assert.throws(() => values.int2(1.5), /1.5 is not an int2/);
+  values.int2(-32768);
+  assert.throws(() => values.int4(2 ** 31), /is not an int4/);
+  values.int4(-(2 ** 31));
+  assert.throws(() => values.int8(2 ** 53), /is not a safe integer/);
+  values.int8(-(2 ** 53 - 1));
+  values.endRow();
+  assert.equal(values.rowCount, 1);
 });

@@ -66,6 +66,8 @@ export class BinaryArrayColumns {
   }
 
   int2(value: number): void {
+    // A value out of range would wrap into another currency id silently: refuse it instead.
+    if (!(value >= -32768 && value <= 32767 && Math.floor(value) === value)) throw new RangeError(`binary arrays: ${value} is not an int2`);
     const at = this.next(2);
     const b = this.buffers[this.column - 1]!;
     b[at] = value >>> 8;
@@ -73,12 +75,14 @@ export class BinaryArrayColumns {
   }
 
   int4(value: number): void {
+    if (!(value >= -2147483648 && value <= 2147483647 && Math.floor(value) === value)) throw new RangeError(`binary arrays: ${value} is not an int4`);
     const at = this.next(4);
     put32(this.buffers[this.column - 1]!, at, value);
   }
 
   /** A safe integer (|value| < 2^53). */
   int8(value: number): void {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`binary arrays: ${value} is not a safe integer`);
     const at = this.next(8);
     const b = this.buffers[this.column - 1]!;
     const hi = Math.floor(value / TWO_POW_32);
