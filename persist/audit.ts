@@ -54,7 +54,7 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
   },
   {
     name: 'journal_has_one_accepted_outcome',
-    description: 'every journalled tx_id must have exactly one outcome, and it must be accepted',
+    description: 'every journalled tx_id must have exactly one outcome, accepted, at its journal offset (journal_offsets > 1: the tx_id was sent again after it left the dedup window and applied again; see TALLY_DEDUP_WINDOW)',
     sql: `SELECT j.partition, j.tx_id, COUNT(DISTINCT j.kafka_offset) AS journal_offsets, o.accepted, o.kafka_offset AS outcome_offset
             FROM journal j LEFT JOIN tx_outcomes o ON o.partition = j.partition AND o.tx_id = j.tx_id
            GROUP BY j.partition, j.tx_id, o.accepted, o.kafka_offset
