@@ -21,6 +21,7 @@ import { InProcessEngine } from './engine_fixture';
 import { FlushPool, FlushRunner } from './flush_pool';
 import type { FlushResult, FlushTask } from './flush_task';
 import { TEST_CURRENCIES, createScratchLedger, ledgerMismatches, nextOffsets, withClient } from './test_ledger';
+import type pg from 'pg';
 
 const TOPIC = 'tally.commands';
 const PARTITIONS = 4;
@@ -227,6 +228,13 @@ function lookup(engine: EngineThread) {
   return (account: bigint, currency: number, partition: number) => reader.readBalance(account, currency, partition);
 }
 
+/** The database equals the engine, and every partition's next offset is one past its last message. */
+async function assertLedgerIsEngine(client: pg.Client, engine: EngineThread, messages: readonly Message[]): Promise<void> {
+  assert.deepEqual(await ledgerMismatches(client, lookup(engine)), []);
+  const last = lastOffsets(messages);
+  assert.deepEqual(await nextOffsets(client, TOPIC), new Map([...last].map(([p, o]) => [p, o + 1])));
+}
+
 function lastOffsets(messages: readonly Message[]): Map<number, number> {
   const last = new Map<number, number>();
   for (const m of messages) last.set(m.partition, Math.max(last.get(m.partition) ?? -1, m.offset));
@@ -331,9 +339,7 @@ test('a database failure is retried with backoff until it heals, and nothing is 
       await pipeline.batcher.flush(60_000);
       assert.equal(pipeline.batcher.ready, true);
       assert.deepEqual(pipeline.runner.violations, []);
-      assert.deepEqual(await ledgerMismatches(client, lookup(pipeline.engine)), []);
-      const last = lastOffsets(messages);
-      assert.deepEqual(await nextOffsets(client, TOPIC), new Map([...last].map(([p, o]) => [p, o + 1])));
+      await assertLedgerIsEngine(client, pipeline.engine, messages);
     });
   } finally {
     await pipeline.close();
@@ -402,9 +408,7 @@ test('at a trickle, one task writes a small batch for every group; the database 
     assert.ok(runner.wholeTasks >= 20, `${runner.wholeTasks} of ${runner.tasks} tasks wrote several groups' partitions`);
     assert.equal(batcher.metrics.commandsDurable, messages.length);
     await withClient(ledger.url, async (client) => {
-      assert.deepEqual(await ledgerMismatches(client, lookup(pipeline.engine)), []);
-      const last = lastOffsets(messages);
-      assert.deepEqual(await nextOffsets(client, TOPIC), new Map([...last].map(([p, o]) => [p, o + 1])));
+      await assertLedgerIsEngine(client, pipeline.engine, messages);
     });
   } finally {
     await pipeline.close();
