@@ -30,9 +30,9 @@ test(`kill -9 during flushes, ${ROUNDS} rounds: the database equals an uninterru
   await createTopic(topic, PARTITIONS);
   await ensureDatabase(pgUrl);
   await migrate(pgUrl);
+  if (COMMANDS > MODEL_DEDUP_WINDOW) throw new Error(`CRASH_COMMANDS ${COMMANDS} exceeds the model's dedup window ${MODEL_DEDUP_WINDOW}`);
   const messages = buildWorkload(SEED, COMMANDS, PARTITIONS, 2000);
   const model = modelRun(messages, PARTITIONS);
-  if (COMMANDS > MODEL_DEDUP_WINDOW) throw new Error(`CRASH_COMMANDS ${COMMANDS} exceeds the model's dedup window ${MODEL_DEDUP_WINDOW}`);
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   // The log grows a chunk before every round, so every round has work in flight when killed.
   const chunk = Math.ceil(messages.length / (ROUNDS + 1));

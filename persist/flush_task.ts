@@ -106,20 +106,19 @@ const LOCK_TIMEOUT_MS = 30_000;
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000;
 
 // Session settings: temp_buffers must be set before the first use of a temporary table, and
-// big enough that a batch's staged outcomes (the rare upsert) stay in memory. JIT compiling the INSERT … SELECTs
-// costs more than it saves at these row counts.
+// big enough that a batch's staged outcomes (the rare upsert) stay in memory. JIT compiling
+// the INSERT … SELECTs costs more than it saves at these row counts.
 const SESSION_SQL = `SET temp_buffers = '128MB'; SET jit = off; ${CREATE_STAGING_TABLES_SQL}`;
 
-/** BEGIN and the lease lock in one simple query: the values are literals (an escaped topic, validated integers). */
+/**
+ * BEGIN and the lease lock in one simple query, so the values are literals: the topic
+ * escaped, the partitions as numbers (PartitionSelection.select has checked them to be
+ * partition ids).
+ */
 function lockLeasesSql(client: pg.Client, topic: string, partitions: readonly number[]): string {
   return `BEGIN; SELECT partition, fencing_token::text AS fencing_token, next_offset::float8 AS next_offset
-    FROM partition_leases WHERE topic = ${client.escapeLiteral(topic)} AND partition = ANY('{${partitions.map(integerLiteral).join(',')}}'::integer[])
+    FROM partition_leases WHERE topic = ${client.escapeLiteral(topic)} AND partition = ANY('{${partitions.join(',')}}'::integer[])
    ORDER BY partition FOR UPDATE`;
-}
-
-function integerLiteral(value: number): string {
-  if (!Number.isSafeInteger(value)) throw new Error(`flush: ${value} is not an integer`);
-  return String(value);
 }
 
 // The balance upsert and the fenced offset advance as one statement (a data-modifying WITH
