@@ -47,7 +47,7 @@ function durableRange(): DurableRange {
     engine.apply(command);
   }
   engine.publish();
-  return { ring: engine.ring, firstPosition: 0, lastPosition: engine.ring.publishedSequence(), commandCount: COMMANDS };
+  return { ring: engine.ring, firstPosition: 0, lastPosition: engine.ring.publishedSequence(), commandCount: COMMANDS, unwrittenPartitions: [] };
 }
 
 function main(): void {

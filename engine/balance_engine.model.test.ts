@@ -177,6 +177,7 @@ class ReferenceModel {
 
   private isMalformed(command: ModelCommand): boolean {
     if (command.type < CommandType.Deposit || command.type > CommandType.Credit) return true;
+    if (command.type !== CommandType.Credit && /^~[xr][0-9]+-[0-9]+$/.test(command.txId)) return true;
     if (isSystem(command.account)) return true;
     if (command.type === CommandType.Transfer && isSystem(command.counterAccount)) return true;
     if (command.type === CommandType.Settle && (command.legCount < 1 || command.legCount > 12)) return true;

@@ -366,6 +366,21 @@ test('credit: the same tx_id with another payload, or as a deposit, is DUPLICATE
   assert.equal(h.balance(0n, USDT, 1), undefined, 'a credit never touches the external account');
 });
 
+test('a tx_id of the credit shape (~x<p>-<o>, ~r<p>-<o>) is MALFORMED on any other command, so it stays free for the credit', () => {
+  const h = harness();
+  for (const txId of ['~x1-5', '~r0-123456789']) {
+    const forged = h.run({ ...deposit(txId, 1005n, 100n), partition: 1, accountHome: 1 });
+    assert.deepEqual([forged.outcome.reason, forged.outcome.flags, forged.legs.length], [RejectCode.Malformed, 0, 0], txId);
+  }
+  const transfer = h.run({ type: CommandType.Transfer, txId: '~x1-6', account: 1001n, counterAccount: 1002n, currency: USDT, amount: 1n });
+  assert.equal(transfer.outcome.reason, RejectCode.Malformed);
+  const real = h.run(credit('~x1-5', 1005n, 60n, 1));
+  assert.deepEqual([real.outcome.status, real.outcome.flags], [1, OUTCOME_FLAG_RECORDED], 'the real credit is applied');
+  assert.deepEqual(h.balance(1005n, USDT), [60n, 0n]);
+  // Only that exact shape is reserved.
+  for (const txId of ['~x1-', '~x-5', '~y1-5', '~x1-5a', 'a~x1-5', '~x1_5']) assert.equal(h.run({ ...deposit(txId, 1001n, 1n) }).outcome.status, 1, txId);
+});
+
 test('credit: AMOUNT_OVERFLOW and BALANCE_TABLE_FULL as for a deposit', () => {
   const h = harness();
   h.run({ ...deposit('d1', 1005n, I64_MAX), partition: 1, accountHome: 1 });

@@ -19,7 +19,9 @@
 //                                                     MALFORMED; never looked up nor recorded
 //   2. MALFORMED (decoder) or malformed shape        → MALFORMED, not looked up, not recorded,
 //      (unknown type; a system account where a user   so a client can resend a corrected
-//      account is required; settle legCount ∉ 1..12)  message with the same tx_id
+//      account is required; settle legCount ∉ 1..12;  message with the same tx_id
+//      a tx_id reserved for credits, reserved_tx_id.ts,
+//      on anything but a credit)
 //   3. tx_id in the partition's dedup window: same payloadHash → the stored outcome again,
 //      flagged DUPLICATE, nothing changes; other payloadHash → DUPLICATE_TX_ID_CONFLICT,
 //      not recorded (the original outcome stays)
@@ -80,6 +82,7 @@ import {
   LEGS_OFFSET, PARTITION_OFFSET, PAYLOAD_HASH_OFFSET, REJECT_CODE_OFFSET, SETTLE_LEGS_MAX,
   TX_ID_BYTES_MAX, TX_ID_HASH_OFFSET, TX_ID_LENGTH_OFFSET, TX_ID_OFFSET, TYPE_OFFSET,
 } from './command_layout';
+import { isReservedTxIdBytes } from './reserved_tx_id';
 import { RejectCode } from './reject_code';
 import { EXTERNAL_ACCOUNT_ID, TRANSIT_ACCOUNT_ID } from './account_id';
 import {
@@ -501,7 +504,7 @@ export class BalanceEngine {
     if (txIdLength > Limit.TxIdBytesMax) throw new Error(`balance engine: txIdLength ${txIdLength} breaks the command layout`);
     const preset = (header >>> 8) & 0xff;
     if (txIdLength === 0) return this.finishUnrecorded(slot, preset !== 0 ? preset : RejectCode.Malformed);
-    if (preset === RejectCode.Malformed || !this.isWellFormed(slot)) return this.finishUnrecorded(slot, RejectCode.Malformed);
+    if (preset === RejectCode.Malformed || !this.isWellFormed(slot, txIdLength)) return this.finishUnrecorded(slot, RejectCode.Malformed);
     const txIdHashLo = words[w + CommandWord.TxIdHash];
     const txIdHashHi = words[w + CommandWord.TxIdHash + 1];
     const entry = dedup.find(txIdHashLo, txIdHashHi, this.commandBytes, slot + CommandWord.TxId * 4, txIdLength);
@@ -528,11 +531,12 @@ export class BalanceEngine {
   }
 
   /** Shape checks that need no state; a failure is MALFORMED. */
-  private isWellFormed(slot: number): boolean {
+  private isWellFormed(slot: number, txIdLength: number): boolean {
     const words = this.commandWords;
     const w = slot >> 2;
     const type = words[w + CommandWord.Header] & 0xff;
     if (type < CommandType.Deposit || type > CommandType.Credit) return false;
+    if (type !== CommandType.Credit && isReservedTxIdBytes(this.commandBytes, slot + CommandWord.TxId * 4, txIdLength)) return false;
     if (!isUserAccount(words[w + CommandWord.Account], words[w + CommandWord.Account + 1])) return false;
     if (type === CommandType.Transfer) return isUserAccount(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1]);
     if (type === CommandType.Settle) {

@@ -78,6 +78,11 @@ export const OUTCOME_FLAG_RECORDED = 2;
  * Never set on rejections nor on duplicate replays (they have no legs).
  */
 export const OUTCOME_FLAG_CREDIT_OUT = 4;
+/**
+ * Never written by the engine: the fan-out's copy of a committed range marks the commands of
+ * partitions that range did not commit (io/durable_slot_queue.ts), and reading skips them.
+ */
+export const OUTCOME_FLAG_NOT_COMMITTED = 0x80;
 export const LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET = 112;
 export const LEG_SLOT_CREDIT_TO_PARTITION_OFFSET = 120;
 /** The tail's last four bytes: zero when the tail is written. */
@@ -141,7 +146,7 @@ function assertLayout(): void {
   if (LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET + 8 !== LEG_SLOT_CREDIT_TO_PARTITION_OFFSET || LEG_SLOT_CREDIT_TO_PARTITION_OFFSET + 4 !== LEG_SLOT_CREDIT_RESERVED_OFFSET || LEG_SLOT_CREDIT_RESERVED_OFFSET + 4 !== OUTPUT_SLOT_BYTES) {
     throw new Error('output layout: the credit tail (to u64, partition u32, zero u32) must fill the leg slot');
   }
-  if ((OUTCOME_FLAG_CREDIT_OUT & (OUTCOME_FLAG_DUPLICATE | OUTCOME_FLAG_RECORDED)) !== 0) throw new Error('output layout: outcome flags must be distinct bits');
+  if (((OUTCOME_FLAG_CREDIT_OUT | OUTCOME_FLAG_NOT_COMMITTED) & (OUTCOME_FLAG_DUPLICATE | OUTCOME_FLAG_RECORDED)) !== 0 || (OUTCOME_FLAG_CREDIT_OUT & OUTCOME_FLAG_NOT_COMMITTED) !== 0) throw new Error('output layout: outcome flags must be distinct bits');
   if (outputSlotsFor(12) !== OUTPUT_SLOTS_PER_COMMAND_MAX) throw new Error('output layout: a 12-leg settle must take OUTPUT_SLOTS_PER_COMMAND_MAX slots');
   if (OUTPUT_SLOT_BYTES % 64 !== 0) throw new Error('output layout: slot must be a whole number of cache lines');
 }

@@ -11,6 +11,17 @@ export interface CommandProducerOptions {
   readonly lingerMs?: number;
 }
 
+/** Where a produced command landed in the commands topic. */
+export interface CommandPosition {
+  readonly partition: number;
+  readonly offset: number;
+}
+
+interface Acknowledged {
+  resolve(position: CommandPosition): void;
+  reject(error: Error): void;
+}
+
 export class CommandProducer {
   private readonly producer: Kafka.Producer;
   private pending = 0;
@@ -23,6 +34,11 @@ export class CommandProducer {
   private constructor(producer: Kafka.Producer, private readonly topic: string) {
     this.producer = producer;
     producer.on('delivery-report', (error, report) => {
+      const acknowledged = report.opaque as Acknowledged | undefined;
+      if (acknowledged !== undefined && acknowledged !== null) {
+        if (error) acknowledged.reject(new Error(`delivery to ${topic} failed: ${error.message}`));
+        else acknowledged.resolve({ partition: report.partition, offset: report.offset });
+      }
       if (error && this.failure === undefined) this.failure = new Error(`delivery to ${topic} failed: ${error.message}`);
       if (!error && report.offset > (this.lastOffsets.get(report.partition) ?? -1)) this.lastOffsets.set(report.partition, report.offset);
       this.pending--;
@@ -58,6 +74,15 @@ export class CommandProducer {
     this.throwIfFailed();
     this.producer.produce(this.topic, null, value, key);
     this.pending++;
+  }
+
+  /** send(), resolved with where the broker stored the command once it acknowledged it. */
+  sendAcknowledged(key: string, value: Buffer): Promise<CommandPosition> {
+    this.throwIfFailed();
+    return new Promise((resolve, reject) => {
+      this.producer.produce(this.topic, null, value, key, undefined, { resolve, reject } satisfies Acknowledged);
+      this.pending++;
+    });
   }
 
   // Resolves once every queued command has been acknowledged by the broker.

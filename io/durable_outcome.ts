@@ -8,7 +8,7 @@
 import { formatAmount } from '../engine/amount';
 import { CurrencyRegistry } from '../engine/currency_registry';
 import {
-  LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, OUTCOME_FLAG_CREDIT_OUT, OUT_LEG_AVAILABLE_DELTA_OFFSET, OUTCOME_FLAG_DUPLICATE, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_COUNT_OFFSET,
+  LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET, OUTCOME_FLAG_CREDIT_OUT, OUT_LEG_AVAILABLE_DELTA_OFFSET, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_NOT_COMMITTED, OUTCOME_FLAG_RECORDED, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET, OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_COUNT_OFFSET,
   OUT_LEG_CURRENCY_OFFSET, OUT_LEG_PARTITION_OFFSET, OUT_LEG_RESULTING_AVAILABLE_OFFSET, OUT_LEG_RESULTING_FROZEN_OFFSET, OUT_ORIGINAL_OFFSET_OFFSET,
   OUT_PARTITION_OFFSET, OUT_REASON_OFFSET, OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_LENGTH_OFFSET, OUT_TX_ID_OFFSET, legOffsetInSlot,
 } from '../engine/output_layout';
@@ -46,6 +46,12 @@ export interface DurableOutcome {
   readonly duplicate: boolean;
   /** Offset of the command that recorded the outcome (differs from `offset` for duplicates). */
   readonly originalOffset: number;
+  /**
+   * The outcome is stored in tx_outcomes by this command (OUTCOME_FLAG_RECORDED). Duplicates,
+   * DUPLICATE_TX_ID_CONFLICT, MALFORMED and BALANCE_TABLE_FULL are not: they get an event,
+   * but the tx_id's stored outcome stays what it was.
+   */
+  readonly recorded: boolean;
   readonly commandType: number;
   /** The command's debited/main account as a decimal string. */
   readonly account: string;
@@ -103,7 +109,8 @@ export interface SlotCursor {
 }
 
 /**
- * Reads at most `commandsMax` commands from `cursor.position` (a command's first slot) up to
+ * Reads at most `commandsMax` commands (not counting those flagged OUTCOME_FLAG_NOT_COMMITTED,
+ * which are skipped) from `cursor.position` (a command's first slot) up to
  * `lastPosition`, calling `visit` for each. The cursor moves past a command before it is
  * read, so after a throw (from reading or from `visit`) it is already past the command that
  * threw: the caller can report that command and go on with the next.
@@ -120,6 +127,7 @@ export function readDurableOutcomes(
     cursor.current = position;
     const slot = slots.slotOffset(position);
     cursor.position = position + Math.max(1, bytes[slot + OUT_SLOT_COUNT_OFFSET]!);
+    if ((bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_NOT_COMMITTED) !== 0) continue;
     read++;
     visit(readDurableOutcome(slots, bytes, view, slot, position, registry, withBalances));
   }
@@ -139,6 +147,7 @@ function readDurableOutcome(
   const partition = view.getUint32(slot + OUT_PARTITION_OFFSET, true);
   const offset = view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true);
   const duplicate = (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0;
+  const recorded = (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_RECORDED) !== 0;
   const originalOffset = view.getFloat64(slot + OUT_ORIGINAL_OFFSET_OFFSET, true);
   const credit = accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0 ? readCredit(slots, view, slot, position, registry) : undefined;
   // The same bytes as resultEventJson() of the outcome (durable_outcome.test.ts compares them).
@@ -150,7 +159,7 @@ function readDurableOutcome(
   const balancesJson = legCount === 0 ? '' : userBalancesJson(slots, view, position, legCount, registry);
   eventJson += balancesJson === '' ? '}' : `,"balances":[${balancesJson}]}`;
   return {
-    txId, status, reason, reasonCode: accepted ? 0 : bytes[slot + OUT_REASON_OFFSET]!, partition, offset, duplicate, originalOffset,
+    txId, status, reason, reasonCode: accepted ? 0 : bytes[slot + OUT_REASON_OFFSET]!, partition, offset, duplicate, originalOffset, recorded,
     commandType: bytes[slot + OUT_COMMAND_TYPE_OFFSET]!,
     account: unsignedDecimal(view.getUint32(slot + OUT_ACCOUNT_OFFSET, true), view.getUint32(slot + OUT_ACCOUNT_OFFSET + 4, true)),
     balances: withBalances ? readBalances(slots, view, position, legCount, registry) : NO_BALANCES,

@@ -62,7 +62,7 @@ test('ranges copied out of a wrapping ring read back as the same outcomes, in sl
       target.set(source.subarray(from, from + OUTPUT_SLOT_BYTES), small.slotOffset(position + shift));
     }
     if (small.slotOffset(last + shift) < small.slotOffset(first + shift)) wrapped++;
-    queue.push({ ring: small, firstPosition: first + shift, lastPosition: last + shift, commandCount: count });
+    queue.push({ ring: small, firstPosition: first + shift, lastPosition: last + shift, commandCount: count, unwrittenPartitions: [] });
     target.fill(0xee); // the ring is reused at once: the queue must hold its own copy
     pushed++;
     command += count;
@@ -87,7 +87,7 @@ test('contiguous ranges share one buffer, and a command whose fan-out throws is 
   // Committed one command at a time, as under a catch-up of many small batches.
   for (let command = 0; command < starts.length; command++) {
     const last = (command + 1 < starts.length ? starts[command + 1]! : engine.ring.publishedSequence() + 1) - 1;
-    queue.push({ ring: engine.ring, firstPosition: starts[command]!, lastPosition: last, commandCount: 1 });
+    queue.push({ ring: engine.ring, firstPosition: starts[command]!, lastPosition: last, commandCount: 1, unwrittenPartitions: [] });
   }
   assert.equal(queue.chunkCount, 1, 'one buffer for 400 contiguous ranges');
   assert.equal(queue.byteCount, (engine.ring.publishedSequence() + 1) * OUTPUT_SLOT_BYTES);
@@ -103,4 +103,24 @@ test('contiguous ranges share one buffer, and a command whose fan-out throws is 
   assert.equal(new Set(seen).size, 399, 'nothing is read twice');
   assert.ok(!seen.includes('t101'));
   assert.equal(queue.byteCount, 0);
+});
+
+test('commands of partitions a range did not commit (stopped, fenced) are never read: no event, cache entry or credit for them', () => {
+  const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 4096, partitions: [0, 1, 2] });
+  const starts: number[] = [];
+  for (let index = 0; index < 90; index++) {
+    const partition = index % 3;
+    starts.push(engine.apply({ partition, type: CommandType.Deposit, txId: `p${partition}-${index}`, account: BigInt(1000 + partition), currency: 1, amount: 5n }));
+  }
+  engine.publish();
+  const queue = new DurableSlotQueue(registry, noFailure);
+  // Two ranges of 45 commands: in the first, partition 1 was stopped before its flush; in the second, 1 and 2 were.
+  queue.push({ ring: engine.ring, firstPosition: 0, lastPosition: starts[45]! - 1, commandCount: 45, unwrittenPartitions: [1] });
+  queue.push({ ring: engine.ring, firstPosition: starts[45]!, lastPosition: engine.ring.publishedSequence(), commandCount: 45, unwrittenPartitions: [1, 2] });
+  assert.equal(queue.commandCount, 30 + 15, 'only committed commands are queued');
+  const read: string[] = [];
+  while (!queue.empty) queue.take(7, false, (outcome) => read.push(outcome.txId));
+  const expected = Array.from({ length: 90 }, (_, index) => index).filter((index) => index % 3 === 0 || (index % 3 === 2 && index < 45)).map((index) => `p${index % 3}-${index}`);
+  assert.deepEqual(read, expected);
+  assert.equal(queue.commandCount, 0);
 });

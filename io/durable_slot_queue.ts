@@ -12,6 +12,7 @@
 // outage) takes the bytes of its slots, not a buffer per batch.
 
 import { CurrencyRegistry } from '../engine/currency_registry';
+import { OUTCOME_FLAG_NOT_COMMITTED, OUT_FLAGS_OFFSET, OUT_PARTITION_OFFSET, OUT_SLOT_COUNT_OFFSET } from '../engine/output_layout';
 import type { DurableRange } from '../persist/batcher';
 import { DurableOutcome, OutputSlots, SlotCursor, readDurableOutcomes } from './durable_outcome';
 
@@ -32,6 +33,24 @@ interface Chunk {
   readonly cursor: SlotCursor;
   /** The last slot copied in. */
   last: number;
+}
+
+/**
+ * Flags the copied commands of the range's unwritten partitions OUTCOME_FLAG_NOT_COMMITTED,
+ * so reading skips them (no event, cache entry, push, credit or metric); returns how many.
+ */
+function markNotCommitted(target: Uint8Array, slots: CopiedSlots, range: DurableRange): number {
+  const view = new DataView(target.buffer);
+  let marked = 0;
+  for (let position = range.firstPosition; position <= range.lastPosition;) {
+    const slot = slots.slotOffset(position);
+    if (range.unwrittenPartitions.includes(view.getUint32(slot + OUT_PARTITION_OFFSET, true))) {
+      target[slot + OUT_FLAGS_OFFSET] = target[slot + OUT_FLAGS_OFFSET]! | OUTCOME_FLAG_NOT_COMMITTED;
+      marked++;
+    }
+    position += Math.max(1, target[slot + OUT_SLOT_COUNT_OFFSET]!);
+  }
+  return marked;
 }
 
 /** A fan-out of one command threw: `position` is its first slot; it is skipped. */
@@ -86,7 +105,8 @@ export class DurableSlotQueue {
       position += slots;
     }
     chunk.last = range.lastPosition;
-    this.queued += range.commandCount;
+    const skipped = range.unwrittenPartitions.length === 0 ? 0 : markNotCommitted(target, chunk.slots, range);
+    this.queued += range.commandCount - skipped;
     this.queuedBytes += bytes;
   }
 

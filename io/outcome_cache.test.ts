@@ -35,6 +35,18 @@ test('waiters get the next outcome of their tx_id that they accept, or undefined
   assert.equal(cache.waiting, 0);
 });
 
+test('an outcome that is not stored (a conflicting repeat) wakes its waiters but never replaces the stored one', async () => {
+  const cache = new OutcomeCache(4);
+  add(cache, 'd1', 10);
+  const waiting = cache.waitFor('d1', 1000);
+  cache.add('d1', 0, '{"tx_id":"d1","status":"rejected","reason":"DUPLICATE_TX_ID_CONFLICT","partition":0,"offset":"11"}', false);
+  assert.equal((await waiting)?.reason, 'DUPLICATE_TX_ID_CONFLICT', 'the waiter hears of the conflict');
+  assert.deepEqual([cache.get('d1')?.status, cache.get('d1')?.offset], ['accepted', '10'], 'a lookup still answers the stored outcome');
+  cache.add('x', 0, '{"tx_id":"x","status":"rejected","reason":"MALFORMED","partition":0,"offset":"12"}', false);
+  assert.equal(cache.get('x'), undefined, 'nothing stored, nothing cached: the lookup reads the database');
+  assert.equal(cache.size, 1);
+});
+
 test('the tx_id index agrees with a Map model over many adds, repeats and evictions', () => {
   const capacity = 97;
   const cache = new OutcomeCache(capacity);

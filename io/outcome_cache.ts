@@ -74,10 +74,15 @@ export class OutcomeCache {
     return this.waiters.size;
   }
 
-  /** A durable outcome: its tx_id, the partition whose command it is, and its result event's JSON. */
-  add(txId: string, partition: number, eventJson: string): void {
+  /**
+   * A durable outcome: its tx_id, the partition whose command it is, and its result event's
+   * JSON. Waiters for the tx_id hear of every outcome; only one that is `stored` (recorded in
+   * tx_outcomes) is kept for lookups, so a conflicting repeat or a duplicate never hides the
+   * stored outcome (a lookup must answer what the database would).
+   */
+  add(txId: string, partition: number, eventJson: string, stored = true): void {
     if (this.waiters.size > 0) this.wake(txId, partition, eventJson);
-    if (this.capacity === 0) return;
+    if (this.capacity === 0 || !stored) return;
     // Room for the worst case of UTF-8 (3 bytes per UTF-16 unit); only what is written is used.
     const room = (txId.length + eventJson.length) * 3;
     if (txId.length > TX_ID_BYTES_MAX / 3 || room > this.arena.length >> 2) {

@@ -191,7 +191,7 @@ export class Service {
         registerTransactionRoutes(app, cache, db, config.commandPartitions, log);
         registerTransferRoutes(app, {
           secret: config.transferSecret, signatureWindowMs: config.signatureWindowMs, timeoutMs: config.transferTimeoutMs,
-          bodyBytesMax: config.httpBodyBytesMax, partitionCount: config.commandPartitions, registry,
+          bodyBytesMax: config.httpBodyBytesMax, partitionCount: config.commandPartitions, commandsTopic: config.commandsTopic, registry,
           producer: () => producer, cache, db, ownsPartition: ownership.owns, log,
         });
         stream.register(app);
@@ -246,7 +246,7 @@ export class Service {
     const events = this.fanoutQueue.take(commandsMax, stream.subscribed, (outcome) => {
       if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
       publisher.publish(outcome.partition, outcome.offset, outcome.txId, outcome.eventJson);
-      cache.add(outcome.txId, outcome.partition, outcome.eventJson);
+      cache.add(outcome.txId, outcome.partition, outcome.eventJson, outcome.recorded);
       stream.publish(outcome);
       metrics.noteOutcome(outcome.commandType, outcome.reasonCode);
     });

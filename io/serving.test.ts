@@ -15,6 +15,10 @@ import { Service } from './service';
 import { CommandProducer } from './command_producer';
 import { signRequest } from './request_signature';
 import { resolveCredit } from './resolve_credit';
+import { listen } from './http_server';
+import { OutcomeCache } from './outcome_cache';
+import { registerTransferRoutes } from './transfer_routes';
+import { CurrencyRegistry } from '../engine/currency_registry';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -175,6 +179,9 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.deepEqual(balances.body.balances, [{ currency: 'USDT', available: '50', frozen: '30' }, { currency: 'BTC', available: '0.001', frozen: '0' }]);
     assert.deepEqual((await getJson(port, `/v1/transactions/w2`)).body, { tx_id: 'w2', status: 'rejected', reason: 'INSUFFICIENT_AVAILABLE', partition: home, offset: only('w2').offset });
     assert.equal((await getJson(port, '/v1/transactions/never-sent')).status, 404);
+    // The conflicting repeat of d1 got its rejection event, but d1's stored outcome is the original's.
+    const d1 = (await getJson(port, '/v1/transactions/d1')).body;
+    assert.deepEqual([d1.status, d1.reason, d1.offset], ['accepted', undefined, events.of('d1')[0]!.offset], 'a lookup answers the stored outcome, not the conflict');
 
     const pushed = stream.messages.filter((m) => m.op === 'balance');
     assert.ok(pushed.some((m) => m.account === b && m.currency === 'USDT' && m.available === '5' && m.tx_id === 't1'), 'the credited account is pushed');
@@ -186,6 +193,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     stream.ws.close();
 
     await checkTransferApi(port, a, b, elsewhere);
+    await checkRemoteTransferApi(config, database.url, a, b);
     await checkStrandedCredit(config, database.url, events, send, producer, a, users.find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) !== home && u !== elsewhere)!);
 
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -212,7 +220,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     await waitReady(service);
     await events.waitFor(['after-restart']);
     const port2 = service.http.port;
-    assert.deepEqual((await getJson(port2, `/v1/accounts/${a}/balances/USDT`)).body.balances, [{ currency: 'USDT', available: '47.5', frozen: '30' }]);
+    assert.deepEqual((await getJson(port2, `/v1/accounts/${a}/balances/USDT`)).body.balances, [{ currency: 'USDT', available: '47.25', frozen: '30' }]);
     assert.deepEqual((await getJson(port2, '/v1/transactions/w1')).body, { tx_id: 'w1', status: 'accepted', partition: home, offset: only('w1').offset }, 'older outcomes come from PostgreSQL');
     assert.equal(events.of('w1').length, 1, 'a restart does not re-apply or re-announce committed commands');
     const replayed = events.events.filter((e) => (e as { replayed?: boolean }).replayed === true).map((e) => e.tx_id);
@@ -274,6 +282,9 @@ async function checkTransferApi(port: number, a: string, b: string, elsewhere: s
     [body({ currency: 'DOGE' }), 400, 'UNKNOWN_CURRENCY'],
     [body({ from_account: '12x' }), 400, 'BAD_ACCOUNT'],
     [body({ transaction_id: 'x'.repeat(2000) }), 413, 'BODY_TOO_LARGE'],
+    [body({ transaction_id: 'a\u0000b' }), 400, 'BAD_TX_ID'],
+    [body({ transaction_id: '\ud800' }), 400, 'BAD_TX_ID'],
+    [body({ transaction_id: '~x1-5' }), 400, 'BAD_TX_ID'],
   ];
   for (const [text, status, error] of cases) {
     const answer = await postTransfer(port, text);
@@ -282,6 +293,42 @@ async function checkTransferApi(port: number, a: string, b: string, elsewhere: s
   const wrongMethod = await fetch(`http://127.0.0.1:${port}/v1/wallet/balance_transfer`);
   assert.deepEqual([wrongMethod.status, ((await wrongMethod.json()) as { error: string }).error], [404, 'NOT_FOUND']);
   assert.equal((await getJson(port, '/readyz')).status, 200, 'bad requests never disturb the server');
+}
+
+/**
+ * The transfer API of an instance that does not apply the sender's partition (another instance
+ * does; here: the service above, with this second server in front of it): the answer comes from
+ * PostgreSQL once the partition's durable offset passed the produced command, and is the
+ * command's own outcome — a duplicate's stored outcome, or 409 for a conflicting repeat
+ * (which is never stored, so only the offset and the payload hash tell it apart).
+ */
+async function checkRemoteTransferApi(config: TallyConfig, pgUrl: string, a: string, b: string): Promise<void> {
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic: config.commandsTopic });
+  const db = new pg.Pool({ connectionString: pgUrl, max: 2 });
+  const registry = CurrencyRegistry.fromConfig(config.currencies);
+  const server = await listen({
+    host: '127.0.0.1', port: 0, isReady: () => true,
+    routes: (app) => registerTransferRoutes(app, {
+      secret: SECRET, signatureWindowMs: 60_000, timeoutMs: 10_000, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: config.commandsTopic,
+      registry, producer: () => producer, cache: new OutcomeCache(0), db, ownsPartition: () => false, log: createLogger('warn'),
+    }),
+  });
+  try {
+    const body = (fields: Record<string, unknown>): string => JSON.stringify({ from_account: a, to_account: b, amount: '0.25', currency: 'USDT', transaction_id: 'remote-1', ...fields });
+    const ok = await postTransfer(server.port, body({}));
+    assert.deepEqual([ok.status, ok.body.status, ok.body.duplicate], [200, 'accepted', undefined], JSON.stringify(ok.body));
+    const again = await postTransfer(server.port, body({}));
+    assert.deepEqual([again.status, again.body.status, again.body.duplicate, again.body.original_offset], [200, 'accepted', true, ok.body.offset], 'a retry answers the stored outcome');
+    assert.ok(Number(again.body.offset) > Number(ok.body.offset));
+    const conflict = await postTransfer(server.port, body({ amount: '0.5' }));
+    assert.deepEqual([conflict.status, conflict.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'same transaction_id, another payload');
+    const poor = await postTransfer(server.port, body({ transaction_id: 'remote-2', amount: '1000000' }));
+    assert.deepEqual([poor.status, poor.body.reason], [422, 'INSUFFICIENT_AVAILABLE']);
+  } finally {
+    server.close();
+    await db.end();
+    await producer.disconnect();
+  }
 }
 
 /**

@@ -11,12 +11,15 @@ import { CurrencyRegistry, UNKNOWN_CURRENCY_ID } from '../engine/currency_regist
 import { AmountSign, parseAmount } from '../engine/amount';
 import { RejectCode, rejectCodeName } from '../engine/reject_code';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
-import type { CommandProducer } from './command_producer';
+import type { CommandPosition, CommandProducer } from './command_producer';
+import { createCommandSlotViews, readCommandSlot } from '../engine/command_slot';
+import { decodeJsonCommand } from '../engine/json_codec';
+import { isReservedTxId } from '../engine/reserved_tx_id';
 import type { OutcomeCache } from './outcome_cache';
 import { readBody } from './http_body';
 import { json } from './http_server';
 import { checkSignature } from './request_signature';
-import { CreditStatus, TransactionBody, creditOf, storedOutcomes, withCredit } from './transaction_routes';
+import { CreditStatus, TransactionBody, creditOf, withCredit } from './transaction_routes';
 import type { Logger } from './logger';
 
 export interface TransferRouteOptions {
@@ -25,6 +28,8 @@ export interface TransferRouteOptions {
   readonly timeoutMs: number;
   readonly bodyBytesMax: number;
   readonly partitionCount: number;
+  /** The commands topic (partition_leases rows are per topic). */
+  readonly commandsTopic: string;
   readonly registry: CurrencyRegistry;
   readonly producer: () => CommandProducer | undefined;
   readonly cache: OutcomeCache;
@@ -66,6 +71,10 @@ function parseTransfer(body: Buffer, registry: CurrencyRegistry): TransferReques
     if (BigInt(request[field]) < 1000n) throw new BadRequest('BAD_ACCOUNT', `"${field}" is a system account; transfers move money between user accounts`);
   }
   if (Buffer.byteLength(request.transaction_id) > 64) throw new BadRequest('BAD_TX_ID', '"transaction_id" must be 1 to 64 bytes');
+  // What the command decoder would refuse as MALFORMED (with no tx_id, so no outcome could be
+  // waited for): a NUL (PostgreSQL text cannot hold it) or a lone surrogate (not UTF-8).
+  if (/[\u0000\p{Cs}]/u.test(request.transaction_id)) throw new BadRequest('BAD_TX_ID', '"transaction_id" must be UTF-8 text without NUL characters');
+  if (isReservedTxId(request.transaction_id)) throw new BadRequest('BAD_TX_ID', '"transaction_id" of the form ~x<n>-<n> or ~r<n>-<n> is reserved for the credits of cross-partition transfers');
   if (registry.idOfCode(request.currency) === UNKNOWN_CURRENCY_ID) throw new BadRequest('UNKNOWN_CURRENCY', `unknown currency "${request.currency}"`);
   return request;
 }
@@ -145,24 +154,59 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
   const producer = options.producer();
   if (producer === undefined) throw new Error('the command producer is not connected');
   const partition = homePartitionOfAccountDecimal(transfer.from_account, options.partitionCount);
-  const command = JSON.stringify({
+  const command = Buffer.from(JSON.stringify({
     type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
-  });
-  const local = options.ownsPartition(partition);
-  const waiting = local ? options.cache.waitFor(transfer.transaction_id, options.timeoutMs, partition) : undefined;
-  producer.send(transfer.from_account, Buffer.from(command));
-  if (waiting !== undefined) {
+  }));
+  if (options.ownsPartition(partition)) {
+    // This instance applies the partition: the fan-out wakes the waiter with the command's
+    // own event (accepted, rejected, duplicate or conflict).
+    const waiting = options.cache.waitFor(transfer.transaction_id, options.timeoutMs, partition);
+    producer.send(transfer.from_account, command);
     return waiting;
   }
-  return pollStored(options, partition, transfer.transaction_id);
+  const position = await producer.sendAcknowledged(transfer.from_account, command);
+  return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options));
 }
 
-// Another instance applies the partition: its outcome becomes visible in PostgreSQL.
-async function pollStored(options: TransferRouteOptions, partition: number, txId: string): Promise<TransactionBody | undefined> {
+/** The engine's payload hash of the command (engine/payload_hash.ts), as tx_outcomes stores it (int8). */
+function payloadHashOf(command: Buffer, position: CommandPosition, options: TransferRouteOptions): bigint {
+  const views = createCommandSlotViews(1, false);
+  decodeJsonCommand(command, position.partition, position.offset, options.partitionCount, options.registry, views, 0);
+  return BigInt.asIntN(64, readCommandSlot(views, 0).payloadHash);
+}
+
+const OUTCOME_AT_SQL = `
+  SELECT l.next_offset::float8 AS next_offset, o.kafka_offset::float8 AS kafka_offset, o.accepted, o.reason, o.payload_hash::text AS payload_hash
+    FROM partition_leases l LEFT JOIN tx_outcomes o ON o.partition = l.partition AND o.tx_id = $3
+   WHERE l.topic = $1 AND l.partition = $2`;
+
+/**
+ * Another instance applies the partition: the command's outcome is known once the partition's
+ * durable offset has passed it. Its own tx_outcomes row, if it recorded one; else the tx_id
+ * was in the dedup window at an earlier offset: the same payload is a duplicate (the stored
+ * outcome), another payload DUPLICATE_TX_ID_CONFLICT (which the engine does not record) —
+ * exactly what the applying instance's result event says.
+ */
+async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPosition, txId: string, payloadHash: bigint): Promise<TransactionBody | undefined> {
   const deadline = Date.now() + options.timeoutMs;
+  const offset = String(position.offset);
   while (Date.now() < deadline) {
-    const found = (await storedOutcomes(options.db, options.partitionCount, txId)).filter((o) => o.partition === partition);
-    if (found.length > 0) return found[found.length - 1];
+    const result = await options.db.query<{ next_offset: number; kafka_offset: number | null; accepted: boolean | null; reason: string | null; payload_hash: string | null }>(
+      OUTCOME_AT_SQL, [options.commandsTopic, position.partition, txId]);
+    const row = result.rows[0];
+    if (row !== undefined && row.next_offset > position.offset && row.kafka_offset !== null) {
+      const stored: TransactionBody = {
+        tx_id: txId, status: row.accepted ? 'accepted' : 'rejected', ...(row.reason === null ? {} : { reason: row.reason }), partition: position.partition,
+        offset: String(row.kafka_offset),
+      };
+      if (row.kafka_offset >= position.offset) return stored;
+      if (BigInt(row.payload_hash!) !== payloadHash) {
+        return { tx_id: txId, status: 'rejected', reason: rejectCodeName(RejectCode.DuplicateTxIdConflict), partition: position.partition, offset };
+      }
+      return { ...stored, offset, duplicate: true, original_offset: stored.offset };
+    }
+    // Not durable yet, or durable without a stored outcome (BALANCE_TABLE_FULL: the operator
+    // must make room; the same transaction_id may be retried): wait, then 504.
     await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
   }
   return undefined;

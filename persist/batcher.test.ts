@@ -171,6 +171,11 @@ class DurableRecorder {
     for (let position = range.firstPosition; position <= range.lastPosition;) {
       const slot = range.ring.slotOffset(position);
       const partition = view.getUint32(slot + OUT_PARTITION_OFFSET, true);
+      if (range.unwrittenPartitions.includes(partition)) {
+        // Not committed here (stopped or fenced): as the service's fan-out, say nothing of it.
+        position += bytes[slot + OUT_SLOT_COUNT_OFFSET]!;
+        continue;
+      }
       this.lastOffsets.set(partition, view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true));
       if ((bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_RECORDED) !== 0) {
         const txId = Buffer.from(bytes.subarray(slot + OUT_TX_ID_OFFSET, slot + OUT_TX_ID_OFFSET + bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!)).toString('utf8');
@@ -301,6 +306,8 @@ test('a partition fenced mid-run stops being written while the others go on', { 
       await pipeline.batcher.flush(60_000);
       assert.deepEqual(pipeline.fenced, [2], 'onFenced reported partition 2 once');
       assert.deepEqual(await countsOf2(), atBump, 'nothing of partition 2 was written after the bump');
+      const outcomesOf2 = (await client.query<{ key: string }>("SELECT '2/' || tx_id AS key FROM tx_outcomes WHERE partition = 2")).rows.map((row) => row.key);
+      assert.deepEqual(new Set(outcomesOf2), new Set([...pipeline.recorder.recorded].filter((key) => key.startsWith('2/'))), 'only what partition 2 committed was reported durable');
       assert.equal(pipeline.batcher.durableOffsetOf(2), durable2);
       assert.ok(logs.some((l) => l.startsWith('warn flush fenced')));
       assert.deepEqual(pipeline.runner.violations, []);
@@ -353,9 +360,10 @@ test('stopped and unleased partitions are not written; an admitted one is writte
   const pool = new FlushPool({ workers: 2 });
   const tokens = new Map<number, bigint>([[0, 1n], [1, 1n]]);
   const fenced: number[] = [];
+  const recorder = new DurableRecorder();
   const batcher = new Batcher({
     ring: engine.ring, runner: pool, groupCount: 2, batchRowsMax: 50, batchIntervalMs: 1, topic: TOPIC, pgUrl: ledger.url,
-    fencingTokenOf: (p) => tokens.get(p), onFenced: (ps) => fenced.push(...ps), log,
+    fencingTokenOf: (p) => tokens.get(p), onFenced: (ps) => fenced.push(...ps), onDurable: recorder.onDurable, log,
   });
   const deposits = (partition: number, count: number): void => {
     for (let i = 0; i < count; i++) {
@@ -382,6 +390,9 @@ test('stopped and unleased partitions are not written; an admitted one is writte
       assert.deepEqual(await nextOffsets(client, TOPIC), new Map([[0, 35], [1, 50], [2, 0]]));
       assert.deepEqual((await client.query('SELECT partition, available::int FROM balances WHERE account >= 1000 ORDER BY partition')).rows,
         [{ partition: 0, available: 35 }, { partition: 1, available: 50 }], 'balances carry the engine state, which includes the unwritten commands');
+      const outcomes = (await client.query<{ key: string }>("SELECT partition || '/' || tx_id AS key FROM tx_outcomes")).rows.map((row) => row.key);
+      assert.deepEqual(new Set(outcomes), recorder.recorded, 'onDurable reports exactly the committed commands, none of the stopped or unleased partitions');
+      assert.equal(recorder.recorded.size, 55);
     });
     assert.equal(batcher.durableOffsetOf(1), 49);
     assert.equal(batcher.durableOffsetOf(2), -1);

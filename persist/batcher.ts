@@ -18,7 +18,9 @@
 //   millisecond of CPU between Node and PostgreSQL). Order per partition still holds: nothing
 //   of any group was pending when it was cut, and no other group dispatches until it is done.
 // - Release: a batch is released (barrier.release) and reported (onDurable) once every group
-//   it needed has committed, and only after every earlier batch: a contiguous prefix.
+//   it needed has committed, and only after every earlier batch: a contiguous prefix. The
+//   report names the batch's partitions that were NOT committed (stopped or fenced before
+//   their flush): their slots are released, but their outcomes must not be published.
 // - Failures: a database error retries the same task after 50 ms doubling to 5 s, forever
 //   until stop(), logging each failure; `ready` is false meanwhile. A fenced partition is
 //   reported once (onFenced), stopped, and none of its later commands is ever written.
@@ -78,6 +80,13 @@ export interface DurableRange {
   readonly firstPosition: number;
   readonly lastPosition: number;
   readonly commandCount: number;
+  /**
+   * Partitions with commands in the range that this instance did NOT commit: stopped (lease
+   * lost), fenced or unleased before their flush committed. Their outcomes are not durable
+   * here and must not be told to anyone (the next owner replays and republishes them). Empty
+   * in the normal case.
+   */
+  readonly unwrittenPartitions: readonly number[];
 }
 
 export interface BatcherMetrics {
@@ -119,6 +128,9 @@ interface Batch {
   readonly era: number;
   readonly shares: (GroupShare | undefined)[];
   groupsPending: number;
+  /** Every partition with commands in the batch, and those a committed task wrote. */
+  readonly partitions: readonly number[];
+  readonly written: Set<number>;
 }
 
 interface InFlight {
@@ -342,7 +354,7 @@ export class Batcher {
     }
     const batch: Batch = {
       whole, firstPosition: this.openFirstPosition, lastPosition: this.scanNext - 1, commandCount: this.openCommandCount,
-      firstPeekedMs: this.openFirstPeekedMs, era: this.era, shares, groupsPending: 0,
+      firstPeekedMs: this.openFirstPeekedMs, era: this.era, shares, groupsPending: 0, partitions: this.openPartitions, written: new Set(),
     };
     this.metrics.commandsScanned += this.openCommandCount;
     this.metrics.batchesCut++;
@@ -453,6 +465,9 @@ export class Batcher {
     result.partitions.forEach((partition, index) => {
       if (result.lastOffsets[index]! > this.durableOffsets[partition]!) this.durableOffsets[partition] = result.lastOffsets[index]!;
     });
+    // The transaction held every partition of the task (each fenced-checked), so each batch's
+    // commands of those partitions are committed.
+    for (const batch of inFlight.batches) for (const partition of inFlight.task.partitions) batch.written.add(partition);
     if (group.failures > 0) this.options.log.info({ group: group.index, failures: group.failures }, 'flushes of the partition group recovered');
     group.failures = 0;
     group.inFlight = undefined;
@@ -538,7 +553,8 @@ export class Batcher {
   private notifyDurable(batch: Batch): void {
     if (this.options.onDurable === undefined) return;
     try {
-      this.options.onDurable({ ring: this.ring, firstPosition: batch.firstPosition, lastPosition: batch.lastPosition, commandCount: batch.commandCount });
+      const unwrittenPartitions = batch.partitions.filter((partition) => !batch.written.has(partition));
+      this.options.onDurable({ ring: this.ring, firstPosition: batch.firstPosition, lastPosition: batch.lastPosition, commandCount: batch.commandCount, unwrittenPartitions });
     } catch (error) {
       this.options.log.error({ err: error, firstPosition: batch.firstPosition, lastPosition: batch.lastPosition }, 'onDurable listener failed');
     }
