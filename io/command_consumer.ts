@@ -128,6 +128,16 @@ export class CommandConsumer {
     return [...this.assigned].sort((a, b) => a - b);
   }
 
+  /** Group mode: whether the group currently assigns the partition to us (fed or not). */
+  isGroupAssigned(partition: number): boolean {
+    return this.groupAssigned.has(partition);
+  }
+
+  /** Group mode: the partitions the group assigns to us, fed or not, ascending. */
+  get groupAssignedPartitions(): number[] {
+    return [...this.groupAssigned].sort((a, b) => a - b);
+  }
+
   /** Cached high watermark of a partition (refreshed by fetches and statistics), or -1. */
   highWatermark(partition: number): number {
     return this.closed ? -1 : this.native.highWatermark(this.handle, partition);

@@ -59,6 +59,34 @@ const PRODUCER_CONFIG: Record<string, string> = {
   'compression.type': 'lz4',
 };
 
+/** The topic's partition count from the broker's metadata (0: no such topic); retried until timeoutMs. */
+async function partitionCountOf(handle: ProducerHandle, timeoutMs: number): Promise<number> {
+  const native = nativeEventProducer();
+  let lastError = 'no answer';
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    try {
+      return native.partitionCount(handle, METADATA_ATTEMPT_MS);
+    } catch (error) {
+      lastError = (error as Error).message;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(lastError);
+}
+
+/** Partitions of `topic` on the brokers (0 if it does not exist). */
+export async function topicPartitionCount(brokers: string, topic: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<number> {
+  const native = nativeEventProducer();
+  const handle = native.create(Object.entries({ 'bootstrap.servers': brokers, ...PRODUCER_CONFIG, 'allow.auto.create.topics': 'false' }).flat(), topic);
+  try {
+    return await partitionCountOf(handle, timeoutMs);
+  } catch (error) {
+    throw new Error(`cannot reach Kafka at ${brokers}: ${(error as Error).message}`);
+  } finally {
+    native.destroy(handle);
+  }
+}
+
 export class EventPublisher {
   private readonly records = new EventRecordBuffer(RECORDS_INITIAL_BYTES, RECORDS_BYTES_MAX);
   private readonly counters = new Float64Array(4);
@@ -81,19 +109,12 @@ export class EventPublisher {
     const config = Object.entries({ 'bootstrap.servers': options.brokers, ...PRODUCER_CONFIG, ...options.producerConfig }).flat();
     const native = nativeEventProducer();
     const handle = native.create(config, options.topic);
-    let partitionCount = -1;
-    let lastError = '';
-    for (const deadline = Date.now() + (options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS); partitionCount < 0 && Date.now() < deadline;) {
-      try {
-        partitionCount = native.partitionCount(handle, METADATA_ATTEMPT_MS);
-      } catch (error) {
-        lastError = (error as Error).message;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
-    if (partitionCount <= 0) {
+    const partitionCount = await partitionCountOf(handle, options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS).catch((error: unknown) => {
       native.destroy(handle);
-      if (partitionCount < 0) throw new Error(`events producer cannot reach Kafka at ${options.brokers}: ${lastError}`);
+      throw new Error(`events producer cannot reach Kafka at ${options.brokers}: ${(error as Error).message}`);
+    });
+    if (partitionCount === 0) {
+      native.destroy(handle);
       throw new Error(`events topic ${options.topic} does not exist; create it (npm run services:up does) or set TALLY_EVENTS_TOPIC`);
     }
     const publisher = new EventPublisher(handle, options);

@@ -4,6 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { Service } from './service';
@@ -70,6 +71,73 @@ test('commands through Kafka, the ring and the engine worker show up in HTTP bal
     assert.equal((await fetch(`http://127.0.0.1:${service.http.port}/readyz`)).status, 200);
     assert.deepEqual(await runAudit(database.url), [], 'the committed ledger passes the audit');
   } finally {
+    await producer.disconnect();
+    await service.stop();
+    await database.drop();
+  }
+});
+
+test('a commands topic whose partition count differs from TALLY_COMMAND_PARTITIONS, or that does not exist, stops the start with a clear error', { timeout: 60_000 }, async () => {
+  const topic = uniqueName('tally.commands.count');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_count');
+  const configFor = (commandsTopic: string, partitions: number) => loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: commandsTopic,
+    TALLY_COMMAND_PARTITIONS: String(partitions), TALLY_CONSUMER_GROUP: uniqueName('tally-count'), TALLY_HTTP_PORT: '0',
+    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6',
+  }, undefined);
+  try {
+    await assert.rejects(Service.start(configFor(topic, PARTITIONS * 2), createLogger('warn')),
+      new RegExp(`commands topic ${topic.replace(/\./g, '\\.')} has ${PARTITIONS} partitions but TALLY_COMMAND_PARTITIONS is ${PARTITIONS * 2}`));
+    const missing = uniqueName('tally.commands.missing');
+    await assert.rejects(Service.start(configFor(missing, PARTITIONS), createLogger('warn')), /does not exist/);
+  } finally {
+    await database.drop();
+  }
+});
+
+test('an assigned partition whose lease cannot be taken (its row locked by a paused flush) is not ready, retried, and applied once the lock goes', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.locked');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_locked');
+  const locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+  // As a zombie's flush holds it: the old owner's lease row, locked FOR UPDATE in an open transaction.
+  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
+  await locker.query('BEGIN');
+  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
+  const config = loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
+    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-locked'), TALLY_HTTP_PORT: '0',
+    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6', TALLY_LEASE_TTL_MS: '1500',
+  }, undefined);
+  const service = await Service.start(config, createLogger('silent'));
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  const until = async (what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      assert.ok(Date.now() < deadline, what);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  try {
+    await until('the other partitions are taken', () => service.ownedPartitions().length === PARTITIONS - 1);
+    await until('partition 0 is reported assigned but not applied', () => service.unappliedPartitions().join() === '0');
+    assert.equal(service.isReady(), false);
+    const ready = await fetch(`http://127.0.0.1:${service.http.port}/readyz`);
+    assert.deepEqual([ready.status, ((await ready.json()) as { unapplied?: number[] }).unapplied], [503, [0]]);
+    const user = Array.from({ length: 100 }, (_, i) => String(7000 + i)).find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) === 0)!;
+    producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'while-locked', account: user, currency: 'USDT', amount: '3' })));
+    await producer.flush();
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // a retry or two fail meanwhile
+    await locker.query('COMMIT');
+    await until('partition 0 is taken on a retry', () => service.ownedPartitions().length === PARTITIONS && service.isReady());
+    await until('the deposit sent while it was locked is applied', () => service.durableOffsetOf(0) >= 0);
+    assert.deepEqual(await balancesOf(service.http.port, user), { USDT: ['3', '0'] });
+    const token = await locker.query<{ owner: string; fencing_token: string }>('SELECT owner, fencing_token FROM partition_leases WHERE topic = $1 AND partition = 0', [topic]);
+    assert.deepEqual(token.rows, [{ owner: config.instanceId, fencing_token: '2' }], 'taken over with the next fencing token');
+  } finally {
+    await locker.end().catch(() => undefined);
     await producer.disconnect();
     await service.stop();
     await database.drop();

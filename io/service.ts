@@ -24,7 +24,7 @@ import { CreditRelay } from './credit_relay';
 import { registerBalanceRoutes } from './balance_routes';
 import { BalanceStream } from './balance_stream';
 import { DurableSlotQueue } from './durable_slot_queue';
-import { EventPublisher } from './event_publisher';
+import { EventPublisher, topicPartitionCount } from './event_publisher';
 import { EventPositions } from './event_positions';
 import { HealthProbe } from './health_probe';
 import { HttpServer, listen } from './http_server';
@@ -38,6 +38,8 @@ import type { Logger } from './logger';
 const COMMAND_RING_SLOTS = 1 << 14;
 const OUTPUT_RING_SLOTS = 1 << 18;
 const STOP_TIMEOUT_MS = 30_000;
+/** Each closing step after the drain (producer, flush pool, leases) gets at most this long. */
+const STOP_STEP_MS = 3_000;
 const HANDOVER_TIMEOUT_MS = 20_000;
 const RETAKE_DELAY_MS_MIN = 1000;
 const FANOUT_SLICE_COMMANDS = 2000;
@@ -67,6 +69,8 @@ export class Service {
   private started = false;
   private stopping = false;
   private taking = 0;
+  /** Takes of partitions run one after another (takePartitions). */
+  private takeChain: Promise<unknown> = Promise.resolve();
   /** The first assignment (static: every partition; group: the group's first answer) was taken. */
   private assignedOnce = false;
   private readonly stoppedPartitions = new Set<number>();
@@ -110,12 +114,25 @@ export class Service {
   isReady(): boolean {
     const { batcher, health, publisher, consumer } = this.parts;
     return this.started && this.assignedOnce && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy
-      && consumer.fatalError === undefined;
+      && consumer.fatalError === undefined && this.unappliedPartitions().length === 0;
+  }
+
+  /** Group mode: partitions the group assigns to us that are not applied here (their take failed, or they were stopped). */
+  unappliedPartitions(): number[] {
+    if (this.config.partitionAssignment !== 'group') return [];
+    return this.parts.consumer.groupAssignedPartitions.filter((p) => !this.owned.has(p));
   }
 
   static async start(config: TallyConfig, log: Logger): Promise<Service> {
     const registry = CurrencyRegistry.fromConfig(config.currencies);
     await withClient(config.pgUrl, (client) => syncCurrencies(client, registry));
+    // An account's home partition is murmur2 mod the topic's partition count: a different
+    // count here would reject or never read some partitions' commands.
+    const topicPartitions = await topicPartitionCount(config.kafkaBrokers, config.commandsTopic);
+    if (topicPartitions === 0) throw new Error(`commands topic ${config.commandsTopic} does not exist; create it with ${config.commandPartitions} partitions (npm run services:up does) or set TALLY_COMMANDS_TOPIC`);
+    if (topicPartitions !== config.commandPartitions) {
+      throw new Error(`commands topic ${config.commandsTopic} has ${topicPartitions} partitions but TALLY_COMMAND_PARTITIONS is ${config.commandPartitions}; they must be equal`);
+    }
     const engine = await EngineThread.start({
       commandSlotCount: COMMAND_RING_SLOTS,
       outputSlotCount: OUTPUT_RING_SLOTS,
@@ -156,7 +173,7 @@ export class Service {
     });
     const group = config.partitionAssignment === 'group' ? {
       instanceId: config.instanceId, sessionTimeoutMs: config.sessionTimeoutMs,
-      onAssign: (partitions: number[]) => service!.takePartitions(partitions),
+      onAssign: (partitions: number[]) => service!.takeAssigned(partitions),
       onRevoke: (partitions: number[], lost: boolean) => service!.giveBack(partitions, lost),
     } : undefined;
     const consumer = new CommandConsumer({
@@ -185,7 +202,10 @@ export class Service {
     const http = await listen({
       host: config.httpHost, port: config.httpPort,
       isReady: () => service?.isReady() === true,
-      readyDetails: () => ({ instance: config.instanceId, partitions: service?.ownedPartitions() ?? [] }),
+      readyDetails: () => {
+        const unapplied = service?.unappliedPartitions() ?? [];
+        return { instance: config.instanceId, partitions: service?.ownedPartitions() ?? [], ...(unapplied.length === 0 ? {} : { unapplied }) };
+      },
       routes: (app) => {
         registerBalanceRoutes(app, tableReader, registry, ownership);
         registerTransactionRoutes(app, cache, db, config.commandPartitions, log);
@@ -253,8 +273,56 @@ export class Service {
     metrics.noteEvents(events);
   }
 
-  /** Leases, loads and admits partitions; answers where each resumes. Failures are logged and left out. */
-  async takePartitions(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
+  /**
+   * The group assigned these partitions: take them; those that could not be taken (the
+   * database away, the old owner's lease row still locked by a paused flush) stay paused in
+   * the consumer and are tried again with backoff while the group still assigns them to us.
+   */
+  async takeAssigned(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
+    const assignments = await this.takePartitions(partitions);
+    const failed = partitions.filter((p) => !assignments.some((a) => a.partition === p));
+    if (failed.length > 0) this.scheduleAssignedRetry(failed, RETAKE_DELAY_MS_MIN);
+    return assignments;
+  }
+
+  private scheduleAssignedRetry(partitions: readonly number[], delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.retryAssigned(partitions).catch((error: unknown) => {
+        const next = Math.min(RETAKE_DELAY_MS_MAX, delayMs * 2);
+        this.log.warn({ err: error, partitions, retryInMs: next }, 'taking assigned partitions failed again; retrying');
+        this.scheduleAssignedRetry(partitions, next);
+      });
+    }, delayMs);
+    timer.unref();
+  }
+
+  private async retryAssigned(partitions: readonly number[]): Promise<void> {
+    if (this.stopping) return;
+    const { consumer } = this.parts;
+    // Only while the group still gives them to us: else their new owner takes them.
+    const candidates = partitions.filter((p) => consumer.isGroupAssigned(p) && !this.owned.has(p));
+    if (candidates.length === 0) return;
+    const assignments = await this.takePartitions(candidates);
+    const refused = consumer.restartPartitions(assignments);
+    if (refused.length > 0) await this.giveBack(refused, false);
+    const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p));
+    if (taken.length > 0) this.log.info({ partitions: taken }, 'assigned partitions taken on a retry');
+    const failed = candidates.filter((p) => !assignments.some((a) => a.partition === p));
+    if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')}`);
+  }
+
+  /**
+   * Leases, loads and admits partitions; answers where each resumes. Failures are logged and
+   * left out. Takes run one after another (an assignment, a retry and a retake of the same
+   * partition never interleave).
+   */
+  takePartitions(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
+    const run = this.takeChain.then(() => this.takePartitionsNow(partitions));
+    this.takeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async takePartitionsNow(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
     const { engine, leases, batcher } = this.parts;
     const assignments: Array<{ partition: number; offset: number }> = [];
     this.taking++;
@@ -266,6 +334,7 @@ export class Service {
           const recovered = await recoverPartition(this.config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: this.config.dedupWindow });
           this.inEngine.add(partition);
           batcher.admitPartition(partition);
+          batcher.noteStoredNextOffset(partition, lease.nextOffset);
           this.stoppedPartitions.delete(partition);
           this.owned.add(partition);
           this.log.info({
@@ -346,7 +415,10 @@ export class Service {
 
   private async retake(partitions: readonly number[]): Promise<void> {
     if (this.stopping) return;
-    const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p));
+    // In a group, only partitions the group still assigns to us: a revoked one belongs to
+    // its new owner, and taking its lease would fence that owner.
+    const group = this.config.partitionAssignment === 'group';
+    const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && (!group || this.parts.consumer.isGroupAssigned(p)));
     if (candidates.length === 0) return;
     const rows = await this.parts.db.query<{ partition: number; owner: string | null }>(
       'SELECT partition, owner FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
@@ -398,13 +470,33 @@ export class Service {
     await publisher.close(Math.max(1000, deadline - Date.now()));
     await this.parts.eventPositions.stop();
     await this.parts.relay.close(Math.max(1000, deadline - Date.now()));
-    await producer.disconnect();
-    await pool.close();
-    await leases.stop();
+    // What follows must not stretch the stop past the service manager's patience
+    // (TimeoutStopSec=45, docker stop -t 45) when PostgreSQL is away: a flush still running is
+    // abandoned (its transaction dies with the connection) and leases not released expire.
+    await bounded(producer.disconnect(), STOP_STEP_MS, 'command producer disconnect', this.log);
+    await bounded(pool.close(), STOP_STEP_MS, 'flush pool close', this.log);
+    await bounded(leases.stop(), STOP_STEP_MS, 'lease release', this.log);
     const stopped = await engine.stop();
     await db.end();
     http.close();
     this.log.info({ sequence: stopped.sequence, stateHash: stopped.stateHash }, 'tally stopped');
+  }
+}
+
+/** Waits for `work` at most `ms`; past that, logs and goes on (the work is left to finish or die with the process). */
+async function bounded(work: Promise<unknown>, ms: number, what: string, log: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    const outcome = await Promise.race([work.then(() => 'done' as const, (error: unknown) => {
+      log.warn({ err: error }, `${what} failed at stop`);
+      return 'done' as const;
+    }), timeout]);
+    if (outcome === 'timeout') log.warn({ waitedMs: ms }, `${what} did not finish in time; stopping anyway`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

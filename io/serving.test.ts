@@ -220,6 +220,12 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     await waitReady(service);
     await events.waitFor(['after-restart']);
     const port2 = service.http.port;
+    // Right after the start, an idle partition reports its stored offset as durable (no false lag).
+    const away = homePartitionOfAccountDecimal(elsewhere, PARTITIONS);
+    const storedAway = await withPg(database.url, async (client) => (await client.query<{ next_offset: string }>('SELECT next_offset FROM partition_leases WHERE topic = $1 AND partition = $2', [topic, away])).rows[0]!.next_offset);
+    assert.ok(Number(storedAway) > 0);
+    const metricsAfter = await (await fetch(`http://127.0.0.1:${port2}/metrics`)).text();
+    assert.match(metricsAfter, new RegExp(`tally_durable_next_offset\\{partition="${away}"\\} ${storedAway}\\n`));
     assert.deepEqual((await getJson(port2, `/v1/accounts/${a}/balances/USDT`)).body.balances, [{ currency: 'USDT', available: '47.25', frozen: '30' }]);
     assert.deepEqual((await getJson(port2, '/v1/transactions/w1')).body, { tx_id: 'w1', status: 'accepted', partition: home, offset: only('w1').offset }, 'older outcomes come from PostgreSQL');
     assert.equal(events.of('w1').length, 1, 'a restart does not re-apply or re-announce committed commands');

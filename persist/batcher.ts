@@ -213,6 +213,15 @@ export class Batcher {
     return this.groups.every((g) => g.failures === 0);
   }
 
+  /**
+   * The partition's stored next offset, read when its lease was taken: everything below it is
+   * durable already (committed by this or an earlier owner), so the durable offset starts
+   * there, not at -1 (an idle partition would otherwise report its whole log as lag).
+   */
+  noteStoredNextOffset(partition: number, nextOffset: number): void {
+    if (nextOffset - 1 > this.durableOffsets[checkedPartition(partition)]!) this.durableOffsets[partition] = nextOffset - 1;
+  }
+
   /** Highest Kafka offset of the partition known durable, or -1. */
   durableOffsetOf(partition: number): number {
     return this.durableOffsets[partition] ?? -1;

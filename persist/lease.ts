@@ -291,8 +291,12 @@ export class LeaseKeeper {
   private async connection(): Promise<pg.Client> {
     if (this.client !== null) return this.client;
     // Every wait on the database is bounded by a third of the TTL, so one hung attempt cannot
-    // outlive the lease it is renewing.
-    const config: pg.ClientConfig = { connectionString: this.options.pgUrl, connectionTimeoutMillis: this.renewIntervalMs, query_timeout: this.renewIntervalMs };
+    // outlive the lease it is renewing. On both sides: the server cancels the statement too,
+    // so an attempt given up on (a lease row locked by another instance's flush) does not run
+    // later and bump the fencing token behind our back.
+    const config: pg.ClientConfig = {
+      connectionString: this.options.pgUrl, connectionTimeoutMillis: this.renewIntervalMs, query_timeout: this.renewIntervalMs, statement_timeout: this.renewIntervalMs,
+    };
     const client = await (this.options.connect ?? connectDefault)(config);
     client.on('error', (error) => {
       this.options.log?.warn({ err: error }, 'lease keeper: connection error');
