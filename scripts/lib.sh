@@ -12,8 +12,19 @@ KAFKA_HOST="${TALLY_KAFKA_HOST:-127.0.0.1}"
 KAFKA_PORT="${TALLY_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${TALLY_KAFKA_CONTROLLER_PORT:-9093}"
 COMMAND_PARTITIONS="${TALLY_COMMAND_PARTITIONS:-8}"
-PG_HOST="${TALLY_PG_HOST:-127.0.0.1}"
-PG_PORT="${TALLY_PG_PORT:-5432}"
+# Where PostgreSQL is checked (and started, if local): TALLY_PG_HOST/PORT, else the host and
+# port of TALLY_PG_URL (postgres://user@host:port/db), else 127.0.0.1:5432.
+pg_url_rest="${TALLY_PG_URL:-}"
+pg_url_rest="${pg_url_rest#*://}"
+pg_url_rest="${pg_url_rest##*@}"
+pg_url_hostport="${pg_url_rest%%/*}"
+pg_url_host="${pg_url_hostport%%:*}"
+pg_url_port=""
+[ "$pg_url_hostport" = "$pg_url_host" ] || pg_url_port="${pg_url_hostport##*:}"
+PG_HOST="${TALLY_PG_HOST:-${pg_url_host:-127.0.0.1}}"
+PG_PORT="${TALLY_PG_PORT:-${pg_url_port:-5432}}"
+COMMANDS_TOPIC="${TALLY_COMMANDS_TOPIC:-tally.commands}"
+EVENTS_TOPIC="${TALLY_EVENTS_TOPIC:-tally.events}"
 
 log() { printf '[tally] %s\n' "$*" >&2; }
 die() { printf '[tally] error: %s\n' "$*" >&2; exit 1; }

@@ -94,7 +94,7 @@ ensure_postgres() {
     log "PostgreSQL is not answering on $PG_HOST:$PG_PORT; starting cluster $version/main"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start || die "pg_ctlcluster could not start PostgreSQL $version/main."
   else
-    die "PostgreSQL is not answering on $PG_HOST:$PG_PORT and no local cluster was found: install it (apt-get install postgresql) or set TALLY_PG_URL."
+    die "PostgreSQL is not answering on $PG_HOST:$PG_PORT and no local cluster was found: install it (apt-get install postgresql) or point TALLY_PG_URL (or TALLY_PG_HOST/TALLY_PG_PORT) at a running one."
   fi
   local deadline=$((SECONDS + 60))
   until port_open "$PG_HOST" "$PG_PORT"; do
@@ -112,7 +112,7 @@ migrate() {
 start_kafka
 ensure_postgres
 wait_for_kafka
-create_topic tally.commands "$COMMAND_PARTITIONS"
-create_topic tally.events "$COMMAND_PARTITIONS"
+create_topic "$COMMANDS_TOPIC" "$COMMAND_PARTITIONS"
+create_topic "$EVENTS_TOPIC" "$COMMAND_PARTITIONS"
 migrate
 log "services up: Kafka $KAFKA_HOST:$KAFKA_PORT, PostgreSQL $PG_HOST:$PG_PORT"
