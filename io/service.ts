@@ -302,12 +302,13 @@ export class Service {
     // Only while the group still gives them to us: else their new owner takes them.
     const candidates = partitions.filter((p) => consumer.isGroupAssigned(p) && !this.owned.has(p));
     if (candidates.length === 0) return;
-    const assignments = await this.takePartitions(candidates);
+    // Checked again once it is this take's turn: a revocation meanwhile gives it to another owner.
+    const assignments = await this.takePartitions(candidates, (p) => consumer.isGroupAssigned(p) && !this.owned.has(p));
     const refused = consumer.restartPartitions(assignments);
     if (refused.length > 0) await this.giveBack(refused, false);
     const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p));
     if (taken.length > 0) this.log.info({ partitions: taken }, 'assigned partitions taken on a retry');
-    const failed = candidates.filter((p) => !assignments.some((a) => a.partition === p));
+    const failed = candidates.filter((p) => consumer.isGroupAssigned(p) && !this.owned.has(p) && !assignments.some((a) => a.partition === p));
     if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')}`);
   }
 
@@ -316,8 +317,8 @@ export class Service {
    * left out. Takes run one after another (an assignment, a retry and a retake of the same
    * partition never interleave).
    */
-  takePartitions(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
-    const run = this.takeChain.then(() => this.takePartitionsNow(partitions));
+  takePartitions(partitions: readonly number[], stillWanted?: (partition: number) => boolean): Promise<Array<{ partition: number; offset: number }>> {
+    const run = this.takeChain.then(() => this.takePartitionsNow(stillWanted === undefined ? partitions : partitions.filter(stillWanted)));
     this.takeChain = run.catch(() => undefined);
     return run;
   }
@@ -426,8 +427,9 @@ export class Service {
     const elsewhere = candidates.filter((p) => !free.includes(p));
     if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
     if (free.length === 0) return;
-    const assignments = await this.takePartitions(free);
-    const failed = free.filter((p) => !assignments.some((a) => a.partition === p));
+    const wanted = (p: number): boolean => this.stoppedPartitions.has(p) && !this.owned.has(p) && (!group || this.parts.consumer.isGroupAssigned(p));
+    const assignments = await this.takePartitions(free, wanted);
+    const failed = free.filter((p) => wanted(p) && !assignments.some((a) => a.partition === p));
     const refused = this.parts.consumer.restartPartitions(assignments);
     if (refused.length > 0) await this.giveBack(refused, false);
     this.log.info({ partitions: assignments.map((a) => a.partition).filter((p) => !refused.includes(p)) }, 'lost partitions taken back');
