@@ -82,7 +82,7 @@ import {
   LEGS_OFFSET, PARTITION_OFFSET, PAYLOAD_HASH_OFFSET, REJECT_CODE_OFFSET, SETTLE_LEGS_MAX,
   TX_ID_BYTES_MAX, TX_ID_HASH_OFFSET, TX_ID_LENGTH_OFFSET, TX_ID_OFFSET, TYPE_OFFSET,
 } from './command_layout';
-import { isReservedTxIdBytes } from './reserved_tx_id';
+import { RESERVED_TX_ID_FIRST_BYTE, isReservedTxIdBytes } from './reserved_tx_id';
 import { RejectCode } from './reject_code';
 import { EXTERNAL_ACCOUNT_ID, TRANSIT_ACCOUNT_ID } from './account_id';
 import {
@@ -536,7 +536,9 @@ export class BalanceEngine {
     const w = slot >> 2;
     const type = words[w + CommandWord.Header] & 0xff;
     if (type < CommandType.Deposit || type > CommandType.Credit) return false;
-    if (type !== CommandType.Credit && isReservedTxIdBytes(this.commandBytes, slot + CommandWord.TxId * 4, txIdLength)) return false;
+    // The first byte alone rules out nearly every tx_id (reserved ones start with '~').
+    const txIdAt = slot + CommandWord.TxId * 4;
+    if (this.commandBytes[txIdAt] === RESERVED_TX_ID_FIRST_BYTE && type !== CommandType.Credit && isReservedTxIdBytes(this.commandBytes, txIdAt, txIdLength)) return false;
     if (!isUserAccount(words[w + CommandWord.Account], words[w + CommandWord.Account + 1])) return false;
     if (type === CommandType.Transfer) return isUserAccount(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1]);
     if (type === CommandType.Settle) {

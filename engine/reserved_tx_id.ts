@@ -8,6 +8,8 @@
 // free); only this exact shape is reserved, every other tx_id keeps its meaning.
 
 const TILDE = 0x7e;
+/** Every reserved tx_id starts with '~'. */
+export const RESERVED_TX_ID_FIRST_BYTE = TILDE;
 const LOWER_X = 0x78;
 const LOWER_R = 0x72;
 const DASH = 0x2d;
