@@ -83,8 +83,8 @@ export class DurableSlotQueue {
     return this.chunks.length === 0;
   }
 
-  /** Copies a committed range out of the ring (call during onDurable). */
-  push(range: DurableRange): void {
+  /** Copies a committed range out of the ring (call during onDurable); returns its commands that were committed. */
+  push(range: DurableRange): number {
     const ring = range.ring;
     const slotBytes = ring.slotBytes;
     const bytes = (range.lastPosition - range.firstPosition + 1) * slotBytes;
@@ -108,6 +108,7 @@ export class DurableSlotQueue {
     const skipped = range.unwrittenPartitions.length === 0 ? 0 : markNotCommitted(target, chunk.slots, range);
     this.queued += range.commandCount - skipped;
     this.queuedBytes += bytes;
+    return range.commandCount - skipped;
   }
 
   /**

@@ -47,6 +47,8 @@ const COUNTER_IN_FLIGHT = 0;
 const COUNTER_FAILED = 2;
 const COUNTER_FATAL = 3;
 
+const MISSING_TOPIC_GRACE_MS = 2000;
+
 const PRODUCER_CONFIG: Record<string, string> = {
   'enable.idempotence': 'true',
   // 5 ms: fewer, larger produce requests for the broker; the events are already behind a
@@ -59,18 +61,27 @@ const PRODUCER_CONFIG: Record<string, string> = {
   'compression.type': 'lz4',
 };
 
-/** The topic's partition count from the broker's metadata (0: no such topic); retried until timeoutMs. */
+/**
+ * The topic's partition count from the broker's metadata; retried until timeoutMs. 0 (no such
+ * topic, or a topic-level error such as no leader yet right after its creation) is asked again
+ * for MISSING_TOPIC_GRACE_MS before it counts as "no such topic".
+ */
 async function partitionCountOf(handle: ProducerHandle, timeoutMs: number): Promise<number> {
   const native = nativeEventProducer();
   let lastError = 'no answer';
+  let missingSince = -1;
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
     try {
-      return native.partitionCount(handle, METADATA_ATTEMPT_MS);
+      const count = native.partitionCount(handle, METADATA_ATTEMPT_MS);
+      if (count > 0) return count;
+      if (missingSince < 0) missingSince = Date.now();
+      if (Date.now() - missingSince >= MISSING_TOPIC_GRACE_MS) return 0;
     } catch (error) {
       lastError = (error as Error).message;
-      await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  if (missingSince >= 0) return 0;
   throw new Error(lastError);
 }
 

@@ -143,3 +143,46 @@ test('an assigned partition whose lease cannot be taken (its row locked by a pau
     await database.drop();
   }
 });
+
+test('a failure after a partition was taken (republishing its credits) keeps its lease: it is applied, and the catch-up is retried', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.catchup');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_catchup');
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  // Reading the unsent credits fails while the outbox is away (nothing here writes to it).
+  await admin.query('ALTER TABLE transfer_outbox RENAME TO transfer_outbox_away');
+  const config = loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
+    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-catchup'), TALLY_HTTP_PORT: '0',
+    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6',
+  }, undefined);
+  const service = await Service.start(config, createLogger('silent'));
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!(service.ownedPartitions().length === PARTITIONS && service.isReady())) {
+      assert.ok(Date.now() < deadline, 'every partition taken and ready although its catch-up failed');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const users = Array.from({ length: 40 }, (_, i) => String(9000 + i));
+    for (const user of users) producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `c-${user}`, account: user, currency: 'USDT', amount: '2' })));
+    await producer.flush();
+    const target = new Map<number, number>();
+    for (const [partition, offset] of producer.lastOffsets) target.set(partition, offset);
+    while ([...target].some(([p, o]) => service.durableOffsetOf(p) < o)) {
+      assert.ok(Date.now() < deadline, 'the deposits are committed on every partition');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(service.ownedPartitions().length, PARTITIONS, 'no partition was stopped for want of its lease');
+    const leases = await admin.query<{ owner: string }>('SELECT DISTINCT owner FROM partition_leases WHERE topic = $1', [topic]);
+    assert.deepEqual(leases.rows, [{ owner: config.instanceId }]);
+    await admin.query('ALTER TABLE transfer_outbox_away RENAME TO transfer_outbox');
+    assert.deepEqual(await balancesOf(service.http.port, users[0]!), { USDT: ['2', '0'] });
+  } finally {
+    await admin.end();
+    await producer.disconnect();
+    await service.stop();
+    await database.drop();
+  }
+});

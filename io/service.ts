@@ -69,6 +69,8 @@ export class Service {
   private started = false;
   private stopping = false;
   private taking = 0;
+  /** Successful takes per partition (tells a catch-up retry of an earlier take apart). */
+  private readonly takes = new Map<number, number>();
   /** Takes of partitions run one after another (takePartitions). */
   private takeChain: Promise<unknown> = Promise.resolve();
   /** The first assignment (static: every partition; group: the group's first answer) was taken. */
@@ -243,8 +245,8 @@ export class Service {
   // FANOUT_BACKLOG_MAX commands or FANOUT_BACKLOG_BYTES_MAX bytes of slots is worked off here
   // and now instead (a bound on memory).
   private onDurable(range: DurableRange): void {
-    this.fanoutQueue.push(range);
-    this.parts.metrics.noteBatch(range.commandCount, 0);
+    // Commands of partitions this range did not commit are not counted (nor told of).
+    this.parts.metrics.noteBatch(this.fanoutQueue.push(range), 0);
     if (this.fanoutQueue.commandCount > FANOUT_BACKLOG_MAX || this.fanoutQueue.byteCount > FANOUT_BACKLOG_BYTES_MAX) this.fanout(Number.MAX_SAFE_INTEGER);
     if (!this.fanoutScheduled && !this.fanoutQueue.empty) {
       this.fanoutScheduled = true;
@@ -329,6 +331,7 @@ export class Service {
     this.taking++;
     try {
       for (const partition of partitions) {
+        let storedNextOffset = 0;
         try {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
           const lease = await leases.acquire(partition);
@@ -343,20 +346,41 @@ export class Service {
             outcomes: recovered.outcomes.count, readMs: Math.round(recovered.readMs), loadMs: Math.round(recovered.loadMs),
           }, 'partition recovered');
           assignments.push({ partition, offset: lease.nextOffset });
-          // Events and credits this partition committed but did not see acknowledged before (a crash, a handover).
-          this.parts.publisher.forgetFailures(partition);
-          await this.parts.eventPositions.republish(partition, lease.nextOffset);
-          await this.parts.relay.relayUnsent([partition]);
+          storedNextOffset = lease.nextOffset;
+          this.takes.set(partition, (this.takes.get(partition) ?? 0) + 1);
         } catch (error) {
           this.log.error({ err: error, partition }, 'could not take the partition; it is not applied here');
           await leases.release([partition]).catch(() => undefined);
+          continue;
         }
+        // The partition is ours now whatever follows: a failure here must not release its lease.
+        await this.catchUp(partition, this.takes.get(partition)!, storedNextOffset, 0);
       }
     } finally {
       this.taking--;
       this.assignedOnce = true;
     }
     return assignments;
+  }
+
+  /**
+   * Events and credits the partition committed but did not see acknowledged before (a crash,
+   * a handover), published again from the stored positions. A failure (the database away for a
+   * moment) is retried with backoff while the partition stays ours; the next owner would do
+   * it otherwise.
+   */
+  private async catchUp(partition: number, take: number, storedNextOffset: number, failures: number): Promise<void> {
+    // Only for the take that asked for it: a later take of the partition does its own.
+    if (this.stopping || !this.owned.has(partition) || this.takes.get(partition) !== take) return;
+    try {
+      this.parts.publisher.forgetFailures(partition);
+      await this.parts.eventPositions.republish(partition, storedNextOffset);
+      await this.parts.relay.relayUnsent([partition]);
+    } catch (error) {
+      const retryInMs = Math.min(RETAKE_DELAY_MS_MAX, RETAKE_DELAY_MS_MIN * 2 ** Math.min(failures, 10));
+      this.log.error({ err: error, partition, retryInMs }, 'republishing the partition\'s unacknowledged events or credits failed; retrying');
+      setTimeout(() => void this.catchUp(partition, take, storedNextOffset, failures + 1), retryInMs).unref();
+    }
   }
 
   /** Revocation: hand the partitions over cleanly (or, when lost, just stop and forget them). */
@@ -470,7 +494,7 @@ export class Service {
     await batcher.stop(Math.max(1000, deadline - Date.now()));
     this.fanout(Number.MAX_SAFE_INTEGER);
     await publisher.close(Math.max(1000, deadline - Date.now()));
-    await this.parts.eventPositions.stop();
+    await bounded(this.parts.eventPositions.stop(), STOP_STEP_MS, 'recording event positions', this.log);
     await this.parts.relay.close(Math.max(1000, deadline - Date.now()));
     // What follows must not stretch the stop past the service manager's patience
     // (TimeoutStopSec=45, docker stop -t 45) when PostgreSQL is away: a flush still running is
@@ -479,7 +503,7 @@ export class Service {
     await bounded(pool.close(), STOP_STEP_MS, 'flush pool close', this.log);
     await bounded(leases.stop(), STOP_STEP_MS, 'lease release', this.log);
     const stopped = await engine.stop();
-    await db.end();
+    await bounded(db.end(), STOP_STEP_MS, 'query pool close', this.log);
     http.close();
     this.log.info({ sequence: stopped.sequence, stateHash: stopped.stateHash }, 'tally stopped');
   }

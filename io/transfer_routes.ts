@@ -164,8 +164,18 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
     producer.send(transfer.from_account, command);
     return waiting;
   }
-  const position = await producer.sendAcknowledged(transfer.from_account, command);
-  return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options));
+  // The whole answer, acknowledgement included, within the timeout (a slow or absent broker
+  // would otherwise hold the request for librdkafka's message timeout).
+  const deadline = Date.now() + options.timeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  const position = await Promise.race([
+    producer.sendAcknowledged(transfer.from_account, command),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), options.timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  if (position === undefined) return undefined;
+  return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options), deadline);
 }
 
 /** The engine's payload hash of the command (engine/payload_hash.ts), as tx_outcomes stores it (int8). */
@@ -187,8 +197,7 @@ const OUTCOME_AT_SQL = `
  * outcome), another payload DUPLICATE_TX_ID_CONFLICT (which the engine does not record) —
  * exactly what the applying instance's result event says.
  */
-async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPosition, txId: string, payloadHash: bigint): Promise<TransactionBody | undefined> {
-  const deadline = Date.now() + options.timeoutMs;
+async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPosition, txId: string, payloadHash: bigint, deadline: number): Promise<TransactionBody | undefined> {
   const offset = String(position.offset);
   while (Date.now() < deadline) {
     const result = await options.db.query<{ next_offset: number; kafka_offset: number | null; accepted: boolean | null; reason: string | null; payload_hash: string | null }>(

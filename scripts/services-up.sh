@@ -89,6 +89,10 @@ create_topic() {
 
 ensure_postgres() {
   if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null || port_open "$PG_HOST" "$PG_PORT"; then return; fi
+  case "$PG_HOST" in
+    127.0.0.1|localhost|::1) ;;
+    *) die "PostgreSQL is not answering on $PG_HOST:$PG_PORT (a remote host: start it there, or point TALLY_PG_URL at a running one)." ;;
+  esac
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
     local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
     log "PostgreSQL is not answering on $PG_HOST:$PG_PORT; starting cluster $version/main"
