@@ -2,7 +2,9 @@
 // own, the stored next offsets, and the comparison of the database with a model run.
 
 import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
 import pg from 'pg';
+import { uniqueName } from './test_services';
 export { createTopic } from './test_services';
 import type { ModelState } from './test_workload';
 
@@ -59,4 +61,36 @@ export async function metricValue(port: number, name: string, labels = ''): Prom
     sum += Number(match[3]);
   }
   return sum;
+}
+
+/** A result event as the failure tests look at it. */
+export interface SeenEvent {
+  readonly partition: number;
+  readonly offset: number;
+  readonly txId: string;
+  readonly replayed: boolean;
+}
+
+/** Every result event of the topic from the start, read until none came for `quietMs`. */
+export async function readAllEvents(brokers: string, topic: string, quietMs = 3000, timeoutMs = 60_000): Promise<SeenEvent[]> {
+  const consumer = new Kafka.KafkaConsumer({ 'bootstrap.servers': brokers, 'group.id': uniqueName('events-check'), 'enable.auto.commit': false }, { 'auto.offset.reset': 'earliest' });
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (error) => (error ? reject(error) : resolve())));
+  const events: SeenEvent[] = [];
+  try {
+    consumer.subscribe([topic]);
+    consumer.setDefaultConsumeTimeout(100);
+    const deadline = Date.now() + timeoutMs;
+    let lastSeen = Date.now();
+    while (Date.now() - lastSeen < quietMs && Date.now() < deadline) {
+      const messages = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (error, batch) => (error ? reject(error) : resolve(batch))));
+      for (const message of messages) {
+        const event = JSON.parse(message.value!.toString()) as { tx_id: string; partition: number; offset: string; replayed?: boolean };
+        events.push({ partition: event.partition, offset: Number(event.offset), txId: event.tx_id, replayed: event.replayed === true });
+      }
+      if (messages.length > 0) lastSeen = Date.now();
+    }
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+  return events;
 }

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { CommandProducer } from './command_producer';
 import { testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { buildWorkload, modelRun, WORKLOAD_CURRENCIES } from './test_workload';
-import { compareWithModel, createTopic, httpPortOf, ledgerSnapshot, metricValue, nextOffsets } from './failure_support';
+import { compareWithModel, createTopic, httpPortOf, ledgerSnapshot, metricValue, nextOffsets, readAllEvents } from './failure_support';
 import { sleep, spawnTally, waitFor } from './tally_process';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -19,7 +19,9 @@ const PARTITIONS = 4;
 
 test('a paused zombie is fenced and writes nothing after the takeover', { timeout: 300_000 }, async () => {
   const topic = uniqueName('tally.commands.zombie');
+  const eventsTopic = uniqueName('tally.events.zombie');
   await createTopic(topic, PARTITIONS);
+  await createTopic(eventsTopic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_zombie');
   const messages = buildWorkload(7, 30_000, PARTITIONS, 1000);
   const model = modelRun(messages, PARTITIONS);
@@ -30,7 +32,7 @@ test('a paused zombie is fenced and writes nothing after the takeover', { timeou
     await producer.flush();
   };
   const env = {
-    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic, TALLY_COMMAND_PARTITIONS: String(PARTITIONS),
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic, TALLY_EVENTS_TOPIC: eventsTopic, TALLY_COMMAND_PARTITIONS: String(PARTITIONS),
     TALLY_CONSUMER_GROUP: uniqueName('zombie'), TALLY_CURRENCIES: WORKLOAD_CURRENCIES.map((c) => `${c.code}:${c.scale}`).join(','),
     TALLY_DEDUP_WINDOW: '65536', TALLY_BALANCE_CAPACITY: '65536', TALLY_BATCH_ROWS_MAX: '500',
     // A's lease renewal is far off, so after the pause its first write attempt is a flush,
@@ -68,6 +70,15 @@ test('a paused zombie is fenced and writes nothing after the takeover', { timeou
     assert.equal(await ledgerSnapshot(client), afterTakeover, 'the database holds no write of A after the takeover');
     await compareWithModel(client, model);
     assert.deepEqual(await runAudit(database.url), [], 'audit passes');
+    // Events only after the COMMIT: A's applied-but-fenced commands announced nothing, so
+    // each command has exactly one event of its own (A's or B's; republished ones are flagged).
+    const events = await readAllEvents(testKafkaBrokers, eventsTopic);
+    const own = new Map<string, number>();
+    for (const e of events) if (!e.replayed) own.set(`${e.partition}/${e.offset}`, (own.get(`${e.partition}/${e.offset}`) ?? 0) + 1);
+    assert.deepEqual([...own].filter(([, count]) => count > 1), [], 'no command announced twice (A announced none of what it could not commit)');
+    const covered = new Set(events.map((e) => `${e.partition}/${e.offset}`));
+    const missing = model.messagesPerPartition.flatMap((count, p) => Array.from({ length: count }, (_, o) => `${p}/${o}`)).filter((key) => !covered.has(key));
+    assert.deepEqual(missing.slice(0, 5), [], 'every command has a result event');
   } finally {
     a.child.kill('SIGKILL');
     b?.child.kill('SIGKILL');
