@@ -96,7 +96,7 @@ test('a commands topic whose partition count differs from TALLY_COMMAND_PARTITIO
   }
 });
 
-test('an assigned partition whose lease cannot be taken (its row locked by a paused flush) is not ready, retried, and applied once the lock goes', { timeout: 120_000 }, async () => {
+for (const assignment of ['group', 'static'] as const) test(`${assignment}: an assigned partition whose lease cannot be taken (its row locked by a paused flush) is not ready, retried, and applied once the lock goes`, { timeout: 120_000 }, async () => {
   const topic = uniqueName('tally.commands.locked');
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_locked');
@@ -110,6 +110,7 @@ test('an assigned partition whose lease cannot be taken (its row locked by a pau
     TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
     TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-locked'), TALLY_HTTP_PORT: '0',
     TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6', TALLY_LEASE_TTL_MS: '1500',
+    TALLY_PARTITION_ASSIGNMENT: assignment,
   }, undefined);
   const service = await Service.start(config, createLogger('silent'));
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
@@ -136,6 +137,8 @@ test('an assigned partition whose lease cannot be taken (its row locked by a pau
     assert.deepEqual(await balancesOf(service.http.port, user), { USDT: ['3', '0'] });
     const token = await locker.query<{ owner: string; fencing_token: string }>('SELECT owner, fencing_token FROM partition_leases WHERE topic = $1 AND partition = 0', [topic]);
     assert.deepEqual(token.rows, [{ owner: config.instanceId, fencing_token: '2' }], 'taken over with the next fencing token');
+    const metrics = await (await fetch(`http://127.0.0.1:${service.http.port}/metrics`)).text();
+    assert.doesNotMatch(metrics, /tally_partitions_stopped_total\{[^}]*\} [1-9]/, 'the takes that waited on the locked row never starved the other leases\' renewals');
   } finally {
     await locker.end().catch(() => undefined);
     await producer.disconnect();

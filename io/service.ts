@@ -69,6 +69,8 @@ export class Service {
   private started = false;
   private stopping = false;
   private taking = 0;
+  /** Partitions assigned to us whose take failed and is being retried (retryAssigned). */
+  private readonly retrying = new Set<number>();
   /** Successful takes per partition (tells a catch-up retry of an earlier take apart). */
   private readonly takes = new Map<number, number>();
   /** Takes of partitions run one after another (takePartitions). */
@@ -119,10 +121,19 @@ export class Service {
       && consumer.fatalError === undefined && this.unappliedPartitions().length === 0;
   }
 
-  /** Group mode: partitions the group assigns to us that are not applied here (their take failed, or they were stopped). */
+  /**
+   * Partitions that should be applied here and are not: in a group, those it assigns to us
+   * (their take failed and is retried, or they were stopped); statically, those whose take
+   * failed and is retried.
+   */
   unappliedPartitions(): number[] {
-    if (this.config.partitionAssignment !== 'group') return [];
+    if (this.config.partitionAssignment !== 'group') return [...this.retrying].filter((p) => !this.owned.has(p)).sort((a, b) => a - b);
     return this.parts.consumer.groupAssignedPartitions.filter((p) => !this.owned.has(p));
+  }
+
+  /** Whether the partition is still ours to apply: the group assigns it to us, or (static) always. */
+  private stillAssigned(partition: number): boolean {
+    return this.config.partitionAssignment !== 'group' || this.parts.consumer.isGroupAssigned(partition);
   }
 
   static async start(config: TallyConfig, log: Logger): Promise<Service> {
@@ -224,7 +235,7 @@ export class Service {
     batcher.start();
     eventPositions.start();
     if (group === undefined) {
-      const assignments = await service.takePartitions(Array.from({ length: config.commandPartitions }, (_, p) => p));
+      const assignments = await service.takeAssigned(Array.from({ length: config.commandPartitions }, (_, p) => p));
       await consumer.connect();
       consumer.assign(assignments);
     } else {
@@ -276,13 +287,15 @@ export class Service {
   }
 
   /**
-   * The group assigned these partitions: take them; those that could not be taken (the
-   * database away, the old owner's lease row still locked by a paused flush) stay paused in
-   * the consumer and are tried again with backoff while the group still assigns them to us.
+   * Partitions assigned to us (by the group, or all of them at a static start): take them;
+   * those that could not be taken (the database away, the old owner's lease row still locked
+   * by a paused flush) stay unread and are tried again with backoff while they are still
+   * ours; /readyz reports them meanwhile.
    */
   async takeAssigned(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
     const assignments = await this.takePartitions(partitions);
     const failed = partitions.filter((p) => !assignments.some((a) => a.partition === p));
+    for (const p of failed) this.retrying.add(p);
     if (failed.length > 0) this.scheduleAssignedRetry(failed, RETAKE_DELAY_MS_MIN);
     return assignments;
   }
@@ -301,16 +314,19 @@ export class Service {
   private async retryAssigned(partitions: readonly number[]): Promise<void> {
     if (this.stopping) return;
     const { consumer } = this.parts;
-    // Only while the group still gives them to us: else their new owner takes them.
-    const candidates = partitions.filter((p) => consumer.isGroupAssigned(p) && !this.owned.has(p));
+    // Only while they are still ours: a revoked one belongs to its new owner.
+    const wanted = (p: number): boolean => this.retrying.has(p) && this.stillAssigned(p) && !this.owned.has(p);
+    for (const p of partitions) if (!wanted(p)) this.retrying.delete(p);
+    const candidates = partitions.filter(wanted);
     if (candidates.length === 0) return;
     // Checked again once it is this take's turn: a revocation meanwhile gives it to another owner.
-    const assignments = await this.takePartitions(candidates, (p) => consumer.isGroupAssigned(p) && !this.owned.has(p));
+    const assignments = await this.takePartitions(candidates, wanted);
     const refused = consumer.restartPartitions(assignments);
+    for (const a of assignments) this.retrying.delete(a.partition);
     if (refused.length > 0) await this.giveBack(refused, false);
     const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p));
     if (taken.length > 0) this.log.info({ partitions: taken }, 'assigned partitions taken on a retry');
-    const failed = candidates.filter((p) => consumer.isGroupAssigned(p) && !this.owned.has(p) && !assignments.some((a) => a.partition === p));
+    const failed = candidates.filter((p) => wanted(p) && !assignments.some((a) => a.partition === p));
     if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')}`);
   }
 

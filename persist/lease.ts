@@ -294,8 +294,12 @@ export class LeaseKeeper {
     // outlive the lease it is renewing. On both sides: the server cancels the statement too,
     // so an attempt given up on (a lease row locked by another instance's flush) does not run
     // later and bump the fencing token behind our back.
+    // A row lock (another instance's flush holding the lease row) is waited for only briefly:
+    // the keeper runs one operation at a time, and an acquire stuck behind a paused owner
+    // would hold up renewals and every other take; it fails fast and is tried again later.
     const config: pg.ClientConfig = {
       connectionString: this.options.pgUrl, connectionTimeoutMillis: this.renewIntervalMs, query_timeout: this.renewIntervalMs, statement_timeout: this.renewIntervalMs,
+      lock_timeout: Math.max(50, Math.floor(this.renewIntervalMs / 3)),
     };
     const client = await (this.options.connect ?? connectDefault)(config);
     client.on('error', (error) => {
