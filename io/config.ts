@@ -34,6 +34,7 @@ export interface TallyConfig {
   readonly transferSecret: string;
   readonly transferTimeoutMs: number;
   readonly signatureWindowMs: number;
+  readonly signatureTimestamp: 'required' | 'optional';
   readonly httpBodyBytesMax: number;
   readonly outcomeCacheSize: number;
   readonly streamBufferBytesMax: number;
@@ -127,6 +128,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'sessionTimeoutMs', env: 'TALLY_KAFKA_SESSION_TIMEOUT_MS', form: 'an integer from 6000 to 300000', defaultValue: '10000', parse: integerIn(6000, 300000), description: 'Consumer group session timeout: how long a silent instance keeps its partitions before the others take them over.' },
   { key: 'transferSecret', env: 'TALLY_TRANSFER_SECRET', form: 'at least 16 characters, or empty to disable the transfer API', defaultValue: '', parse: (raw) => (typeof raw === 'string' && (raw === '' || raw.length >= 16) ? raw : undefined), description: 'Shared secret of the HMAC-SHA256 signatures of POST /v1/wallet/balance_transfer (docs/api.md); empty answers 503.' },
   { key: 'transferTimeoutMs', env: 'TALLY_TRANSFER_TIMEOUT_MS', form: 'an integer from 100 to 600000', defaultValue: '10000', parse: integerIn(100, 600000), description: 'How long a transfer request waits for its durable outcome before answering 504.' },
+  { key: 'signatureTimestamp', env: 'TALLY_SIGNATURE_TIMESTAMP', form: 'required or optional', defaultValue: 'required', parse: nonEmptyMatching(/^(required|optional)$/), description: 'required: a transfer request signs x-tally-timestamp + "." + body (replays bounded by the window); optional: a request without x-tally-timestamp may sign the body alone, as ARCHITECTURE.md words it (a captured request can then be replayed, and applied again once its transaction_id left the dedup window).' },
   { key: 'signatureWindowMs', env: 'TALLY_SIGNATURE_WINDOW_MS', form: 'an integer from 1000 to 3600000', defaultValue: '300000', parse: integerIn(1000, 3600000), description: 'A signed request\'s timestamp may differ from the server clock by at most this much.' },
   { key: 'httpBodyBytesMax', env: 'TALLY_HTTP_BODY_BYTES_MAX', form: 'an integer from 256 to 16777216', defaultValue: '65536', parse: integerIn(256, 16777216), description: 'Largest HTTP request body accepted; larger ones get 413.' },
   { key: 'outcomeCacheSize', env: 'TALLY_OUTCOME_CACHE_SIZE', form: 'an integer from 0 to 10000000', defaultValue: '200000', parse: integerIn(0, 10000000), description: 'Recent durable outcomes kept in memory for GET /v1/transactions (outside the JS heap, 256 bytes of arena each); older ones are read from PostgreSQL.' },

@@ -4,7 +4,10 @@
 // The timestamp is part of what is signed, so it cannot be changed, and a request is only
 // accepted within `windowMs` of the server clock, which bounds replays to that window; the
 // transaction_id makes a replay inside it a duplicate that changes nothing. Comparison is
-// constant-time.
+// constant-time. With TALLY_SIGNATURE_TIMESTAMP=optional a request without the timestamp
+// header may carry hex HMAC-SHA256(secret, raw body), the contract's wording taken literally:
+// such a signature never expires, so a captured request can be replayed, and once its
+// transaction_id has left the dedup window the replay is applied again.
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
@@ -14,8 +17,20 @@ export function signRequest(secret: string, timestampMs: number | string, body: 
   return createHmac('sha256', secret).update(`${timestampMs}.`).update(body).digest('hex');
 }
 
-export function checkSignature(secret: string, windowMs: number, nowMs: number, timestamp: string, signature: string, body: Buffer): SignatureCheck {
-  if (timestamp === '' || signature === '') return 'MISSING_SIGNATURE';
+/** HMAC-SHA256 of the body alone (TALLY_SIGNATURE_TIMESTAMP=optional, requests without a timestamp). */
+export function signBody(secret: string, body: Buffer | string): string {
+  return createHmac('sha256', secret).update(body).digest('hex');
+}
+
+export function checkSignature(
+  secret: string, windowMs: number, nowMs: number, timestamp: string, signature: string, body: Buffer, timestampOptional = false,
+): SignatureCheck {
+  if (signature === '') return 'MISSING_SIGNATURE';
+  if (timestamp === '') {
+    if (!timestampOptional) return 'MISSING_SIGNATURE';
+    if (!/^[0-9a-fA-F]{64}$/.test(signature)) return 'BAD_SIGNATURE';
+    return timingSafeEqual(Buffer.from(signBody(secret, body), 'hex'), Buffer.from(signature, 'hex')) ? 'ok' : 'BAD_SIGNATURE';
+  }
   if (!/^[0-9]{1,16}$/.test(timestamp)) return 'BAD_TIMESTAMP';
   if (Math.abs(nowMs - Number(timestamp)) > windowMs) return 'STALE_TIMESTAMP';
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) return 'BAD_SIGNATURE';

@@ -223,7 +223,7 @@ export class Service {
         registerBalanceRoutes(app, tableReader, registry, ownership);
         registerTransactionRoutes(app, cache, db, config.commandPartitions, log);
         registerTransferRoutes(app, {
-          secret: config.transferSecret, signatureWindowMs: config.signatureWindowMs, timeoutMs: config.transferTimeoutMs,
+          secret: config.transferSecret, signatureWindowMs: config.signatureWindowMs, signatureTimestampOptional: config.signatureTimestamp === 'optional', timeoutMs: config.transferTimeoutMs,
           bodyBytesMax: config.httpBodyBytesMax, partitionCount: config.commandPartitions, commandsTopic: config.commandsTopic, registry,
           producer: () => producer, cache, db, ownsPartition: ownership.owns, log,
         });

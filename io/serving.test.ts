@@ -13,7 +13,7 @@ import { loadConfig, TallyConfig } from './config';
 import { createLogger } from './logger';
 import { Service } from './service';
 import { CommandProducer } from './command_producer';
-import { signRequest } from './request_signature';
+import { signBody, signRequest } from './request_signature';
 import { resolveCredit } from './resolve_credit';
 import { listen } from './http_server';
 import { OutcomeCache } from './outcome_cache';
@@ -316,7 +316,7 @@ async function checkRemoteTransferApi(config: TallyConfig, pgUrl: string, a: str
     host: '127.0.0.1', port: 0, isReady: () => true,
     routes: (app) => registerTransferRoutes(app, {
       secret: SECRET, signatureWindowMs: 60_000, timeoutMs: 10_000, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: config.commandsTopic,
-      registry, producer: () => producer, cache: new OutcomeCache(0), db, ownsPartition: () => false, log: createLogger('warn'),
+      registry, producer: () => producer, cache: new OutcomeCache(0), db, ownsPartition: () => false, log: createLogger('warn'), signatureTimestampOptional: true,
     }),
   });
   try {
@@ -330,6 +330,12 @@ async function checkRemoteTransferApi(config: TallyConfig, pgUrl: string, a: str
     assert.deepEqual([conflict.status, conflict.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'same transaction_id, another payload');
     const poor = await postTransfer(server.port, body({ transaction_id: 'remote-2', amount: '1000000' }));
     assert.deepEqual([poor.status, poor.body.reason], [422, 'INSUFFICIENT_AVAILABLE']);
+    // TALLY_SIGNATURE_TIMESTAMP=optional: the body alone signed, no timestamp header.
+    const plain = body({ transaction_id: 'remote-3', amount: '1000000' });
+    const bodySigned = await fetch(`http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, { method: 'POST', body: plain, headers: { 'x-tally-signature': signBody(SECRET, plain) } });
+    assert.deepEqual([bodySigned.status, ((await bodySigned.json()) as { reason?: string }).reason], [422, 'INSUFFICIENT_AVAILABLE'], 'a body-only signature is accepted when the timestamp is optional');
+    const forged = await fetch(`http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, { method: 'POST', body: plain, headers: { 'x-tally-signature': signBody('not-the-secret-0123456', plain) } });
+    assert.equal(forged.status, 401);
   } finally {
     server.close();
     await db.end();

@@ -25,6 +25,8 @@ import type { Logger } from './logger';
 export interface TransferRouteOptions {
   readonly secret: string;
   readonly signatureWindowMs: number;
+  /** A request without x-tally-timestamp may sign the body alone (TALLY_SIGNATURE_TIMESTAMP=optional). */
+  readonly signatureTimestampOptional?: boolean;
   readonly timeoutMs: number;
   readonly bodyBytesMax: number;
   readonly partitionCount: number;
@@ -98,7 +100,7 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
         if (!request.aborted) json(res, status, payload);
       };
       if (options.secret === '') return answer('503 Service Unavailable', { error: 'TRANSFER_API_DISABLED', message: 'set TALLY_TRANSFER_SECRET to enable the transfer API' });
-      const check = checkSignature(options.secret, options.signatureWindowMs, Date.now(), timestamp, signature, body);
+      const check = checkSignature(options.secret, options.signatureWindowMs, Date.now(), timestamp, signature, body, options.signatureTimestampOptional === true);
       if (check !== 'ok') return answer('401 Unauthorized', { error: check, message: 'sign the raw body with HMAC-SHA256 as docs/api.md describes' });
       let transfer: TransferRequest;
       try {
