@@ -189,3 +189,42 @@ test('a failure after a partition was taken (republishing its credits) keeps its
     await database.drop();
   }
 });
+
+test('static: a partition another instance takes while our take of it waits is left to that instance', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.elsewhere');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_elsewhere');
+  const locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
+  await locker.query('BEGIN');
+  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
+  const config = loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
+    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-elsewhere'), TALLY_HTTP_PORT: '0',
+    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6', TALLY_LEASE_TTL_MS: '1500',
+    TALLY_PARTITION_ASSIGNMENT: 'static',
+  }, undefined);
+  const service = await Service.start(config, createLogger('silent'));
+  try {
+    assert.deepEqual(service.unappliedPartitions(), [0], 'the take of partition 0 failed and is retried');
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // a retry has seen the row as the zombie left it
+    // Another instance takes partition 0 over (as the zombie's lock ends).
+    await locker.query("UPDATE partition_leases SET owner = 'instance-c', fencing_token = fencing_token + 1 WHERE topic = $1 AND partition = 0", [topic]);
+    await locker.query('COMMIT');
+    const deadline = Date.now() + 30_000;
+    while (service.unappliedPartitions().length > 0) {
+      assert.ok(Date.now() < deadline, 'the retry gives partition 0 up');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // no later retry takes it either
+    assert.deepEqual(service.ownedPartitions(), [1, 2, 3]);
+    assert.equal(service.isReady(), true);
+    const row = await locker.query<{ owner: string; fencing_token: string }>('SELECT owner, fencing_token FROM partition_leases WHERE topic = $1 AND partition = 0', [topic]);
+    assert.deepEqual(row.rows, [{ owner: 'instance-c', fencing_token: '2' }], 'instance C is not fenced');
+  } finally {
+    await locker.end().catch(() => undefined);
+    await service.stop();
+    await database.drop();
+  }
+});

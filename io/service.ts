@@ -71,6 +71,8 @@ export class Service {
   private taking = 0;
   /** Partitions assigned to us whose take failed and is being retried (retryAssigned). */
   private readonly retrying = new Set<number>();
+  /** Static assignment: each retried partition's lease row (owner/token) when first retried. */
+  private readonly retryingSeen = new Map<number, string>();
   /** Successful takes per partition (tells a catch-up retry of an earlier take apart). */
   private readonly takes = new Map<number, number>();
   /** Takes of partitions run one after another (takePartitions). */
@@ -129,6 +131,30 @@ export class Service {
   unappliedPartitions(): number[] {
     if (this.config.partitionAssignment !== 'group') return [...this.retrying].filter((p) => !this.owned.has(p)).sort((a, b) => a - b);
     return this.parts.consumer.groupAssignedPartitions.filter((p) => !this.owned.has(p));
+  }
+
+  /**
+   * Static assignment has no group to say whom a partition belongs to. A take that failed
+   * (the old owner's flush holding the lease row) is retried only while the lease row stays
+   * as it was at the first retry: if another instance has taken it meanwhile (new owner and
+   * token), it is theirs, and taking it back would fence them.
+   */
+  private async dropRetriesTakenElsewhere(partitions: readonly number[]): Promise<void> {
+    const pending = partitions.filter((p) => this.retrying.has(p));
+    if (pending.length === 0) return;
+    const rows = await this.parts.db.query<{ partition: number; owner: string | null; fencing_token: string }>(
+      'SELECT partition, owner, fencing_token::text AS fencing_token FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, pending]);
+    for (const row of rows.rows) {
+      const now = `${row.owner ?? ''}/${row.fencing_token}`;
+      const seen = this.retryingSeen.get(row.partition);
+      if (seen === undefined) {
+        this.retryingSeen.set(row.partition, now);
+      } else if (seen !== now && row.owner !== null && row.owner !== this.config.instanceId) {
+        this.log.warn({ partition: row.partition, owner: row.owner }, 'a partition whose take failed was taken by another instance meanwhile; not taking it');
+        this.retrying.delete(row.partition);
+        this.retryingSeen.delete(row.partition);
+      }
+    }
   }
 
   /** Whether the partition is still ours to apply: the group assigns it to us, or (static) always. */
@@ -235,9 +261,12 @@ export class Service {
     batcher.start();
     eventPositions.start();
     if (group === undefined) {
-      const assignments = await service.takeAssigned(Array.from({ length: config.commandPartitions }, (_, p) => p));
+      const all = Array.from({ length: config.commandPartitions }, (_, p) => p);
+      const assignments = await service.takePartitions(all);
       await consumer.connect();
       consumer.assign(assignments);
+      // Retried only now: a retry restarts its partition in the consumer, which must be connected.
+      service.retryFailedTakes(all, assignments);
     } else {
       // The group's assignment arrives through the rebalance callback (takePartitions).
       await consumer.connect();
@@ -294,10 +323,18 @@ export class Service {
    */
   async takeAssigned(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
     const assignments = await this.takePartitions(partitions);
+    this.retryFailedTakes(partitions, assignments);
+    return assignments;
+  }
+
+  /** The partitions of `partitions` that `assignments` lacks are taken again later (retryAssigned). */
+  retryFailedTakes(partitions: readonly number[], assignments: ReadonlyArray<{ partition: number }>): void {
     const failed = partitions.filter((p) => !assignments.some((a) => a.partition === p));
     for (const p of failed) this.retrying.add(p);
-    if (failed.length > 0) this.scheduleAssignedRetry(failed, RETAKE_DELAY_MS_MIN);
-    return assignments;
+    if (failed.length === 0) return;
+    // Static: note the lease rows as they are now (dropRetriesTakenElsewhere compares later).
+    if (this.config.partitionAssignment !== 'group') this.dropRetriesTakenElsewhere(failed).catch(() => undefined);
+    this.scheduleAssignedRetry(failed, RETAKE_DELAY_MS_MIN);
   }
 
   private scheduleAssignedRetry(partitions: readonly number[], delayMs: number): void {
@@ -315,6 +352,7 @@ export class Service {
     if (this.stopping) return;
     const { consumer } = this.parts;
     // Only while they are still ours: a revoked one belongs to its new owner.
+    if (this.config.partitionAssignment !== 'group') await this.dropRetriesTakenElsewhere(partitions);
     const wanted = (p: number): boolean => this.retrying.has(p) && this.stillAssigned(p) && !this.owned.has(p);
     for (const p of partitions) if (!wanted(p)) this.retrying.delete(p);
     const candidates = partitions.filter(wanted);
@@ -322,7 +360,10 @@ export class Service {
     // Checked again once it is this take's turn: a revocation meanwhile gives it to another owner.
     const assignments = await this.takePartitions(candidates, wanted);
     const refused = consumer.restartPartitions(assignments);
-    for (const a of assignments) this.retrying.delete(a.partition);
+    for (const a of assignments) {
+      this.retrying.delete(a.partition);
+      this.retryingSeen.delete(a.partition);
+    }
     if (refused.length > 0) await this.giveBack(refused, false);
     const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p));
     if (taken.length > 0) this.log.info({ partitions: taken }, 'assigned partitions taken on a retry');
