@@ -19,6 +19,8 @@ import { listen } from './http_server';
 import { OutcomeCache } from './outcome_cache';
 import { registerTransferRoutes } from './transfer_routes';
 import { CurrencyRegistry } from '../engine/currency_registry';
+import { createCommandSlotViews, readCommandSlot } from '../engine/command_slot';
+import { decodeJsonCommand } from '../engine/json_codec';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -328,6 +330,18 @@ async function checkRemoteTransferApi(config: TallyConfig, pgUrl: string, a: str
     assert.ok(Number(again.body.offset) > Number(ok.body.offset));
     const conflict = await postTransfer(server.port, body({ amount: '0.5' }));
     assert.deepEqual([conflict.status, conflict.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'same transaction_id, another payload');
+    // tx_outcomes keeps the engine's u64 payload hash as int8: a retry must be recognised
+    // whichever sign that takes. A rejected transfer whose hash has the other top bit than remote-1's:
+    const topBit = (amount: string): boolean => {
+      const views = createCommandSlotViews(1, false);
+      const command = { type: 'transfer', tx_id: 'x', from: a, to: b, currency: 'USDT', amount };
+      decodeJsonCommand(Buffer.from(JSON.stringify(command)), homePartitionOfAccountDecimal(a, PARTITIONS), 0, PARTITIONS, registry, views, 0);
+      return readCommandSlot(views, 0).payloadHash >= 1n << 63n;
+    };
+    const other = Array.from({ length: 64 }, (_, i) => `100000${i}`).find((amount) => topBit(amount) !== topBit('0.25'))!;
+    const refused = await postTransfer(server.port, body({ transaction_id: 'remote-4', amount: other }));
+    const refusedAgain = await postTransfer(server.port, body({ transaction_id: 'remote-4', amount: other }));
+    assert.deepEqual([refused.status, refusedAgain.status, refusedAgain.body.duplicate], [422, 422, true], `a retry of a payload hash with the top bit ${topBit(other) ? 'set' : 'clear'} is a duplicate`);
     const poor = await postTransfer(server.port, body({ transaction_id: 'remote-2', amount: '1000000' }));
     assert.deepEqual([poor.status, poor.body.reason], [422, 'INSUFFICIENT_AVAILABLE']);
     // TALLY_SIGNATURE_TIMESTAMP=optional: the body alone signed, no timestamp header.
