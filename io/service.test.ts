@@ -24,6 +24,25 @@ async function balancesOf(port: number, account: string): Promise<Record<string,
   return Object.fromEntries(body.balances.map((b) => [b.currency, [b.available, b.frozen]]));
 }
 
+/** A service configuration on a test topic and scratch database; `extra` settings win. */
+function scratchConfig(topic: string, databaseUrl: string, extra: Record<string, string> = {}) {
+  return loadConfig({
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: databaseUrl, TALLY_COMMANDS_TOPIC: topic,
+    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-service'), TALLY_HTTP_PORT: '0',
+    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6', ...extra,
+  }, undefined);
+}
+
+/** As a paused old owner's flush holds it: partition 0's lease row, locked FOR UPDATE in an open transaction. */
+async function lockLeaseRowOfPartition0(databaseUrl: string, topic: string): Promise<pg.Client> {
+  const locker = new pg.Client({ connectionString: databaseUrl });
+  await locker.connect();
+  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
+  await locker.query('BEGIN');
+  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
+  return locker;
+}
+
 test('commands through Kafka, the ring and the engine worker show up in HTTP balances', { timeout: 120_000 }, async () => {
   const topic = uniqueName('tally.commands.e2e');
   await createTopic(topic, PARTITIONS);
@@ -81,11 +100,7 @@ test('a commands topic whose partition count differs from TALLY_COMMAND_PARTITIO
   const topic = uniqueName('tally.commands.count');
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_count');
-  const configFor = (commandsTopic: string, partitions: number) => loadConfig({
-    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: commandsTopic,
-    TALLY_COMMAND_PARTITIONS: String(partitions), TALLY_CONSUMER_GROUP: uniqueName('tally-count'), TALLY_HTTP_PORT: '0',
-    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6',
-  }, undefined);
+  const configFor = (commandsTopic: string, partitions: number) => scratchConfig(commandsTopic, database.url, { TALLY_COMMAND_PARTITIONS: String(partitions) });
   try {
     await assert.rejects(Service.start(configFor(topic, PARTITIONS * 2), createLogger('warn')),
       new RegExp(`commands topic ${topic.replace(/\./g, '\\.')} has ${PARTITIONS} partitions but TALLY_COMMAND_PARTITIONS is ${PARTITIONS * 2}`));
@@ -100,18 +115,8 @@ for (const assignment of ['group', 'static'] as const) test(`${assignment}: an a
   const topic = uniqueName('tally.commands.locked');
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_locked');
-  const locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-  // As a zombie's flush holds it: the old owner's lease row, locked FOR UPDATE in an open transaction.
-  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
-  await locker.query('BEGIN');
-  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
-  const config = loadConfig({
-    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
-    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-locked'), TALLY_HTTP_PORT: '0',
-    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6', TALLY_LEASE_TTL_MS: '1500',
-    TALLY_PARTITION_ASSIGNMENT: assignment,
-  }, undefined);
+  const locker = await lockLeaseRowOfPartition0(database.url, topic);
+  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: '1500', TALLY_PARTITION_ASSIGNMENT: assignment });
   const service = await Service.start(config, createLogger('silent'));
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   const until = async (what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> => {
@@ -155,11 +160,7 @@ test('a failure after a partition was taken (republishing its credits) keeps its
   await admin.connect();
   // Reading the unsent credits fails while the outbox is away (nothing here writes to it).
   await admin.query('ALTER TABLE transfer_outbox RENAME TO transfer_outbox_away');
-  const config = loadConfig({
-    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
-    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-catchup'), TALLY_HTTP_PORT: '0',
-    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6',
-  }, undefined);
+  const config = scratchConfig(topic, database.url);
   const service = await Service.start(config, createLogger('silent'));
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   try {
@@ -194,17 +195,8 @@ test('static: a partition another instance takes while our take of it waits is l
   const topic = uniqueName('tally.commands.elsewhere');
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_elsewhere');
-  const locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
-  await locker.query('BEGIN');
-  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
-  const config = loadConfig({
-    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic,
-    TALLY_COMMAND_PARTITIONS: String(PARTITIONS), TALLY_CONSUMER_GROUP: uniqueName('tally-elsewhere'), TALLY_HTTP_PORT: '0',
-    TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_CURRENCIES: 'USDT:6', TALLY_LEASE_TTL_MS: '1500',
-    TALLY_PARTITION_ASSIGNMENT: 'static',
-  }, undefined);
+  const locker = await lockLeaseRowOfPartition0(database.url, topic);
+  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: '1500', TALLY_PARTITION_ASSIGNMENT: 'static' });
   const service = await Service.start(config, createLogger('silent'));
   try {
     assert.deepEqual(service.unappliedPartitions(), [0], 'the take of partition 0 failed and is retried');
