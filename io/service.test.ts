@@ -33,6 +33,14 @@ function scratchConfig(topic: string, databaseUrl: string, extra: Record<string,
   }, undefined);
 }
 
+/**
+ * Short enough that the takes stuck behind a locked lease row fail within about two seconds
+ * (a lease statement waits a ninth of the TTL for a row lock, three attempts), long enough
+ * that a loaded CI machine's renewals (query timeout a third of it) do not time out and
+ * expire healthy leases, which would retake partitions and bump their tokens.
+ */
+const LOCKED_TEST_LEASE_TTL_MS = '4000';
+
 /** As a paused old owner's flush holds it: partition 0's lease row, locked FOR UPDATE in an open transaction. */
 async function lockLeaseRowOfPartition0(databaseUrl: string, topic: string): Promise<pg.Client> {
   const locker = new pg.Client({ connectionString: databaseUrl });
@@ -116,7 +124,7 @@ for (const assignment of ['group', 'static'] as const) test(`${assignment}: an a
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_locked');
   const locker = await lockLeaseRowOfPartition0(database.url, topic);
-  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: '1500', TALLY_PARTITION_ASSIGNMENT: assignment });
+  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: LOCKED_TEST_LEASE_TTL_MS, TALLY_PARTITION_ASSIGNMENT: assignment });
   const service = await Service.start(config, createLogger('silent'));
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   const until = async (what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> => {
@@ -196,7 +204,7 @@ test('static: a partition another instance takes while our take of it waits is l
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, 'tally_elsewhere');
   const locker = await lockLeaseRowOfPartition0(database.url, topic);
-  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: '1500', TALLY_PARTITION_ASSIGNMENT: 'static' });
+  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: LOCKED_TEST_LEASE_TTL_MS, TALLY_PARTITION_ASSIGNMENT: 'static' });
   const service = await Service.start(config, createLogger('silent'));
   try {
     assert.deepEqual(service.unappliedPartitions(), [0], 'the take of partition 0 failed and is retried');

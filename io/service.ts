@@ -33,6 +33,7 @@ import { OutcomeCache } from './outcome_cache';
 import { registerTransactionRoutes } from './transaction_routes';
 import { registerTransferRoutes } from './transfer_routes';
 import type { TallyConfig } from './config';
+import type { LeaseRowSeen } from '../persist/lease';
 import type { Logger } from './logger';
 
 const COMMAND_RING_SLOTS = 1 << 14;
@@ -71,8 +72,8 @@ export class Service {
   private taking = 0;
   /** Partitions assigned to us whose take failed and is being retried (retryAssigned). */
   private readonly retrying = new Set<number>();
-  /** Static assignment: each retried partition's lease row (owner/token) when first retried. */
-  private readonly retryingSeen = new Map<number, string>();
+  /** Static assignment: each retried partition's lease row as its take first failed. */
+  private readonly retryingSeen = new Map<number, LeaseRowSeen>();
   /** Successful takes per partition (tells a catch-up retry of an earlier take apart). */
   private readonly takes = new Map<number, number>();
   /** Takes of partitions run one after another (takePartitions). */
@@ -145,16 +146,20 @@ export class Service {
     const rows = await this.parts.db.query<{ partition: number; owner: string | null; fencing_token: string }>(
       'SELECT partition, owner, fencing_token::text AS fencing_token FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, pending]);
     for (const row of rows.rows) {
-      const now = `${row.owner ?? ''}/${row.fencing_token}`;
+      const now: LeaseRowSeen = { owner: row.owner, fencingToken: Number(row.fencing_token) };
       const seen = this.retryingSeen.get(row.partition);
       if (seen === undefined) {
         this.retryingSeen.set(row.partition, now);
-      } else if (seen !== now && row.owner !== null && row.owner !== this.config.instanceId) {
-        this.log.warn({ partition: row.partition, owner: row.owner }, 'a partition whose take failed was taken by another instance meanwhile; not taking it');
-        this.retrying.delete(row.partition);
-        this.retryingSeen.delete(row.partition);
+      } else if ((seen.owner !== now.owner || seen.fencingToken !== now.fencingToken) && row.owner !== null && row.owner !== this.config.instanceId) {
+        this.dropTakenElsewhere(row.partition, row.owner);
       }
     }
+  }
+
+  private dropTakenElsewhere(partition: number, owner: string | null): void {
+    this.log.warn({ partition, owner }, 'a partition whose take failed was taken by another instance meanwhile; not taking it');
+    this.retrying.delete(partition);
+    this.retryingSeen.delete(partition);
   }
 
   /** Whether the partition is still ours to apply: the group assigns it to us, or (static) always. */
@@ -391,7 +396,13 @@ export class Service {
         let storedNextOffset = 0;
         try {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
-          const lease = await leases.acquire(partition);
+          // A static retry takes the partition only if nobody took it meanwhile (compare-and-swap).
+          const seen = this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined;
+          const lease = seen === undefined ? await leases.acquire(partition) : await leases.acquireIfUnchanged(partition, seen);
+          if (lease === undefined) {
+            this.dropTakenElsewhere(partition, null);
+            continue;
+          }
           const recovered = await recoverPartition(this.config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: this.config.dedupWindow });
           this.inEngine.add(partition);
           batcher.admitPartition(partition);

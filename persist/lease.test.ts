@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { LeaseKeeper, LeaseLostReason, acquireLease, releaseLeases, renewLeases } from './lease';
+import { LeaseKeeper, LeaseLostReason, acquireLease, acquireLeaseIfUnchanged, releaseLeases, renewLeases } from './lease';
 import { createScratchDatabase } from './scratch_database';
 import { testPgUrl } from '../io/test_services';
 
@@ -49,6 +49,21 @@ function until(condition: () => boolean, timeoutMs: number, what: string): Promi
     poll();
   });
 }
+
+test('acquireLeaseIfUnchanged takes the lease only if the row is still as seen, released, or ours', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (_url, client) => {
+    await acquireLease(client, TOPIC, 5, 'zombie', 10_000);
+    const seen = { owner: 'zombie', fencingToken: 1 };
+    await acquireLease(client, TOPIC, 5, 'c', 10_000); // another instance took it meanwhile
+    assert.equal(await acquireLeaseIfUnchanged(client, TOPIC, 5, 'b', 10_000, seen), undefined, 'changed hands: not taken');
+    assert.deepEqual([(await leaseRow(client, 5)).owner, (await client.query('SELECT fencing_token::int AS t FROM partition_leases WHERE partition = 5')).rows[0].t], ['c', 2], 'c is not fenced');
+    const taken = await acquireLeaseIfUnchanged(client, TOPIC, 5, 'b', 10_000, { owner: 'c', fencingToken: 2 });
+    assert.equal(taken?.fencingToken, 3, 'unchanged since seen: taken over');
+    assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 5, 'b', 10_000, seen))?.fencingToken, 4, 'ours already: taken again');
+    await releaseLeases(client, TOPIC, [{ partition: 5, fencingToken: 4 }], 'b');
+    assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 5, 'd', 10_000, seen))?.fencingToken, 5, 'released: free to take');
+  });
+});
 
 test('the fencing token grows on every acquire and next_offset comes back', { timeout: 60_000 }, async () => {
   await withScratch('tally_lease', async (_url, client) => {

@@ -61,6 +61,34 @@ export async function acquireLease(client: pg.ClientBase, topic: string, partiti
   return { partition, fencingToken: toSafeInteger(row.fencing_token, 'fencing token'), nextOffset: toSafeInteger(row.next_offset, 'next offset') };
 }
 
+/** A lease row as someone saw it: its owner (null when released) and fencing token. */
+export interface LeaseRowSeen {
+  readonly owner: string | null;
+  readonly fencingToken: number;
+}
+
+/**
+ * acquireLease, but only if the row is still as `seen` (or released, or ours already): a
+ * compare-and-swap, so a take retried later never fences an instance that took the
+ * partition over in between. Undefined when the row changed hands.
+ */
+export async function acquireLeaseIfUnchanged(
+  client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, seen: LeaseRowSeen,
+): Promise<Lease | undefined> {
+  assertTtl(ttlMs);
+  const result = await client.query<{ fencing_token: string; next_offset: string }>(
+    `UPDATE partition_leases
+        SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond'
+      WHERE topic = $1 AND partition = $2
+        AND (owner IS NULL OR owner = $3 OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6))
+  RETURNING fencing_token, next_offset`,
+    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken],
+  );
+  const row = result.rows[0];
+  if (row === undefined) return undefined;
+  return { partition, fencingToken: toSafeInteger(row.fencing_token, 'fencing token'), nextOffset: toSafeInteger(row.next_offset, 'next offset') };
+}
+
 /**
  * Extends the expiry of every lease that still carries our owner and token. Returns the
  * partitions whose renewal matched no row: lost (taken over, or released).
@@ -173,6 +201,18 @@ export class LeaseKeeper {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       const sentAt = performance.now();
       const lease = await acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs);
+      this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
+      if (this.timer === undefined) this.schedule(this.renewIntervalMs);
+      return lease;
+    }));
+  }
+
+  /** acquire(), but only if the lease row is still as `seen` (acquireLeaseIfUnchanged); undefined if it changed hands. */
+  acquireIfUnchanged(partition: number, seen: LeaseRowSeen): Promise<Lease | undefined> {
+    return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
+      const sentAt = performance.now();
+      const lease = await acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen);
+      if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
       return lease;
