@@ -135,29 +135,22 @@ export class Service {
   }
 
   /**
-   * Static assignment has no group to say whom a partition belongs to. A take that failed
-   * (the old owner's flush holding the lease row) is retried only while the lease row stays
-   * as it was at the first retry: if another instance has taken it meanwhile (new owner and
-   * token), it is theirs, and taking it back would fence them.
+   * Static assignment has no group to say whom a partition belongs to. A failed take is
+   * retried by compare-and-swap against the lease row as it was when the take failed
+   * (takePartitionsNow): if another instance has taken it meanwhile, it is theirs, and taking
+   * it back would fence them. Records that row once per partition.
    */
-  private async dropRetriesTakenElsewhere(partitions: readonly number[]): Promise<void> {
-    const pending = partitions.filter((p) => this.retrying.has(p));
-    if (pending.length === 0) return;
+  private async recordRetryingSeen(partitions: readonly number[]): Promise<void> {
+    const unseen = partitions.filter((p) => this.retrying.has(p) && !this.retryingSeen.has(p));
+    if (unseen.length === 0) return;
     const rows = await this.parts.db.query<{ partition: number; owner: string | null; fencing_token: string }>(
-      'SELECT partition, owner, fencing_token::text AS fencing_token FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, pending]);
+      'SELECT partition, owner, fencing_token::text AS fencing_token FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, unseen]);
     for (const row of rows.rows) {
-      const now: LeaseRowSeen = { owner: row.owner, fencingToken: Number(row.fencing_token) };
-      const seen = this.retryingSeen.get(row.partition);
-      if (seen === undefined) {
-        this.retryingSeen.set(row.partition, now);
-      } else if ((seen.owner !== now.owner || seen.fencingToken !== now.fencingToken) && row.owner !== null && row.owner !== this.config.instanceId) {
-        this.dropTakenElsewhere(row.partition, row.owner);
-      }
+      if (!this.retryingSeen.has(row.partition)) this.retryingSeen.set(row.partition, { owner: row.owner, fencingToken: Number(row.fencing_token) });
     }
   }
 
-  private dropTakenElsewhere(partition: number, owner: string | null): void {
-    this.log.warn({ partition, owner }, 'a partition whose take failed was taken by another instance meanwhile; not taking it');
+  private forgetRetry(partition: number): void {
     this.retrying.delete(partition);
     this.retryingSeen.delete(partition);
   }
@@ -337,43 +330,47 @@ export class Service {
     const failed = partitions.filter((p) => !assignments.some((a) => a.partition === p));
     for (const p of failed) this.retrying.add(p);
     if (failed.length === 0) return;
-    // Static: note the lease rows as they are now (dropRetriesTakenElsewhere compares later).
-    if (this.config.partitionAssignment !== 'group') this.dropRetriesTakenElsewhere(failed).catch(() => undefined);
-    this.scheduleAssignedRetry(failed, RETAKE_DELAY_MS_MIN);
+    // Static: note the lease rows as they are now (the retry's compare-and-swap compares them).
+    if (this.config.partitionAssignment !== 'group') this.recordRetryingSeen(failed).catch(() => undefined);
+    this.retryWithBackoff(() => this.retryAssigned(failed), RETAKE_DELAY_MS_MIN, 'taking assigned partitions failed again', failed);
   }
 
-  private scheduleAssignedRetry(partitions: readonly number[], delayMs: number): void {
+  /** Runs `attempt` after `delayMs`, and again with the delay doubled (up to RETAKE_DELAY_MS_MAX) while it throws. */
+  private retryWithBackoff(attempt: () => Promise<void>, delayMs: number, failure: string, partitions: readonly number[]): void {
     const timer = setTimeout(() => {
-      this.retryAssigned(partitions).catch((error: unknown) => {
+      attempt().catch((error: unknown) => {
         const next = Math.min(RETAKE_DELAY_MS_MAX, delayMs * 2);
-        this.log.warn({ err: error, partitions, retryInMs: next }, 'taking assigned partitions failed again; retrying');
-        this.scheduleAssignedRetry(partitions, next);
+        this.log.warn({ err: error, partitions, retryInMs: next }, `${failure}; retrying`);
+        this.retryWithBackoff(attempt, next, failure, partitions);
       });
     }, delayMs);
     timer.unref();
   }
 
-  private async retryAssigned(partitions: readonly number[]): Promise<void> {
-    if (this.stopping) return;
-    const { consumer } = this.parts;
-    // Only while they are still ours: a revoked one belongs to its new owner.
-    if (this.config.partitionAssignment !== 'group') await this.dropRetriesTakenElsewhere(partitions);
-    const wanted = (p: number): boolean => this.retrying.has(p) && this.stillAssigned(p) && !this.owned.has(p);
-    for (const p of partitions) if (!wanted(p)) this.retrying.delete(p);
-    const candidates = partitions.filter(wanted);
-    if (candidates.length === 0) return;
-    // Checked again once it is this take's turn: a revocation meanwhile gives it to another owner.
+  /**
+   * Takes partitions again that were ours before (a failed take, a lost lease) and restarts
+   * them in the consumer; `wanted` is checked again in the take's turn. Throws for those still
+   * wanted and not taken, so the caller's backoff tries again.
+   */
+  private async takeAgain(candidates: readonly number[], wanted: (p: number) => boolean, takenMessage: string): Promise<void> {
     const assignments = await this.takePartitions(candidates, wanted);
-    const refused = consumer.restartPartitions(assignments);
-    for (const a of assignments) {
-      this.retrying.delete(a.partition);
-      this.retryingSeen.delete(a.partition);
-    }
+    const refused = this.parts.consumer.restartPartitions(assignments);
     if (refused.length > 0) await this.giveBack(refused, false);
     const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p));
-    if (taken.length > 0) this.log.info({ partitions: taken }, 'assigned partitions taken on a retry');
+    if (taken.length > 0) this.log.info({ partitions: taken }, takenMessage);
     const failed = candidates.filter((p) => wanted(p) && !assignments.some((a) => a.partition === p));
     if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')}`);
+  }
+
+  private async retryAssigned(partitions: readonly number[]): Promise<void> {
+    if (this.stopping) return;
+    // Only while they are still ours: a revoked one belongs to its new owner.
+    if (this.config.partitionAssignment !== 'group') await this.recordRetryingSeen(partitions);
+    const wanted = (p: number): boolean => this.retrying.has(p) && this.stillAssigned(p) && !this.owned.has(p);
+    for (const p of partitions) if (!wanted(p)) this.forgetRetry(p);
+    const candidates = partitions.filter(wanted);
+    if (candidates.length === 0) return;
+    await this.takeAgain(candidates, wanted, 'assigned partitions taken on a retry');
   }
 
   /**
@@ -400,7 +397,8 @@ export class Service {
           const seen = this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined;
           const lease = seen === undefined ? await leases.acquire(partition) : await leases.acquireIfUnchanged(partition, seen);
           if (lease === undefined) {
-            this.dropTakenElsewhere(partition, null);
+            this.log.warn({ partition }, 'a partition whose take failed was taken by another instance meanwhile; not taking it');
+            this.forgetRetry(partition);
             continue;
           }
           const recovered = await recoverPartition(this.config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: this.config.dedupWindow });
@@ -415,6 +413,7 @@ export class Service {
           }, 'partition recovered');
           assignments.push({ partition, offset: lease.nextOffset });
           storedNextOffset = lease.nextOffset;
+          this.forgetRetry(partition);
           this.takes.set(partition, (this.takes.get(partition) ?? 0) + 1);
         } catch (error) {
           this.log.error({ err: error, partition }, 'could not take the partition; it is not applied here');
@@ -493,25 +492,14 @@ export class Service {
     this.parts.metrics.notePartitionsStopped(reason, fresh.length);
     // A lease that expired while the database was unreachable may still be nobody else's:
     // take it back once the database answers, unless another instance took it meanwhile.
-    if (reason === 'expired-unreachable') this.scheduleRetake(fresh, RETAKE_DELAY_MS_MIN);
-  }
-
-  private scheduleRetake(partitions: readonly number[], delayMs: number): void {
-    const timer = setTimeout(() => {
-      this.retake(partitions).catch((error: unknown) => {
-        this.log.warn({ err: error, partitions, retryInMs: Math.min(RETAKE_DELAY_MS_MAX, delayMs * 2) }, 'taking lost partitions back failed; retrying');
-        this.scheduleRetake(partitions, Math.min(RETAKE_DELAY_MS_MAX, delayMs * 2));
-      });
-    }, delayMs);
-    timer.unref();
+    if (reason === 'expired-unreachable') this.retryWithBackoff(() => this.retake(fresh), RETAKE_DELAY_MS_MIN, 'taking lost partitions back failed', fresh);
   }
 
   private async retake(partitions: readonly number[]): Promise<void> {
     if (this.stopping) return;
     // In a group, only partitions the group still assigns to us: a revoked one belongs to
     // its new owner, and taking its lease would fence that owner.
-    const group = this.config.partitionAssignment === 'group';
-    const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && (!group || this.parts.consumer.isGroupAssigned(p)));
+    const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p));
     if (candidates.length === 0) return;
     const rows = await this.parts.db.query<{ partition: number; owner: string | null }>(
       'SELECT partition, owner FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
@@ -519,13 +507,7 @@ export class Service {
     const elsewhere = candidates.filter((p) => !free.includes(p));
     if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
     if (free.length === 0) return;
-    const wanted = (p: number): boolean => this.stoppedPartitions.has(p) && !this.owned.has(p) && (!group || this.parts.consumer.isGroupAssigned(p));
-    const assignments = await this.takePartitions(free, wanted);
-    const failed = free.filter((p) => wanted(p) && !assignments.some((a) => a.partition === p));
-    const refused = this.parts.consumer.restartPartitions(assignments);
-    if (refused.length > 0) await this.giveBack(refused, false);
-    this.log.info({ partitions: assignments.map((a) => a.partition).filter((p) => !refused.includes(p)) }, 'lost partitions taken back');
-    if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')} back`);
+    await this.takeAgain(free, (p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p), 'lost partitions taken back');
   }
 
   private async releaseFromEngine(partitions: readonly number[]): Promise<void> {
