@@ -15,6 +15,10 @@ import type { Logger } from './logger';
 
 export const CLOSE_SLOW_CONSUMER = 4008;
 const SUBSCRIPTIONS_PER_CONNECTION_MAX = 10_000;
+/** Connections at once; more are refused at the upgrade (503) rather than held without bound. */
+export const STREAM_CONNECTIONS_MAX = 10_000;
+/** uWS's answer to send() when it dropped the message (its backpressure limit was passed). */
+const SEND_DROPPED = 2;
 const MESSAGE_BYTES_MAX = 256 * 1024;
 const ACCOUNT_PATTERN = /^(0|[1-9][0-9]{0,19})$/;
 
@@ -34,9 +38,16 @@ export class BalanceStream {
   register(app: uWS.TemplatedApp): void {
     app.ws<Subscriber>('/v1/stream', {
       maxPayloadLength: MESSAGE_BYTES_MAX,
+      // uWS drops (send() answers 2) what is sent past this limit, 64 KiB by default: it must
+      // lie above our own bound, so a slow subscriber is closed, never silently skipped.
+      maxBackpressure: this.bufferBytesMax + MESSAGE_BYTES_MAX,
       idleTimeout: 120,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
+        if (this.connections >= STREAM_CONNECTIONS_MAX) {
+          res.writeStatus('503 Service Unavailable').end(`at most ${STREAM_CONNECTIONS_MAX} stream connections`);
+          return;
+        }
         res.upgrade<Subscriber>({ accounts: new Set(), closed: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
       },
       open: () => {
@@ -71,15 +82,17 @@ export class BalanceStream {
 
   private send(ws: uWS.WebSocket<Subscriber>, text: string): void {
     if (ws.getUserData().closed) return;
-    if (ws.getBufferedAmount() + text.length > this.bufferBytesMax) {
-      this.slowConsumersClosed++;
-      this.log.warn({ buffered: ws.getBufferedAmount(), limit: this.bufferBytesMax }, 'closing a WebSocket subscriber that cannot keep up');
-      ws.getUserData().closed = true;
-      ws.end(CLOSE_SLOW_CONSUMER, 'SLOW_CONSUMER: too much unsent data; reconnect and read balances over HTTP');
-      return;
-    }
-    ws.send(text, false);
+    if (ws.getBufferedAmount() + text.length > this.bufferBytesMax) return this.closeSlow(ws);
+    // Dropped only if the limit above were wrong; a subscriber must never miss a push unnoticed.
+    if (ws.send(text, false) === SEND_DROPPED) return this.closeSlow(ws);
     this.pushes++;
+  }
+
+  private closeSlow(ws: uWS.WebSocket<Subscriber>): void {
+    this.slowConsumersClosed++;
+    this.log.warn({ buffered: ws.getBufferedAmount(), limit: this.bufferBytesMax }, 'closing a WebSocket subscriber that cannot keep up');
+    ws.getUserData().closed = true;
+    ws.end(CLOSE_SLOW_CONSUMER, 'SLOW_CONSUMER: too much unsent data; reconnect and read balances over HTTP');
   }
 
   private onMessage(ws: uWS.WebSocket<Subscriber>, message: ArrayBuffer, isBinary: boolean): void {

@@ -23,6 +23,9 @@ export interface MetricsSources {
   readonly ready: () => boolean;
   readonly eventsUnacknowledged: () => number;
   readonly streamConnections: () => number;
+  /** Balance pushes sent, and subscribers closed for falling behind (code 4008), since start. */
+  readonly streamPushes: () => number;
+  readonly streamSlowConsumersClosed: () => number;
   /** Partitions this instance applies now. */
   readonly partitionsOwned: () => number;
 }
@@ -72,6 +75,14 @@ export class Metrics {
     new client.Gauge({ name: 'tally_ready', help: '1 when /readyz answers ready.', registers, collect() { this.set(sources.ready() ? 1 : 0); } });
     new client.Gauge({ name: 'tally_events_unacknowledged', help: 'Result events not yet acknowledged by the broker.', registers, collect() { this.set(sources.eventsUnacknowledged()); } });
     new client.Gauge({ name: 'tally_stream_connections', help: 'Open WebSocket stream connections.', registers, collect() { this.set(sources.streamConnections()); } });
+    const runningTotal = (name: string, help: string, value: () => number): void => {
+      new client.Counter({ name, help, registers, collect() {
+        this.reset();
+        this.inc(value());
+      } });
+    };
+    runningTotal('tally_stream_pushes_total', 'Balance changes pushed to WebSocket subscribers.', sources.streamPushes);
+    runningTotal('tally_stream_slow_consumers_closed_total', 'WebSocket subscribers closed with code 4008 for having too much unsent data.', sources.streamSlowConsumersClosed);
   }
 
   /** A durable command of `commandType` (wire type; 0 unparseable) with `rejectCode` (0 when accepted). */

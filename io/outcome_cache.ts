@@ -197,21 +197,37 @@ export class OutcomeCache {
    * omitted), or undefined after `timeoutMs`. Waiters are bounded by their timeouts.
    */
   waitFor(txId: string, timeoutMs: number, partition?: number): Promise<TransactionBody | undefined> {
-    return new Promise((resolve) => {
+    return this.waitForMatch(txId, timeoutMs, (from) => partition === undefined || from === partition).outcome;
+  }
+
+  /**
+   * Resolves with the first durable outcome of `txId` that `accept` takes (it sees the
+   * outcome's partition and result event), or undefined after `timeoutMs` or `cancel()`.
+   * Outcomes it declines go on to other waiters: two commands may share a tx_id, and each
+   * caller must get its own command's outcome.
+   */
+  waitForMatch(txId: string, timeoutMs: number, accept: (partition: number, body: TransactionBody) => boolean): { outcome: Promise<TransactionBody | undefined>; cancel(): void } {
+    let cancel = (): void => undefined;
+    const outcome = new Promise<TransactionBody | undefined>((resolve) => {
       const wake: Wake = (from, eventJson) => {
-        if (partition !== undefined && from !== partition) return false;
+        const body = JSON.parse(eventJson) as TransactionBody;
+        if (!accept(from, body)) return false;
         clearTimeout(timer);
-        resolve(JSON.parse(eventJson) as TransactionBody);
+        resolve(body);
         return true;
       };
-      const timer = setTimeout(() => {
+      const stop = (): void => {
+        clearTimeout(timer);
         this.forget(txId, wake);
         resolve(undefined);
-      }, timeoutMs);
+      };
+      const timer = setTimeout(stop, timeoutMs);
+      cancel = stop;
       const list = this.waiters.get(txId);
       if (list === undefined) this.waiters.set(txId, [wake]);
       else list.push(wake);
     });
+    return { outcome, cancel };
   }
 
   private wake(txId: string, partition: number, eventJson: string): void {

@@ -41,6 +41,8 @@ const OUTPUT_RING_SLOTS = 1 << 18;
 const STOP_TIMEOUT_MS = 30_000;
 /** Each closing step after the drain (producer, flush pool, leases) gets at most this long. */
 const STOP_STEP_MS = 3_000;
+/** Bound of every query of the service's query pools (not the flushes, not the leases). */
+const QUERY_TIMEOUT_MS = 5_000;
 const HANDOVER_TIMEOUT_MS = 20_000;
 const RETAKE_DELAY_MS_MIN = 1000;
 const FANOUT_SLICE_COMMANDS = 2000;
@@ -59,6 +61,8 @@ interface Parts {
   readonly relay: CreditRelay;
   readonly eventPositions: EventPositions;
   readonly db: pg.Pool;
+  /** Connections of the transaction lookups (io/transaction_routes.ts). */
+  readonly lookupDb: pg.Pool;
   readonly cache: OutcomeCache;
   readonly stream: BalanceStream;
   readonly metrics: Metrics;
@@ -183,8 +187,13 @@ export class Service {
       pgUrl: config.pgUrl, topic: config.commandsTopic, owner: config.instanceId, ttlMs: config.leaseTtlMs, log,
       onLost: (partitions, reason) => service?.stopPartitions(partitions, reason),
     });
-    const db = new pg.Pool({ connectionString: config.pgUrl, max: 4, connectionTimeoutMillis: 2000 });
+    // Every query is bounded (server and client side), so a stalled PostgreSQL fails a lookup,
+    // a probe or a transfer poll with an error and the timeouts promised to clients hold.
+    const db = new pg.Pool({ connectionString: config.pgUrl, max: 4, connectionTimeoutMillis: 2000, statement_timeout: QUERY_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS + 1000 });
     db.on('error', (error) => log.warn({ err: error }, 'idle query connection failed'));
+    // Unauthenticated transaction lookups get connections of their own.
+    const lookupDb = new pg.Pool({ connectionString: config.pgUrl, max: 2, connectionTimeoutMillis: 2000, statement_timeout: QUERY_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS + 1000 });
+    lookupDb.on('error', (error) => log.warn({ err: error }, 'idle lookup connection failed'));
     const publisher = await EventPublisher.connect({ brokers: config.kafkaBrokers, topic: config.eventsTopic, log });
     const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic, lingerMs: 1 });
     const relay = await CreditRelay.connect({
@@ -227,6 +236,8 @@ export class Service {
       ready: () => service?.isReady() === true,
       eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
       streamConnections: () => stream.connections,
+      streamPushes: () => stream.pushes,
+      streamSlowConsumersClosed: () => stream.slowConsumersClosed,
       partitionsOwned: () => service?.ownedPartitions().length ?? 0,
     });
     const ownership = {
@@ -245,7 +256,7 @@ export class Service {
       },
       routes: (app) => {
         registerBalanceRoutes(app, tableReader, registry, ownership);
-        registerTransactionRoutes(app, cache, db, config.commandPartitions, log);
+        registerTransactionRoutes(app, cache, lookupDb, config.commandPartitions, log);
         registerTransferRoutes(app, {
           secret: config.transferSecret, signatureWindowMs: config.signatureWindowMs, signatureTimestampOptional: config.signatureTimestamp === 'optional', timeoutMs: config.transferTimeoutMs,
           bodyBytesMax: config.httpBodyBytesMax, partitionCount: config.commandPartitions, commandsTopic: config.commandsTopic, registry,
@@ -255,7 +266,7 @@ export class Service {
         metrics!.register(app);
       },
     });
-    service = new Service(config, registry, { engine, leases, pool, batcher, consumer, publisher, producer, relay, eventPositions, db, cache, stream, metrics, health, http }, log);
+    service = new Service(config, registry, { engine, leases, pool, batcher, consumer, publisher, producer, relay, eventPositions, db, lookupDb, cache, stream, metrics, health, http }, log);
     batcher.start();
     eventPositions.start();
     if (group === undefined) {
@@ -553,7 +564,7 @@ export class Service {
     await bounded(pool.close(), STOP_STEP_MS, 'flush pool close', this.log);
     await bounded(leases.stop(), STOP_STEP_MS, 'lease release', this.log);
     const stopped = await engine.stop();
-    await bounded(db.end(), STOP_STEP_MS, 'query pool close', this.log);
+    await bounded(Promise.all([db.end(), this.parts.lookupDb.end()]), STOP_STEP_MS, 'query pool close', this.log);
     http.close();
     this.log.info({ sequence: stopped.sequence, stateHash: stopped.stateHash }, 'tally stopped');
   }

@@ -271,6 +271,11 @@ async function checkTransferApi(port: number, a: string, b: string, elsewhere: s
   assert.equal((await postTransfer(port, body({ amount: '2' }))).status, 409, 'same transaction_id, different payload');
   const poor = await postTransfer(port, body({ transaction_id: 'api-2', amount: '1000000' }));
   assert.deepEqual([poor.status, poor.body.reason], [422, 'INSUFFICIENT_AVAILABLE']);
+  // Two requests with one new tx_id and different payloads, in flight together: each gets
+  // its own command's outcome (the first produced is recorded, the other conflicts), never
+  // the other's event.
+  const racing = await Promise.all([postTransfer(port, body({ transaction_id: 'api-6', amount: '2000000' })), postTransfer(port, body({ transaction_id: 'api-6', amount: '3000000' }))]);
+  assert.deepEqual(racing.map((answer) => [answer.status, answer.body.reason]).sort(), [[409, 'DUPLICATE_TX_ID_CONFLICT'], [422, 'INSUFFICIENT_AVAILABLE']], 'concurrent requests sharing a tx_id');
   const crossing = await postTransfer(port, body({ transaction_id: 'api-3', to_account: elsewhere }));
   assert.deepEqual([crossing.status, crossing.body.status, crossing.body.credit?.status, crossing.body.credit?.account], [200, 'accepted', 'applied', elsewhere], 'the answer waits for the credit');
   const lookup = await getJson(port, '/v1/transactions/api-3');

@@ -69,7 +69,16 @@ export async function storedOutcomes(db: pg.Pool, partitionCount: number, txId: 
   }));
 }
 
+/**
+ * Lookups the database may be working on or queued for at once. The route is not
+ * authenticated, so a flood of lookups of unknown tx_ids is answered 503 beyond this bound
+ * instead of queueing without one (the lookups have a pool of their own, so they never
+ * starve the health probe, the credit relay or the transfer API of connections).
+ */
+export const DATABASE_LOOKUPS_MAX = 64;
+
 export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeCache, db: pg.Pool, partitionCount: number, log: Logger): void {
+  let lookups = 0;
   app.get('/v1/transactions/:tx_id', (res, req) => {
     let txId: string;
     try {
@@ -78,11 +87,15 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
       return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id is not valid percent-encoded UTF-8' });
     }
     if (txId.length < 1 || Buffer.byteLength(txId) > 64) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must be 1 to 64 bytes' });
+    // No command can carry a NUL in its tx_id (the engine refuses it), and PostgreSQL text cannot hold one.
+    if (txId.includes('\u0000')) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must not contain NUL characters' });
     const cached = cache.get(txId);
+    if (lookups >= DATABASE_LOOKUPS_MAX) return json(res, '503 Service Unavailable', { error: 'TOO_MANY_LOOKUPS', message: `${DATABASE_LOOKUPS_MAX} transaction lookups are waiting for the database; retry later` });
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
+    lookups++;
     const lookup = cached !== undefined ? Promise.resolve([cached]) : storedOutcomes(db, partitionCount, txId);
     lookup.then(async (found) => {
       const latest = found.length === 0 ? undefined : await withCredit(db, found[found.length - 1]!);
@@ -92,6 +105,8 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     }).catch((error: unknown) => {
       log.error({ err: error, txId }, 'transaction lookup failed');
       if (!aborted) json(res, '503 Service Unavailable', { error: 'DATABASE_UNAVAILABLE', message: 'the outcome store cannot be read right now; retry' });
+    }).finally(() => {
+      lookups--;
     });
   });
 }

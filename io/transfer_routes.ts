@@ -159,25 +159,52 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
   const command = Buffer.from(JSON.stringify({
     type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
   }));
-  if (options.ownsPartition(partition)) {
-    // This instance applies the partition: the fan-out wakes the waiter with the command's
-    // own event (accepted, rejected, duplicate or conflict).
-    const waiting = options.cache.waitFor(transfer.transaction_id, options.timeoutMs, partition);
-    producer.send(transfer.from_account, command);
-    return waiting;
-  }
-  // The whole answer, acknowledgement included, within the timeout (a slow or absent broker
-  // would otherwise hold the request for librdkafka's message timeout).
   const deadline = Date.now() + options.timeoutMs;
-  let timer: NodeJS.Timeout | undefined;
-  const position = await Promise.race([
-    producer.sendAcknowledged(transfer.from_account, command),
-    new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), options.timeoutMs);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  if (options.ownsPartition(partition)) return waitForOwnEvent(options, producer, partition, transfer, command);
+  const position = await acknowledged(producer, transfer.from_account, command, options.timeoutMs);
   if (position === undefined) return undefined;
   return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options), deadline);
+}
+
+/**
+ * This instance applies the partition: the fan-out wakes the waiter with the command's own
+ * event (accepted, rejected, duplicate or conflict), recognised by the offset the broker gave
+ * the command. Another command with the same tx_id (a concurrent request with another
+ * payload, an upstream producer reusing it) has its own event, which is not this answer.
+ * The waiter is registered before the command is produced, and events seen before the
+ * broker's acknowledgement are kept, since the event may come first.
+ */
+async function waitForOwnEvent(options: TransferRouteOptions, producer: CommandProducer, partition: number, transfer: TransferRequest, command: Buffer): Promise<TransactionBody | undefined> {
+  let offset: string | undefined;
+  const early: TransactionBody[] = [];
+  const waiter = options.cache.waitForMatch(transfer.transaction_id, options.timeoutMs, (from, body) => {
+    if (from !== partition) return false;
+    if (offset === undefined) early.push(body);
+    return body.offset === offset;
+  });
+  let position: CommandPosition | undefined;
+  try {
+    position = await acknowledged(producer, transfer.from_account, command, options.timeoutMs);
+  } finally {
+    if (position === undefined) waiter.cancel();
+  }
+  if (position === undefined) return undefined;
+  offset = String(position.offset);
+  const seen = early.find((body) => body.offset === offset);
+  if (seen === undefined) return waiter.outcome;
+  waiter.cancel();
+  return seen;
+}
+
+/** The command's position once the broker acknowledged it, or undefined after `timeoutMs` (a slow or absent broker would otherwise hold the request for librdkafka's message timeout). */
+async function acknowledged(producer: CommandProducer, key: string, command: Buffer, timeoutMs: number): Promise<CommandPosition | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    producer.sendAcknowledged(key, command),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** The engine's payload hash of the command (engine/payload_hash.ts), as tx_outcomes stores it (int8). */
