@@ -10,6 +10,13 @@
 // (a crash between the broker's acknowledgement and the mark) is only marked, never relayed:
 // after a long outage the credit may have left that partition's dedup window, and a resend
 // would then be applied a second time.
+//
+// Acknowledged is not applied: the credited partition may pass the credit without an outcome
+// (BALANCE_TABLE_FULL is not recorded, so the command may be retried once there is room; or
+// the broker lost it). The mark keeps the offset the credit got there (`sent_offset`, 006),
+// and the sweep sends a credit again once that partition's durable next offset has passed
+// it with no outcome for its tx_id: not applied then, for an applied credit's outcome commits
+// with the offset that passes it. Rows whose credit has an outcome are `confirmed` and left.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type pg from 'pg';
@@ -34,19 +41,27 @@ interface Pending {
   readonly offset: number;
 }
 
+interface Acknowledged extends Pending {
+  /** The credit's offset on its (credited) partition. */
+  readonly creditOffset: number;
+}
+
 const MARK_INTERVAL_MS = 50;
 const SWEEP_INTERVAL_MS = 10_000;
+const MESSAGE_TIMEOUT_MS = 30_000;
 
 export class CreditRelay {
   /** Source (partition, offset) keys produced and not yet acknowledged. */
   private readonly inFlight = new Set<string>();
-  private acknowledged: Pending[] = [];
+  private acknowledged: Acknowledged[] = [];
   private markTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private marking = false;
   relayed = 0;
   marked = 0;
   failures = 0;
+  /** Credits sent again because their partition passed an earlier copy without an outcome. */
+  resentUnapplied = 0;
 
   private constructor(private readonly producer: Kafka.Producer, private readonly options: CreditRelayOptions) {
     producer.on('delivery-report', (error, report) => {
@@ -57,7 +72,7 @@ export class CreditRelay {
         options.log.error({ err: error, partition: pending.partition, offset: pending.offset }, 'credit not delivered; the sweep relays it again');
         return;
       }
-      this.acknowledged.push(pending);
+      this.acknowledged.push({ partition: pending.partition, offset: pending.offset, creditOffset: Number(report.offset) });
     });
   }
 
@@ -66,7 +81,10 @@ export class CreditRelay {
       'bootstrap.servers': options.brokers,
       'enable.idempotence': true,
       'linger.ms': 2,
-      'message.timeout.ms': 0,
+      // Bounded, so a copy queued by an instance that has lost the partition (cut off from the
+      // broker, say) cannot arrive long after the new owner's copy was applied, out of the
+      // credited partition's dedup window; an undelivered credit is sent again by the sweep.
+      'message.timeout.ms': MESSAGE_TIMEOUT_MS,
       partitioner: 'murmur2_random',
       dr_cb: true,
     });
@@ -99,17 +117,36 @@ export class CreditRelay {
     this.relayed++;
   }
 
-  /** Relays every unsent credit of the partitions (taken partitions, and the sweep). */
+  /**
+   * Relays every unsent credit of the partitions (taken partitions, and the sweep), and every
+   * sent one that its partition passed without an outcome.
+   */
   async relayUnsent(partitions: readonly number[]): Promise<number> {
     if (partitions.length === 0) return 0;
-    const applied = await this.options.db.query(
-      `UPDATE transfer_outbox AS o SET sent = true
-        WHERE o.partition = ANY($1::int[]) AND NOT o.sent
-          AND EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))`, [partitions]);
-    if ((applied.rowCount ?? 0) > 0) this.options.log.info({ partitions, credits: applied.rowCount }, 'unsent credits already applied on their partition: marked sent, not relayed');
-    const rows = await this.options.db.query<{ partition: number; kafka_offset: string; to_account: string; to_partition: number; currency_id: number; amount: string }>(
-      `SELECT partition, kafka_offset, tally_account_text(to_account) AS to_account, to_partition, currency_id, amount
-         FROM transfer_outbox WHERE partition = ANY($1::int[]) AND NOT sent ORDER BY partition, kafka_offset`, [partitions]);
+    const confirmed = await this.options.db.query<{ sent: boolean }>(
+      `WITH done AS (
+         SELECT o.partition, o.kafka_offset, o.sent FROM transfer_outbox o
+          WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
+            AND EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)))
+       UPDATE transfer_outbox AS o SET confirmed = true, sent = true FROM done
+        WHERE o.partition = done.partition AND o.kafka_offset = done.kafka_offset
+       RETURNING done.sent`, [partitions]);
+    const markedOnly = confirmed.rows.filter((row) => !row.sent).length;
+    if (markedOnly > 0) this.options.log.info({ partitions, credits: markedOnly }, 'unsent credits already applied on their partition: marked sent, not relayed');
+    const rows = await this.options.db.query<{ partition: number; kafka_offset: string; to_account: string; to_partition: number; currency_id: number; amount: string; sent: boolean; sent_offset: string | null }>(
+      `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset
+         FROM transfer_outbox o
+        WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
+          AND (NOT o.sent OR o.sent_offset < (SELECT l.next_offset FROM partition_leases l WHERE l.topic = $2 AND l.partition = o.to_partition))
+          AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
+        ORDER BY o.partition, o.kafka_offset`, [partitions, this.options.topic]);
+    const passed = rows.rows.filter((row) => row.sent);
+    if (passed.length > 0) {
+      this.resentUnapplied += passed.length;
+      this.options.log.warn({
+        credits: passed.length, first: { partition: passed[0]!.partition, offset: passed[0]!.kafka_offset, toPartition: passed[0]!.to_partition, creditOffset: passed[0]!.sent_offset },
+      }, 'credits passed their partition without an outcome (its balance table full, or the message lost): sending them again; make room (TALLY_BALANCE_CAPACITY) if this repeats');
+    }
     const { registry } = this.options;
     for (const row of rows.rows) {
       const offset = Number(row.kafka_offset);
@@ -151,9 +188,9 @@ export class CreditRelay {
     this.acknowledged = [];
     try {
       await this.options.db.query(
-        `UPDATE transfer_outbox AS o SET sent = true FROM unnest($1::int[], $2::bigint[]) AS u(partition, kafka_offset)
+        `UPDATE transfer_outbox AS o SET sent = true, sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
           WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset`,
-        [batch.map((p) => p.partition), batch.map((p) => p.offset)]);
+        [batch.map((p) => p.partition), batch.map((p) => p.offset), batch.map((p) => p.creditOffset)]);
       this.marked += batch.length;
     } catch (error) {
       // Not marked: relayed again later, which the credited side deduplicates.

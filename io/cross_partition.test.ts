@@ -122,7 +122,7 @@ test(`cross-partition transfers, ${TRANSFERS} both ways, kill -9 while relaying,
     // Every credit unmarked again (as after a crash between the broker's acknowledgement and
     // the mark) and a restart with a dedup window shorter than each partition's history: the
     // credits already applied must not be relayed, or those outside the window apply twice.
-    await client.query('UPDATE transfer_outbox SET sent = false');
+    await client.query('UPDATE transfer_outbox SET sent = false, confirmed = false, sent_offset = NULL');
     const again = spawn({ TALLY_PARTITION_ASSIGNMENT: 'static', TALLY_INSTANCE_ID: 'cross-single', TALLY_DEDUP_WINDOW: '1024' });
     await waitFor('the outbox to be marked again', 60_000, async () => Number((await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM transfer_outbox WHERE NOT sent')).rows[0]!.n) === 0, again);
     // A deposit behind whatever was relayed, on every partition: once durable, so is all before it.

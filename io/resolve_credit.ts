@@ -19,13 +19,19 @@ export async function resolveCredit(config: TallyConfig, creditTxId: string): Pr
   const client = new pg.Client({ connectionString: config.pgUrl, connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
-    const found = await client.query<{ from_account: string; currency_id: number; amount: string; to_partition: number; accepted: boolean | null; reason: string | null }>(
-      `SELECT tally_account_text(o.from_account) AS from_account, o.currency_id, o.amount, o.to_partition, c.accepted, c.reason
+    const found = await client.query<{ from_account: string; currency_id: number; amount: string; to_partition: number; accepted: boolean | null; reason: string | null; refund_accepted: boolean | null; refund_reason: string | null }>(
+      `SELECT tally_account_text(o.from_account) AS from_account, o.currency_id, o.amount, o.to_partition, c.accepted, c.reason,
+              r.accepted AS refund_accepted, r.reason AS refund_reason
          FROM transfer_outbox o
          LEFT JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)
+         LEFT JOIN tx_outcomes r ON r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset)
         WHERE o.partition = $1 AND o.kafka_offset = $2`, [partition, offset]);
     const row = found.rows[0];
     if (row === undefined) throw new Error(`no cross-partition transfer at partition ${partition} offset ${offset}`);
+    // A refund with an outcome is never produced again: once it has left the sending
+    // partition's dedup window a second one would be applied as a new command.
+    if (row.refund_accepted === true) throw new Error(`credit ${creditTxId} was refunded already (${refundTxIdOf(partition, offset)} applied); nothing to resolve`);
+    if (row.refund_accepted === false) throw new Error(`the refund ${refundTxIdOf(partition, offset)} of credit ${creditTxId} was rejected (${row.refund_reason}); resolve it by hand`);
     if (row.accepted === null) throw new Error(`credit ${creditTxId} is still in flight (no outcome on partition ${row.to_partition} yet); nothing to resolve`);
     if (row.accepted) throw new Error(`credit ${creditTxId} was applied on partition ${row.to_partition}; nothing to resolve`);
     const registry = CurrencyRegistry.fromConfig(config.currencies);

@@ -385,4 +385,5 @@ async function checkStrandedCredit(
   await events.waitFor([refundTxId]);
   assert.equal(events.of(refundTxId)[0]!.status, 'accepted');
   assert.deepEqual(await runAudit(pgUrl), [], 'refunded: the audit passes again');
+  await assert.rejects(resolveCredit(config, creditTxId), /refunded already/, 'a second resolution never produces a second refund');
 }

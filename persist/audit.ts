@@ -87,6 +87,17 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
            WHERE COALESCE(t.amount, 0) <> COALESCE(o.amount, 0) ORDER BY 1`,
   },
   {
+    name: 'no_credit_passed_unapplied',
+    description: 'a cross-partition credit the credited partition passed without an outcome (its balance table was full, or the message was lost) is sent again by the relay every sweep; make room there (TALLY_BALANCE_CAPACITY) so it can be applied',
+    sql: `SELECT o.partition, o.kafka_offset, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, o.sent_offset,
+                 (SELECT max(l.next_offset) FROM partition_leases l WHERE l.partition = o.to_partition) AS credited_partition_next_offset
+            FROM transfer_outbox o
+           WHERE NOT o.confirmed AND o.sent
+             AND o.sent_offset < (SELECT max(l.next_offset) FROM partition_leases l WHERE l.partition = o.to_partition)
+             AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
+           ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
+  },
+  {
     name: 'no_stranded_credit',
     description: 'a cross-partition credit the credited partition rejected must be resolved: npm run tally -- resolve-credit <credit tx_id> (docs/operations.md)',
     sql: `SELECT o.partition, o.kafka_offset, o.tx_id, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, c.reason, o.resolution
