@@ -11,9 +11,9 @@
 //
 // Operating errors (a full table, a partition already assigned, a balance present on two
 // partitions) throw PartitionLoadError with a message that says what to do; malformed rows
-// are programmer errors of the recovery side and throw plain Errors. Both leave the engine
-// unfit to run that partition (rows of the failed load may already be in the table): the
-// caller must not feed it, and retrying the load needs a fresh engine.
+// are programmer errors of the recovery side and throw plain Errors. A load that fails once
+// it has begun writing is undone (the partition released: its balances zeroed, its window
+// dropped), so the caller, which must not feed the partition, may load it again later.
 //
 // Unload is release (BalanceEngine.releasePartition): the balance table never deletes an
 // entry (its readers probe without locks, which relies on keys never moving), so a released
@@ -71,6 +71,24 @@ export function loadPartition(engine: BalanceEngine, partition: number, dedupWin
   if (state.balanceCount > room) {
     throw new PartitionLoadError(`balance table full: partition ${partition} has ${state.balanceCount} balances but only ${room} of ${table.capacity} are free; raise TALLY_BALANCE_CAPACITY`);
   }
+  try {
+    return loadRows(engine, partition, dedupWindow, state);
+  } catch (error) {
+    // Whatever was written is undone (balances zeroed, window dropped), so the partition can
+    // be loaded again once the cause is fixed, instead of every retry finding the half-written
+    // balances and calling them a conflict.
+    engine.releasePartition(partition);
+    if (error instanceof PartitionLoadError) throw error;
+    if (table.free === 0) {
+      // The room check counts the partition's released entries as reusable; keys new since then need more.
+      throw new PartitionLoadError(`balance table full: partition ${partition} has ${state.balanceCount} balances, more new ones than the ${room} entries this table could give it (of ${table.capacity}); raise TALLY_BALANCE_CAPACITY`);
+    }
+    throw error;
+  }
+}
+
+function loadRows(engine: BalanceEngine, partition: number, dedupWindow: number, state: PartitionState): PartitionLoadResult {
+  const table = engine.table;
   let rows: Int32Array = new Int32Array(state.balances, 0, state.balanceCount * BALANCE_ROW_WORDS);
   if (state.balanceCount >= SORT_ROWS_MIN) rows = sortByTableRegion(table, rows, state.balanceCount, partition);
   const conflict = insertBalanceRows(table, rows, state.balanceCount, partition);

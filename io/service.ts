@@ -402,6 +402,7 @@ export class Service {
     try {
       for (const partition of partitions) {
         let storedNextOffset = 0;
+        let loading = false;
         try {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
           // A static retry takes the partition only if nobody took it meanwhile (compare-and-swap).
@@ -412,6 +413,7 @@ export class Service {
             this.forgetRetry(partition);
             continue;
           }
+          loading = true;
           const recovered = await recoverPartition(this.config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: this.config.dedupWindow });
           this.inEngine.add(partition);
           batcher.admitPartition(partition);
@@ -428,6 +430,9 @@ export class Service {
           this.takes.set(partition, (this.takes.get(partition) ?? 0) + 1);
         } catch (error) {
           this.log.error({ err: error, partition }, 'could not take the partition; it is not applied here');
+          // A load that timed out here may still finish in the worker, which answers in order:
+          // releasing it after the load leaves the engine clean for the retry.
+          if (loading) await engine.releasePartition(partition).catch((releaseError: unknown) => this.log.warn({ err: releaseError, partition }, 'could not release a partition whose load failed'));
           await leases.release([partition]).catch(() => undefined);
           continue;
         }
