@@ -98,6 +98,7 @@ test('a credit its partition passed without an outcome (balance table full) is s
     await waitUntil('the credit to be sent again and applied', 60_000, async () => (await outcomeOf(creditTxId))?.accepted === true);
     const balance = await (await fetch(`http://127.0.0.1:${service.http.port}/v1/accounts/${receiver}/balances/USDT`)).json() as { balances: Array<{ available: string }> };
     assert.deepEqual(balance.balances.map((b) => b.available), ['7'], 'the receiver got the amount once');
+    assert.match(await (await fetch(`http://127.0.0.1:${service.http.port}/metrics`)).text(), /tally_credits_resent_unapplied_total [1-9]/, 'the resend is counted');
     await waitUntil('the outbox row to be confirmed', 30_000, async () =>
       (await client.query<{ confirmed: boolean }>('SELECT confirmed FROM transfer_outbox WHERE tx_id = $1', ['to-new'])).rows[0]!.confirmed);
     assert.deepEqual(await runAudit(database.url), [], 'applied: the audit passes');

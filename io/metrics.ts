@@ -26,6 +26,11 @@ export interface MetricsSources {
   /** Balance pushes sent, and subscribers closed for falling behind (code 4008), since start. */
   readonly streamPushes: () => number;
   readonly streamSlowConsumersClosed: () => number;
+  /** The credit relay's counters (io/credit_relay.ts). */
+  readonly creditsRelayed: () => number;
+  readonly creditRelayFailures: () => number;
+  readonly creditsResentUnapplied: () => number;
+  readonly creditsPending: () => number;
   /** Partitions this instance applies now. */
   readonly partitionsOwned: () => number;
 }
@@ -83,6 +88,10 @@ export class Metrics {
     };
     runningTotal('tally_stream_pushes_total', 'Balance changes pushed to WebSocket subscribers.', sources.streamPushes);
     runningTotal('tally_stream_slow_consumers_closed_total', 'WebSocket subscribers closed with code 4008 for having too much unsent data.', sources.streamSlowConsumersClosed);
+    runningTotal('tally_credits_relayed_total', 'Cross-partition credits produced by the relay (resends included).', sources.creditsRelayed);
+    runningTotal('tally_credit_relay_failures_total', 'Credits the broker did not take (sent again by the sweep).', sources.creditRelayFailures);
+    runningTotal('tally_credits_resent_unapplied_total', 'Credits sent again because their partition passed them without an outcome (its balance table full, or the message lost).', sources.creditsResentUnapplied);
+    new client.Gauge({ name: 'tally_credits_pending', help: 'Credits produced and not yet acknowledged and marked sent.', registers, collect() { this.set(sources.creditsPending()); } });
   }
 
   /** A durable command of `commandType` (wire type; 0 unparseable) with `rejectCode` (0 when accepted). */

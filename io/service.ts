@@ -238,6 +238,10 @@ export class Service {
       streamConnections: () => stream.connections,
       streamPushes: () => stream.pushes,
       streamSlowConsumersClosed: () => stream.slowConsumersClosed,
+      creditsRelayed: () => relay.relayed,
+      creditRelayFailures: () => relay.failures,
+      creditsResentUnapplied: () => relay.resentUnapplied,
+      creditsPending: () => relay.pending,
       partitionsOwned: () => service?.ownedPartitions().length ?? 0,
     });
     const ownership = {
