@@ -81,6 +81,12 @@ test('the audit follows cross-partition credits: in flight, applied, stranded, r
       INSERT INTO balances VALUES (1, 2001, 1, 20, 0, 5), (1, 3, 1, -20, 0, 5);
       INSERT INTO tx_outcomes VALUES (1, '~x0-11', 5, true, NULL, 9);`);
     assert.deepEqual(await runAudit(url), []);
+    // A credit that pays another account than its transfer's (one not produced by the relay):
+    // the ledger is consistent in itself, but the credit does not match what was owed.
+    await client.query("UPDATE journal SET account = 2002 WHERE tx_id = '~x0-11' AND account = 2001; UPDATE balances SET account = 2002 WHERE partition = 1 AND account = 2001");
+    assert.deepEqual((await runAudit(url)).map((f) => f.check), ['credit_matches_its_transfer'], 'a credit to the wrong account is caught');
+    await client.query("UPDATE journal SET account = 2001 WHERE tx_id = '~x0-11' AND account = 2002; UPDATE balances SET account = 2001 WHERE partition = 1 AND account = 2002");
+    assert.deepEqual(await runAudit(url), []);
 
     // Had partition 1 rejected it, the credit is stranded until refunded on partition 0.
     await client.query(`

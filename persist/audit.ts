@@ -87,6 +87,24 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
            WHERE COALESCE(t.amount, 0) <> COALESCE(o.amount, 0) ORDER BY 1`,
   },
   {
+    name: 'credit_matches_its_transfer',
+    description: 'an applied cross-partition credit (or refund) must pay exactly what its transfer owes: the outbox row\'s account, currency and amount (a credit produced by anything but the relay would not)',
+    sql: `WITH credits AS (
+            SELECT c.partition, c.tx_id, c.kafka_offset, substr(c.tx_id, 2, 1) AS kind,
+                   split_part(substr(c.tx_id, 3), '-', 1)::integer AS source_partition, split_part(substr(c.tx_id, 3), '-', 2)::bigint AS source_offset
+              FROM tx_outcomes c
+             WHERE c.accepted AND c.tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$')
+          SELECT k.partition, k.tx_id, k.kafka_offset, o.to_account, o.from_account, o.currency_id, o.amount
+            FROM credits k
+            LEFT JOIN transfer_outbox o ON o.partition = k.source_partition AND o.kafka_offset = k.source_offset
+           WHERE o.partition IS NULL
+              OR k.partition <> CASE k.kind WHEN 'x' THEN o.to_partition ELSE o.partition END
+              OR NOT EXISTS (SELECT 1 FROM journal j
+                              WHERE j.partition = k.partition AND j.kafka_offset = k.kafka_offset AND j.currency_id = o.currency_id AND j.delta_available = o.amount
+                                AND j.account = CASE k.kind WHEN 'x' THEN o.to_account ELSE o.from_account END)
+           ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
+  },
+  {
     name: 'no_credit_passed_unapplied',
     description: 'a cross-partition credit the credited partition passed without an outcome (its balance table was full, or the message was lost) is sent again by the relay every sweep; make room there (TALLY_BALANCE_CAPACITY) so it can be applied',
     sql: `SELECT o.partition, o.kafka_offset, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, o.sent_offset,
