@@ -146,3 +146,25 @@ test('canonical account text: leading zeros dropped, the u64 bound kept', () => 
   assert.equal(canonicalAccountText(''), undefined);
   assert.equal(canonicalAccountText('1e3'), undefined);
 });
+
+test('a balance the engine thread stopped writing halfway is answered 503, and the server keeps serving', { timeout: 30_000 }, async () => {
+  const table = BalanceTable.create({ capacity: 1024 });
+  const registry = CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]);
+  put(table, 1001n, 1, USER_PARTITION, 5_000_000n, 0n, 0);
+  const reader = attach(table.descriptor());
+  const server = await listen({ host: '127.0.0.1', port: 0, isReady: () => true, routes: (app) => registerBalanceRoutes(app, reader, registry) });
+  try {
+    const [accountLo, accountHi] = words(1001n);
+    const bucket = table.find(accountLo, accountHi, 1, USER_PARTITION);
+    // An odd version is a write in progress (the seqlock); a writer that never finishes it is
+    // an engine thread stopped in the middle.
+    Atomics.add(table.words, bucket * 16, 1);
+    const stuck = await fetch(`http://127.0.0.1:${server.port}/v1/accounts/1001/balances/USDT`);
+    assert.deepEqual([stuck.status, ((await stuck.json()) as { error: string }).error], [503, 'BALANCE_UNREADABLE']);
+    Atomics.add(table.words, bucket * 16, 1);
+    const answer = await fetch(`http://127.0.0.1:${server.port}/v1/accounts/1001/balances/USDT`);
+    assert.deepEqual([answer.status, await answer.json()], [200, { account: '1001', balances: [{ currency: 'USDT', available: '5', frozen: '0' }] }]);
+  } finally {
+    server.close();
+  }
+});

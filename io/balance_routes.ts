@@ -168,8 +168,18 @@ export function registerBalanceRoutes(app: uWS.TemplatedApp, table: BalanceTable
     const reading = table.readBalance(BigInt(account), currency, partition);
     return answerJsonText(res, '200 OK', answerText(account, reading === undefined ? text.zero(currency) : text.reading(reading), tail));
   };
-  app.get('/v1/accounts/:account/balances', (res, req) => handle(res, req, false));
-  app.get('/v1/accounts/:account/balances/:currency', (res, req) => handle(res, req, true));
+  // A read finds no stable value only if the engine thread stopped in the middle of a write
+  // (readBalance gives up after a bound): answer 503 rather than let the exception escape a
+  // uWS handler, which would end the process.
+  const guarded = (res: uWS.HttpResponse, req: uWS.HttpRequest, withCurrency: boolean): void => {
+    try {
+      handle(res, req, withCurrency);
+    } catch (error) {
+      answerJson(res, '503 Service Unavailable', { error: 'BALANCE_UNREADABLE', message: (error as Error).message });
+    }
+  };
+  app.get('/v1/accounts/:account/balances', (res, req) => guarded(res, req, false));
+  app.get('/v1/accounts/:account/balances/:currency', (res, req) => guarded(res, req, true));
 }
 
 /**
