@@ -20,6 +20,8 @@ export interface MetricsSources {
   /** Partitions this instance applies, with their durable next offset and the high watermark (-1 unknown). */
   readonly partitions: () => Array<{ partition: number; durableOffset: number; highWatermark: number }>;
   readonly balanceEntries: () => number;
+  /** Entries of partitions this instance no longer applies: zeroed, reusable only by that partition. */
+  readonly balanceEntriesReleased: () => number;
   readonly ready: () => boolean;
   readonly eventsUnacknowledged: () => number;
   readonly streamConnections: () => number;
@@ -77,6 +79,7 @@ export class Metrics {
     partitionGauge('tally_durable_next_offset', 'Next Kafka offset of the partition whose effects are not yet committed (the durable sequence).', (p) => p.durableOffset);
     partitionGauge('tally_consumer_lag_messages', 'High watermark minus the durable next offset, per partition.', (p) => (p.highWatermark < 0 ? -1 : Math.max(0, p.highWatermark - p.durableOffset)));
     new client.Gauge({ name: 'tally_balance_entries', help: 'Balances held in the engine table.', registers, collect() { this.set(sources.balanceEntries()); } });
+    new client.Gauge({ name: 'tally_balance_entries_released', help: 'Entries of the balance table kept by partitions this instance no longer applies (zeroed; a restart frees them).', registers, collect() { this.set(sources.balanceEntriesReleased()); } });
     new client.Gauge({ name: 'tally_ready', help: '1 when /readyz answers ready.', registers, collect() { this.set(sources.ready() ? 1 : 0); } });
     new client.Gauge({ name: 'tally_events_unacknowledged', help: 'Result events not yet acknowledged by the broker.', registers, collect() { this.set(sources.eventsUnacknowledged()); } });
     new client.Gauge({ name: 'tally_stream_connections', help: 'Open WebSocket stream connections.', registers, collect() { this.set(sources.streamConnections()); } });

@@ -233,6 +233,11 @@ export class Service {
       outputRingOccupancy: () => engine.outputRing.publishedSequence() - engine.outputRing.consumedSequence(),
       partitions: () => (service?.ownedPartitions() ?? []).map((partition) => ({ partition, durableOffset: batcher.durableOffsetOf(partition) + 1, highWatermark: consumer.highWatermark(partition) })),
       balanceEntries: () => tableReader.count,
+      balanceEntriesReleased: () => {
+        let released = 0;
+        for (let p = 0; p < config.commandPartitions; p++) if (!(service?.holdsInEngine(p) ?? true)) released += tableReader.entriesOfPartition(p);
+        return released;
+      },
       ready: () => service?.isReady() === true,
       eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
       streamConnections: () => stream.connections,
@@ -528,6 +533,11 @@ export class Service {
     if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
     if (free.length === 0) return;
     await this.takeAgain(free, (p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p), 'lost partitions taken back');
+  }
+
+  /** The engine holds the partition's state (loaded and not released). */
+  holdsInEngine(partition: number): boolean {
+    return this.inEngine.has(partition);
   }
 
   private async releaseFromEngine(partitions: readonly number[]): Promise<void> {

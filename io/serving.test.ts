@@ -203,6 +203,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.match(metrics, /tally_flush_latency_seconds_count [1-9]/);
     assert.match(metrics, new RegExp(`tally_durable_next_offset\\{partition="${home}"\\} [1-9]`));
     assert.match(metrics, /tally_ring_occupancy_slots\{ring="command"\} 0/);
+    assert.match(metrics, /tally_balance_entries_released 0\n/, 'every partition is applied here: no entries kept for released ones');
 
     // Restart mid-stream: commands sent while the service is down are applied after it comes back.
     await service.stop();
