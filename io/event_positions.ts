@@ -5,6 +5,14 @@
 // COMMIT). Republished events carry "replayed":true; they have no balances (the balances of
 // that moment are not stored). Duplicate replays and tx_id-less malformed messages have no
 // stored outcome and are not republished.
+//
+// A partition's position is the highest delivered offset + 1 (the producer delivers each
+// partition's events in the order they were handed over). That holds at a take because the
+// republish is handed over before the partition's new events. When the republish fails (the
+// database away for a moment) the partition is fed anyway, so its new events are delivered
+// first: nothing is recorded for it (`hold`) until a retry has republished and an event
+// handed over after the republished ones is delivered too (`releaseAfter`); otherwise the
+// position would pass events that were never published.
 
 import type pg from 'pg';
 import type { EventPublisher } from './event_publisher';
@@ -19,6 +27,11 @@ export class EventPositions {
   private recording: Promise<void> = Promise.resolve();
   /** Delivered positions not yet written (their rows were locked by a flush, or the write failed). */
   private readonly unrecorded = new Map<number, number>();
+  /**
+   * Partitions whose position must not be written: a republish failed (Infinity), or its
+   * retry's events are delivered only once a position beyond this offset + 1 is.
+   */
+  private readonly held = new Map<number, number>();
 
   constructor(private readonly db: pg.Pool, private readonly topic: string, private readonly publisher: EventPublisher, private readonly log: Logger) {}
 
@@ -31,12 +44,38 @@ export class EventPositions {
     await this.record();
   }
 
+  /** The partition's republish failed: record nothing for it until releaseAfter() allows. */
+  hold(partition: number): void {
+    this.held.set(partition, Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * The retry republished: every event of the partition with an offset above `offset` was
+   * handed over after the republished ones, so once one of them is delivered, so are they.
+   */
+  releaseAfter(partition: number, offset: number): void {
+    if (this.held.has(partition)) this.held.set(partition, offset);
+  }
+
+  /** A new take republishes before feeding the partition: an earlier hold no longer applies. */
+  clearHold(partition: number): void {
+    this.held.delete(partition);
+  }
+
   /** Writes the delivered positions gathered since the last call (only ever forward). */
   record(): Promise<void> {
     this.recording = this.recording.then(async () => {
       for (const [partition, next] of this.publisher.takeAcknowledged()) this.unrecorded.set(partition, Math.max(next, this.unrecorded.get(partition) ?? -1));
-      if (this.unrecorded.size === 0) return;
-      const positions = new Map(this.unrecorded);
+      const positions = new Map<number, number>();
+      for (const [partition, next] of this.unrecorded) {
+        const after = this.held.get(partition);
+        if (after !== undefined) {
+          if (!(next > after + 1)) continue;
+          this.held.delete(partition);
+        }
+        positions.set(partition, next);
+      }
+      if (positions.size === 0) return;
       try {
         // Rows a flush holds are skipped (SKIP LOCKED, in partition order: no waiting behind
         // flushes and no deadlock with them) and written at a later round.

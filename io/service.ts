@@ -461,17 +461,32 @@ export class Service {
    * moment) is retried with backoff while the partition stays ours; the next owner would do
    * it otherwise.
    */
-  private async catchUp(partition: number, take: number, storedNextOffset: number, failures: number): Promise<void> {
+  private async catchUp(partition: number, take: number, storedNextOffset: number, failures: number, republished = false): Promise<void> {
     // Only for the take that asked for it: a later take of the partition does its own.
     if (this.stopping || !this.owned.has(partition) || this.takes.get(partition) !== take) return;
+    const positions = this.parts.eventPositions;
     try {
-      this.parts.publisher.forgetFailures(partition);
-      await this.parts.eventPositions.republish(partition, storedNextOffset);
+      if (failures === 0) {
+        // Events that failed before this take are republished now; on a retry, failures of
+        // the partition's new events must keep holding its position back.
+        this.parts.publisher.forgetFailures(partition);
+        positions.clearHold(partition);
+      }
+      if (!republished) {
+        await positions.republish(partition, storedNextOffset);
+        republished = true;
+        // Read in the same turn as the republish's hand-over (no event can be published in
+        // between): every event above this durable offset is handed over after it.
+        if (failures > 0) positions.releaseAfter(partition, this.parts.batcher.durableOffsetOf(partition));
+      }
       await this.parts.relay.relayUnsent([partition]);
     } catch (error) {
+      // The partition is fed meanwhile: its new events must not move its position past the
+      // events still to be republished.
+      if (!republished) positions.hold(partition);
       const retryInMs = Math.min(RETAKE_DELAY_MS_MAX, RETAKE_DELAY_MS_MIN * 2 ** Math.min(failures, 10));
       this.log.error({ err: error, partition, retryInMs }, 'republishing the partition\'s unacknowledged events or credits failed; retrying');
-      setTimeout(() => void this.catchUp(partition, take, storedNextOffset, failures + 1), retryInMs).unref();
+      setTimeout(() => void this.catchUp(partition, take, storedNextOffset, failures + 1, republished), retryInMs).unref();
     }
   }
 
