@@ -15,8 +15,12 @@ import type { Logger } from './logger';
 
 export const CLOSE_SLOW_CONSUMER = 4008;
 const SUBSCRIPTIONS_PER_CONNECTION_MAX = 10_000;
-/** Connections at once; more are refused at the upgrade (503) rather than held without bound. */
-export const STREAM_CONNECTIONS_MAX = 10_000;
+/**
+ * Unsent data all subscribers together may hold: the connection cap is this divided by what
+ * one may hold (at the default 1 MiB bound, about 1 600 connections). More are refused at
+ * the upgrade (503) rather than held without bound.
+ */
+const STREAM_BUFFERS_BYTES_BUDGET = 2 * 1024 * 1024 * 1024;
 /** uWS's answer to send() when it dropped the message (its backpressure limit was passed). */
 const SEND_DROPPED = 2;
 const MESSAGE_BYTES_MAX = 256 * 1024;
@@ -33,7 +37,12 @@ export class BalanceStream {
   pushes = 0;
   slowConsumersClosed = 0;
 
-  constructor(private readonly bufferBytesMax: number, private readonly log: Logger) {}
+  /** Connections at once (STREAM_BUFFERS_BYTES_BUDGET over one connection's worst case). */
+  readonly connectionsMax: number;
+
+  constructor(private readonly bufferBytesMax: number, private readonly log: Logger) {
+    this.connectionsMax = Math.max(16, Math.floor(STREAM_BUFFERS_BYTES_BUDGET / (bufferBytesMax + MESSAGE_BYTES_MAX)));
+  }
 
   register(app: uWS.TemplatedApp): void {
     app.ws<Subscriber>('/v1/stream', {
@@ -44,8 +53,8 @@ export class BalanceStream {
       idleTimeout: 120,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
-        if (this.connections >= STREAM_CONNECTIONS_MAX) {
-          res.writeStatus('503 Service Unavailable').end(`at most ${STREAM_CONNECTIONS_MAX} stream connections`);
+        if (this.connections >= this.connectionsMax) {
+          res.writeStatus('503 Service Unavailable').end(`at most ${this.connectionsMax} stream connections`);
           return;
         }
         res.upgrade<Subscriber>({ accounts: new Set(), closed: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);

@@ -49,6 +49,9 @@ interface Acknowledged extends Pending {
 const MARK_INTERVAL_MS = 50;
 const SWEEP_INTERVAL_MS = 10_000;
 const MESSAGE_TIMEOUT_MS = 30_000;
+/** Outbox rows per statement of a sweep (the rest wait for the next sweep). */
+const ROWS_PER_STATEMENT = 10_000;
+const CONFIRM_CHUNKS_MAX = 20;
 
 export class CreditRelay {
   /** Source (partition, offset) keys produced and not yet acknowledged. */
@@ -107,7 +110,10 @@ export class CreditRelay {
     if (this.inFlight.has(key)) return;
     const command = `{"type":"credit","tx_id":"${credit.txId}","account":"${credit.account}","currency":${JSON.stringify(credit.currency)},"amount":"${credit.amount}"}`;
     try {
-      this.producer.produce(this.options.topic, null, Buffer.from(command), credit.account, null, { partition: sourcePartition, offset: sourceOffset } satisfies Pending);
+      // To the partition the outbox row names (not by key): every copy lands where the resend
+      // check and the audit look for its outcome, even if the topic's partition count changed
+      // (the credit is then WRONG_PARTITION there, recorded, and stranded for resolve-credit).
+      this.producer.produce(this.options.topic, credit.partition, Buffer.from(command), credit.account, null, { partition: sourcePartition, offset: sourceOffset } satisfies Pending);
     } catch (error) {
       // A full local queue: the row stays unsent and the sweep relays it.
       this.options.log.warn({ err: error, partition: sourcePartition, offset: sourceOffset }, 'credit not queued; the sweep relays it');
@@ -123,15 +129,23 @@ export class CreditRelay {
    */
   async relayUnsent(partitions: readonly number[]): Promise<number> {
     if (partitions.length === 0) return 0;
-    const confirmed = await this.options.db.query<{ sent: boolean }>(
-      `WITH done AS (
-         SELECT o.partition, o.kafka_offset, o.sent FROM transfer_outbox o
-          WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
-            AND EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)))
-       UPDATE transfer_outbox AS o SET confirmed = true, sent = true FROM done
-        WHERE o.partition = done.partition AND o.kafka_offset = done.kafka_offset
-       RETURNING done.sent`, [partitions]);
-    const markedOnly = confirmed.rows.filter((row) => !row.sent).length;
+    let markedOnly = 0;
+    // In chunks, each well inside the query pool's statement timeout, however many credits a
+    // busy partition owes; rows a mark holds are skipped (no lock waits, no deadlock with it)
+    // and confirmed by a later sweep.
+    for (let chunk = 0; chunk < CONFIRM_CHUNKS_MAX; chunk++) {
+      const confirmed = await this.options.db.query<{ sent: boolean }>(
+        `WITH done AS (
+           SELECT o.partition, o.kafka_offset, o.sent FROM transfer_outbox o
+            WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
+              AND EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
+            ORDER BY o.partition, o.kafka_offset LIMIT ${ROWS_PER_STATEMENT} FOR UPDATE SKIP LOCKED)
+         UPDATE transfer_outbox AS o SET confirmed = true, sent = true FROM done
+          WHERE o.partition = done.partition AND o.kafka_offset = done.kafka_offset
+         RETURNING done.sent`, [partitions]);
+      markedOnly += confirmed.rows.filter((row) => !row.sent).length;
+      if (confirmed.rows.length < ROWS_PER_STATEMENT) break;
+    }
     if (markedOnly > 0) this.options.log.info({ partitions, credits: markedOnly }, 'unsent credits already applied on their partition: marked sent, not relayed');
     const rows = await this.options.db.query<{ partition: number; kafka_offset: string; to_account: string; to_partition: number; currency_id: number; amount: string; sent: boolean; sent_offset: string | null }>(
       `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset
@@ -139,7 +153,7 @@ export class CreditRelay {
         WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
           AND (NOT o.sent OR o.sent_offset < (SELECT l.next_offset FROM partition_leases l WHERE l.topic = $2 AND l.partition = o.to_partition))
           AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
-        ORDER BY o.partition, o.kafka_offset`, [partitions, this.options.topic]);
+        ORDER BY o.partition, o.kafka_offset LIMIT ${ROWS_PER_STATEMENT}`, [partitions, this.options.topic]);
     const passed = rows.rows.filter((row) => row.sent);
     if (passed.length > 0) {
       this.resentUnapplied += passed.length;

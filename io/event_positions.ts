@@ -57,11 +57,6 @@ export class EventPositions {
     if (this.held.has(partition)) this.held.set(partition, offset);
   }
 
-  /** A new take republishes before feeding the partition: an earlier hold no longer applies. */
-  clearHold(partition: number): void {
-    this.held.delete(partition);
-  }
-
   /** Writes the delivered positions gathered since the last call (only ever forward). */
   record(): Promise<void> {
     this.recording = this.recording.then(async () => {

@@ -466,18 +466,17 @@ export class Service {
     if (this.stopping || !this.owned.has(partition) || this.takes.get(partition) !== take) return;
     const positions = this.parts.eventPositions;
     try {
-      if (failures === 0) {
-        // Events that failed before this take are republished now; on a retry, failures of
-        // the partition's new events must keep holding its position back.
-        this.parts.publisher.forgetFailures(partition);
-        positions.clearHold(partition);
-      }
+      // Events that failed before this take are republished now; on a retry, failures of
+      // the partition's new events must keep holding its position back.
+      if (failures === 0) this.parts.publisher.forgetFailures(partition);
       if (!republished) {
         await positions.republish(partition, storedNextOffset);
         republished = true;
-        // Read in the same turn as the republish's hand-over (no event can be published in
+        // A hold from a failed republish (this take's, or an earlier take's whose deliveries
+        // are still gathered) ends once an event handed over after this republish is
+        // delivered. Read in the same turn as the hand-over (no event can be published in
         // between): every event above this durable offset is handed over after it.
-        if (failures > 0) positions.releaseAfter(partition, this.parts.batcher.durableOffsetOf(partition));
+        positions.releaseAfter(partition, this.parts.batcher.durableOffsetOf(partition));
       }
       await this.parts.relay.relayUnsent([partition]);
     } catch (error) {

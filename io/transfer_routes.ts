@@ -141,7 +141,8 @@ async function waitForCredit(options: TransferRouteOptions, debit: TransactionBo
   if (options.ownsPartition(credit.partition)) {
     const stored = options.cache.get(credit.tx_id);
     const outcome = stored?.partition === credit.partition ? stored : await options.cache.waitFor(credit.tx_id, Math.max(1, deadline - Date.now()), credit.partition);
-    if (outcome === undefined) return credit;
+    // BALANCE_TABLE_FULL is not recorded: the relay sends the credit again, it is still pending.
+    if (outcome === undefined || outcome.reason === rejectCodeName(RejectCode.BalanceTableFull)) return credit;
     return { ...credit, status: outcome.status === 'accepted' ? 'applied' : 'rejected', ...(outcome.reason === undefined ? {} : { reason: outcome.reason }) };
   }
   while (Date.now() < deadline) {

@@ -89,19 +89,23 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
   {
     name: 'credit_matches_its_transfer',
     description: 'an applied cross-partition credit (or refund) must pay exactly what its transfer owes: the outbox row\'s account, currency and amount (a credit produced by anything but the relay would not)',
+    // Hash joins only (one pass over the credits' journal legs): a NOT EXISTS under an OR would
+    // probe the journal, which has no b-tree, once per credit.
     sql: `WITH credits AS (
             SELECT c.partition, c.tx_id, c.kafka_offset, substr(c.tx_id, 2, 1) AS kind,
                    split_part(substr(c.tx_id, 3), '-', 1)::integer AS source_partition, split_part(substr(c.tx_id, 3), '-', 2)::bigint AS source_offset
               FROM tx_outcomes c
-             WHERE c.accepted AND c.tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$')
+             WHERE c.accepted AND c.tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$'),
+          paid AS (
+            SELECT j.partition, j.kafka_offset, j.account, j.currency_id, j.delta_available
+              FROM journal j WHERE j.tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$' AND j.delta_available > 0)
           SELECT k.partition, k.tx_id, k.kafka_offset, o.to_account, o.from_account, o.currency_id, o.amount
             FROM credits k
             LEFT JOIN transfer_outbox o ON o.partition = k.source_partition AND o.kafka_offset = k.source_offset
-           WHERE o.partition IS NULL
+            LEFT JOIN paid p ON p.partition = k.partition AND p.kafka_offset = k.kafka_offset AND p.currency_id = o.currency_id AND p.delta_available = o.amount
+                            AND p.account = CASE k.kind WHEN 'x' THEN o.to_account ELSE o.from_account END
+           WHERE o.partition IS NULL OR p.partition IS NULL
               OR k.partition <> CASE k.kind WHEN 'x' THEN o.to_partition ELSE o.partition END
-              OR NOT EXISTS (SELECT 1 FROM journal j
-                              WHERE j.partition = k.partition AND j.kafka_offset = k.kafka_offset AND j.currency_id = o.currency_id AND j.delta_available = o.amount
-                                AND j.account = CASE k.kind WHEN 'x' THEN o.to_account ELSE o.from_account END)
            ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
   },
   {
