@@ -7,6 +7,7 @@ import pg from 'pg';
 import { uniqueName } from './test_services';
 export { createTopic } from './test_services';
 import type { ModelState } from './test_workload';
+import type { Service } from './service';
 
 export async function nextOffsets(client: pg.Client, topic: string, partitions: number): Promise<number[]> {
   const rows = (await client.query<{ partition: number; next_offset: string }>('SELECT partition, next_offset FROM partition_leases WHERE topic = $1', [topic])).rows;
@@ -93,4 +94,23 @@ export async function readAllEvents(brokers: string, topic: string, quietMs = 30
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
   return events;
+}
+
+/** As a paused old owner's flush holds it: partition 0's lease row, locked FOR UPDATE in an open transaction. */
+export async function lockLeaseRowOfPartition0(databaseUrl: string, topic: string): Promise<pg.Client> {
+  const locker = new pg.Client({ connectionString: databaseUrl });
+  await locker.connect();
+  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
+  await locker.query('BEGIN');
+  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
+  return locker;
+}
+
+/** Waits until an in-process service applies all `partitions` and reports ready. */
+export async function waitServiceReady(service: Service, partitions: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(service.isReady() && service.ownedPartitions().length === partitions)) {
+    assert.ok(Date.now() < deadline, 'the service takes every partition and reports ready');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

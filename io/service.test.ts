@@ -13,6 +13,7 @@ import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_ser
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
+import { lockLeaseRowOfPartition0 } from './failure_support';
 
 const PARTITIONS = 4;
 
@@ -41,15 +42,6 @@ function scratchConfig(topic: string, databaseUrl: string, extra: Record<string,
  */
 const LOCKED_TEST_LEASE_TTL_MS = '4000';
 
-/** As a paused old owner's flush holds it: partition 0's lease row, locked FOR UPDATE in an open transaction. */
-async function lockLeaseRowOfPartition0(databaseUrl: string, topic: string): Promise<pg.Client> {
-  const locker = new pg.Client({ connectionString: databaseUrl });
-  await locker.connect();
-  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-zombie']);
-  await locker.query('BEGIN');
-  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
-  return locker;
-}
 
 test('commands through Kafka, the ring and the engine worker show up in HTTP balances', { timeout: 120_000 }, async () => {
   const topic = uniqueName('tally.commands.e2e');

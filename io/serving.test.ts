@@ -24,6 +24,7 @@ import { decodeJsonCommand } from '../engine/json_codec';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
+import { waitServiceReady } from './failure_support';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 const PARTITIONS = 4;
@@ -133,7 +134,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     const home = homePartitionOfAccountDecimal(a, PARTITIONS);
     const b = users.find((u) => u !== a && homePartitionOfAccountDecimal(u, PARTITIONS) === home)!;
     const elsewhere = users.find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) !== home)!;
-    await waitReady(service);
+    await waitServiceReady(service, PARTITIONS);
     const port = service.http.port;
     const stream = await openStream(port, [a, b]);
     const send = (key: string, value: unknown): void => producer.send(key, Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)));
@@ -220,7 +221,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
       return (await client.query<{ tx_id: string }>('SELECT tx_id FROM tx_outcomes WHERE partition = $1 AND kafka_offset >= $2 ORDER BY kafka_offset', [home, lostFrom])).rows.map((r) => r.tx_id);
     });
     service = await Service.start(config, createLogger('warn'));
-    await waitReady(service);
+    await waitServiceReady(service, PARTITIONS);
     await events.waitFor(['after-restart']);
     const port2 = service.http.port;
     // Right after the start, an idle partition reports its stored offset as durable (no false lag).
@@ -253,13 +254,6 @@ async function withPg<T>(url: string, work: (client: pg.Client) => Promise<T>): 
   }
 }
 
-async function waitReady(service: Service): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!(service.isReady() && service.ownedPartitions().length === PARTITIONS)) {
-    assert.ok(Date.now() < deadline, 'the service takes every partition and reports ready');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function checkTransferApi(port: number, a: string, b: string, elsewhere: string): Promise<void> {
   const body = (fields: Record<string, unknown>): string => JSON.stringify({ from_account: a, to_account: b, amount: '1.5', currency: 'USDT', transaction_id: 'api-1', ...fields });

@@ -5,9 +5,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { spawnTally, waitFor } from './tally_process';
+import { lockLeaseRowOfPartition0 } from './failure_support';
 import { createScratchDatabase } from '../persist/scratch_database';
 
 const PARTITIONS = 2;
@@ -19,11 +19,7 @@ test('SIGTERM while an assigned partition is being taken: the service exits clea
   const database = await createScratchDatabase(testPgUrl, 'tally_term_take');
   // Partition 0's lease row is held by a transaction (as a paused instance's flush would hold
   // it), so its take waits for the lock timeout: a take in progress when SIGTERM comes.
-  const locker = new pg.Client({ connectionString: database.url });
-  await locker.connect();
-  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, 0, $2, 1)', [topic, 'a-paused-instance']);
-  await locker.query('BEGIN');
-  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
+  const locker = await lockLeaseRowOfPartition0(database.url, topic);
   const tally = spawnTally({
     TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic, TALLY_COMMAND_PARTITIONS: String(PARTITIONS),
     TALLY_CONSUMER_GROUP: uniqueName('term-take'), TALLY_PARTITION_ASSIGNMENT: 'group', TALLY_INSTANCE_ID: uniqueName('term-take'),
