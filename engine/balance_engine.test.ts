@@ -119,6 +119,23 @@ test('settle applies all legs atomically against system accounts of its partitio
   assert.deepEqual(h.balance(1001n, BTC), [1000n, 0n]);
 });
 
+test('settle legs apply in the order written: a user balance may not be negative after any leg (docs/wire-format.md)', () => {
+  const h = harness();
+  const proceeds = { account: 1001n, currency: USDT, home: 0, available: 100n, frozen: 0n };
+  const fee = { account: 1001n, currency: USDT, home: 0, available: -1n, frozen: 0n };
+  const feeAccount = { account: 1n, currency: USDT, home: 0, available: 1n, frozen: 0n };
+  const clearing = { account: 2n, currency: USDT, home: 0, available: -100n, frozen: 0n };
+  // Fee first on an empty balance: negative after the first leg, so the whole settle is rejected.
+  const feeFirst = h.run({ type: CommandType.Settle, txId: 's1', account: 1001n, legs: [fee, feeAccount, clearing, proceeds] });
+  assert.equal(feeFirst.outcome.reason, RejectCode.InsufficientAvailable);
+  assert.equal(h.balance(1001n, USDT), undefined);
+  // The same legs with the proceeds first are accepted; the system account went negative on the way.
+  const proceedsFirst = h.run({ type: CommandType.Settle, txId: 's2', account: 1001n, legs: [proceeds, fee, feeAccount, clearing] });
+  assert.equal(proceedsFirst.outcome.status, 1);
+  assert.deepEqual(h.balance(1001n, USDT), [99n, 0n]);
+  assert.deepEqual(h.balance(2n, USDT, 0), [-100n, 0n]);
+});
+
 test('settle may name other users of its partition but not of another partition', () => {
   const h = harness();
   h.run(deposit('d1', 1002n, 10n));
