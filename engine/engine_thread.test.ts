@@ -117,3 +117,30 @@ test('same commands through two engine threads give the same state hash', { time
   }
   assert.equal(hashes[0], hashes[1]);
 });
+
+test('a worker that dies is reported once through onFailure; a clean stop is not a failure', { timeout: 60_000 }, async () => {
+  const failures: Error[] = [];
+  let reported: () => void = () => {};
+  const failed = new Promise<void>((resolve) => { reported = resolve; });
+  const engine = await EngineThread.start({
+    commandSlotCount: 64, outputSlotCount: 256, balanceCapacity: 64, dedupWindow: 1024,
+    onFailure: (error) => { failures.push(error); reported(); },
+  });
+  // A command for a partition the engine was never given breaks the engine's invariant: it throws.
+  const sequencer = engine.commandRing.acquireSequencer(new YieldingWaitStrategy(100));
+  const first = sequencer.tryClaim(1);
+  decodeCommand(Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'd1', account: '1001', currency: 'USDT', amount: '1' })), 0, 0, PARTITIONS, registry, new CommandSlotViews(engine.commandRing.data), engine.commandRing.slotOffset(first));
+  sequencer.publish(first);
+  await failed;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(failures.length, 1, 'reported once (error, then exit)');
+  assert.match(failures[0]!.message, /engine worker failed: .*not assigned/);
+  assert.equal(engine.failed, failures[0]);
+  await assert.rejects(engine.report(), /engine worker failed/);
+
+  const clean = await EngineThread.start({ commandSlotCount: 64, outputSlotCount: 256, balanceCapacity: 64, dedupWindow: 1024, onFailure: (error) => failures.push(error) });
+  await clean.stop();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(failures.length, 1);
+  assert.equal(clean.failed, undefined);
+});

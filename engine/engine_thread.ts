@@ -24,6 +24,12 @@ export interface EngineThreadOptions {
   readonly engineCpu?: number;
   /** The taskset command; tests name one that does not exist. */
   readonly taskset?: string;
+  /**
+   * Called once if the worker dies other than through stop(): an exception in the engine
+   * (a broken invariant) or the thread's exit. The engine's state can no longer be trusted
+   * nor advanced; the caller must stop feeding it (the service exits, and a restart replays).
+   */
+  readonly onFailure?: (error: Error) => void;
 }
 
 /** Where the engine thread runs, for the start-up log and for tests. */
@@ -45,6 +51,9 @@ const LOAD_TIMEOUT_MS = 600_000;
 export class EngineThread {
   private readonly pending: Array<{ op: EngineReport['op']; resolve: (report: EngineReport) => void; reject: (error: Error) => void }> = [];
   private failure: Error | undefined;
+  private stopping = false;
+  /** The failure, if the worker died other than through stop(). */
+  private crash: Error | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -52,6 +61,7 @@ export class EngineThread {
     readonly outputRing: RingBuffer,
     readonly tableDescriptor: BalanceTableDescriptor,
     readonly affinity: EngineAffinity,
+    private readonly onFailure: ((error: Error) => void) | undefined,
   ) {
     worker.on('message', (message: EngineReport | EngineFailure) => this.settle(message));
     worker.on('error', (error) => this.fail(new Error(`engine worker failed: ${error.message}`, { cause: error })));
@@ -79,7 +89,7 @@ export class EngineThread {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`engine worker exited with code ${code} during start-up`)));
     });
-    return new EngineThread(worker, commandRing, outputRing, ready.table, settleAffinity(options, reserved, ready));
+    return new EngineThread(worker, commandRing, outputRing, ready.table, settleAffinity(options, reserved, ready), options.onFailure);
   }
 
   // A reader of the shared balance table for this thread (seqlock reads, no messaging).
@@ -117,7 +127,13 @@ export class EngineThread {
     return this.request({ op: 'report' }, 'report');
   }
 
+  /** Why the worker died, if it did (undefined while it runs or after a clean stop). */
+  get failed(): Error | undefined {
+    return this.crash;
+  }
+
   async stop(): Promise<EngineReport> {
+    this.stopping = true;
     const stopped = await this.request({ op: 'stop' }, 'stopped');
     await this.worker.terminate();
     return stopped;
@@ -153,6 +169,9 @@ export class EngineThread {
     if (this.failure !== undefined) return;
     this.failure = error;
     for (const waiter of this.pending.splice(0)) waiter.reject(error);
+    if (this.stopping) return;
+    this.crash = error;
+    this.onFailure?.(error);
   }
 }
 

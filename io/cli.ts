@@ -2,7 +2,7 @@
 // The `tally` command: the operator's entry point. Control plane only; the data plane
 // lives in the engine worker and the flush pool.
 
-import { ConfigError, configMarkdownTable, loadConfig, TallyConfig } from './config';
+import { ConfigError, configMarkdownTable, loadConfig, TallyConfig, unknownVariables } from './config';
 import { createLogger, Logger } from './logger';
 import { Service } from './service';
 import { ensureDatabase } from '../persist/database';
@@ -17,6 +17,9 @@ const USAGE = `usage: tally <command>
   resolve-credit <credit tx_id>
             refund a cross-partition credit the credited partition rejected (audit lists them)
   config    print the configuration settings as a Markdown table`;
+
+/** `tally start` ends with this code when the engine thread died (logged at level fatal). */
+const EXIT_ENGINE_FAILED = 70;
 
 async function runMigrate(config: TallyConfig, log: Logger): Promise<void> {
   if (await ensureDatabase(config.pgUrl)) log.info({ pgUrl: redact(config.pgUrl) }, 'created database');
@@ -48,7 +51,10 @@ async function runStart(config: TallyConfig, log: Logger): Promise<void> {
     process.once('SIGINT', () => onSignal('SIGINT'));
   });
   await runMigrate(config, log);
-  const service = await Service.start(config, log);
+  const service = await Service.start(config, log, {
+    // Draining needs the engine: exit at once and let the service manager restart Tally.
+    onFatal: () => setImmediate(() => process.exit(EXIT_ENGINE_FAILED)),
+  });
   startedUp = true;
   log.info({ signal: await signal }, 'stopping');
   await service.stop();
@@ -81,6 +87,9 @@ async function main(argv: readonly string[]): Promise<number> {
     throw error;
   }
   const log = createLogger(config.logLevel);
+  for (const { name, closest } of unknownVariables()) {
+    log.warn({ variable: name, didYouMean: closest }, `environment variable ${name} is not a Tally setting and is ignored; did you mean ${closest}? (tally config lists them)`);
+  }
   try {
     if (command === 'audit') return await runAuditCommand(config);
     if (command === 'resolve-credit') {

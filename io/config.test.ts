@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, configMarkdownTable, loadConfig } from './config';
+import { ConfigError, configMarkdownTable, loadConfig, unknownVariables } from './config';
 
 test('defaults are valid and typed', () => {
   const config = loadConfig({}, undefined);
@@ -53,4 +53,12 @@ test('engineCpu is off by default and takes a core number', () => {
   assert.equal(loadConfig({ TALLY_ENGINE_CPU: '' }, undefined).engineCpu, null);
   assert.equal(loadConfig({ TALLY_ENGINE_CPU: '1' }, undefined).engineCpu, 1);
   assert.throws(() => loadConfig({ TALLY_ENGINE_CPU: 'one' }, undefined), /TALLY_ENGINE_CPU: expected a CPU core number/);
+});
+
+test('a misspelled TALLY_ variable is reported with the setting it resembles; settings and script variables are not', () => {
+  assert.deepEqual(unknownVariables({ TALLY_PG_URl: 'postgres://x/y', TALLY_KAFKA_BROKER: 'k:9092', TALLY_PG_URL: 'postgres://a/b', TALLY_KAFKA_PORT: '19092', TALLY_CONFIG: '/etc/t.json', PATH: '/bin' }), [
+    { name: 'TALLY_KAFKA_BROKER', closest: 'TALLY_KAFKA_BROKERS' },
+    { name: 'TALLY_PG_URl', closest: 'TALLY_PG_URL' },
+  ]);
+  assert.deepEqual(unknownVariables({}), []);
 });

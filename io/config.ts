@@ -188,6 +188,49 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, filePath: strin
   return Object.freeze(config) as unknown as TallyConfig;
 }
 
+/** TALLY_* variables the project's scripts read (scripts/lib.sh, bench, tests): not service settings, not typos. */
+const SCRIPT_VARIABLES: ReadonlySet<string> = new Set([
+  'TALLY_KAFKA_HOST', 'TALLY_KAFKA_PORT', 'TALLY_KAFKA_CONTROLLER_PORT', 'TALLY_KAFKA_VERSION', 'TALLY_PG_HOST', 'TALLY_PG_PORT',
+  'TALLY_DATA_DIR', 'TALLY_CACHE_DIR', 'TALLY_NODE_ARGS', 'TALLY_NAPI_SUPPORT_H',
+]);
+
+/**
+ * TALLY_* variables of `env` that are neither a setting nor a script variable, each with the
+ * setting it most resembles: a misspelled name (TALLY_PG_URl) would otherwise leave its
+ * setting at the default without a word.
+ */
+export function unknownVariables(env: NodeJS.ProcessEnv = process.env): Array<{ name: string; closest: string }> {
+  const settings = SETTINGS.map((s) => s.env);
+  const known = new Set<string>([...settings, CONFIG_FILE_ENV, ...SCRIPT_VARIABLES]);
+  return Object.keys(env)
+    .filter((name) => name.toUpperCase().startsWith('TALLY_') && !known.has(name))
+    .sort()
+    .map((name) => ({ name, closest: closestOf(name.toUpperCase(), [...settings, CONFIG_FILE_ENV]) }));
+}
+
+function closestOf(name: string, candidates: readonly string[]): string {
+  let best = candidates[0]!;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
 // The README's configuration table, generated from the same declarations so it cannot drift.
 export function configMarkdownTable(): string {
   const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | \`${s.defaultValue}\` | ${s.form} | ${s.description} |`);

@@ -4,7 +4,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import type { Worker } from 'node:worker_threads';
 import pg from 'pg';
+import pino from 'pino';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { Service } from './service';
@@ -13,7 +16,7 @@ import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_ser
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
-import { lockLeaseRowOfPartition0 } from './failure_support';
+import { lockLeaseRowOfPartition0, waitServiceReady } from './failure_support';
 
 const PARTITIONS = 4;
 
@@ -216,6 +219,75 @@ test('static: a partition another instance takes while our take of it waits is l
     assert.deepEqual(row.rows, [{ owner: 'instance-c', fencing_token: '2' }], 'instance C is not fenced');
   } finally {
     await locker.end().catch(() => undefined);
+    await service.stop();
+    await database.drop();
+  }
+});
+
+test('an engine thread that dies makes the instance not ready, is logged at level fatal and reported to onFatal; stop still ends', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.enginedeath');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_enginedeath');
+  const config = scratchConfig(topic, database.url, { TALLY_PARTITION_ASSIGNMENT: 'static' });
+  const lines: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _encoding, done) { lines.push(...chunk.toString().split('\n').filter((line) => line !== '')); done(); } });
+  const fatal: Error[] = [];
+  const service = await Service.start(config, pino({ level: 'warn' }, sink), { onFatal: (error) => fatal.push(error) });
+  try {
+    await waitServiceReady(service, PARTITIONS);
+    // The thread ends as it would after an uncaught exception in the engine.
+    await (service.engine as unknown as { worker: Worker }).worker.terminate();
+    const deadline = Date.now() + 10_000;
+    while (fatal.length === 0) {
+      assert.ok(Date.now() < deadline, 'onFatal is called');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const ready = await fetch(`http://127.0.0.1:${service.http.port}/readyz`);
+    const body = (await ready.json()) as { engine_failed?: string };
+    assert.deepEqual([ready.status, body.engine_failed], [503, 'engine worker exited with code 1']);
+    assert.equal(fatal.length, 1);
+    const logged = lines.map((line) => JSON.parse(line) as { level: number; msg: string }).filter((line) => line.level === 60);
+    assert.equal(logged.length, 1);
+    assert.match(logged[0]!.msg, /engine thread failed/);
+  } finally {
+    await service.stop();
+    await database.drop();
+  }
+});
+
+test('static: a partition stopped with its lease expired while the database was away is not ready until it is taken back', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.retake');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_retake');
+  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: LOCKED_TEST_LEASE_TTL_MS, TALLY_PARTITION_ASSIGNMENT: 'static' });
+  const service = await Service.start(config, createLogger('silent'));
+  let locker: pg.Client | undefined;
+  const readyz = async (): Promise<[number, number[] | undefined]> => {
+    const answer = await fetch(`http://127.0.0.1:${service.http.port}/readyz`);
+    return [answer.status, ((await answer.json()) as { unapplied?: number[] }).unapplied];
+  };
+  try {
+    await waitServiceReady(service, PARTITIONS);
+    // Its retake waits on the row lock (as behind a paused old owner) and fails, again and again.
+    locker = new pg.Client({ connectionString: database.url });
+    locker.on('error', () => undefined);
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [topic]);
+    service.stopPartitions([0], 'expired-unreachable');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.deepEqual(service.ownedPartitions(), [1, 2, 3]);
+    assert.deepEqual(await readyz(), [503, [0]]);
+    await locker.query('COMMIT');
+    const deadline = Date.now() + 60_000;
+    while (!service.isReady()) {
+      assert.ok(Date.now() < deadline, 'taken back once the row lock goes');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(service.ownedPartitions(), [0, 1, 2, 3]);
+    assert.deepEqual(await readyz(), [200, undefined]);
+  } finally {
+    await locker?.end().catch(() => undefined);
     await service.stop();
     await database.drop();
   }

@@ -76,6 +76,8 @@ export class Service {
   private taking = 0;
   /** Partitions assigned to us whose take failed and is being retried (retryAssigned). */
   private readonly retrying = new Set<number>();
+  /** Partitions stopped because their lease expired while the database was away, to be taken back. */
+  private readonly retaking = new Set<number>();
   /** Static assignment: each retried partition's lease row as its take first failed. */
   private readonly retryingSeen = new Map<number, LeaseRowSeen>();
   /** Successful takes per partition (tells a catch-up retry of an earlier take apart). */
@@ -124,17 +126,18 @@ export class Service {
 
   isReady(): boolean {
     const { batcher, health, publisher, consumer } = this.parts;
-    return this.started && this.assignedOnce && !this.stopping && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy
+    return this.started && this.assignedOnce && !this.stopping && this.parts.engine.failed === undefined && this.taking === 0 && batcher.ready && health.databaseUp && health.kafkaUp && publisher.healthy
       && consumer.fatalError === undefined && this.unappliedPartitions().length === 0;
   }
 
   /**
    * Partitions that should be applied here and are not: in a group, those it assigns to us
    * (their take failed and is retried, or they were stopped); statically, those whose take
-   * failed and is retried.
+   * failed and is retried, and those whose lease expired while the database was away until
+   * they are taken back (or found taken by another instance).
    */
   unappliedPartitions(): number[] {
-    if (this.config.partitionAssignment !== 'group') return [...this.retrying].filter((p) => !this.owned.has(p)).sort((a, b) => a - b);
+    if (this.config.partitionAssignment !== 'group') return [...new Set([...this.retrying, ...this.retaking])].filter((p) => !this.owned.has(p)).sort((a, b) => a - b);
     return this.parts.consumer.groupAssignedPartitions.filter((p) => !this.owned.has(p));
   }
 
@@ -164,7 +167,12 @@ export class Service {
     return this.config.partitionAssignment !== 'group' || this.parts.consumer.isGroupAssigned(partition);
   }
 
-  static async start(config: TallyConfig, log: Logger): Promise<Service> {
+  /**
+   * `onFatal`: called once when the instance can no longer make progress and must be
+   * restarted (the engine thread died). `tally start` exits with EXIT_ENGINE_FAILED; nothing
+   * is lost, since whatever was not committed is replayed from Kafka by the next owner.
+   */
+  static async start(config: TallyConfig, log: Logger, hooks: { onFatal?: (error: Error) => void } = {}): Promise<Service> {
     const registry = CurrencyRegistry.fromConfig(config.currencies);
     await withClient(config.pgUrl, (client) => syncCurrencies(client, registry));
     // An account's home partition is murmur2 mod the topic's partition count: a different
@@ -180,6 +188,10 @@ export class Service {
       balanceCapacity: config.balanceCapacity,
       dedupWindow: config.dedupWindow,
       engineCpu: config.engineCpu ?? undefined,
+      onFailure: (error) => {
+        log.fatal({ err: error, ownedPartitions: service?.ownedPartitions() }, 'engine thread failed: no command can be applied any more; the instance must be restarted (its partitions are replayed from their committed offsets)');
+        hooks.onFatal?.(error);
+      },
     });
     logEngineAffinity(engine, config, log);
     let service: Service | undefined;
@@ -261,7 +273,11 @@ export class Service {
       isReady: () => service?.isReady() === true,
       readyDetails: () => {
         const unapplied = service?.unappliedPartitions() ?? [];
-        return { instance: config.instanceId, partitions: service?.ownedPartitions() ?? [], ...(unapplied.length === 0 ? {} : { unapplied }) };
+        const engineFailed = engine.failed;
+        return {
+          instance: config.instanceId, partitions: service?.ownedPartitions() ?? [], ...(unapplied.length === 0 ? {} : { unapplied }),
+          ...(engineFailed === undefined ? {} : { engine_failed: engineFailed.message }),
+        };
       },
       routes: (app) => {
         registerBalanceRoutes(app, tableReader, registry, ownership);
@@ -531,6 +547,10 @@ export class Service {
     this.parts.metrics.notePartitionsStopped(reason, fresh.length);
     // A lease that expired while the database was unreachable may still be nobody else's:
     // take it back once the database answers, unless another instance took it meanwhile.
+    for (const p of fresh) {
+      if (reason === 'expired-unreachable') this.retaking.add(p);
+      else this.retaking.delete(p);
+    }
     if (reason === 'expired-unreachable') this.retryWithBackoff(() => this.retake(fresh), RETAKE_DELAY_MS_MIN, 'taking lost partitions back failed', fresh);
   }
 
@@ -544,6 +564,7 @@ export class Service {
       'SELECT partition, owner FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
     const free = rows.rows.filter((r) => r.owner === null || r.owner === this.config.instanceId).map((r) => r.partition);
     const elsewhere = candidates.filter((p) => !free.includes(p));
+    for (const p of elsewhere) this.retaking.delete(p);
     if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
     if (free.length === 0) return;
     await this.takeAgain(free, (p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p), 'lost partitions taken back');
@@ -582,7 +603,7 @@ export class Service {
     health.stop();
     await consumer.disconnect();
     const deadline = Date.now() + STOP_TIMEOUT_MS;
-    while (engine.commandRing.consumedSequence() < engine.commandRing.publishedSequence() && Date.now() < deadline) {
+    while (engine.failed === undefined && engine.commandRing.consumedSequence() < engine.commandRing.publishedSequence() && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await batcher.stop(Math.max(1000, deadline - Date.now()));
@@ -591,15 +612,16 @@ export class Service {
     await bounded(this.parts.eventPositions.stop(), STOP_STEP_MS, 'recording event positions', this.log);
     await this.parts.relay.close(Math.max(1000, deadline - Date.now()));
     // What follows must not stretch the stop past the service manager's patience
-    // (TimeoutStopSec=45, docker stop -t 45) when PostgreSQL is away: a flush still running is
+    // (TimeoutStopSec=60, docker stop grace 60 s) when PostgreSQL is away: a flush still running is
     // abandoned (its transaction dies with the connection) and leases not released expire.
     await bounded(producer.disconnect(), STOP_STEP_MS, 'command producer disconnect', this.log);
     await bounded(pool.close(), STOP_STEP_MS, 'flush pool close', this.log);
     await bounded(leases.stop(), STOP_STEP_MS, 'lease release', this.log);
-    const stopped = await engine.stop();
+    // A dead engine has nothing to report; the rest still closes so the process can end.
+    const stopped = engine.failed === undefined ? await engine.stop() : undefined;
     await bounded(Promise.all([db.end(), this.parts.lookupDb.end()]), STOP_STEP_MS, 'query pool close', this.log);
     http.close();
-    this.log.info({ sequence: stopped.sequence, stateHash: stopped.stateHash }, 'tally stopped');
+    this.log.info({ sequence: stopped?.sequence, stateHash: stopped?.stateHash, engineFailed: engine.failed?.message }, 'tally stopped');
   }
 }
 

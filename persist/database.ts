@@ -17,10 +17,21 @@ export function databaseName(pgUrl: string): string {
   return name;
 }
 
-// Creates the database named in pgUrl if it does not exist, connecting to the server's
-// `postgres` maintenance database to do so.
+// Creates the database named in pgUrl if it does not exist. It connects to that database
+// first: a role (or pg_hba rule) allowed only there must not need the maintenance database.
+// Only when the server answers that the database does not exist (SQLSTATE 3D000) does it
+// connect to the `postgres` maintenance database to create it.
 export async function ensureDatabase(pgUrl: string): Promise<boolean> {
   const name = databaseName(pgUrl);
+  const probe = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 10_000 });
+  try {
+    await probe.connect();
+    return false;
+  } catch (error) {
+    if ((error as { code?: string }).code !== '3D000') throw error;
+  } finally {
+    await probe.end().catch(() => undefined);
+  }
   const client = new pg.Client({ connectionString: withDatabase(pgUrl, 'postgres'), connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {

@@ -4,7 +4,11 @@
 # headers when they exist, so nothing but the npm registry is needed.
 export CKJS_LINKING=dynamic
 if [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
-if [ ! -f node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka-javascript.node ] || [ ! -d node_modules/typescript ]; then
+if [ ! -f node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka-javascript.node ] \
+   || [ ! -f node_modules/@confluentinc/kafka-javascript/build/deps/librdkafka.so.1 ] || [ ! -d node_modules/typescript ]; then
   echo "[tally] installing dependencies (builds librdkafka once, about two minutes)" >&2
-  npm ci --no-audit --no-fund
+  # build_from_source: node-pre-gyp would take a prebuilt binary wherever GitHub is
+  # reachable; that one has librdkafka linked in statically, and io/native needs its shared
+  # library (npm warns that it does not know this setting: node-pre-gyp reads it).
+  npm_config_build_from_source=@confluentinc/kafka-javascript npm ci --no-audit --no-fund
 fi

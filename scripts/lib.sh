@@ -32,10 +32,14 @@ die() { printf '[tally] error: %s\n' "$*" >&2; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# Alive only if the recorded pid is still our broker: after a reboot the pid file survives
+# and the number may belong to an unrelated process, which must never be signalled.
 kafka_pid_alive() {
   [ -f "$KAFKA_PID_FILE" ] || return 1
   local pid; pid="$(cat "$KAFKA_PID_FILE")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  local cmdline; cmdline="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  case "$cmdline" in *kafka.Kafka*"$KAFKA_DIR"*) return 0 ;; *) return 1 ;; esac
 }
 
 kafka_java() {

@@ -55,7 +55,9 @@ start_kafka() {
   ensure_kafka_jars
   write_broker_config
   if [ ! -f "$KAFKA_DIR/logs/meta.properties" ]; then
-    local cluster_id; cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    local cluster_id; cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
+      || die "java could not run Kafka's StorageTool (java -version, and the jars in $KAFKA_LIBS)."
+    [ -n "$cluster_id" ] || die "Kafka's StorageTool printed no cluster id (java -version, and the jars in $KAFKA_LIBS)."
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >/dev/null \
       || die "formatting the KRaft storage in $KAFKA_DIR/logs failed."
   fi
