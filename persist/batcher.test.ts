@@ -476,3 +476,60 @@ test('while a whole batch is in flight, a later batch of another group waits for
     await ledger.drop();
   }
 });
+
+test('a later batch left with nothing to write after its group was fenced is released at once, not at the next cut', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_batcher', TOPIC, [0, 1]);
+  const engine = new InProcessEngine({ outputSlotCount: 1 << 14, balanceCapacity: 1 << 10, dedupWindow: 1 << 14, partitions: [0, 1] });
+  const pool = new FlushPool({ workers: 2 });
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  // Group 0 (partition 0) waits at the gate; group 1 (partition 1) commits at once.
+  const runner: FlushRunner = {
+    run: async (task) => {
+      if (task.partitions.includes(0)) await gate;
+      return pool.run(task);
+    },
+  };
+  const fenced: number[] = [];
+  const batcher = new Batcher({
+    ring: engine.ring, runner, groupCount: 2, batchRowsMax: 50_000, batchIntervalMs: 1, topic: TOPIC, pgUrl: ledger.url,
+    fencingTokenOf: () => 1n, onFenced: (ps) => fenced.push(...ps), log,
+  });
+  batcher.start();
+  // More commands than a whole batch takes, so each batch is split between the two groups.
+  const deposits = (partition: number, count: number): void => {
+    for (let i = 0; i < count; i++) {
+      engine.apply({ partition, type: CommandType.Deposit, txId: `p${partition}-${engine.nextOffsetOf(partition)}`, account: 1000n + BigInt(partition), currency: 1, amount: 1n });
+    }
+    engine.publish();
+  };
+  const until = async (what: string, condition: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!condition()) {
+      assert.ok(Date.now() < deadline, what);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  try {
+    deposits(0, 600);
+    deposits(1, 600);
+    await until('batch A is cut', () => batcher.metrics.batchesCut === 1);
+    deposits(0, 600);
+    deposits(1, 600);
+    await until('batch B is cut', () => batcher.metrics.batchesCut === 2);
+    await until('group 1 committed partition 1 of both batches', () => batcher.durableOffsetOf(1) === 1199);
+    // Another instance takes partition 0 while group 0's flush of batch A waits.
+    await withClient(ledger.url, (client) => client.query('UPDATE partition_leases SET fencing_token = 2 WHERE topic = $1 AND partition = 0', [TOPIC]));
+    open();
+    await until('partition 0 is reported fenced', () => fenced.length === 1);
+    // Batch B has nothing left to write for group 0; both batches are released with no further cut.
+    await until('both batches are released', () => batcher.metrics.commandsDurable === 2400);
+    assert.equal(batcher.metrics.batchesCut, 2);
+  } finally {
+    await batcher.stop(5_000);
+    await pool.close();
+    await ledger.drop();
+  }
+});

@@ -388,6 +388,7 @@ export class Batcher {
   // Submits the group's next task if it has none in flight: its oldest pending batches of one era.
   // While a whole batch is pending, only group 0 (which holds it) dispatches.
   private dispatch(group: Group): void {
+    let completedEmpty = false;
     while (!this.closed && group.inFlight === undefined && group.retryTimer === undefined && group.queue.length > 0
       && (this.wholePending === 0 || group.index === 0)) {
       const batches = this.takeMergeable(group);
@@ -395,11 +396,15 @@ export class Batcher {
       const task = this.buildTask(group, batches, era);
       if (task === undefined) {
         this.completeForGroup(batches);
+        completedEmpty = true;
         continue;
       }
       group.inFlight = { batches, era, task, submittedMs: performance.now() };
       this.submit(group);
     }
+    // Batches with nothing left to write here (their partitions stopped) may complete a
+    // durable prefix: release it now, not at the next cut or commit, which may be far off.
+    if (completedEmpty) this.releaseDurablePrefix();
   }
 
   // Consecutive pending batches of one era whose commands of this group total at most batchRowsMax.
