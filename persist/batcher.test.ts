@@ -533,3 +533,33 @@ test('a later batch left with nothing to write after its group was fenced is rel
     await ledger.drop();
   }
 });
+
+test('a flush in flight for longer than flushStalledMs makes the batcher not ready until it ends', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_batcher', TOPIC, [0]);
+  const engine = new InProcessEngine({ outputSlotCount: 1 << 10, balanceCapacity: 1 << 10, dedupWindow: 1 << 10, partitions: [0] });
+  const pool = new FlushPool({ workers: 1 });
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const runner: FlushRunner = { run: async (task) => { await gate; return pool.run(task); } };
+  const batcher = new Batcher({
+    ring: engine.ring, runner, groupCount: 1, batchRowsMax: 50, batchIntervalMs: 1, topic: TOPIC, pgUrl: ledger.url,
+    fencingTokenOf: () => 1n, log, flushStalledMs: 300,
+  });
+  try {
+    engine.apply({ partition: 0, type: CommandType.Deposit, txId: 'd1', account: 1000n, currency: 1, amount: 1n });
+    engine.publish();
+    const flushed = batcher.flush(30_000);
+    assert.equal(batcher.ready, true, 'a flush just submitted is not stalled');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(batcher.ready, false, 'stalled past flushStalledMs');
+    open();
+    await flushed;
+    assert.equal(batcher.ready, true);
+  } finally {
+    await batcher.stop(5_000);
+    await pool.close();
+    await ledger.drop();
+  }
+});

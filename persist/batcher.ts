@@ -71,6 +71,8 @@ export interface BatcherOptions {
   readonly pollIntervalMs?: number;
   readonly retryDelayMinMs?: number;
   readonly retryDelayMaxMs?: number;
+  /** A flush in flight longer than this makes the batcher not ready (default FLUSH_STALLED_MS). */
+  readonly flushStalledMs?: number;
   /** Bench only. */
   readonly copyFormat?: CopyFormat;
 }
@@ -148,6 +150,8 @@ interface Group {
   retryTimer: NodeJS.Timeout | undefined;
 }
 
+/** Flushes take well under a second; one in flight this long is stuck (see `ready`). */
+const FLUSH_STALLED_MS = 30_000;
 const HISTOGRAM_MAX_US = 600_000_000;
 
 export class Batcher {
@@ -208,9 +212,14 @@ export class Batcher {
     this.pollTimer = setInterval(() => this.poll(), this.options.pollIntervalMs ?? 1);
   }
 
-  /** False while some group's flushes are failing (the service reports not ready). */
+  /**
+   * False while some group's flushes are failing, or one has been in flight for longer than
+   * a flush ever takes when PostgreSQL answers (it may wait on a dead connection until the
+   * flush's own deadline, minutes later): the service reports not ready.
+   */
   get ready(): boolean {
-    return this.groups.every((g) => g.failures === 0);
+    const stalledBeforeMs = performance.now() - (this.options.flushStalledMs ?? FLUSH_STALLED_MS);
+    return this.groups.every((g) => g.failures === 0 && (g.inFlight === undefined || g.inFlight.submittedMs > stalledBeforeMs));
   }
 
   /**

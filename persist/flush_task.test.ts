@@ -5,6 +5,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { attach } from '../engine/balance_table';
 import { CommandType } from '../engine/command_layout';
 import { OUTPUT_SLOT_BYTES } from '../engine/output_layout';
@@ -253,6 +254,70 @@ test('a currency id missing from the database fails the flush, and currencies ar
     });
   } finally {
     await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
+// A TCP proxy to PostgreSQL whose open connections can be frozen: bytes stop flowing both
+// ways and nothing is closed, as when the database host dies or the network partitions.
+async function freezableProxy(target: URL): Promise<{ url: string; freeze(): void; close(): Promise<void> }> {
+  const sockets: net.Socket[] = [];
+  const frozen: net.Socket[] = [];
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    sockets.push(client, upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = (): void => { client.destroy(); upstream.destroy(); };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target.toString());
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    freeze: () => {
+      for (const socket of sockets.splice(0)) {
+        socket.unpipe();
+        socket.pause();
+        frozen.push(socket);
+      }
+    },
+    close: async () => {
+      for (const socket of frozen) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test('a flush whose connection stops answering (no close, no error) fails at its deadline, and the retry commits on a new connection', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
+  const proxy = await freezableProxy(new URL(ledger.url));
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
+    const deposit = (txId: string): number => engine.apply({ partition: 0, accountHome: 0, type: CommandType.Deposit, txId, account: 1001n, currency: USDT, amount: 5n });
+    deposit('before');
+    engine.publish();
+    const first = engine.ring.publishedSequence();
+    assert.equal((await flush({ ...taskOver(engine, proxy.url, 0, first, [0]), deadlineMs: 2000 })).status, 'committed');
+    deposit('during');
+    engine.publish();
+    const last = engine.ring.publishedSequence();
+    proxy.freeze();
+    const startedMs = Date.now();
+    await assert.rejects(flush({ ...taskOver(engine, proxy.url, first + 1, last, [0]), deadlineMs: 2000 }), /no answer from PostgreSQL within 2000 ms/);
+    assert.ok(Date.now() - startedMs < 10_000, 'ended at the deadline, not by some other timeout');
+    const retry = await flush({ ...taskOver(engine, proxy.url, first + 1, last, [0]), deadlineMs: 2000 });
+    assert.deepEqual([retry.status, retry.commandCount], ['committed', 1]);
+    await withClient(ledger.url, async (client) => {
+      assert.deepEqual(await ledgerMismatches(client, engineLookup(engine)), []);
+      assert.deepEqual((await nextOffsets(client, TOPIC)).get(0), 2);
+    });
+  } finally {
+    await closeFlushConnection();
+    await proxy.close();
     await ledger.drop();
   }
 });

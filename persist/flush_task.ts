@@ -40,6 +40,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyEncoder } from './copy_binary';
 import type { CopyEncoder } from './copy_encoder';
 import { TextCopyEncoder } from './copy_text';
+import { closeWithin, withinDeadline } from './pg_socket';
 import {
   BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
   STAGED_OUTCOMES_TABLE, encodeFlushRows,
@@ -63,6 +64,8 @@ export interface FlushTask {
   readonly pgUrl: string;
   /** Bench only: the COPY format to compare; flushes use binary. */
   readonly copyFormat?: CopyFormat;
+  /** Bound of the whole flush on the client side (default FLUSH_DEADLINE_MS); tests set a short one. */
+  readonly deadlineMs?: number;
 }
 
 export interface FlushResult {
@@ -104,6 +107,12 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const STATEMENT_TIMEOUT_MS = 120_000;
 const LOCK_TIMEOUT_MS = 30_000;
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000;
+// The server-side timeouts above need a server that answers (persist/pg_socket.ts), so the
+// client bounds the whole flush too: past this, the socket is destroyed and the flush fails
+// (and is retried on a new connection; a batch whose COMMIT answer was lost is found durable).
+const FLUSH_DEADLINE_MS = STATEMENT_TIMEOUT_MS + 30_000;
+/** How long a connection being dropped may take to close politely before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1_000;
 
 // Session settings: temp_buffers must be set before the first use of a temporary table, and
 // big enough that a batch's staged outcomes (the rare upsert) stay in memory. JIT compiling
@@ -199,8 +208,10 @@ async function flushSelected(task: FlushTask): Promise<FlushResult> {
   const durable = durablePartitions();
   const client = await connectionFor(task.pgUrl);
   try {
-    let outcome = await transact(client, task, ring, rows, 'copy', steps);
-    if (outcome === UNIQUE_VIOLATION) outcome = await transact(client, task, ring, rows, 'upsert', steps);
+    const outcome = await withinDeadline([client], task.deadlineMs ?? FLUSH_DEADLINE_MS, 'flush', async () => {
+      const first = await transact(client, task, ring, rows, 'copy', steps);
+      return first === UNIQUE_VIOLATION ? transact(client, task, ring, rows, 'upsert', steps) : first;
+    });
     if (outcome === UNIQUE_VIOLATION) throw new Error('flush: tx_outcomes upsert reported a unique violation');
     if (outcome !== undefined) return fencedResult(outcome, steps);
     const written = countWritten();
@@ -400,7 +411,7 @@ async function connectionFor(pgUrl: string): Promise<pg.Client> {
 
 async function dropConnection(client: pg.Client): Promise<void> {
   if (connection === client) connection = null;
-  await client.end().catch(() => undefined);
+  await closeWithin(client, CLOSE_GRACE_MS);
 }
 
 function describeFailure(task: FlushTask, error: unknown): Error {

@@ -35,6 +35,7 @@ import {
 } from '../engine/recovery_layout';
 import { RejectCode, rejectCodeFromName, rejectCodeName } from '../engine/reject_code';
 import { BinaryCopyDecoder, CopyTupleSink, readInt32 } from './copy_binary_decoder';
+import { closeWithin, withinDeadline } from './pg_socket';
 
 /** A SharedArrayBuffer cannot be reserved beyond 4 GiB in Node 20. */
 const ROW_BUFFER_BYTES_MAX = 2 ** 32;
@@ -46,6 +47,10 @@ const PARTITION_MAX = 65_535;
 /** Balances COPYs at once per recovery (see recoverPartition). */
 const COPY_STREAMS = 2;
 const CONNECT_TIMEOUT_MS = 10_000;
+// Reading 10 M balances takes about 7 s (bench:recovery); this only ends a read stuck on a
+// connection whose peer vanished (persist/pg_socket.ts), so the take fails and is retried.
+const READ_DEADLINE_MS = 600_000;
+const CLOSE_GRACE_MS = 1_000;
 
 // A balances tuple: 5 fields, all NOT NULL and fixed width, so every field sits at a fixed
 // byte offset from the tuple start (field count 2 bytes, then length 4 bytes + value).
@@ -327,6 +332,8 @@ export interface RecoverPartitionOptions {
   readonly dedupWindow: number;
   /** Connections reading the balances at once; default COPY_STREAMS. */
   readonly copyStreams?: number;
+  /** Bound of the whole read on the client side; default READ_DEADLINE_MS. */
+  readonly readDeadlineMs?: number;
 }
 
 /**
@@ -355,12 +362,17 @@ export async function recoverPartition(pgUrl: string, engine: EngineThread, opti
       await client.connect();
       clients.push(client);
     }
-    const heapPages = await beginSharedSnapshot(clients);
-    balances = await readBalances(clients, partition, table.capacity - table.count + table.entriesOfPartition(partition), heapPages);
-    outcomes = await readOutcomes(clients[0]!, partition, dedupWindow);
-    await Promise.all(clients.map((client) => client.query('COMMIT')));
+    ({ balances, outcomes } = await withinDeadline(clients, options.readDeadlineMs ?? READ_DEADLINE_MS, `recovery of partition ${partition}`, async () => {
+      const heapPages = await beginSharedSnapshot(clients);
+      const read = {
+        balances: await readBalances(clients, partition, table.capacity - table.count + table.entriesOfPartition(partition), heapPages),
+        outcomes: await readOutcomes(clients[0]!, partition, dedupWindow),
+      };
+      await Promise.all(clients.map((client) => client.query('COMMIT')));
+      return read;
+    }));
   } finally {
-    await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+    await Promise.all(clients.map((client) => closeWithin(client, CLOSE_GRACE_MS)));
   }
   assertBeforeNextOffset(partition, nextOffset, balances.lastOffsetMax, outcomes.kafkaOffsetMax);
   const read = performance.now();
