@@ -41,6 +41,7 @@ import { BinaryCopyEncoder } from './copy_binary';
 import type { CopyEncoder } from './copy_encoder';
 import { TextCopyEncoder } from './copy_text';
 import { closeWithin, withinDeadline } from './pg_socket';
+import { FLUSH_APPLICATION_NAME } from './lease';
 import {
   BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
   STAGED_OUTCOMES_TABLE, encodeFlushRows,
@@ -390,7 +391,7 @@ async function connectionFor(pgUrl: string): Promise<pg.Client> {
     statement_timeout: STATEMENT_TIMEOUT_MS,
     lock_timeout: LOCK_TIMEOUT_MS,
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
-    application_name: 'tally-flush',
+    application_name: FLUSH_APPLICATION_NAME,
   });
   // A connection lost between tasks: forget it; the next task opens a new one.
   client.on('error', () => {

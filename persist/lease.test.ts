@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { LeaseKeeper, LeaseLostReason, acquireLease, acquireLeaseIfUnchanged, releaseLeases, renewLeases } from './lease';
+import { from as copyFrom } from 'pg-copy-streams';
+import { FLUSH_APPLICATION_NAME, LeaseKeeper, LeaseLostReason, acquireLease, acquireLeaseIfUnchanged, releaseLeases, renewLeases } from './lease';
 import { createScratchDatabase } from './scratch_database';
 import { testPgUrl } from '../io/test_services';
 
@@ -158,5 +159,35 @@ test('the LeaseKeeper rides out a dropped connection but loses its leases when t
     assert.deepEqual(keeper.heldPartitions(), []);
     unreachable = false;
     await keeper.stop();
+  });
+});
+
+test('an acquire blocked by a flush paused in the middle of its COPY for longer than the TTL ends that flush and takes the lease', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (url, client) => {
+    await acquireLease(client, TOPIC, 0, 'zombie', 60_000);
+    // The zombie's flush as the flush worker runs it: the lease row locked, then a COPY whose
+    // data never comes (its process stopped). PostgreSQL's timeouts do not end this wait.
+    const zombie = new pg.Client({ connectionString: url, application_name: FLUSH_APPLICATION_NAME });
+    const zombieErrors: string[] = [];
+    zombie.on('error', (error: Error & { code?: string }) => zombieErrors.push(error.code ?? error.message));
+    await zombie.connect();
+    await zombie.query('BEGIN');
+    await zombie.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [TOPIC]);
+    const copy = zombie.query(copyFrom('COPY journal FROM STDIN (FORMAT binary)'));
+    copy.on('error', (error: Error & { code?: string }) => zombieErrors.push(error.code ?? error.message));
+    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'b', ttlMs: 900, onLost: () => undefined });
+    try {
+      // Younger than the TTL: a flush that may still finish is waited for, not ended.
+      await assert.rejects(keeper.acquire(0), /lock timeout|canceling statement due to lock timeout/);
+      assert.equal(zombieErrors.length, 0, 'not ended');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const lease = await keeper.acquire(0);
+      assert.equal(lease.fencingToken, 2);
+      assert.equal((await leaseRow(client, 0)).owner, 'b');
+      await until(() => zombieErrors.includes('57P01'), 5_000, 'the zombie session ended by pg_terminate_backend');
+    } finally {
+      await keeper.stop();
+      await zombie.end().catch(() => undefined);
+    }
   });
 });

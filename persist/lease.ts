@@ -161,6 +161,10 @@ interface KeptLease {
 }
 
 const ATTEMPTS_MAX_DEFAULT = 3;
+/** SQLSTATE of a lock wait ended by lock_timeout. */
+const LOCK_NOT_AVAILABLE = '55P03';
+/** The application_name of the flush workers' sessions (persist/flush_task.ts). */
+export const FLUSH_APPLICATION_NAME = 'tally-flush';
 const RETRY_DELAY_MS_MAX = 1000;
 
 async function connectDefault(config: pg.ClientConfig): Promise<pg.Client> {
@@ -200,7 +204,7 @@ export class LeaseKeeper {
   acquire(partition: number): Promise<Lease> {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       const sentAt = performance.now();
-      const lease = await acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs);
+      const lease = await this.unblocking(client, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs));
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
       return lease;
@@ -211,12 +215,46 @@ export class LeaseKeeper {
   acquireIfUnchanged(partition: number, seen: LeaseRowSeen): Promise<Lease | undefined> {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       const sentAt = performance.now();
-      const lease = await acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen);
+      const lease = await this.unblocking(client, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen));
       if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
       return lease;
     }));
+  }
+
+  /**
+   * Runs an acquire; if it gave up waiting for the lease row's lock, ends the flush
+   * transactions that have held lease rows for longer than the lease TTL, then fails as
+   * before (the caller's retry then finds the row free). A flush takes well under a second;
+   * one open that long belongs to a paused or stuck instance (a zombie stopped in the middle
+   * of a COPY, where PostgreSQL's statement and idle timeouts do not reach it) and would
+   * keep the partition from its new owner for as long as it stays paused. Ending it is safe:
+   * its transaction rolls back, and its retry is fenced.
+   */
+  private async unblocking<T>(client: pg.Client, acquire: () => Promise<T>): Promise<T> {
+    try {
+      return await acquire();
+    } catch (error) {
+      if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) await this.endStuckFlushes(client).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async endStuckFlushes(client: pg.Client): Promise<void> {
+    const ended = await client.query<{ pid: number; client_addr: string | null; open_ms: number; ended: boolean }>(
+      `SELECT a.pid, a.client_addr::text AS client_addr, (extract(epoch FROM now() - a.xact_start) * 1000)::integer AS open_ms,
+              pg_terminate_backend(a.pid) AS ended
+         FROM pg_stat_activity AS a
+        WHERE a.application_name = $1 AND a.datname = current_database() AND a.pid <> pg_backend_pid()
+          AND a.xact_start < now() - $2 * interval '1 millisecond'
+          AND EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.pid = a.pid AND l.granted AND l.relation = 'partition_leases'::regclass)`,
+      [FLUSH_APPLICATION_NAME, this.options.ttlMs],
+    );
+    for (const row of ended.rows) {
+      this.options.log?.warn({ pid: row.pid, clientAddress: row.client_addr, openMs: row.open_ms, ended: row.ended },
+        'lease keeper: ended a flush transaction that held lease rows for longer than the lease TTL (a paused or stuck instance)');
+    }
   }
 
   /** Gives partitions up (Kafka revoked them); they stop being renewed at once. */
