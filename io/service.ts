@@ -415,17 +415,21 @@ export class Service {
    * partition never interleave).
    */
   takePartitions(partitions: readonly number[], stillWanted?: (partition: number) => boolean): Promise<Array<{ partition: number; offset: number }>> {
-    const run = this.takeChain.then(() => this.takePartitionsNow(stillWanted === undefined ? partitions : partitions.filter(stillWanted)));
+    const run = this.takeChain.then(() => this.takePartitionsNow(partitions, stillWanted));
     this.takeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async takePartitionsNow(partitions: readonly number[]): Promise<Array<{ partition: number; offset: number }>> {
+  private async takePartitionsNow(partitions: readonly number[], stillWanted?: (partition: number) => boolean): Promise<Array<{ partition: number; offset: number }>> {
     const { engine, leases, batcher } = this.parts;
     const assignments: Array<{ partition: number; offset: number }> = [];
     this.taking++;
     try {
       for (const partition of partitions) {
+        // Asked again right before its lease is taken: the takes before it (recoveries of
+        // seconds) leave time for the group to revoke it, and taking the lease of a partition
+        // that has a new owner would fence that owner.
+        if (stillWanted !== undefined && !stillWanted(partition)) continue;
         let storedNextOffset = 0;
         let loading = false;
         try {
