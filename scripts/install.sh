@@ -6,6 +6,12 @@ export CKJS_LINKING=dynamic
 if [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
 if [ ! -f node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka-javascript.node ] \
    || [ ! -f node_modules/@confluentinc/kafka-javascript/build/deps/librdkafka.so.1 ] || [ ! -d node_modules/typescript ]; then
+  for tool in gcc g++ make python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "[tally] error: $tool is missing; librdkafka and the native addons are built from source (Debian: apt-get install build-essential python3)" >&2
+      exit 1
+    fi
+  done
   echo "[tally] installing dependencies (builds librdkafka once, about two minutes)" >&2
   # build_from_source: node-pre-gyp would take a prebuilt binary wherever GitHub is
   # reachable; that one has librdkafka linked in statically, and io/native needs its shared
