@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { BINARY_VERSION_1 } from './binary_codec';
 import { encodeCommandBinary } from './binary_encoder';
 import { CommandType } from './command_layout';
-import { WireFormat, decodeCommand, decoderFaultCount, wireFormatOf } from './command_decoder';
+import { COMMAND_MESSAGE_BYTES_MAX, WireFormat, decodeCommand, decoderFaultCount, wireFormatOf } from './command_decoder';
 import { createCommandSlotViews, readCommandSlot } from './command_slot';
 import { CurrencyRegistry } from './currency_registry';
 import { RejectCode } from './reject_code';
@@ -48,4 +48,18 @@ test('fuzz through the dispatcher: no decoder fault on random and truncated mess
     decodeCommand(message, 0, round, 1 + random.int(64), REGISTRY, views, 512 * random.int(8));
   }
   assert.equal(decoderFaultCount(), 0);
+});
+
+test('a message longer than COMMAND_MESSAGE_BYTES_MAX is MALFORMED without being parsed; one just under is decoded', () => {
+  const padded = (bytes: number): Buffer => {
+    const head = `{"type":"deposit","tx_id":"big","account":"42","currency":"SOL","amount":"1","memo":"`;
+    return Buffer.from(`${head}${'x'.repeat(bytes - head.length - 2)}"}`);
+  };
+  assert.equal(padded(COMMAND_MESSAGE_BYTES_MAX).length, COMMAND_MESSAGE_BYTES_MAX);
+  assert.equal(decodeCommand(padded(COMMAND_MESSAGE_BYTES_MAX), 0, 7, 12, REGISTRY, views, 0), RejectCode.None);
+  assert.equal(readCommandSlot(views, 0).txId, 'big');
+  assert.equal(decodeCommand(padded(COMMAND_MESSAGE_BYTES_MAX + 1), 0, 8, 12, REGISTRY, views, 0), RejectCode.Malformed);
+  const slot = readCommandSlot(views, 0);
+  assert.deepEqual([slot.txId, slot.offset, slot.type], ['', 8, CommandType.Unparseable]);
+  assert.equal(decodeCommand(Buffer.alloc(8 << 20, 0x20), 0, 9, 12, REGISTRY, views, 0), RejectCode.Malformed);
 });

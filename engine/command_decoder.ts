@@ -23,6 +23,14 @@ export function wireFormatOf(message: Uint8Array): WireFormat {
   return message.length > 0 && (message[0] & 0xf0) === 0xb0 ? WireFormat.Binary : WireFormat.Json;
 }
 
+/**
+ * A command message longer than this is MALFORMED without being parsed. The largest command
+ * (a 12-leg settle) is under 2 KiB of JSON, so this leaves generous room for whitespace and
+ * unknown keys, while a hostile 8 MiB message can no longer hold the consumer's thread for
+ * tens of milliseconds (scanning, then hashing it).
+ */
+export const COMMAND_MESSAGE_BYTES_MAX = 65_536;
+
 let decoderFaults = 0;
 
 /**
@@ -39,6 +47,10 @@ export function decodeCommand(message: Uint8Array, partition: number, offset: nu
   // Programmer errors, checked outside the guard below so that they stop the process.
   if (!(partitionCount >= 1 && partitionCount <= PARTITION_COUNT_MAX) || (slotOffset & 7) !== 0) {
     throw new Error(`decodeCommand: bad partitionCount ${partitionCount} or slotOffset ${slotOffset}`);
+  }
+  if (message.length > COMMAND_MESSAGE_BYTES_MAX) {
+    beginSlot(views, slotOffset, partition, offset);
+    return finishMalformed(views, slotOffset, CommandType.Unparseable, message, 0, COMMAND_MESSAGE_BYTES_MAX);
   }
   try {
     if (wireFormatOf(message) === WireFormat.Binary) return decodeBinaryCommand(message, partition, offset, partitionCount, registry, views, slotOffset);
