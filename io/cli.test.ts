@@ -1,9 +1,12 @@
 // `tally start` as operators run it: a stop requested while it is still starting (here: right
 // after its migrations, before leases and recovery) lets the start finish, then drains and
-// exits 0, instead of the signal killing a half-started process.
+// exits 0, instead of the signal killing a half-started process. And its exit codes for
+// usage and configuration errors.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { spawnTally } from './tally_process';
 import { createScratchDatabase } from '../persist/scratch_database';
@@ -38,4 +41,18 @@ test('SIGTERM during start-up: the start finishes, then the service stops cleanl
     tally.child.kill('SIGKILL');
     await database.drop();
   }
+});
+
+test('usage: help exits 0, no command or an unknown one exits 2 with the usage on stderr; a bad setting exits 2 naming it', () => {
+  const cli = path.join(__dirname, 'cli.js');
+  const run = (args: string[], env: NodeJS.ProcessEnv = process.env) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env, timeout: 30_000 });
+  const help = run(['--help']);
+  assert.deepEqual([help.status, /usage: tally <command>/.test(help.stderr)], [0, true]);
+  for (const args of [[], ['frobnicate']]) {
+    const wrong = run(args);
+    assert.deepEqual([wrong.status, /usage: tally <command>/.test(wrong.stderr)], [2, true], args.join(' '));
+  }
+  const bad = run(['migrate'], { ...process.env, TALLY_FLUSH_WORKERS: 'many' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /TALLY_FLUSH_WORKERS: expected .*, got "many"/);
 });

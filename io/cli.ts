@@ -74,7 +74,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command !== 'migrate' && command !== 'start' && command !== 'audit' && command !== 'resolve-credit') {
     process.stderr.write(USAGE + '\n');
-    return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+    return command === 'help' || command === '--help' ? 0 : 2;
   }
   let config: TallyConfig;
   try {
