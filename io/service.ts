@@ -426,9 +426,10 @@ export class Service {
     this.taking++;
     try {
       for (const partition of partitions) {
-        // Asked again right before its lease is taken: the takes before it (recoveries of
-        // seconds) leave time for the group to revoke it, and taking the lease of a partition
-        // that has a new owner would fence that owner.
+        // Asked again here and in the lease keeper's turn right before the row is taken: the
+        // takes before it (recoveries of seconds) and the keeper's queue leave time for the
+        // group to revoke it, and taking the lease of a partition that has a new owner would
+        // fence that owner.
         if (stillWanted !== undefined && !stillWanted(partition)) continue;
         let storedNextOffset = 0;
         let loading = false;
@@ -436,7 +437,13 @@ export class Service {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
           // A static retry takes the partition only if nobody took it meanwhile (compare-and-swap).
           const seen = this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined;
-          const lease = seen === undefined ? await leases.acquire(partition) : await leases.acquireIfUnchanged(partition, seen);
+          const wanted = stillWanted === undefined ? undefined : () => stillWanted(partition);
+          const lease = seen !== undefined ? await leases.acquireIfUnchanged(partition, seen, wanted)
+            : wanted !== undefined ? await leases.acquire(partition, wanted) : await leases.acquire(partition);
+          if (lease === undefined && wanted !== undefined && !wanted()) {
+            this.log.info({ partition }, 'a partition about to be taken is no longer ours to take (revoked meanwhile); not taking it');
+            continue;
+          }
           if (lease === undefined) {
             this.log.warn({ partition }, 'a partition whose take failed was taken by another instance meanwhile; not taking it');
             this.forgetRetry(partition);

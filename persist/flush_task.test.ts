@@ -258,16 +258,29 @@ test('a currency id missing from the database fails the flush, and currencies ar
   }
 });
 
-// A TCP proxy to PostgreSQL whose open connections can be frozen: bytes stop flowing both
-// ways and nothing is closed, as when the database host dies or the network partitions.
-async function freezableProxy(target: URL): Promise<{ url: string; freeze(): void; close(): Promise<void> }> {
-  const sockets: net.Socket[] = [];
-  const frozen: net.Socket[] = [];
+// A TCP proxy to PostgreSQL whose connections can be frozen: bytes stop flowing both ways
+// and nothing is closed, as when the database host dies or the network partitions. Armed
+// with a pattern, it freezes the connection right after forwarding the client's bytes that
+// contain it (so the server is mid-transaction, holding its locks).
+async function freezableProxy(target: URL): Promise<{ url: string; freezeAfter(pattern: string): void; close(): Promise<void> }> {
+  const all: net.Socket[] = [];
+  let armed: Buffer | undefined;
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
-    sockets.push(client, upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    all.push(client, upstream);
+    client.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      if (armed !== undefined && chunk.includes(armed)) {
+        armed = undefined;
+        client.pause();
+        upstream.pause();
+        client.removeAllListeners('data');
+        upstream.removeAllListeners('data');
+        // Partitioned: the server never learns that the client side went away.
+        client.removeAllListeners('close').removeAllListeners('error').on('error', () => undefined);
+      }
+    });
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
     const end = (): void => { client.destroy(); upstream.destroy(); };
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
@@ -278,21 +291,15 @@ async function freezableProxy(target: URL): Promise<{ url: string; freeze(): voi
   url.port = String((server.address() as net.AddressInfo).port);
   return {
     url: url.toString(),
-    freeze: () => {
-      for (const socket of sockets.splice(0)) {
-        socket.unpipe();
-        socket.pause();
-        frozen.push(socket);
-      }
-    },
+    freezeAfter: (pattern) => { armed = Buffer.from(pattern); },
     close: async () => {
-      for (const socket of frozen) socket.destroy();
+      for (const socket of all) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }
 
-test('a flush whose connection stops answering (no close, no error) fails at its deadline, and the retry commits on a new connection', { timeout: 60_000 }, async () => {
+test('a flush whose connection stops answering mid-COPY (no close, no error) fails at its deadline, and the retry ends the orphaned session and commits', { timeout: 60_000 }, async () => {
   const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
   const proxy = await freezableProxy(new URL(ledger.url));
   try {
@@ -305,11 +312,14 @@ test('a flush whose connection stops answering (no close, no error) fails at its
     deposit('during');
     engine.publish();
     const last = engine.ring.publishedSequence();
-    proxy.freeze();
+    // Frozen once the COPY of the journal has reached the server: its transaction holds the
+    // lease row, and the server waits for COPY data that never comes.
+    proxy.freezeAfter('COPY journal');
     const startedMs = Date.now();
     await assert.rejects(flush({ ...taskOver(engine, proxy.url, first + 1, last, [0]), deadlineMs: 2000 }), /no answer from PostgreSQL within 2000 ms/);
     assert.ok(Date.now() - startedMs < 10_000, 'ended at the deadline, not by some other timeout');
-    const retry = await flush({ ...taskOver(engine, proxy.url, first + 1, last, [0]), deadlineMs: 2000 });
+    // The retry's new session ends the orphaned one, which still holds the lease row.
+    const retry = await flush({ ...taskOver(engine, proxy.url, first + 1, last, [0]), deadlineMs: 5000 });
     assert.deepEqual([retry.status, retry.commandCount], ['committed', 1]);
     await withClient(ledger.url, async (client) => {
       assert.deepEqual(await ledgerMismatches(client, engineLookup(engine)), []);

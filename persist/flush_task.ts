@@ -40,7 +40,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { BinaryCopyEncoder } from './copy_binary';
 import type { CopyEncoder } from './copy_encoder';
 import { TextCopyEncoder } from './copy_text';
-import { closeWithin, withinDeadline } from './pg_socket';
+import { closeWithin, isOverdue, withinDeadline } from './pg_socket';
 import { FLUSH_APPLICATION_NAME } from './lease';
 import {
   BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
@@ -118,7 +118,13 @@ const CLOSE_GRACE_MS = 1_000;
 // Session settings: temp_buffers must be set before the first use of a temporary table, and
 // big enough that a batch's staged outcomes (the rare upsert) stay in memory. JIT compiling
 // the INSERT … SELECTs costs more than it saves at these row counts.
-const SESSION_SQL = `SET temp_buffers = '128MB'; SET jit = off; ${CREATE_STAGING_TABLES_SQL}`;
+//
+// Server-side TCP keepalives (15 s idle, then 5 probes 5 s apart) and a 30 s bound on
+// unacknowledged data: when the network between us and PostgreSQL fails, the server ends our
+// orphaned session (and releases the lease rows it holds) within about 40 s by itself.
+const SESSION_SQL = `SET temp_buffers = '128MB'; SET jit = off;
+  SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 5; SET tcp_user_timeout = 30000;
+  ${CREATE_STAGING_TABLES_SQL}`;
 
 /**
  * BEGIN and the lease lock in one simple query, so the values are literals: the topic
@@ -179,6 +185,13 @@ type OutcomeWrite = 'copy' | 'upsert';
 let connection: pg.Client | null = null;
 let connectionUrl = '';
 let backendPid = 0;
+/**
+ * The session of a connection dropped at its deadline, which the server may still keep open
+ * (holding its transaction's locks: the lease rows the retry needs) until it notices the peer
+ * is gone: the next connection ends it. Identified by pid and start time (pids are reused).
+ */
+let orphan: { pid: number; startedAt: string } | undefined;
+let backendStartedAt = '';
 /** Currency ids this connection has seen in currencies (append-only, so they stay). */
 const knownCurrencies = new Uint8Array(1 << 16);
 const selection = new PartitionSelection();
@@ -222,6 +235,7 @@ async function flushSelected(task: FlushTask): Promise<FlushResult> {
       skippedCommandCount: durable.commandCount - written, steps, backendPid,
     };
   } catch (error) {
+    if (isOverdue(error)) orphan = { pid: backendPid, startedAt: backendStartedAt };
     await dropConnection(client);
     throw describeFailure(task, error);
   }
@@ -399,15 +413,27 @@ async function connectionFor(pgUrl: string): Promise<pg.Client> {
   });
   try {
     await client.connect();
-    await client.query(SESSION_SQL);
-    backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    // Bounded here too: the flush's own deadline starts once the session is open.
+    await client.query(bounded(SESSION_SQL, []));
+    const self = await client.query<{ pid: number; started_at: string }>(bounded('SELECT pid, backend_start::text AS started_at FROM pg_stat_activity WHERE pid = pg_backend_pid()', []));
+    backendPid = self.rows[0]!.pid;
+    backendStartedAt = self.rows[0]!.started_at;
+    if (orphan !== undefined) {
+      await client.query(bounded('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2', [orphan.pid, orphan.startedAt]));
+      orphan = undefined;
+    }
   } catch (error) {
-    await client.end().catch(() => undefined);
+    await closeWithin(client, CLOSE_GRACE_MS);
     throw new Error(`flush: cannot open a session on ${redactedUrl(pgUrl)}: ${(error as Error).message}`, { cause: error });
   }
   connection = client;
   connectionUrl = pgUrl;
   return client;
+}
+
+/** A query the client gives up on after CONNECT_TIMEOUT_MS (pg reads query_timeout per query; its types omit it). */
+function bounded(text: string, values: unknown[]): pg.QueryConfig {
+  return { text, values, query_timeout: CONNECT_TIMEOUT_MS } as pg.QueryConfig;
 }
 
 async function dropConnection(client: pg.Client): Promise<void> {

@@ -162,32 +162,42 @@ test('the LeaseKeeper rides out a dropped connection but loses its leases when t
   });
 });
 
-test('an acquire blocked by a flush paused in the middle of its COPY for longer than the TTL ends that flush and takes the lease', { timeout: 60_000 }, async () => {
+test('an acquire blocked by a flush paused in the middle of its COPY for longer than the TTL ends that flush (only that one) and takes the lease', { timeout: 60_000 }, async () => {
   await withScratch('tally_lease', async (url, client) => {
     await acquireLease(client, TOPIC, 0, 'zombie', 60_000);
-    // The zombie's flush as the flush worker runs it: the lease row locked, then a COPY whose
-    // data never comes (its process stopped). PostgreSQL's timeouts do not end this wait.
-    const zombie = new pg.Client({ connectionString: url, application_name: FLUSH_APPLICATION_NAME });
-    const zombieErrors: string[] = [];
-    zombie.on('error', (error: Error & { code?: string }) => zombieErrors.push(error.code ?? error.message));
-    await zombie.connect();
-    await zombie.query('BEGIN');
-    await zombie.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = 0 FOR UPDATE', [TOPIC]);
-    const copy = zombie.query(copyFrom('COPY journal FROM STDIN (FORMAT binary)'));
-    copy.on('error', (error: Error & { code?: string }) => zombieErrors.push(error.code ?? error.message));
-    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'b', ttlMs: 900, onLost: () => undefined });
+    await acquireLease(client, TOPIC, 1, 'zombie', 60_000);
+    // A flush as the flush worker runs it: its lease rows locked, then a COPY whose data
+    // never comes (its process stopped). PostgreSQL's timeouts do not end this wait.
+    const pausedFlush = async (partition: number): Promise<{ session: pg.Client; errors: string[] }> => {
+      const session = new pg.Client({ connectionString: url, application_name: FLUSH_APPLICATION_NAME });
+      const errors: string[] = [];
+      session.on('error', (error: Error & { code?: string }) => errors.push(error.code ?? error.message));
+      await session.connect();
+      await session.query('BEGIN');
+      await session.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = $2 FOR UPDATE', [TOPIC, partition]);
+      session.query(copyFrom('COPY journal FROM STDIN (FORMAT binary)')).on('error', (error: Error & { code?: string }) => errors.push(error.code ?? error.message));
+      return { session, errors };
+    };
+    const zombie = await pausedFlush(0);
+    // Another partition's flush, as old: it does not hold partition 0's row and must live on.
+    const bystander = await pausedFlush(1);
+    // One attempt per acquire, so each call below is one lock wait and at most one sweep.
+    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'b', ttlMs: 3000, attemptsMax: 1, onLost: () => undefined });
     try {
       // Younger than the TTL: a flush that may still finish is waited for, not ended.
-      await assert.rejects(keeper.acquire(0), /lock timeout|canceling statement due to lock timeout/);
-      assert.equal(zombieErrors.length, 0, 'not ended');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await assert.rejects(keeper.acquire(0));
+      assert.equal(zombie.errors.length, 0, 'not ended while younger than the TTL');
+      await new Promise((resolve) => setTimeout(resolve, 3200));
+      await assert.rejects(keeper.acquire(0), 'this attempt still waited in vain, and ended the zombie');
+      await until(() => zombie.errors.includes('57P01'), 5_000, 'the zombie session ended by pg_terminate_backend');
       const lease = await keeper.acquire(0);
       assert.equal(lease.fencingToken, 2);
       assert.equal((await leaseRow(client, 0)).owner, 'b');
-      await until(() => zombieErrors.includes('57P01'), 5_000, 'the zombie session ended by pg_terminate_backend');
+      assert.equal(bystander.errors.length, 0, 'the flush holding another partition\'s row is left alone');
     } finally {
       await keeper.stop();
-      await zombie.end().catch(() => undefined);
+      await zombie.session.end().catch(() => undefined);
+      await bystander.session.end().catch(() => undefined);
     }
   });
 });

@@ -201,10 +201,17 @@ export class LeaseKeeper {
   }
 
   /** Takes a partition (Kafka assigned it to us) and keeps renewing it. */
-  acquire(partition: number): Promise<Lease> {
+  acquire(partition: number): Promise<Lease>;
+  /**
+   * The same, asking `stillWanted` in the keeper's turn, right before the row is taken
+   * (operations queue here): undefined if it is no longer wanted (revoked meanwhile).
+   */
+  acquire(partition: number, stillWanted: () => boolean): Promise<Lease | undefined>;
+  acquire(partition: number, stillWanted?: () => boolean): Promise<Lease | undefined> {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
+      if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs));
+      const lease = await this.unblocking(client, partition, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs));
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
       return lease;
@@ -212,10 +219,11 @@ export class LeaseKeeper {
   }
 
   /** acquire(), but only if the lease row is still as `seen` (acquireLeaseIfUnchanged); undefined if it changed hands. */
-  acquireIfUnchanged(partition: number, seen: LeaseRowSeen): Promise<Lease | undefined> {
+  acquireIfUnchanged(partition: number, seen: LeaseRowSeen, stillWanted?: () => boolean): Promise<Lease | undefined> {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
+      if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen));
+      const lease = await this.unblocking(client, partition, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen));
       if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
@@ -224,36 +232,44 @@ export class LeaseKeeper {
   }
 
   /**
-   * Runs an acquire; if it gave up waiting for the lease row's lock, ends the flush
-   * transactions that have held lease rows for longer than the lease TTL, then fails as
-   * before (the caller's retry then finds the row free). A flush takes well under a second;
-   * one open that long belongs to a paused or stuck instance (a zombie stopped in the middle
-   * of a COPY, where PostgreSQL's statement and idle timeouts do not reach it) and would
-   * keep the partition from its new owner for as long as it stays paused. Ending it is safe:
-   * its transaction rolls back, and its retry is fenced.
+   * Runs an acquire; if it gave up waiting for the lease row's lock, ends the flush session
+   * holding that row if its transaction has been open for longer than the lease TTL, then
+   * fails as before (the caller's retry then finds the row free). A flush takes well under a
+   * second; one open that long belongs to a paused or stuck instance (a zombie stopped in the
+   * middle of a COPY, where PostgreSQL's statement and idle timeouts do not reach it) and
+   * would keep the partition from its new owner for as long as it stays paused. Ending it is
+   * safe: its transaction rolls back, and its retry is fenced.
    */
-  private async unblocking<T>(client: pg.Client, acquire: () => Promise<T>): Promise<T> {
+  private async unblocking<T>(client: pg.Client, partition: number, acquire: () => Promise<T>): Promise<T> {
     try {
       return await acquire();
     } catch (error) {
-      if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) await this.endStuckFlushes(client).catch(() => undefined);
+      if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) {
+        await this.endStuckHolder(client, partition).catch((failure: unknown) => {
+          this.options.log?.warn({ err: failure, partition }, 'lease keeper: could not look for or end the session holding the lease row (needs the same role, or pg_read_all_stats and pg_signal_backend)');
+        });
+      }
       throw error;
     }
   }
 
-  private async endStuckFlushes(client: pg.Client): Promise<void> {
+  /** Ends the tally-flush session whose transaction holds the partition's lease row, if open for longer than the TTL. */
+  private async endStuckHolder(client: pg.Client, partition: number): Promise<void> {
+    // A row lock is kept in the row (xmax = the locking transaction), not in pg_locks; the
+    // locking transaction holds the ExclusiveLock on its own transaction id.
     const ended = await client.query<{ pid: number; client_addr: string | null; open_ms: number; ended: boolean }>(
       `SELECT a.pid, a.client_addr::text AS client_addr, (extract(epoch FROM now() - a.xact_start) * 1000)::integer AS open_ms,
               pg_terminate_backend(a.pid) AS ended
-         FROM pg_stat_activity AS a
-        WHERE a.application_name = $1 AND a.datname = current_database() AND a.pid <> pg_backend_pid()
-          AND a.xact_start < now() - $2 * interval '1 millisecond'
-          AND EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.pid = a.pid AND l.granted AND l.relation = 'partition_leases'::regclass)`,
-      [FLUSH_APPLICATION_NAME, this.options.ttlMs],
+         FROM partition_leases AS r
+         JOIN pg_locks AS l ON l.locktype = 'transactionid' AND l.transactionid = r.xmax AND l.mode = 'ExclusiveLock' AND l.granted
+         JOIN pg_stat_activity AS a ON a.pid = l.pid
+        WHERE r.topic = $1 AND r.partition = $2 AND a.application_name = $3 AND a.pid <> pg_backend_pid()
+          AND a.xact_start < now() - $4 * interval '1 millisecond'`,
+      [this.options.topic, partition, FLUSH_APPLICATION_NAME, this.options.ttlMs],
     );
     for (const row of ended.rows) {
-      this.options.log?.warn({ pid: row.pid, clientAddress: row.client_addr, openMs: row.open_ms, ended: row.ended },
-        'lease keeper: ended a flush transaction that held lease rows for longer than the lease TTL (a paused or stuck instance)');
+      this.options.log?.warn({ partition, pid: row.pid, clientAddress: row.client_addr, openMs: row.open_ms, ended: row.ended },
+        'lease keeper: ended the flush session that held the lease row for longer than the lease TTL (a paused or stuck instance)');
     }
   }
 

@@ -10,11 +10,19 @@ interface SocketOf {
   connection?: { stream?: { destroyed?: boolean; destroy(error?: Error): void } };
 }
 
-/** Closes the client's socket at once: whatever waits on it fails with `reason`. */
-export function destroySocket(client: pg.Client, reason: Error): void {
+/**
+ * Closes the client's socket at once: whatever waits on it fails with `reason`. The client
+ * then emits 'error' too; a listener is added here so that a client without one cannot end
+ * the process (the failure reaches its callers through their own promises).
+ */
+export function destroySocket(client: pg.Client, reason: Error | undefined): void {
   const stream = (client as unknown as SocketOf).connection?.stream;
-  if (stream !== undefined && stream.destroyed !== true) stream.destroy(reason);
+  if (stream === undefined || stream.destroyed === true) return;
+  client.on('error', ignore);
+  stream.destroy(reason);
 }
+
+function ignore(): void {}
 
 /** Ends the client politely if the server answers within `graceMs`, else destroys its socket. */
 export async function closeWithin(client: pg.Client, graceMs: number): Promise<void> {
@@ -24,12 +32,19 @@ export async function closeWithin(client: pg.Client, graceMs: number): Promise<v
   });
   await Promise.race([client.end().catch(() => undefined), grace]);
   clearTimeout(timer);
-  destroySocket(client, new Error('connection closed'));
+  destroySocket(client, undefined);
+}
+
+/** The error withinDeadline() throws when the deadline ended the work. */
+export class OverdueError extends Error {}
+
+export function isOverdue(error: unknown): boolean {
+  return error instanceof OverdueError;
 }
 
 /**
  * Runs `work` on `clients`, destroying their sockets if it has not ended within `deadlineMs`;
- * `work` then fails, with an error that says so.
+ * `work` then fails with an OverdueError.
  */
 export async function withinDeadline<T>(clients: readonly pg.Client[], deadlineMs: number, what: string, work: () => Promise<T>): Promise<T> {
   let overdue = false;
@@ -41,7 +56,7 @@ export async function withinDeadline<T>(clients: readonly pg.Client[], deadlineM
   try {
     return await work();
   } catch (error) {
-    throw overdue ? new Error(message, { cause: error }) : error;
+    throw overdue ? new OverdueError(message, { cause: error }) : error;
   } finally {
     clearTimeout(watchdog);
   }

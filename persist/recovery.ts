@@ -359,8 +359,10 @@ export async function recoverPartition(pgUrl: string, engine: EngineThread, opti
   try {
     for (let i = 0; i < (options.copyStreams ?? COPY_STREAMS); i++) {
       const client = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-      await client.connect();
+      // A connection lost mid-read fails the read's own promises; the event must not end the process.
+      client.on('error', () => undefined);
       clients.push(client);
+      await client.connect();
     }
     ({ balances, outcomes } = await withinDeadline(clients, options.readDeadlineMs ?? READ_DEADLINE_MS, `recovery of partition ${partition}`, async () => {
       const heapPages = await beginSharedSnapshot(clients);
