@@ -430,17 +430,16 @@ export class Service {
         // takes before it (recoveries of seconds) and the keeper's queue leave time for the
         // group to revoke it, and taking the lease of a partition that has a new owner would
         // fence that owner.
-        if (stillWanted !== undefined && !stillWanted(partition)) continue;
+        if (stillWanted?.(partition) === false) continue;
         let storedNextOffset = 0;
         let loading = false;
         try {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
           // A static retry takes the partition only if nobody took it meanwhile (compare-and-swap).
           const seen = this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined;
-          const wanted = stillWanted === undefined ? undefined : () => stillWanted(partition);
-          const lease = seen !== undefined ? await leases.acquireIfUnchanged(partition, seen, wanted)
-            : wanted !== undefined ? await leases.acquire(partition, wanted) : await leases.acquire(partition);
-          if (lease === undefined && wanted !== undefined && !wanted()) {
+          const wanted = (): boolean => stillWanted === undefined || stillWanted(partition);
+          const lease = seen !== undefined ? await leases.acquireIfUnchanged(partition, seen, wanted) : await leases.acquire(partition, wanted);
+          if (lease === undefined && !wanted()) {
             this.log.info({ partition }, 'a partition about to be taken is no longer ours to take (revoked meanwhile); not taking it');
             continue;
           }
