@@ -13,7 +13,13 @@ export function loadNativeAddon<T>(name: string): T {
   try {
     addon = require(path) as T;
   } catch (error) {
-    throw new Error(`the native addon ${path} cannot be loaded (${(error as Error).message}); run npm run build, which builds it with io/native/build.sh`);
+    const message = (error as Error).message;
+    // The addons link the shared librdkafka that @confluentinc/kafka-javascript built; a
+    // release copied without it, or installed from a prebuilt binary, lacks that library.
+    const remedy = /librdkafka\.so/.test(message)
+      ? 'node_modules/@confluentinc/kafka-javascript/build/deps/librdkafka.so.1 is missing: install with CKJS_LINKING=dynamic npm_config_build_from_source=@confluentinc/kafka-javascript npm ci (scripts/install.sh), then npm run build'
+      : 'run npm run build, which builds it with io/native/build.sh';
+    throw new Error(`the native addon ${path} cannot be loaded (${message}); ${remedy}`);
   }
   loaded.set(name, addon);
   return addon;
