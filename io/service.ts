@@ -437,9 +437,13 @@ export class Service {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
           // A static retry takes the partition only if nobody took it meanwhile (compare-and-swap).
           const seen = this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined;
-          const wanted = (): boolean => stillWanted === undefined || stillWanted(partition);
+          let unwanted = false;
+          const wanted = (): boolean => {
+            unwanted = stillWanted !== undefined && !stillWanted(partition);
+            return !unwanted;
+          };
           const lease = seen !== undefined ? await leases.acquireIfUnchanged(partition, seen, wanted) : await leases.acquire(partition, wanted);
-          if (lease === undefined && !wanted()) {
+          if (lease === undefined && unwanted) {
             this.log.info({ partition }, 'a partition about to be taken is no longer ours to take (revoked meanwhile); not taking it');
             continue;
           }

@@ -235,10 +235,33 @@ async function flushSelected(task: FlushTask): Promise<FlushResult> {
       skippedCommandCount: durable.commandCount - written, steps, backendPid,
     };
   } catch (error) {
-    if (isOverdue(error)) orphan = { pid: backendPid, startedAt: backendStartedAt };
     await dropConnection(client);
+    // The batcher's retry may run on another flush worker, whose connection is fine and would
+    // wait on the orphan's lease-row locks: end it now, from a connection of its own.
+    if (isOverdue(error)) await endOrphan(task.pgUrl, { pid: backendPid, startedAt: backendStartedAt });
     throw describeFailure(task, error);
   }
+}
+
+/** Ends the session a deadline left behind; if that fails too, the next connection of this worker tries again. */
+async function endOrphan(pgUrl: string, session: { pid: number; startedAt: string }): Promise<void> {
+  orphan = session;
+  const client = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: FLUSH_APPLICATION_NAME });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await terminateOrphan(client);
+  } catch {
+    // The database may be as unreachable as the session was; the next connection retries.
+  } finally {
+    await closeWithin(client, CLOSE_GRACE_MS);
+  }
+}
+
+async function terminateOrphan(client: pg.Client): Promise<void> {
+  if (orphan === undefined) return;
+  await client.query(bounded('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz', [orphan.pid, orphan.startedAt]));
+  orphan = undefined;
 }
 
 /**
@@ -418,10 +441,7 @@ async function connectionFor(pgUrl: string): Promise<pg.Client> {
     const self = await client.query<{ pid: number; started_at: string }>(bounded('SELECT pid, backend_start::text AS started_at FROM pg_stat_activity WHERE pid = pg_backend_pid()', []));
     backendPid = self.rows[0]!.pid;
     backendStartedAt = self.rows[0]!.started_at;
-    if (orphan !== undefined) {
-      await client.query(bounded('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2', [orphan.pid, orphan.startedAt]));
-      orphan = undefined;
-    }
+    await terminateOrphan(client);
   } catch (error) {
     await closeWithin(client, CLOSE_GRACE_MS);
     throw new Error(`flush: cannot open a session on ${redactedUrl(pgUrl)}: ${(error as Error).message}`, { cause: error });

@@ -182,14 +182,20 @@ test('an acquire blocked by a flush paused in the middle of its COPY for longer 
     // Another partition's flush, as old: it does not hold partition 0's row and must live on.
     const bystander = await pausedFlush(1);
     // One attempt per acquire, so each call below is one lock wait and at most one sweep.
-    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'b', ttlMs: 3000, attemptsMax: 1, onLost: () => undefined });
+    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'b', ttlMs: 6000, attemptsMax: 1, onLost: () => undefined });
     try {
       // Younger than the TTL: a flush that may still finish is waited for, not ended.
       await assert.rejects(keeper.acquire(0));
       assert.equal(zombie.errors.length, 0, 'not ended while younger than the TTL');
-      await new Promise((resolve) => setTimeout(resolve, 3200));
+      await new Promise((resolve) => setTimeout(resolve, 6200));
       await assert.rejects(keeper.acquire(0), 'this attempt still waited in vain, and ended the zombie');
       await until(() => zombie.errors.includes('57P01'), 5_000, 'the zombie session ended by pg_terminate_backend');
+      // The client hears of its end just before the backend exits and drops its locks.
+      const zombiePid = (zombie.session as unknown as { processID: number }).processID;
+      for (let gone = false; !gone;) {
+        gone = (await client.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [zombiePid])).rowCount === 0;
+        if (!gone) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       const lease = await keeper.acquire(0);
       assert.equal(lease.fencingToken, 2);
       assert.equal((await leaseRow(client, 0)).owner, 'b');

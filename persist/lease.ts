@@ -256,20 +256,29 @@ export class LeaseKeeper {
   /** Ends the tally-flush session whose transaction holds the partition's lease row, if open for longer than the TTL. */
   private async endStuckHolder(client: pg.Client, partition: number): Promise<void> {
     // A row lock is kept in the row (xmax = the locking transaction), not in pg_locks; the
-    // locking transaction holds the ExclusiveLock on its own transaction id.
-    const ended = await client.query<{ pid: number; client_addr: string | null; open_ms: number; ended: boolean }>(
-      `SELECT a.pid, a.client_addr::text AS client_addr, (extract(epoch FROM now() - a.xact_start) * 1000)::integer AS open_ms,
-              pg_terminate_backend(a.pid) AS ended
+    // locking transaction holds the ExclusiveLock on its own transaction id. This finds the
+    // holder because lease rows are only ever locked FOR UPDATE by top-level transactions (no
+    // share locks, no savepoints): xmax is then that transaction's own id, never a MultiXact.
+    const holders = await client.query<{ pid: number; application_name: string | null; client_addr: string | null; open_ms: number | null; ended: boolean }>(
+      `SELECT a.pid, a.application_name, a.client_addr::text AS client_addr,
+              (extract(epoch FROM now() - a.xact_start) * 1000)::integer AS open_ms,
+              CASE WHEN a.application_name = $3 AND a.pid <> pg_backend_pid() AND a.xact_start < now() - $4 * interval '1 millisecond'
+                   THEN pg_terminate_backend(a.pid) ELSE false END AS ended
          FROM partition_leases AS r
          JOIN pg_locks AS l ON l.locktype = 'transactionid' AND l.transactionid = r.xmax AND l.mode = 'ExclusiveLock' AND l.granted
          JOIN pg_stat_activity AS a ON a.pid = l.pid
-        WHERE r.topic = $1 AND r.partition = $2 AND a.application_name = $3 AND a.pid <> pg_backend_pid()
-          AND a.xact_start < now() - $4 * interval '1 millisecond'`,
+        WHERE r.topic = $1 AND r.partition = $2`,
       [this.options.topic, partition, FLUSH_APPLICATION_NAME, this.options.ttlMs],
     );
-    for (const row of ended.rows) {
-      this.options.log?.warn({ partition, pid: row.pid, clientAddress: row.client_addr, openMs: row.open_ms, ended: row.ended },
-        'lease keeper: ended the flush session that held the lease row for longer than the lease TTL (a paused or stuck instance)');
+    const log = this.options.log;
+    if (holders.rows.length === 0) {
+      log?.warn({ partition }, 'lease keeper: the lease row is locked but its holder is not visible to this role (grant pg_read_all_stats); a paused holder is waited for');
+    }
+    for (const row of holders.rows) {
+      const context = { partition, pid: row.pid, applicationName: row.application_name, clientAddress: row.client_addr, openMs: row.open_ms };
+      if (row.ended) log?.warn(context, 'lease keeper: ended the flush session that held the lease row for longer than the lease TTL (a paused or stuck instance)');
+      else if (row.open_ms === null) log?.warn(context, 'lease keeper: the lease row\'s holder is not visible to this role (grant pg_read_all_stats); a paused holder is waited for');
+      else if (row.open_ms >= this.options.ttlMs) log?.warn(context, 'lease keeper: the lease row is held for longer than the lease TTL by a session that is not a Tally flush; not ending it');
     }
   }
 
