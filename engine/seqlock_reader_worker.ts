@@ -11,7 +11,7 @@ export interface SeqlockReaderData {
   readonly account: string;
   readonly currency: number;
   readonly expectedTotal: string;
-  /** Word 0: set by the test to stop; word 1 (if present): set here once the first read is done. */
+  /** Word 0: set by the test to stop; word 1 (if present): set here once the first read is done; word 2 (if present): distinct values read so far (up to 1000). */
   readonly stop: SharedArrayBuffer;
 }
 
@@ -29,7 +29,7 @@ while (Atomics.load(stop, 0) === 0) {
   if (reading === undefined) continue;
   if (reads++ === 0 && stop.length > 1) Atomics.store(stop, 1, 1);
   if (reading.available + reading.frozen !== expectedTotal) violations++;
-  if (reading.available !== previous) distinct++;
+  if (reading.available !== previous && ++distinct <= 1000 && stop.length > 2) Atomics.store(stop, 2, distinct);
   previous = reading.available;
 }
 parentPort!.postMessage({ reads, violations, distinct });
