@@ -43,7 +43,8 @@ test('seqlock: a reader thread never sees a torn (available, frozen) pair', asyn
   const total = 1n << 40n;
   const buckets: number[] = [];
   for (let i = 0; i < 64; i++) buckets.push(table.insert(1001 + i, 0, 0, USER_PARTITION, Number(total & 0xffffffffn), Number(total >> 32n), 0, 0));
-  const stop = new Int32Array(new SharedArrayBuffer(4));
+  // Words: 0 stop (set here), 1 reads so far (set by the reader, up to 10 000).
+  const stop = new Int32Array(new SharedArrayBuffer(8));
   const worker = new Worker(
     `const { parentPort, workerData } = require('node:worker_threads');
      const { attach } = require(workerData.module);
@@ -53,16 +54,18 @@ test('seqlock: a reader thread never sees a torn (available, frozen) pair', asyn
      while (Atomics.load(stop, 0) === 0 && reads < 5e6) {
        const b = reader.readBalance(1001n, 0);
        if (b.available + b.frozen !== workerData.total) torn++;
-       reads++;
+       if (++reads <= 10000) Atomics.store(stop, 1, reads);
      }
      parentPort.postMessage({ reads, torn });`,
     { eval: true, workerData: { module: require.resolve('./balance_table'), descriptor: table.descriptor(), stop: stop.buffer, total } },
   );
   const result = new Promise<{ reads: number; torn: number }>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
-  // Move value between available and frozen (their sum stays `total`), with both words changing.
-  const deadline = Date.now() + 1500;
+  // Move value between available and frozen (their sum stays `total`), with both words
+  // changing, for 1.5 s and until the reader (a loaded machine may start it late and give it
+  // little CPU) has read many times meanwhile; at most 60 s.
+  const started = Date.now();
   let moves = 0;
-  while (Date.now() < deadline) {
+  while ((Date.now() < started + 1500 || Atomics.load(stop, 1) < 10_000) && Date.now() < started + 60_000) {
     for (let i = 0; i < 10_000; i++, moves++) {
       const frozen = BigInt((moves * 2654435761) % 2 ** 39) * 2n;
       const available = total - frozen;
