@@ -105,18 +105,19 @@ test('renewal extends live leases and reports taken-over or released ones as los
 test('the LeaseKeeper renews, reports a takeover at once and releases on stop', { timeout: 60_000 }, async () => {
   await withScratch('tally_lease', async (url, client) => {
     const lost: Array<[number[], LeaseLostReason]> = [];
-    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'a', ttlMs: 900, onLost: (partitions, reason) => lost.push([partitions, reason]) });
+    // TTL 3 s: renewals every second; the slack below absorbs a loaded machine's delays.
+    const keeper = new LeaseKeeper({ pgUrl: url, topic: TOPIC, owner: 'a', ttlMs: 3000, onLost: (partitions, reason) => lost.push([partitions, reason]) });
     await keeper.acquire(0);
     await keeper.acquire(1);
     assert.deepEqual(keeper.heldPartitions(), [0, 1]);
     const before = await leaseRow(client, 0);
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await new Promise((resolve) => setTimeout(resolve, 2000));
     const after = await leaseRow(client, 0);
-    assert.ok(after.expires_in_ms > 500, `renewed in time: expiry ${after.expires_in_ms} ms ahead (was ${before.expires_in_ms} ms, 700 ms ago)`);
+    assert.ok(after.expires_in_ms > 1500, `renewed in time: expiry ${after.expires_in_ms} ms ahead (was ${before.expires_in_ms} ms, 2000 ms ago)`);
     const takenAt = performance.now();
     await acquireLease(client, TOPIC, 1, 'b', 60_000);
-    await until(() => lost.length > 0, 2_000, 'onLost');
-    assert.ok(performance.now() - takenAt < 600, 'noticed within one renewal interval (ttl/3) plus slack');
+    await until(() => lost.length > 0, 5_000, 'onLost');
+    assert.ok(performance.now() - takenAt < 2500, 'noticed within one renewal interval (ttl/3) plus slack, before the lease would expire');
     assert.deepEqual(lost, [[[1], 'taken-over']]);
     assert.deepEqual(keeper.heldPartitions(), [0]);
     await keeper.stop();
