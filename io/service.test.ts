@@ -45,6 +45,14 @@ function scratchConfig(topic: string, databaseUrl: string, extra: Record<string,
  */
 const LOCKED_TEST_LEASE_TTL_MS = '4000';
 
+async function until(what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    assert.ok(Date.now() < deadline, what);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 
 test('commands through Kafka, the ring and the engine worker show up in HTTP balances', { timeout: 120_000 }, async () => {
   const topic = uniqueName('tally.commands.e2e');
@@ -122,13 +130,6 @@ for (const assignment of ['group', 'static'] as const) test(`${assignment}: an a
   const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: LOCKED_TEST_LEASE_TTL_MS, TALLY_PARTITION_ASSIGNMENT: assignment });
   const service = await Service.start(config, createLogger('silent'));
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
-  const until = async (what: string, condition: () => boolean, timeoutMs = 60_000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition()) {
-      assert.ok(Date.now() < deadline, what);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
   try {
     await until('the other partitions are taken', () => service.ownedPartitions().length === PARTITIONS - 1);
     await until('partition 0 is reported assigned but not applied', () => service.unappliedPartitions().join() === '0');
@@ -237,11 +238,7 @@ test('an engine thread that dies makes the instance not ready, is logged at leve
     await waitServiceReady(service, PARTITIONS);
     // The thread ends as it would after an uncaught exception in the engine.
     await (service.engine as unknown as { worker: Worker }).worker.terminate();
-    const deadline = Date.now() + 10_000;
-    while (fatal.length === 0) {
-      assert.ok(Date.now() < deadline, 'onFatal is called');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await until('onFatal is called', () => fatal.length > 0, 10_000);
     const ready = await fetch(`http://127.0.0.1:${service.http.port}/readyz`);
     const body = (await ready.json()) as { engine_failed?: string };
     assert.deepEqual([ready.status, body.engine_failed], [503, 'engine worker exited with code 1']);
@@ -279,11 +276,7 @@ test('static: a partition stopped with its lease expired while the database was 
     assert.deepEqual(service.ownedPartitions(), [1, 2, 3]);
     assert.deepEqual(await readyz(), [503, [0]]);
     await locker.query('COMMIT');
-    const deadline = Date.now() + 60_000;
-    while (!service.isReady()) {
-      assert.ok(Date.now() < deadline, 'taken back once the row lock goes');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await until('taken back once the row lock goes', () => service.isReady());
     assert.deepEqual(service.ownedPartitions(), [0, 1, 2, 3]);
     assert.deepEqual(await readyz(), [200, undefined]);
   } finally {

@@ -427,14 +427,20 @@ test('at a trickle, one task writes a small batch for every group; the database 
   }
 });
 
-test('while a whole batch is in flight, a later batch of another group waits for it', { timeout: 60_000 }, async () => {
-  const ledger = await createScratchLedger('tally_batcher', TOPIC, [0, 1]);
-  const engine = new InProcessEngine({ outputSlotCount: 1 << 12, balanceCapacity: 1 << 10, dedupWindow: 1 << 10, partitions: [0, 1] });
-  const pool = new FlushPool({ workers: 2 });
+/** A promise that stays pending until open() is called: holds a flush runner's tasks back. */
+function closedGate(): { gate: Promise<void>; open: () => void } {
   let open: () => void = () => undefined;
   const gate = new Promise<void>((resolve) => {
     open = resolve;
   });
+  return { gate, open };
+}
+
+test('while a whole batch is in flight, a later batch of another group waits for it', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_batcher', TOPIC, [0, 1]);
+  const engine = new InProcessEngine({ outputSlotCount: 1 << 12, balanceCapacity: 1 << 10, dedupWindow: 1 << 10, partitions: [0, 1] });
+  const pool = new FlushPool({ workers: 2 });
+  const { gate, open } = closedGate();
   const started: number[][] = [];
   const runner: FlushRunner = {
     run: async (task) => {
@@ -481,10 +487,7 @@ test('a later batch left with nothing to write after its group was fenced is rel
   const ledger = await createScratchLedger('tally_batcher', TOPIC, [0, 1]);
   const engine = new InProcessEngine({ outputSlotCount: 1 << 14, balanceCapacity: 1 << 10, dedupWindow: 1 << 14, partitions: [0, 1] });
   const pool = new FlushPool({ workers: 2 });
-  let open: () => void = () => undefined;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
+  const { gate, open } = closedGate();
   // Group 0 (partition 0) waits at the gate; group 1 (partition 1) commits at once.
   const runner: FlushRunner = {
     run: async (task) => {
@@ -538,10 +541,7 @@ test('a flush in flight for longer than flushStalledMs makes the batcher not rea
   const ledger = await createScratchLedger('tally_batcher', TOPIC, [0]);
   const engine = new InProcessEngine({ outputSlotCount: 1 << 10, balanceCapacity: 1 << 10, dedupWindow: 1 << 10, partitions: [0] });
   const pool = new FlushPool({ workers: 1 });
-  let open: () => void = () => undefined;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
+  const { gate, open } = closedGate();
   const runner: FlushRunner = { run: async (task) => { await gate; return pool.run(task); } };
   const batcher = new Batcher({
     ring: engine.ring, runner, groupCount: 1, batchRowsMax: 50, batchIntervalMs: 1, topic: TOPIC, pgUrl: ledger.url,
