@@ -25,6 +25,15 @@ export interface CommandConsumerOptions {
   readonly log: Logger;
   readonly batchMessagesMax?: number;
   /**
+   * Whether the instance still owns the partition (its lease is held, it was not stopped).
+   * Asked right before a partition taken by an assignment, a restart or the static start is
+   * read: a lease lost while the take was still running (other partitions' takes waited on
+   * the database) stops the partition before this consumer reads it, and reading it anyway
+   * would feed the engine a partition the service has stopped (and may release from the
+   * engine for a retake, which the engine answers by dying). Default: always.
+   */
+  readonly owns?: (partition: number) => boolean;
+  /**
    * Group mode: subscribe and let the consumer group split the partitions. Assignments and
    * revocations are handled one at a time, in order; the rebalance completes only once the
    * handler is done, so a partition is never read before its state is loaded nor handed to
@@ -80,6 +89,8 @@ export class CommandConsumer {
   private closed = false;
   private stopped: (() => void) | undefined;
   private rebalancing: Promise<void> = Promise.resolve();
+  /** Group assignments whose take is running (the group's partitions are not known as ours until it ends). */
+  private assigning = 0;
   messagesDecoded = 0;
   rebalances = 0;
   /** Set once librdkafka reports a fatal error (for example a fenced group.instance.id): the consumer reads nothing more. */
@@ -133,6 +144,11 @@ export class CommandConsumer {
     return this.groupAssigned.has(partition);
   }
 
+  /** Group mode: an assignment's take is running; isGroupAssigned() does not know its partitions yet. */
+  get assignmentInProgress(): boolean {
+    return this.assigning > 0;
+  }
+
   /** Group mode: the partitions the group assigns to us, fed or not, ascending. */
   get groupAssignedPartitions(): number[] {
     return [...this.groupAssigned].sort((a, b) => a - b);
@@ -161,7 +177,8 @@ export class CommandConsumer {
   }
 
   // Starts reading the given partitions at the given offsets (Tally's stored next offsets).
-  assign(assignments: ReadonlyArray<{ partition: number; offset: number }>): void {
+  assign(requested: ReadonlyArray<{ partition: number; offset: number }>): void {
+    const assignments = this.stillOwned(requested);
     for (const a of assignments) {
       this.assigned.add(a.partition);
       this.stoppedPartitions[a.partition] = 0;
@@ -181,6 +198,18 @@ export class CommandConsumer {
     }
     this.native.incrementalAssign(this.handle, partitions, assignments.map((a) => a.offset));
     this.native.resume(this.handle, partitions);
+  }
+
+  /** The assignments whose partitions are still owned; the others are logged and left out. */
+  private stillOwned<T extends { partition: number }>(assignments: readonly T[]): T[] {
+    const owns = this.options.owns;
+    if (owns === undefined) return [...assignments];
+    const kept = assignments.filter((a) => owns(a.partition));
+    if (kept.length < assignments.length) {
+      const dropped = assignments.filter((a) => !owns(a.partition)).map((a) => a.partition);
+      this.options.log.warn({ partitions: dropped }, 'partitions taken but stopped before they were read (their lease was lost meanwhile); not reading them');
+    }
+    return kept;
   }
 
   // Stops reading partitions at once: paused, removed, and their in-hand messages dropped.
@@ -215,12 +244,16 @@ export class CommandConsumer {
   private async onAssigned(partitions: number[]): Promise<void> {
     this.options.log.info({ partitions }, 'consumer group assigned partitions');
     let taken: Array<{ partition: number; offset: number }> = [];
+    this.assigning++;
     try {
       taken = await this.options.group!.onAssign(partitions);
     } catch (failure) {
       this.options.log.error({ err: failure, partitions }, 'taking assigned partitions failed; they stay paused');
+    } finally {
+      this.assigning--;
     }
     if (this.closed) return;
+    taken = this.stillOwned(taken);
     const ready = new Set(taken.map((t) => t.partition));
     // Every assigned partition is assigned to librdkafka so the rebalance completes; the
     // ones not taken stay stopped (paused, messages dropped) until a later rebalance.
@@ -262,10 +295,10 @@ export class CommandConsumer {
    * Messages of them already in hand, or fetched from the old position, are dropped until the
    * restart offset comes by.
    */
-  restartPartitions(assignments: ReadonlyArray<{ partition: number; offset: number }>): number[] {
+  restartPartitions(requested: ReadonlyArray<{ partition: number; offset: number }>): number[] {
     const refused: number[] = [];
     const restarted: Array<{ partition: number; offset: number }> = [];
-    for (const a of assignments) {
+    for (const a of this.stillOwned(requested)) {
       if (this.options.group !== undefined && !this.groupAssigned.has(a.partition)) {
         refused.push(a.partition);
         continue;

@@ -285,3 +285,58 @@ test('static: a partition stopped with its lease expired while the database was 
     await database.drop();
   }
 });
+
+test('group: a partition whose lease is lost while the assignment is still being taken is not read, and is taken back after it', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.stoptake');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_stoptake');
+  // The take of the last partition waits on its locked row (three attempts of a ninth of the
+  // TTL each: about 4 s), so the assignment is still being taken when partition 0 is stopped
+  // and when the first retake of it comes due (1 s later).
+  const locker = new pg.Client({ connectionString: database.url });
+  locker.on('error', () => undefined);
+  await locker.connect();
+  const last = PARTITIONS - 1;
+  await locker.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token) VALUES ($1, $2, $3, 1)', [topic, last, 'a-paused-zombie']);
+  await locker.query('BEGIN');
+  await locker.query('SELECT * FROM partition_leases WHERE topic = $1 AND partition = $2 FOR UPDATE', [topic, last]);
+  const config = scratchConfig(topic, database.url, { TALLY_LEASE_TTL_MS: '12000', TALLY_PARTITION_ASSIGNMENT: 'group' });
+  const service = await Service.start(config, createLogger('silent'));
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  try {
+    const user = Array.from({ length: 100 }, (_, i) => String(7000 + i)).find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) === 0)!;
+    producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'before-stop', account: user, currency: 'USDT', amount: '3' })));
+    await producer.flush();
+    await until('partition 0 is taken while the last one waits', () => service.ownedPartitions().includes(0), 30_000);
+    assert.equal(service.ownedPartitions().includes(last), false, 'the last partition is still being taken');
+    // Commands of partition 0 keep coming while it is stopped and taken back: a consumer that
+    // read it anyway would hand one to the engine after the retake released it there.
+    let sent = 0;
+    const feeder = setInterval(() => {
+      sent++;
+      producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `during-${sent}`, account: user, currency: 'USDT', amount: '1' })));
+    }, 10);
+    service.stopPartitions([0], 'expired-unreachable');
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    await locker.query('COMMIT');
+    try {
+      await until('every partition is applied and the instance ready', () => service.ownedPartitions().length === PARTITIONS && service.isReady());
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    } finally {
+      clearInterval(feeder);
+    }
+    producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'after-retake', account: user, currency: 'USDT', amount: '4' })));
+    await producer.flush();
+    await until('every deposit is durable', () => service.durableOffsetOf(0) >= sent + 1);
+    assert.deepEqual(await balancesOf(service.http.port, user), { USDT: [String(3 + sent + 4), '0'] });
+    assert.equal(service.isReady(), true, 'the engine did not die');
+    const row = await locker.query<{ owner: string; fencing_token: string }>('SELECT owner, fencing_token FROM partition_leases WHERE topic = $1 AND partition = 0', [topic]);
+    assert.deepEqual(row.rows, [{ owner: config.instanceId, fencing_token: '2' }], 'taken back with the next fencing token');
+    assert.deepEqual(await runAudit(database.url), [], 'the committed ledger passes the audit');
+  } finally {
+    await locker.end().catch(() => undefined);
+    await producer.disconnect();
+    await service.stop();
+    await database.drop();
+  }
+});

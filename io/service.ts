@@ -162,6 +162,15 @@ export class Service {
     this.retryingSeen.delete(partition);
   }
 
+  /**
+   * A retry asks the group whether a partition is still ours, and while an assignment's take
+   * runs the group's answer is not known yet: a partition stopped during that take would be
+   * dropped as "no longer ours" and never retried. Throwing makes the retry's backoff try again.
+   */
+  private throwWhileAssigning(): void {
+    if (this.config.partitionAssignment === 'group' && this.parts.consumer.assignmentInProgress) throw new Error('a group assignment is being taken; trying again after it');
+  }
+
   /** Whether the partition is still ours to apply: the group assigns it to us, or (static) always. */
   private stillAssigned(partition: number): boolean {
     return this.config.partitionAssignment !== 'group' || this.parts.consumer.isGroupAssigned(partition);
@@ -237,6 +246,7 @@ export class Service {
     const consumer = new CommandConsumer({
       brokers: config.kafkaBrokers, topic: config.commandsTopic, groupId: config.consumerGroup,
       partitionCount: config.commandPartitions, registry, commandRing: engine.commandRing, log, group,
+      owns: (partition) => service!.owned.has(partition),
     });
     const health = new HealthProbe({ db, topic: config.commandsTopic, kafkaProbe: (timeoutMs) => consumer.probe(timeoutMs), log });
     const tableReader = engine.tableReader();
@@ -400,6 +410,7 @@ export class Service {
 
   private async retryAssigned(partitions: readonly number[]): Promise<void> {
     if (this.stopping) return;
+    this.throwWhileAssigning();
     // Only while they are still ours: a revoked one belongs to its new owner.
     if (this.config.partitionAssignment !== 'group') await this.recordRetryingSeen(partitions);
     const wanted = (p: number): boolean => this.retrying.has(p) && this.stillAssigned(p) && !this.owned.has(p);
@@ -570,6 +581,7 @@ export class Service {
 
   private async retake(partitions: readonly number[]): Promise<void> {
     if (this.stopping) return;
+    this.throwWhileAssigning();
     // In a group, only partitions the group still assigns to us: a revoked one belongs to
     // its new owner, and taking its lease would fence that owner.
     const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p));
