@@ -487,7 +487,7 @@ export class BalanceTableReader {
    * partition's balance; without it the result is the sum over all partitions (partition
    * undefined, lastChangeSequence the highest). Undefined if no such balance exists.
    */
-  readBalance(account: bigint, currency: number, partition?: number): BalanceReading | undefined {
+  readBalance(account: bigint, currency: number, partition?: number, summed?: (partition: number) => boolean): BalanceReading | undefined {
     const accountLo = Number(account & 0xffffffffn);
     const accountHi = Number((account >> 32n) & 0xffffffffn);
     if (isUserAccount(accountLo, accountHi)) return this.readKey(account, accountLo, accountHi, currency, USER_PARTITION);
@@ -497,6 +497,8 @@ export class BalanceTableReader {
     let lastChangeSequence = 0;
     let found = false;
     for (const systemPartition of this.systemPartitions()) {
+      // A partition still in the table may no longer be applied here (stopped, being loaded).
+      if (summed !== undefined && !summed(systemPartition)) continue;
       const reading = this.readKey(account, accountLo, accountHi, currency, systemPartition);
       if (reading === undefined) continue;
       found = true;

@@ -51,10 +51,29 @@ function referenceAnswer(reader: BalanceTableReader, registry: CurrencyRegistry,
     const scale = registry.scaleOf(r.currency);
     return { currency: registry.codeOf(r.currency), available: formatAmountBigInt(r.available, scale), frozen: formatAmountBigInt(r.frozen, scale) };
   };
-  if (code === undefined) return answer(200, { account: account.toString(), balances: reader.listBalancesOfAccount(account, partition).map(body), ...partial });
+  // With ownership, a system account summed over partitions sums only the owned ones (the
+  // table also holds the others' balances here, as it does for a stopped partition).
+  const ownedSum = ownership !== undefined && account < 1000n && partition === undefined;
+  const read = (currency: number): { currency: number; available: bigint; frozen: bigint } | undefined => {
+    if (!ownedSum) return reader.readBalance(account, currency, partition);
+    let found: { currency: number; available: bigint; frozen: bigint } | undefined;
+    for (const p of ownership.owned()) {
+      const reading = reader.readBalance(account, currency, p);
+      if (reading !== undefined) found = { currency, available: (found?.available ?? 0n) + reading.available, frozen: (found?.frozen ?? 0n) + reading.frozen };
+    }
+    return found;
+  };
+  if (code === undefined) {
+    const balances = [];
+    for (let currency = 1; currency <= registry.count; currency++) {
+      const reading = read(currency);
+      if (reading !== undefined) balances.push(body(reading));
+    }
+    return answer(200, { account: account.toString(), balances, ...partial });
+  }
   const currency = registry.idOfCode(code);
   if (currency === UNKNOWN_CURRENCY_ID) return answer(404, { error: 'UNKNOWN_CURRENCY', message: `unknown currency "${code}"` });
-  const reading = reader.readBalance(account, currency, partition);
+  const reading = read(currency);
   return answer(200, { account: account.toString(), balances: [reading === undefined ? { currency: code, available: '0', frozen: '0' } : body(reading)], ...partial });
 }
 

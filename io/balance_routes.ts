@@ -161,11 +161,14 @@ export function registerBalanceRoutes(app: uWS.TemplatedApp, table: BalanceTable
     if (partition === null) return answerJson(res, '400 Bad Request', { error: 'BAD_PARTITION', message: 'partition must be an integer from 0 to 65535' });
     const tail = ownership === undefined ? '' : ownershipTail(res, ownership, account, partition);
     if (tail === undefined) return;
-    if (!withCurrency) return answerJsonText(res, '200 OK', answerText(account, balancesText(table, text, BigInt(account), partition), tail));
+    // A system account summed over partitions sums only those applied here (the table may
+    // still hold a stopped partition's balances, or a loading one's), as the tail says.
+    const summed = ownership?.owns;
+    if (!withCurrency) return answerJsonText(res, '200 OK', answerText(account, balancesText(table, text, BigInt(account), partition, summed), tail));
     const code = req.getParameter(1) ?? '';
     const currency = registry.idOfCode(code);
     if (currency === UNKNOWN_CURRENCY_ID) return answerJson(res, '404 Not Found', { error: 'UNKNOWN_CURRENCY', message: `unknown currency "${code}"` });
-    const reading = table.readBalance(BigInt(account), currency, partition);
+    const reading = table.readBalance(BigInt(account), currency, partition, summed);
     return answerJsonText(res, '200 OK', answerText(account, reading === undefined ? text.zero(currency) : text.reading(reading), tail));
   };
   // A read finds no stable value only if the engine thread stopped in the middle of a write
@@ -188,10 +191,10 @@ export function registerBalanceRoutes(app: uWS.TemplatedApp, table: BalanceTable
  * currencies), and asking for id 0 too, as listBalancesOfAccount does, costs a lookup that
  * always misses and probes to the next empty bucket.
  */
-function balancesText(table: BalanceTableReader, text: BalanceText, account: bigint, partition: number | undefined): string {
+function balancesText(table: BalanceTableReader, text: BalanceText, account: bigint, partition: number | undefined, summed: ((partition: number) => boolean) | undefined): string {
   let joined = '';
   for (let currency = 1; currency <= text.currencyCount; currency++) {
-    const reading = table.readBalance(account, currency, partition);
+    const reading = table.readBalance(account, currency, partition, summed);
     if (reading !== undefined) joined += (joined.length === 0 ? '' : ',') + text.reading(reading);
   }
   return joined;

@@ -34,6 +34,11 @@ export interface CommandConsumerOptions {
    */
   readonly owns?: (partition: number) => boolean;
   /**
+   * A read partition's position fell outside the log (`offset`: the position that did): it
+   * is already stopped here and reads nothing more; the caller stops applying it.
+   */
+  readonly onOffsetOutOfRange?: (partition: number, offset: number) => void;
+  /**
    * Group mode: subscribe and let the consumer group split the partitions. Assignments and
    * revocations are handled one at a time, in order; the rebalance completes only once the
    * handler is done, so a partition is never read before its state is loaded nor handed to
@@ -51,8 +56,13 @@ export interface CommandConsumerOptions {
 
 /** Holds any batch of small commands; a single message larger than this is taken as malformed. */
 const RECORDS_BYTES = 8 << 20;
-/** The group's position (auto.offset.reset) for partitions assigned without an offset of ours. */
-const OFFSET_OF_GROUP = -1001;
+/**
+ * Where a group-assigned partition that was not taken is assigned (paused, read by nobody):
+ * the log's start (RD_KAFKA_OFFSET_BEGINNING). Its fetcher then starts, so the seek of a
+ * later retake can move it; the group's stored position would, with no offset committed and
+ * auto.offset.reset=error, leave the fetcher stopped and every later seek refused.
+ */
+const OFFSET_UNTAKEN = -2;
 /** Nothing fetched: look again after this long (librdkafka keeps fetching meanwhile). */
 const IDLE_POLL_MS = 1;
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -115,7 +125,11 @@ export class CommandConsumer {
       'group.id': options.groupId,
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
-      'auto.offset.reset': 'earliest',
+      // Tally seeks every partition to its stored next offset; a position outside the log
+      // (retention deleted commands never applied, a topic deleted and created again, a
+      // database restored from an old backup) must stop the partition, not be moved to
+      // either end of the log, which would skip commands or read others' as if they were next.
+      'auto.offset.reset': 'error',
       // A fetch answers once 64 KiB are there or after 5 ms: at moderate rates a fetch per
       // produced batch (fetch.min.bytes 1) kept the co-located broker busier than Tally itself
       // (bench:e2e at 1 000/s: broker 0.50 → 0.31 cores with the events producer's linger).
@@ -269,7 +283,7 @@ export class CommandConsumer {
       this.resumeAt[p] = -1;
     }
     for (const t of taken) this.resumeAt[t.partition] = t.offset;
-    this.native.incrementalAssign(this.handle, [...taken.map((t) => t.partition), ...missing], [...taken.map((t) => t.offset), ...missing.map(() => OFFSET_OF_GROUP)]);
+    this.native.incrementalAssign(this.handle, [...taken.map((t) => t.partition), ...missing], [...taken.map((t) => t.offset), ...missing.map(() => OFFSET_UNTAKEN)]);
     if (taken.length > 0) this.native.resume(this.handle, taken.map((t) => t.partition));
     if (missing.length > 0) this.native.pause(this.handle, missing);
   }
@@ -312,15 +326,21 @@ export class CommandConsumer {
     if (this.options.group === undefined) {
       this.startReading(restarted);
     } else {
+      const sought: number[] = [];
       for (const a of restarted) {
         this.takenAtCall[a.partition] = this.consumeCalls;
         try {
           this.native.seek(this.handle, a.partition, a.offset);
+          sought.push(a.partition);
         } catch (error) {
-          this.options.log.error({ err: error, partition: a.partition, offset: a.offset }, 'seek for the restarted partition failed');
+          // It would read from wherever librdkafka's position is: given back instead.
+          this.options.log.error({ err: error, partition: a.partition, offset: a.offset }, 'seek for the restarted partition failed; not reading it');
+          this.assigned.delete(a.partition);
+          this.stoppedPartitions[a.partition] = 1;
+          refused.push(a.partition);
         }
       }
-      this.native.resume(this.handle, restarted.map((a) => a.partition));
+      if (sought.length > 0) this.native.resume(this.handle, sought);
     }
     this.options.log.info({ partitions: restarted.map((a) => `${a.partition}@${a.offset}`) }, 'partitions restarted');
     return refused;
@@ -427,9 +447,29 @@ export class CommandConsumer {
   }
 
   private logErrors(): void {
-    for (const error of this.native.takeErrors(this.handle)) {
-      if (!error.startsWith('fatal')) this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
+    const errors = this.native.takeErrors(this.handle);
+    if (errors.length > 0) {
+      for (const error of errors) {
+        if (!error.startsWith('fatal')) this.options.log.warn({ error, topic: this.options.topic }, 'Kafka consumer error (librdkafka retries)');
+      }
+      // Every position reset is noted as an error too, so resets come only with errors.
+      const resets = this.native.takeOffsetResets(this.handle);
+      for (let i = 0; i < resets.length; i += 2) this.stopOutOfRange(resets[i]!, resets[i + 1]!);
     }
+    this.noteFatal();
+  }
+
+  private stopOutOfRange(partition: number, offset: number): void {
+    // A partition stopped or not taken reads nothing anyway; a retake seeks it again.
+    if (!this.assigned.has(partition)) return;
+    this.options.log.error({
+      partition, offset, highWatermark: this.highWatermark(partition), topic: this.options.topic,
+    }, 'the partition\'s stored next offset is outside the Kafka log (retention deleted commands not yet applied, the topic was created again, or the database is older than the log): the partition is stopped and nothing more of it is applied; see docs/operations.md, "Offset outside the log"');
+    this.stopPartitions([partition]);
+    this.options.onOffsetOutOfRange?.(partition, offset);
+  }
+
+  private noteFatal(): void {
     if (this.fatalError !== undefined) return;
     const fatal = this.native.fatalError(this.handle);
     if (fatal === null) return;

@@ -60,7 +60,7 @@ export class Metrics {
     this.flushLatency = new client.Histogram({ name: 'tally_flush_latency_seconds', help: 'Flush task submitted to committed in PostgreSQL.', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5], registers });
     this.eventsPublished = new client.Counter({ name: 'tally_events_published_total', help: 'Result events handed to the Kafka producer.', registers });
     this.flushFailures = new client.Counter({ name: 'tally_flush_failures_total', help: 'Flush tasks that failed with a database error; each is retried with backoff (readiness is off meanwhile).', registers });
-    this.partitionsStopped = new client.Counter({ name: 'tally_partitions_stopped_total', help: 'Partitions stopped because their lease was lost or a flush was fenced, by reason.', labelNames: ['reason'], registers });
+    this.partitionsStopped = new client.Counter({ name: 'tally_partitions_stopped_total', help: 'Partitions stopped because their lease was lost, a flush was fenced or their stored offset is not in the Kafka log, by reason.', labelNames: ['reason'], registers });
     this.fanoutFailures = new client.Counter({ name: 'tally_fanout_failures_total', help: 'Durable commands whose result event, cache entry, pushes or credit failed and were skipped.', registers });
     new client.Gauge({ name: 'tally_partitions_owned', help: 'Partitions this instance applies (leased, loaded and fed).', registers, collect() { this.set(sources.partitionsOwned()); } });
     new client.Gauge({ name: 'tally_ring_occupancy_slots', help: 'Slots published and not yet consumed.', labelNames: ['ring'], registers, collect() {

@@ -15,18 +15,20 @@ export interface NativeConsumer {
   consume(handle: ConsumerHandle, out: Uint8Array, messagesMax: number): number;
   /** null, or [assign 0/1, lost 0/1, partition…]. */
   takeRebalance(handle: ConsumerHandle): number[] | null;
-  /** Offset -1001 (RD_KAFKA_OFFSET_INVALID): the group's position (auto.offset.reset). Drops held messages of the partitions. */
+  /** Offsets Tally's own, or logical (-2: the log's start). Drops held messages of the partitions. */
   incrementalAssign(handle: ConsumerHandle, partitions: number[], offsets: number[]): void;
   /** Drops held messages of the partitions. */
   incrementalUnassign(handle: ConsumerHandle, partitions: number[]): void;
   pause(handle: ConsumerHandle, partitions: number[]): void;
   resume(handle: ConsumerHandle, partitions: number[]): void;
-  /** Drops held messages of the partition; the next fetch starts at `offset`. */
+  /** Drops held messages of the partition; the next fetch starts at `offset`. Throws if librdkafka refuses (the partition's fetcher is not started). */
   seek(handle: ConsumerHandle, partition: number, offset: number): void;
   highWatermark(handle: ConsumerHandle, partition: number): number;
   /** Topic metadata from the broker, fetched off the main thread. */
   probe(handle: ConsumerHandle, timeoutMs: number): Promise<void>;
   takeErrors(handle: ConsumerHandle): string[];
+  /** [partition, offset, …]: partitions whose position fell outside the log since the last call (auto.offset.reset=error); each also noted as an error. */
+  takeOffsetResets(handle: ConsumerHandle): number[];
   /** The first fatal error (the consumer reads nothing more), or null. */
   fatalError(handle: ConsumerHandle): string | null;
   close(handle: ConsumerHandle): void;

@@ -340,3 +340,50 @@ test('group: a partition whose lease is lost while the assignment is still being
     await database.drop();
   }
 });
+
+for (const assignment of ['group', 'static'] as const) test(`${assignment}: a partition whose stored next offset is not in the Kafka log is stopped and reported, never read from another position; applied once an operator sets its offset`, { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.outside');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_outside');
+  const users = Array.from({ length: 200 }, (_, i) => String(7000 + i));
+  const user0 = users.find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) === 0)!;
+  const user1 = users.find((u) => homePartitionOfAccountDecimal(u, PARTITIONS) === 1)!;
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  const deposit = (user: string, txId: string): void => producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: txId, account: user, currency: 'USDT', amount: '1' })));
+  for (let i = 0; i < 3; i++) deposit(user0, `early-${i}`);
+  await producer.flush();
+  // The database says 1 000 commands of partition 0 were applied; the log holds 3 (a topic
+  // created again, a database from another cluster): reading from either end would be wrong.
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  await admin.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, 0, NULL, 1, 1000)', [topic]);
+  const config = scratchConfig(topic, database.url, { TALLY_PARTITION_ASSIGNMENT: assignment });
+  let service = await Service.start(config, createLogger('silent'));
+  try {
+    await until('partition 0 is reported not applied', () => service.unappliedPartitions().join() === '0' && service.ownedPartitions().join() === '1,2,3');
+    const ready = await fetch(`http://127.0.0.1:${service.http.port}/readyz`);
+    assert.deepEqual([ready.status, ((await ready.json()) as { unapplied?: number[] }).unapplied], [503, [0]]);
+    deposit(user1, 'other-partition');
+    deposit(user0, 'late-0');
+    await producer.flush();
+    await until('the other partitions are applied', () => service.durableOffsetOf(1) >= 0);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(service.durableOffsetOf(0), 999, 'nothing of partition 0 is applied (its durable offset stays the stored one)');
+    const metrics = await (await fetch(`http://127.0.0.1:${service.http.port}/metrics`)).text();
+    assert.match(metrics, /tally_partitions_stopped_total\{reason="offset-outside-log"\} 1/);
+    const row = await admin.query<{ next_offset: string }>('SELECT next_offset FROM partition_leases WHERE topic = $1 AND partition = 0', [topic]);
+    assert.deepEqual(row.rows, [{ next_offset: '1000' }], 'the stored offset is left for the operator');
+    // The operator decides where partition 0 resumes (here: its first command) and restarts.
+    await service.stop();
+    await admin.query('UPDATE partition_leases SET next_offset = 0 WHERE topic = $1 AND partition = 0', [topic]);
+    service = await Service.start(config, createLogger('silent'));
+    await waitServiceReady(service, PARTITIONS);
+    await until('partition 0 is applied from offset 0', () => service.durableOffsetOf(0) >= 3);
+    assert.deepEqual(await balancesOf(service.http.port, user0), { USDT: ['4', '0'] });
+  } finally {
+    await admin.end();
+    await producer.disconnect();
+    await service.stop();
+    await database.drop();
+  }
+});

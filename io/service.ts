@@ -78,6 +78,8 @@ export class Service {
   private readonly retrying = new Set<number>();
   /** Partitions stopped because their lease expired while the database was away, to be taken back. */
   private readonly retaking = new Set<number>();
+  /** Partitions stopped because their stored next offset is not in the Kafka log (an operator's decision). */
+  private readonly outsideLog = new Set<number>();
   /** Static assignment: each retried partition's lease row as its take first failed. */
   private readonly retryingSeen = new Map<number, LeaseRowSeen>();
   /** Successful takes per partition (tells a catch-up retry of an earlier take apart). */
@@ -133,11 +135,12 @@ export class Service {
   /**
    * Partitions that should be applied here and are not: in a group, those it assigns to us
    * (their take failed and is retried, or they were stopped); statically, those whose take
-   * failed and is retried, and those whose lease expired while the database was away until
-   * they are taken back (or found taken by another instance).
+   * failed and is retried, those whose lease expired while the database was away until
+   * they are taken back (or found taken by another instance), and those whose stored offset
+   * is not in the log.
    */
   unappliedPartitions(): number[] {
-    if (this.config.partitionAssignment !== 'group') return [...new Set([...this.retrying, ...this.retaking])].filter((p) => !this.owned.has(p)).sort((a, b) => a - b);
+    if (this.config.partitionAssignment !== 'group') return [...new Set([...this.retrying, ...this.retaking, ...this.outsideLog])].filter((p) => !this.owned.has(p)).sort((a, b) => a - b);
     return this.parts.consumer.groupAssignedPartitions.filter((p) => !this.owned.has(p));
   }
 
@@ -247,6 +250,7 @@ export class Service {
       brokers: config.kafkaBrokers, topic: config.commandsTopic, groupId: config.consumerGroup,
       partitionCount: config.commandPartitions, registry, commandRing: engine.commandRing, log, group,
       owns: (partition) => service!.owned.has(partition),
+      onOffsetOutOfRange: (partition) => service!.stopPartitions([partition], 'offset-outside-log'),
     });
     const health = new HealthProbe({ db, topic: config.commandsTopic, kafkaProbe: (timeoutMs) => consumer.probe(timeoutMs), log });
     const tableReader = engine.tableReader();
@@ -469,6 +473,7 @@ export class Service {
           batcher.admitPartition(partition);
           batcher.noteStoredNextOffset(partition, lease.nextOffset);
           this.stoppedPartitions.delete(partition);
+          this.outsideLog.delete(partition);
           this.owned.add(partition);
           this.log.info({
             partition, fencingToken: lease.fencingToken, nextOffset: lease.nextOffset, balances: recovered.balances.count,
@@ -559,16 +564,22 @@ export class Service {
   }
 
   // Stops partitions at once: nothing more of them is read, applied downstream or written.
-  stopPartitions(partitions: readonly number[], reason: LeaseLostReason | 'fenced'): void {
+  stopPartitions(partitions: readonly number[], reason: LeaseLostReason | 'fenced' | 'offset-outside-log'): void {
     const fresh = partitions.filter((p) => !this.stoppedPartitions.has(p));
     if (fresh.length === 0) return;
     for (const p of fresh) {
       this.stoppedPartitions.add(p);
       this.owned.delete(p);
+      if (reason === 'offset-outside-log') this.outsideLog.add(p);
     }
     this.parts.consumer.stopPartitions(fresh);
     this.parts.batcher.stopPartitions(fresh);
-    this.log.error({ partitions: fresh, reason }, 'partitions stopped: another instance may own them now; nothing more of them is written');
+    if (reason === 'offset-outside-log') {
+      // Its lease stays held: no other instance should read it from the wrong place either.
+      this.log.error({ partitions: fresh, reason }, 'partitions stopped: their stored next offset is not in the Kafka log; nothing more of them is applied until an operator resolves it and restarts the instance');
+    } else {
+      this.log.error({ partitions: fresh, reason }, 'partitions stopped: another instance may own them now; nothing more of them is written');
+    }
     this.parts.metrics.notePartitionsStopped(reason, fresh.length);
     // A lease that expired while the database was unreachable may still be nobody else's:
     // take it back once the database answers, unless another instance took it meanwhile.

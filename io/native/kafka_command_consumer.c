@@ -34,6 +34,8 @@
 #define VALUE_OVERSIZED 0xFFFFFFFFu
 #define MESSAGES_MAX 65536
 #define REBALANCES_KEPT_MAX 64
+#define RESETS_KEPT_MAX 65536
+#define SEEK_TIMEOUT_MS 5000
 
 typedef struct {
   int assign;  // 1: partitions assigned; 0: revoked
@@ -57,6 +59,11 @@ typedef struct {
   uint32_t rebalance_count;
   error_notes_t notes;
   char fatal[ERROR_TEXT_BYTES];  // the first fatal error, kept even if the notes overflow
+  // Partitions whose fetch position fell outside the log (auto.offset.reset=error): they
+  // fetch nothing more until sought or assigned again. Kept once each until taken.
+  int32_t reset_partitions[RESETS_KEPT_MAX];
+  double reset_offsets[RESETS_KEPT_MAX];
+  uint32_t reset_count;
 } consumer_t;
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *partitions, void *opaque) {
@@ -205,6 +212,18 @@ static int copy_message(consumer_t *consumer, const rd_kafka_message_t *message,
   return 1;
 }
 
+static void note_reset(consumer_t *consumer, int32_t partition, double offset) {
+  for (uint32_t i = 0; i < consumer->reset_count; i++) {
+    if (consumer->reset_partitions[i] == partition) return;
+  }
+  // One entry per partition of any topic Tally accepts (at most 65535 partitions), so the
+  // bound is never reached while entries are unique.
+  if (consumer->reset_count == RESETS_KEPT_MAX) return;
+  consumer->reset_partitions[consumer->reset_count] = partition;
+  consumer->reset_offsets[consumer->reset_count] = offset;
+  consumer->reset_count++;
+}
+
 // consume(handle, out: Uint8Array, messagesMax) → bytes of records written (0: nothing now).
 // Messages fetched but not copied (the Buffer was full) stay, in order, for the next call;
 // no new batch is fetched while a rebalance waits to be taken, so JavaScript sees it first.
@@ -234,6 +253,7 @@ static napi_value consume(napi_env env, napi_callback_info info) {
         snprintf(text, sizeof text, "%s: %s", message->err == RD_KAFKA_RESP_ERR__FATAL ? "fatal" : "consume", rd_kafka_message_errstr(message));
         note_error(&consumer->notes, text);
         if (message->err == RD_KAFKA_RESP_ERR__FATAL && consumer->fatal[0] == 0) snprintf(consumer->fatal, sizeof consumer->fatal, "%s", text);
+        if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) note_reset(consumer, message->partition, (double)message->offset);
       }
     } else if (copy_message(consumer, message, out, capacity, &at)) {
       copied++;
@@ -348,9 +368,33 @@ static napi_value seek(napi_env env, napi_callback_info info) {
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, consumer->topic, partition)->offset = (int64_t)offset;
   drop_held(consumer, list);
-  rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, 0);
+  // Waits for librdkafka's answer (a local operation, no broker round trip) so that a seek
+  // it refuses (the partition's fetcher not started, or stopping) is an exception, not a
+  // partition that silently keeps reading from wherever it was.
+  rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, SEEK_TIMEOUT_MS);
+  rd_kafka_resp_err_t partition_err = list->cnt == 1 ? list->elems[0].err : RD_KAFKA_RESP_ERR_NO_ERROR;
   rd_kafka_topic_partition_list_destroy(list);
-  return error_object_result(env, error);
+  if (error != NULL) return error_object_result(env, error);
+  return error_result(env, partition_err);
+}
+
+// takeOffsetResets(handle) → [partition, offset, partition, offset, …] of partitions whose
+// position fell outside the log since the last call (offset: the position that did).
+static napi_value take_offset_resets(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  consumer_t *consumer = (consumer_t *)arguments_of(env, info, 1, argv);
+  if (consumer == NULL) return NULL;
+  napi_value result;
+  CALL(env, napi_create_array_with_length(env, consumer->reset_count * 2, &result));
+  for (uint32_t i = 0; i < consumer->reset_count; i++) {
+    napi_value partition, offset;
+    CALL(env, napi_create_int32(env, consumer->reset_partitions[i], &partition));
+    CALL(env, napi_create_double(env, consumer->reset_offsets[i], &offset));
+    CALL(env, napi_set_element(env, result, i * 2, partition));
+    CALL(env, napi_set_element(env, result, i * 2 + 1, offset));
+  }
+  consumer->reset_count = 0;
+  return result;
 }
 
 // highWatermark(handle, partition) → the cached high watermark (from fetches), or -1.
@@ -488,7 +532,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT("create", create), EXPORT("subscribe", subscribe), EXPORT("consume", consume), EXPORT("takeRebalance", take_rebalance),
     EXPORT("incrementalAssign", incremental_assign), EXPORT("incrementalUnassign", incremental_unassign),
     EXPORT("pause", pause_partitions), EXPORT("resume", resume_partitions), EXPORT("seek", seek),
-    EXPORT("highWatermark", high_watermark), EXPORT("probe", probe), EXPORT("takeErrors", take_errors), EXPORT("fatalError", fatal_error), EXPORT("close", close_consumer),
+    EXPORT("highWatermark", high_watermark), EXPORT("probe", probe), EXPORT("takeErrors", take_errors), EXPORT("takeOffsetResets", take_offset_resets), EXPORT("fatalError", fatal_error), EXPORT("close", close_consumer),
   };
   CALL(env, napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;
