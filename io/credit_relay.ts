@@ -33,6 +33,11 @@ export interface CreditRelayOptions {
   readonly log: Logger;
   /** Partitions whose outbox this instance relays (the ones it applies). */
   readonly ownedPartitions: () => number[];
+  /**
+   * Whether credits of a source partition may be produced now: it is applied here and its
+   * lease cannot have expired. Default: always.
+   */
+  readonly mayRelay?: (partition: number) => boolean;
   readonly sweepIntervalMs?: number;
 }
 
@@ -63,10 +68,15 @@ export class CreditRelay {
   relayed = 0;
   marked = 0;
   failures = 0;
+  /** Credits not produced because their source partition's lease could have expired (io/service.ts). */
+  withheld = 0;
   /** Credits sent again because their partition passed an earlier copy without an outcome. */
   resentUnapplied = 0;
 
   private constructor(private readonly producer: Kafka.Producer, private readonly options: CreditRelayOptions) {
+    // Without a listener, librdkafka's errors (a fatal idempotent-producer error, say) would
+    // pass unseen while every produce after them fails.
+    producer.on('event.error', (error) => options.log.warn({ err: error }, 'credit relay producer error'));
     producer.on('delivery-report', (error, report) => {
       const pending = report.opaque as Pending;
       this.inFlight.delete(keyOf(pending.partition, pending.offset));
@@ -108,6 +118,14 @@ export class CreditRelay {
   relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): void {
     const key = keyOf(sourcePartition, sourceOffset);
     if (this.inFlight.has(key)) return;
+    // An instance paused (SIGSTOP, a frozen VM) between a commit and this call may have lost
+    // the partition meanwhile, and its new owner has relayed the same credit already. A copy
+    // sent now could reach the credited partition after the credit left its dedup window and
+    // be applied twice. The row stays unsent; the partition's owner relays it.
+    if (this.options.mayRelay?.(sourcePartition) === false) {
+      this.withheld++;
+      return;
+    }
     const command = `{"type":"credit","tx_id":"${credit.txId}","account":"${credit.account}","currency":${JSON.stringify(credit.currency)},"amount":"${credit.amount}"}`;
     try {
       // To the partition the outbox row names (not by key): every copy lands where the resend
@@ -115,7 +133,9 @@ export class CreditRelay {
       // (the credit is then WRONG_PARTITION there, recorded, and stranded for resolve-credit).
       this.producer.produce(this.options.topic, credit.partition, Buffer.from(command), credit.account, null, { partition: sourcePartition, offset: sourceOffset } satisfies Pending);
     } catch (error) {
-      // A full local queue: the row stays unsent and the sweep relays it.
+      // A full local queue, or a producer stopped by a fatal error: the row stays unsent and
+      // the sweep relays it; counted, so the failures metric shows a relay that cannot produce.
+      this.failures++;
       this.options.log.warn({ err: error, partition: sourcePartition, offset: sourceOffset }, 'credit not queued; the sweep relays it');
       return;
     }

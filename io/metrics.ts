@@ -31,6 +31,7 @@ export interface MetricsSources {
   /** The credit relay's counters (io/credit_relay.ts). */
   readonly creditsRelayed: () => number;
   readonly creditRelayFailures: () => number;
+  readonly creditRelayWithheld: () => number;
   readonly creditsResentUnapplied: () => number;
   readonly creditsPending: () => number;
   /** Partitions this instance applies now. */
@@ -92,7 +93,8 @@ export class Metrics {
     runningTotal('tally_stream_pushes_total', 'Balance changes pushed to WebSocket subscribers.', sources.streamPushes);
     runningTotal('tally_stream_slow_consumers_closed_total', 'WebSocket subscribers closed with code 4008 for having too much unsent data.', sources.streamSlowConsumersClosed);
     runningTotal('tally_credits_relayed_total', 'Cross-partition credits produced by the relay (resends included).', sources.creditsRelayed);
-    runningTotal('tally_credit_relay_failures_total', 'Credits the broker did not take (sent again by the sweep).', sources.creditRelayFailures);
+    runningTotal('tally_credit_relay_failures_total', 'Credits the broker did not take or that could not be queued (sent again by the sweep).', sources.creditRelayFailures);
+    runningTotal('tally_credit_relay_withheld_total', 'Credits not sent because their partition was no longer applied here or its lease could have expired (its owner relays them).', sources.creditRelayWithheld);
     runningTotal('tally_credits_resent_unapplied_total', 'Credits sent again because their partition passed them without an outcome (its balance table full, or the message lost).', sources.creditsResentUnapplied);
     new client.Gauge({ name: 'tally_credits_pending', help: 'Credits produced and not yet acknowledged and marked sent.', registers, collect() { this.set(sources.creditsPending()); } });
   }

@@ -222,6 +222,7 @@ export class Service {
     const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic, lingerMs: 1 });
     const relay = await CreditRelay.connect({
       brokers: config.kafkaBrokers, topic: config.commandsTopic, db, registry, log, ownedPartitions: () => service?.ownedPartitions() ?? [],
+      mayRelay: (partition) => service?.owned.has(partition) === true && leases.holds(partition),
     });
     const eventPositions = new EventPositions(db, config.commandsTopic, publisher, log);
     const cache = new OutcomeCache(config.outcomeCacheSize);
@@ -271,6 +272,7 @@ export class Service {
       streamSlowConsumersClosed: () => stream.slowConsumersClosed,
       creditsRelayed: () => relay.relayed,
       creditRelayFailures: () => relay.failures,
+      creditRelayWithheld: () => relay.withheld,
       creditsResentUnapplied: () => relay.resentUnapplied,
       creditsPending: () => relay.pending,
       partitionsOwned: () => service?.ownedPartitions().length ?? 0,

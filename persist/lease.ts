@@ -196,6 +196,16 @@ export class LeaseKeeper {
     return [...this.leases.keys()].sort((a, b) => a - b);
   }
 
+  /**
+   * Whether the lease is held and cannot have expired yet: its deadline (the send time of the
+   * last successful renewal + TTL) is still ahead. False at once for a process that was paused
+   * past it, before its next renewal even runs.
+   */
+  holds(partition: number): boolean {
+    const lease = this.leases.get(partition);
+    return lease !== undefined && performance.now() < lease.deadline;
+  }
+
   fencingTokenOf(partition: number): number | undefined {
     return this.leases.get(partition)?.fencingToken;
   }
