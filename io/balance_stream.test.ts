@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { BalanceStream, CLOSE_SLOW_CONSUMER } from './balance_stream';
+import { BalanceStream, CLOSE_PARTITION_MOVED, CLOSE_SLOW_CONSUMER } from './balance_stream';
+import type { PartitionOwnership } from './balance_routes';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 import type { DurableOutcome } from './durable_outcome';
 import { listen } from './http_server';
 import { createLogger } from './logger';
@@ -57,6 +59,104 @@ test('a subscriber that stops reading is closed with 4008 and misses no push bef
     assert.ok(offsets.length > 0 && offsets.length < published, `got ${offsets.length} of ${published} pushes before the close`);
     offsets.forEach((offset, index) => assert.equal(offset, index, 'pushes arrive in order with none skipped'));
   } finally {
+    server.close();
+  }
+});
+
+/** Every client streamClient() opened: ended after each test, so a failed one cannot keep the process alive. */
+const clients: WebSocket[] = [];
+
+/** A connected client that collects what it is sent, and its close code. */
+async function streamClient(port: number): Promise<{ ws: WebSocket; received: Array<Record<string, unknown>>; closed: Promise<number>; next: () => Promise<Record<string, unknown>> }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream`);
+  clients.push(ws);
+  const received: Array<Record<string, unknown>> = [];
+  ws.on('message', (data) => received.push(JSON.parse(data.toString()) as Record<string, unknown>));
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  let taken = 0;
+  const next = async (): Promise<Record<string, unknown>> => {
+    const deadline = Date.now() + 10_000;
+    while (received.length <= taken) {
+      assert.ok(Date.now() < deadline, 'an answer comes');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return received[taken++]!;
+  };
+  return { ws, received, closed, next };
+}
+
+test('only accounts of partitions applied here can be subscribed; subscribers of a partition that leaves are closed with 4009', { timeout: 60_000 }, async () => {
+  const partitionCount = 4;
+  const owned = new Set([0, 1]);
+  const ownership: PartitionOwnership = {
+    partitionCount, self: 'here',
+    owns: (partition) => owned.has(partition),
+    ownerOf: (partition) => (partition === 2 ? 'here' : 'elsewhere'),
+    owned: () => [...owned],
+  };
+  const accounts = Array.from({ length: 200 }, (_, i) => String(5000 + i));
+  const on = (partition: number): string => accounts.find((a) => homePartitionOfAccountDecimal(a, partitionCount) === partition)!;
+  const stream = new BalanceStream(BUFFER_BYTES_MAX, createLogger('silent'), ownership);
+  const server = await listen({ host: '127.0.0.1', port: 0, isReady: () => true, routes: (app) => stream.register(app) });
+  try {
+    const client = await streamClient(server.port);
+    client.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(0), on(3)] }));
+    assert.deepEqual(await client.next(), {
+      op: 'error', error: 'PARTITION_NOT_OWNED', account: on(3), partition: 3, owner: 'elsewhere',
+      message: `account ${on(3)} lives on partition 3, applied by instance elsewhere; subscribe there`,
+    });
+    client.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(2)] }));
+    assert.equal((await client.next())['error'], 'PARTITION_UNAVAILABLE', 'a partition this instance is taking back');
+    assert.equal(stream.subscriptions, 0, 'a refused subscribe subscribes nothing');
+    client.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(0), on(1), '1'] }));
+    assert.deepEqual(await client.next(), { op: 'subscribed', accounts: [on(0), on(1), '1'] });
+    const other = await streamClient(server.port);
+    other.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(1)] }));
+    assert.equal((await other.next())['op'], 'subscribed');
+
+    owned.delete(0);
+    stream.partitionsLeft([0]);
+    assert.equal(await client.closed, CLOSE_PARTITION_MOVED, 'the subscriber of partition 0 is told');
+    stream.publish({ txId: 't', offset: 1, balances: [{ account: on(1), currency: 'USDT', available: '1', frozen: '0', partition: 1 }] } as unknown as DurableOutcome);
+    assert.equal((await other.next())['op'], 'balance', 'a subscriber of a partition still applied here keeps its pushes');
+    assert.equal(stream.subscriptions, 1);
+  } finally {
+    for (const ws of clients.splice(0)) ws.terminate();
+    server.close();
+  }
+});
+
+test('subscriptions are bounded over all connections, counted once per account, and freed by a close', { timeout: 60_000 }, async () => {
+  const stream = new BalanceStream(BUFFER_BYTES_MAX, createLogger('silent'), undefined, 5);
+  const server = await listen({ host: '127.0.0.1', port: 0, isReady: () => true, routes: (app) => stream.register(app) });
+  try {
+    const first = await streamClient(server.port);
+    first.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['1001', '1002', '1003'] }));
+    assert.equal((await first.next())['op'], 'subscribed');
+    first.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['1001', '1002', '1003'] }));
+    assert.equal((await first.next())['op'], 'subscribed', 'subscribing again costs nothing');
+    const second = await streamClient(server.port);
+    second.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['1001', '1004', '1005'] }));
+    const refused = await second.next();
+    assert.deepEqual([refused['op'], refused['error']], ['error', 'TOO_MANY_SUBSCRIPTIONS']);
+    second.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['1004', '1005'] }));
+    assert.equal((await second.next())['op'], 'subscribed');
+    assert.equal(stream.subscriptions, 5);
+    first.ws.close();
+    await first.closed;
+    const deadline = Date.now() + 10_000;
+    while ((stream.subscriptions as number) !== 2) {
+      assert.ok(Date.now() < deadline, 'the closed connection\'s subscriptions are freed');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    second.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['1001', '1002', '1003'] }));
+    assert.equal((await second.next())['op'], 'subscribed');
+  } finally {
+    for (const ws of clients.splice(0)) ws.terminate();
     server.close();
   }
 });

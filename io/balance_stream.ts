@@ -8,13 +8,28 @@
 // A subscriber whose unsent data passes streamBufferBytesMax is closed with code 4008
 // (SLOW_CONSUMER) instead of being buffered without bound; it reconnects and reads the
 // current balances over HTTP. Pushes are built once per change and sent to every subscriber.
+// Only accounts whose home partition this instance applies can be subscribed (others get
+// PARTITION_NOT_OWNED or PARTITION_UNAVAILABLE, as over HTTP); when a partition stops being
+// applied here (handed over, lease lost), its subscribers are closed with code 4009
+// (PARTITION_MOVED), so a subscription never goes quiet unnoticed. Subscriptions are bounded
+// per connection and in all.
 
 import uWS from 'uWebSockets.js';
 import type { DurableOutcome } from './durable_outcome';
 import type { Logger } from './logger';
+import type { PartitionOwnership } from './balance_routes';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 export const CLOSE_SLOW_CONSUMER = 4008;
+export const CLOSE_PARTITION_MOVED = 4009;
 const SUBSCRIPTIONS_PER_CONNECTION_MAX = 10_000;
+/**
+ * Subscriptions (connection, account) of all connections together: each costs a few hundred
+ * bytes of heap, so without this bound the connections allowed could hold gigabytes.
+ */
+export const SUBSCRIPTIONS_MAX = 1_000_000;
+/** System accounts (ids below 1000) are on every partition and are never pushed. */
+const SYSTEM_ACCOUNT_DIGITS_MAX = 3;
 /**
  * Unsent data all subscribers together may hold: the connection cap is this divided by what
  * one may hold (at the default 1 MiB bound, about 1 600 connections). More are refused at
@@ -33,6 +48,8 @@ interface Subscriber {
 
 export class BalanceStream {
   private readonly byAccount = new Map<string, Set<uWS.WebSocket<Subscriber>>>();
+  /** Subscriptions of all connections together (the sum of their accounts' sizes). */
+  subscriptions = 0;
   connections = 0;
   pushes = 0;
   slowConsumersClosed = 0;
@@ -40,7 +57,7 @@ export class BalanceStream {
   /** Connections at once (STREAM_BUFFERS_BYTES_BUDGET over one connection's worst case). */
   readonly connectionsMax: number;
 
-  constructor(private readonly bufferBytesMax: number, private readonly log: Logger) {
+  constructor(private readonly bufferBytesMax: number, private readonly log: Logger, private readonly ownership?: PartitionOwnership, private readonly subscriptionsMax = SUBSCRIPTIONS_MAX) {
     this.connectionsMax = Math.max(16, Math.floor(STREAM_BUFFERS_BYTES_BUDGET / (bufferBytesMax + MESSAGE_BYTES_MAX)));
   }
 
@@ -68,6 +85,8 @@ export class BalanceStream {
         const data = ws.getUserData();
         data.closed = true;
         for (const account of data.accounts) this.unsubscribe(ws, account);
+        this.subscriptions -= data.accounts.size;
+        data.accounts.clear();
       },
     });
   }
@@ -121,20 +140,71 @@ export class BalanceStream {
     const data = ws.getUserData();
     const list = accounts as string[];
     if (op === 'subscribe') {
-      if (data.accounts.size + list.length > SUBSCRIPTIONS_PER_CONNECTION_MAX) return fail('TOO_MANY_SUBSCRIPTIONS', `at most ${SUBSCRIPTIONS_PER_CONNECTION_MAX} accounts per connection`);
-      for (const account of list) {
+      const fresh = new Set(list.filter((account) => !data.accounts.has(account)));
+      if (data.accounts.size + fresh.size > SUBSCRIPTIONS_PER_CONNECTION_MAX) return fail('TOO_MANY_SUBSCRIPTIONS', `at most ${SUBSCRIPTIONS_PER_CONNECTION_MAX} accounts per connection`);
+      if (this.subscriptions + fresh.size > this.subscriptionsMax) return fail('TOO_MANY_SUBSCRIPTIONS', `this server holds at most ${this.subscriptionsMax} subscriptions over all connections; try another instance or later`);
+      const elsewhere = this.notAppliedHere(list);
+      if (elsewhere !== undefined) return this.send(ws, JSON.stringify(elsewhere));
+      for (const account of fresh) {
         data.accounts.add(account);
         let set = this.byAccount.get(account);
         if (set === undefined) this.byAccount.set(account, (set = new Set()));
         set.add(ws);
       }
+      this.subscriptions += fresh.size;
       return this.send(ws, JSON.stringify({ op: 'subscribed', accounts: list }));
     }
     for (const account of list) {
-      data.accounts.delete(account);
+      if (data.accounts.delete(account)) this.subscriptions--;
       this.unsubscribe(ws, account);
     }
     this.send(ws, JSON.stringify({ op: 'unsubscribed', accounts: list }));
+  }
+
+  /**
+   * The error answering a subscribe that names a user account whose home partition this
+   * instance does not apply (nothing of it would ever be pushed here), or undefined.
+   */
+  private notAppliedHere(accounts: readonly string[]): object | undefined {
+    const ownership = this.ownership;
+    if (ownership === undefined) return undefined;
+    for (const account of accounts) {
+      if (account.length <= SYSTEM_ACCOUNT_DIGITS_MAX) continue;
+      const partition = homePartitionOfAccountDecimal(account, ownership.partitionCount);
+      if (ownership.owns(partition)) continue;
+      const owner = ownership.ownerOf(partition);
+      if (owner === ownership.self) {
+        return { op: 'error', error: 'PARTITION_UNAVAILABLE', account, partition, message: `partition ${partition} is not applied right now (its lease was lost); this instance is taking it back, retry` };
+      }
+      return {
+        op: 'error', error: 'PARTITION_NOT_OWNED', account, partition, ...(owner === undefined ? {} : { owner }),
+        message: `account ${account} lives on partition ${partition}, applied by ${owner === undefined ? 'another instance' : `instance ${owner}`}; subscribe there`,
+      };
+    }
+    return undefined;
+  }
+
+  /**
+   * The partitions are no longer applied here: their subscribers would hear nothing more, so
+   * every connection subscribed to an account of theirs is closed with 4009 (the client
+   * reconnects, to the partition's new owner, and reads the current balances over HTTP).
+   */
+  partitionsLeft(partitions: readonly number[]): void {
+    const ownership = this.ownership;
+    if (ownership === undefined || this.byAccount.size === 0 || partitions.length === 0) return;
+    const left = new Set(partitions);
+    const closing = new Set<uWS.WebSocket<Subscriber>>();
+    for (const [account, subscribers] of this.byAccount) {
+      if (account.length <= SYSTEM_ACCOUNT_DIGITS_MAX || !left.has(homePartitionOfAccountDecimal(account, ownership.partitionCount))) continue;
+      for (const ws of subscribers) closing.add(ws);
+    }
+    if (closing.size === 0) return;
+    this.log.info({ partitions, connections: closing.size }, 'closing WebSocket subscribers of partitions no longer applied here');
+    for (const ws of closing) {
+      if (ws.getUserData().closed) continue;
+      ws.getUserData().closed = true;
+      ws.end(CLOSE_PARTITION_MOVED, 'PARTITION_MOVED: a subscribed account\'s partition is no longer applied here; reconnect and read balances over HTTP');
+    }
   }
 
   private unsubscribe(ws: uWS.WebSocket<Subscriber>, account: string): void {

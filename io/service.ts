@@ -226,7 +226,15 @@ export class Service {
     });
     const eventPositions = new EventPositions(db, config.commandsTopic, publisher, log);
     const cache = new OutcomeCache(config.outcomeCacheSize);
-    const stream = new BalanceStream(config.streamBufferBytesMax, log);
+    // Called only once requests come, after everything below exists.
+    const ownership = {
+      partitionCount: config.commandPartitions,
+      self: config.instanceId,
+      owns: (partition: number) => service?.owned.has(partition) === true,
+      ownerOf: (partition: number) => health.ownerOf(partition),
+      owned: () => service?.ownedPartitions() ?? [],
+    };
+    const stream = new BalanceStream(config.streamBufferBytesMax, log, ownership);
     const pool = new FlushPool({ workers: config.flushWorkers });
     let metrics: Metrics | undefined;
     const batcher = new Batcher({
@@ -277,13 +285,6 @@ export class Service {
       creditsPending: () => relay.pending,
       partitionsOwned: () => service?.ownedPartitions().length ?? 0,
     });
-    const ownership = {
-      partitionCount: config.commandPartitions,
-      self: config.instanceId,
-      owns: (partition: number) => service?.owned.has(partition) === true,
-      ownerOf: (partition: number) => health.ownerOf(partition),
-      owned: () => service?.ownedPartitions() ?? [],
-    };
     const http = await listen({
       host: config.httpHost, port: config.httpPort,
       isReady: () => service?.isReady() === true,
@@ -560,6 +561,8 @@ export class Service {
       await this.parts.publisher.drain(HANDOVER_TIMEOUT_MS / 4);
       await this.parts.eventPositions.record();
     }
+    // After the last pushes of what was flushed: nothing more of them comes here.
+    this.parts.stream.partitionsLeft(mine);
     await this.releaseFromEngine(mine);
     if (!lost) await leases.release(mine).catch((error: unknown) => this.log.warn({ err: error, partitions: mine }, 'could not release leases; the next owner takes them over anyway'));
     this.log.info({ partitions: mine, lost }, 'partitions handed back');
@@ -576,6 +579,7 @@ export class Service {
     }
     this.parts.consumer.stopPartitions(fresh);
     this.parts.batcher.stopPartitions(fresh);
+    this.parts.stream.partitionsLeft(fresh);
     if (reason === 'offset-outside-log') {
       // Its lease stays held: no other instance should read it from the wrong place either.
       this.log.error({ partitions: fresh, reason }, 'partitions stopped: their stored next offset is not in the Kafka log; nothing more of them is applied until an operator resolves it and restarts the instance');
