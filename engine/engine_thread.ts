@@ -132,11 +132,18 @@ export class EngineThread {
     return this.crash;
   }
 
-  async stop(): Promise<EngineReport> {
+  /**
+   * Asks the worker to stop and report its final state; the worker is terminated in any case,
+   * also when it does not answer within `timeoutMs` (spinning on a full output ring whose
+   * flushes cannot commit, say), which then rejects.
+   */
+  async stop(timeoutMs = CONTROL_TIMEOUT_MS): Promise<EngineReport> {
     this.stopping = true;
-    const stopped = await this.request({ op: 'stop' }, 'stopped');
-    await this.worker.terminate();
-    return stopped;
+    try {
+      return await this.request({ op: 'stop' }, 'stopped', timeoutMs);
+    } finally {
+      await this.worker.terminate();
+    }
   }
 
   private request(message: EngineControlMessage, answer: EngineReport['op'], timeoutMs = CONTROL_TIMEOUT_MS): Promise<EngineReport> {

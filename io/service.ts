@@ -545,8 +545,17 @@ export class Service {
     for (const p of mine) this.owned.delete(p);
     if (mine.length === 0) return;
     const { batcher, leases } = this.parts;
-    await this.waitEngineIdle(HANDOVER_TIMEOUT_MS);
-    if (!lost) {
+    // Every step below may fail (the engine stuck behind a full output ring while PostgreSQL
+    // is away, the database gone); the partitions must be stopped in the batcher whatever
+    // happens, or a later take of them here would find the batcher still holding their old era.
+    let idle = true;
+    try {
+      await this.waitEngineIdle(HANDOVER_TIMEOUT_MS);
+    } catch (error) {
+      idle = false;
+      this.log.warn({ err: error, partitions: mine }, 'the engine is behind; handing partitions over without a last flush; the next owner replays them from Kafka');
+    }
+    if (!lost && idle) {
       try {
         await batcher.flush(HANDOVER_TIMEOUT_MS);
       } catch (error) {
@@ -556,14 +565,23 @@ export class Service {
     batcher.stopPartitions(mine);
     for (const p of mine) this.stoppedPartitions.add(p);
     if (!lost) {
-      // The next owner republishes from the recorded position: record it first.
-      this.fanout(Number.MAX_SAFE_INTEGER);
-      await this.parts.publisher.drain(HANDOVER_TIMEOUT_MS / 4);
-      await this.parts.eventPositions.record();
+      try {
+        // The next owner republishes from the recorded position: record it first.
+        this.fanout(Number.MAX_SAFE_INTEGER);
+        await this.parts.publisher.drain(HANDOVER_TIMEOUT_MS / 4);
+        await this.parts.eventPositions.record();
+      } catch (error) {
+        this.log.warn({ err: error, partitions: mine }, 'could not record event positions at the handover; the next owner republishes from the last recorded ones');
+      }
     }
     // After the last pushes of what was flushed: nothing more of them comes here.
     this.parts.stream.partitionsLeft(mine);
-    await this.releaseFromEngine(mine);
+    try {
+      await this.releaseFromEngine(mine);
+    } catch (error) {
+      // Still in inEngine: a later take here releases them first.
+      this.log.warn({ err: error, partitions: mine }, 'could not release handed-over partitions from the engine yet');
+    }
     if (!lost) await leases.release(mine).catch((error: unknown) => this.log.warn({ err: error, partitions: mine }, 'could not release leases; the next owner takes them over anyway'));
     this.log.info({ partitions: mine, lost }, 'partitions handed back');
   }
@@ -661,7 +679,13 @@ export class Service {
     await bounded(pool.close(), STOP_STEP_MS, 'flush pool close', this.log);
     await bounded(leases.stop(), STOP_STEP_MS, 'lease release', this.log);
     // A dead engine has nothing to report; the rest still closes so the process can end.
-    const stopped = engine.failed === undefined ? await engine.stop() : undefined;
+    const stopped = engine.failed === undefined
+      ? await engine.stop(STOP_STEP_MS).catch((error: unknown) => {
+        // Nothing is lost: what it applied and did not commit is replayed by the next start.
+        this.log.warn({ err: error }, 'engine thread did not stop in time; terminated');
+        return undefined;
+      })
+      : undefined;
     await bounded(Promise.all([db.end(), this.parts.lookupDb.end()]), STOP_STEP_MS, 'query pool close', this.log);
     http.close();
     this.log.info({ sequence: stopped?.sequence, stateHash: stopped?.stateHash, engineFailed: engine.failed?.message }, 'tally stopped');
