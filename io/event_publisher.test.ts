@@ -143,3 +143,23 @@ test('native event producer: an event the broker refuses holds its partition\'s 
   assert.equal(publisher.takeAcknowledged().get(0), 10, 'events up to offset 9 are acknowledged, never beyond the failed one');
   await publisher.close(5_000);
 });
+
+test('an event that cannot even be parked (the parked-events bound reached) is counted failed and holds its partition\'s position below it', async () => {
+  const topic = uniqueName('events-full');
+  await createTopic(topic, 1);
+  // 4 KiB of parked events at most; the loop below hands over every event before librdkafka
+  // takes any (producing starts on a later microtask), so the bound is reached.
+  const publisher = await EventPublisher.connect({ brokers: testKafkaBrokers, topic, log, recordsBytesMax: 4096 });
+  const event = (offset: number): string => `{"tx_id":"t${offset}","status":"accepted","partition":0,"offset":"${offset}"}`;
+  for (let offset = 0; offset < 200; offset++) publisher.publish(0, offset, `t${offset}`, event(offset));
+  assert.equal(await publisher.drain(20_000), true);
+  const refused = publisher.deliveryErrors;
+  assert.ok(refused > 0 && refused < 200, `some events did not fit (${refused})`);
+  const firstRefused = 200 - refused;
+  // Later events are delivered, and still the position stays below the first one not published.
+  for (let offset = 200; offset < 210; offset++) publisher.publish(0, offset, `t${offset}`, event(offset));
+  assert.equal(await publisher.drain(20_000), true);
+  assert.equal(publisher.deliveryErrors, refused);
+  assert.equal(publisher.takeAcknowledged().get(0), firstRefused, 'the recorded position never passes an event that was not published');
+  await publisher.close(5_000);
+});

@@ -32,6 +32,8 @@ export interface EventPublisherOptions {
   readonly producerConfig?: Readonly<Record<string, string>>;
   /** How long start-up waits for the events topic's metadata (default 15 s). */
   readonly connectTimeoutMs?: number;
+  /** Bytes of parked events held at most (default and ceiling: what produce() can count, 4 GiB). */
+  readonly recordsBytesMax?: number;
 }
 
 const OVERFLOW_MAX_DEFAULT = 1_000_000;
@@ -99,7 +101,7 @@ export async function topicPartitionCount(brokers: string, topic: string, timeou
 }
 
 export class EventPublisher {
-  private readonly records = new EventRecordBuffer(RECORDS_INITIAL_BYTES, RECORDS_BYTES_MAX);
+  private readonly records: EventRecordBuffer;
   private readonly counters = new Float64Array(4);
   private readonly native = nativeEventProducer();
   private partitionCount = 1;
@@ -114,7 +116,10 @@ export class EventPublisher {
   published = 0;
   deliveryErrors = 0;
 
-  private constructor(private readonly handle: ProducerHandle, private readonly options: EventPublisherOptions) {}
+  private constructor(private readonly handle: ProducerHandle, private readonly options: EventPublisherOptions) {
+    const bytesMax = Math.min(RECORDS_BYTES_MAX, options.recordsBytesMax ?? RECORDS_BYTES_MAX);
+    this.records = new EventRecordBuffer(Math.min(RECORDS_INITIAL_BYTES, bytesMax), bytesMax);
+  }
 
   static async connect(options: EventPublisherOptions): Promise<EventPublisher> {
     const config = Object.entries({ 'bootstrap.servers': options.brokers, ...PRODUCER_CONFIG, ...options.producerConfig }).flat();
@@ -139,9 +144,12 @@ export class EventPublisher {
     if (this.closed) throw new Error(`result event of partition ${commandPartition} offset ${commandOffset} published after the events producer closed`);
     if (!(commandOffset >= 0 && commandOffset < COMMAND_OFFSET_LIMIT)) throw new RangeError(`command offset ${commandOffset} out of range`);
     if (!this.records.append(commandPartition % this.partitionCount, commandPartition, commandOffset, key, json)) {
-      // Gigabytes of events the broker has not taken: stop loudly; the next owner of the
-      // partitions republishes whatever was not acknowledged (events_next_offset).
-      throw new Error(`result events are piling up beyond ${RECORDS_BYTES_MAX} bytes: the broker is not taking them`);
+      // Gigabytes of events the broker has not taken: this one is not published, and is
+      // noted as failed so that its partition's recorded position stays below it (events
+      // delivered later must not carry the position past it); the partition's next take
+      // republishes it from there. The native side logs each such event (bounded).
+      this.native.noteFailed(this.handle, commandPartition, commandOffset, 'result events are piling up beyond the parked-events bound: the broker is not taking them');
+      return;
     }
     if (this.records.count >= (this.options.overflowMax ?? OVERFLOW_MAX_DEFAULT) && !this.overflowLogged) {
       this.overflowLogged = true;

@@ -17,6 +17,8 @@ interface NativeEventProducer {
   takeAcknowledged(handle: ProducerHandle): number[];
   takeErrors(handle: ProducerHandle): string[];
   forgetFailures(handle: ProducerHandle, commandPartition: number): void;
+  /** An event that was not even queued: counted as failed, it holds its partition's position back. */
+  noteFailed(handle: ProducerHandle, commandPartition: number, commandOffset: number, reason: string): void;
   destroy(handle: ProducerHandle): void;
 }
 

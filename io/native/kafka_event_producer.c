@@ -250,6 +250,28 @@ static napi_value take_acknowledged(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// noteFailed(handle, partition, offset, reason): an event that could not even be queued
+// (JavaScript's buffer of parked events is full) holds its partition's position back like
+// one the broker refused, so the next owner's republish covers it.
+static napi_value note_failed_event(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  producer_t *producer = (producer_t *)arguments_of(env, info, 4, argv);
+  if (producer == NULL) return NULL;
+  uint32_t partition = 0;
+  double offset = 0;
+  char reason[ERROR_TEXT_BYTES];
+  size_t reason_bytes = 0;
+  CALL(env, napi_get_value_uint32(env, argv[1], &partition));
+  CALL(env, napi_get_value_double(env, argv[2], &offset));
+  CALL(env, napi_get_value_string_utf8(env, argv[3], reason, sizeof reason, &reason_bytes));
+  if (partition >= PARTITIONS_MAX) return NULL;
+  // Counted as handed over and failed, as produce() counts an event librdkafka refuses, so
+  // the events in flight (produced - delivered - failed) stay right.
+  producer->produced++;
+  note_failed(producer, partition, offset, reason);
+  return NULL;
+}
+
 // forgetFailures(handle, partition): the partition was taken (again) and its unacknowledged
 // events are being republished from its recorded position, so earlier failures no longer
 // hold its position back.
@@ -289,6 +311,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"takeAcknowledged", NULL, take_acknowledged, NULL, NULL, NULL, napi_enumerable, NULL},
     {"takeErrors", NULL, take_errors, NULL, NULL, NULL, napi_enumerable, NULL},
     {"forgetFailures", NULL, forget_failures, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"noteFailed", NULL, note_failed_event, NULL, NULL, NULL, napi_enumerable, NULL},
     {"destroy", NULL, destroy, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CALL(env, napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
