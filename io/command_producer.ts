@@ -68,11 +68,12 @@ export class CommandProducer {
     });
   }
 
-  // Queues one command; `key` is the debited account's decimal id. Throws only when the
-  // local queue is full, which the caller handles by awaiting `flush()` and retrying.
-  send(key: string, value: Buffer): void {
+  // Queues one command; `key` is the debited account's decimal id, and decides the
+  // partition unless `partition` is given. Throws only when the local queue is full, which
+  // the caller handles by awaiting `flush()` and retrying.
+  send(key: string, value: Buffer, partition?: number): void {
     this.throwIfFailed();
-    this.producer.produce(this.topic, null, value, key);
+    this.producer.produce(this.topic, partition ?? null, value, key);
     this.pending++;
   }
 

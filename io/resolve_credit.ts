@@ -10,6 +10,7 @@ import { CurrencyRegistry } from '../engine/currency_registry';
 import { formatAmountBigInt } from '../engine/amount';
 import { CommandProducer } from './command_producer';
 import { refundTxIdOf } from './durable_outcome';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 import type { TallyConfig } from './config';
 
 export async function resolveCredit(config: TallyConfig, creditTxId: string): Promise<string> {
@@ -34,6 +35,14 @@ export async function resolveCredit(config: TallyConfig, creditTxId: string): Pr
     if (row.refund_accepted === false) throw new Error(`the refund ${refundTxIdOf(partition, offset)} of credit ${creditTxId} was rejected (${row.refund_reason}); resolve it by hand`);
     if (row.accepted === null) throw new Error(`credit ${creditTxId} is still in flight (no outcome on partition ${row.to_partition} yet); nothing to resolve`);
     if (row.accepted) throw new Error(`credit ${creditTxId} was applied on partition ${row.to_partition}; nothing to resolve`);
+    // The refund must apply on the sending partition, whose transit account holds the money.
+    // If the sender's home moved (the topic's partition count changed), a refund there is
+    // WRONG_PARTITION and one sent by key lands elsewhere, where neither the audit nor this
+    // tool would see it (and running it again would pay twice): an operator's case.
+    const home = homePartitionOfAccountDecimal(row.from_account, config.commandPartitions);
+    if (home !== partition) {
+      throw new Error(`the sender ${row.from_account} of credit ${creditTxId} now lives on partition ${home}, not on the transfer's partition ${partition} (TALLY_COMMAND_PARTITIONS is ${config.commandPartitions}: the partition count changed); a refund cannot be applied there: resolve it by hand`);
+    }
     const registry = CurrencyRegistry.fromConfig(config.currencies);
     const refund = {
       type: 'credit', tx_id: refundTxIdOf(partition, offset), account: row.from_account,
@@ -41,7 +50,8 @@ export async function resolveCredit(config: TallyConfig, creditTxId: string): Pr
     };
     const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic });
     try {
-      producer.send(row.from_account, Buffer.from(JSON.stringify(refund)));
+      // To the sending partition itself, where the refund's outcome is looked for.
+      producer.send(row.from_account, Buffer.from(JSON.stringify(refund)), partition);
       await producer.flush();
     } finally {
       await producer.disconnect();

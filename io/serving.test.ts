@@ -374,6 +374,9 @@ async function checkStrandedCredit(
   assert.deepEqual(events.of(creditTxId).map((e) => [e.status, e.reason]), [['rejected', 'AMOUNT_OVERFLOW']]);
   const stranded = await runAudit(pgUrl);
   assert.deepEqual(stranded.map((f) => f.check), ['no_stranded_credit'], 'the audit reports the stranded credit');
+  // Had the partition count changed, the sender would live elsewhere: refused, nothing sent.
+  const changedCount = Array.from({ length: 60 }, (_, i) => i + 5).find((count) => homePartitionOfAccountDecimal(from, count) !== transfer.partition)!;
+  await assert.rejects(resolveCredit({ ...config, commandPartitions: changedCount }, creditTxId), /partition count changed/);
   assert.match(await resolveCredit(config, creditTxId), /refunded to/);
   await assert.rejects(resolveCredit(config, '~x0-999999'), /no cross-partition transfer/);
   const refundTxId = `~r${transfer.partition}-${transfer.offset}`;
