@@ -49,9 +49,19 @@ export async function creditOf(db: pg.Pool, partition: number, offset: number): 
   };
 }
 
+/**
+ * Whether an outcome might owe a credit half that is not in it. A result event's body names
+ * the credit of a crossing transfer itself, so one from an event without it owes none unless
+ * it is a duplicate (whose event comes from the repeat, not the original); a body read from
+ * tx_outcomes never says.
+ */
+export function mayOweCredit(body: TransactionBody, fromEvent: boolean): boolean {
+  return body.status === 'accepted' && (!fromEvent || body.credit !== undefined || body.duplicate === true);
+}
+
 /** Adds the credit half to an accepted transfer's body (a no-op for everything else). */
-export async function withCredit(db: pg.Pool, body: TransactionBody): Promise<TransactionBody> {
-  if (body.status !== 'accepted') return body;
+export async function withCredit(db: pg.Pool, body: TransactionBody, fromEvent = false): Promise<TransactionBody> {
+  if (!mayOweCredit(body, fromEvent)) return body;
   const credit = await creditOf(db, body.partition, Number(body.original_offset ?? body.offset));
   return credit === undefined ? body : { ...body, credit };
 }
@@ -90,6 +100,8 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     // No command can carry a NUL in its tx_id (the engine refuses it), and PostgreSQL text cannot hold one.
     if (txId.includes('\u0000')) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must not contain NUL characters' });
     const cached = cache.get(txId);
+    // Answered from memory alone when nothing is left to look up (the database may be away).
+    if (cached !== undefined && !mayOweCredit(cached, true)) return json(res, '200 OK', cached);
     if (lookups >= DATABASE_LOOKUPS_MAX) return json(res, '503 Service Unavailable', { error: 'TOO_MANY_LOOKUPS', message: `${DATABASE_LOOKUPS_MAX} transaction lookups are waiting for the database; retry later` });
     let aborted = false;
     res.onAborted(() => {
@@ -98,7 +110,7 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     lookups++;
     const lookup = cached !== undefined ? Promise.resolve([cached]) : storedOutcomes(db, partitionCount, txId);
     lookup.then(async (found) => {
-      const latest = found.length === 0 ? undefined : await withCredit(db, found[found.length - 1]!);
+      const latest = found.length === 0 ? undefined : await withCredit(db, found[found.length - 1]!, cached !== undefined);
       if (aborted) return;
       if (latest === undefined) return json(res, '404 Not Found', { error: 'TX_NOT_FOUND', message: `no durable outcome for tx_id ${JSON.stringify(txId)}` });
       return json(res, '200 OK', latest);

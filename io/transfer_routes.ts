@@ -119,6 +119,10 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
         if (outcome === undefined) return answer('504 Gateway Timeout', { error: 'OUTCOME_TIMEOUT', message: `no durable outcome within ${options.timeoutMs} ms; retry with the same transaction_id to learn it`, tx_id: transfer.transaction_id });
         return answer(statusOf(outcome), outcome);
       }, (error: unknown) => {
+        if (error instanceof OutcomeUnreadable) {
+          options.log.error({ err: error, txId: transfer.transaction_id }, 'transfer outcome could not be read');
+          return answer('503 Service Unavailable', { error: 'OUTCOME_UNREADABLE', message: 'the transfer was applied, but its outcome could not be read right now; retry with the same transaction_id to learn it', tx_id: transfer.transaction_id });
+        }
         options.log.error({ err: error, txId: transfer.transaction_id }, 'transfer could not be submitted');
         answer('503 Service Unavailable', { error: 'KAFKA_UNAVAILABLE', message: 'the transfer could not be handed to Kafka; retry with the same transaction_id' });
       });
@@ -126,11 +130,22 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
   });
 }
 
+/** Bodies that are this instance's own result events (waitForOwnEvent), not rows read back. */
+const fromEvents = new WeakSet<TransactionBody>();
+
+/** The transfer was produced and is durable, but its answer could not be read (the database away). */
+class OutcomeUnreadable extends Error {}
+
 async function submit(options: TransferRouteOptions, transfer: TransferRequest, waitCredit: boolean): Promise<TransactionBody | undefined> {
   const deadline = Date.now() + options.timeoutMs;
   const debit = await submitDebit(options, transfer);
   if (debit === undefined || debit.status !== 'accepted') return debit;
-  const body = await withCredit(options.db, debit);
+  let body: TransactionBody;
+  try {
+    body = await withCredit(options.db, debit, fromEvents.has(debit));
+  } catch (error) {
+    throw new OutcomeUnreadable(`transfer ${transfer.transaction_id} is durable but its credit half could not be read: ${(error as Error).message}`);
+  }
   if (!waitCredit || body.credit === undefined || body.credit.status !== 'pending') return body;
   return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
 }
@@ -192,9 +207,10 @@ async function waitForOwnEvent(options: TransferRouteOptions, producer: CommandP
   if (position === undefined) return undefined;
   offset = String(position.offset);
   const seen = early.find((body) => body.offset === offset);
-  if (seen === undefined) return waiter.outcome;
-  waiter.cancel();
-  return seen;
+  if (seen !== undefined) waiter.cancel();
+  const own = seen ?? await waiter.outcome;
+  if (own !== undefined) fromEvents.add(own);
+  return own;
 }
 
 /** The command's position once the broker acknowledged it, or undefined after `timeoutMs` (a slow or absent broker would otherwise hold the request for librdkafka's message timeout). */
