@@ -192,7 +192,9 @@ export class CommandConsumer {
 
   // Starts reading the given partitions at the given offsets (Tally's stored next offsets).
   assign(requested: ReadonlyArray<{ partition: number; offset: number }>): void {
-    const assignments = this.stillOwned(requested);
+    // One lost and taken back while the start connected was restarted from its new offset
+    // already: assigning it again, at the older one, would be refused by librdkafka.
+    const assignments = this.stillOwned(requested).filter((a) => !this.assigned.has(a.partition));
     for (const a of assignments) {
       this.assigned.add(a.partition);
       this.stoppedPartitions[a.partition] = 0;
@@ -305,12 +307,14 @@ export class CommandConsumer {
 
   /**
    * Feeds stopped partitions again from the given offsets (their state was reloaded). In a
-   * group only partitions the group still assigns to us can restart; the others are returned.
+   * group only partitions the group still assigns to us can restart; the others are returned
+   * as `refused`, and those librdkafka would not seek (read by nobody now) as `unsought`.
    * Messages of them already in hand, or fetched from the old position, are dropped until the
    * restart offset comes by.
    */
-  restartPartitions(requested: ReadonlyArray<{ partition: number; offset: number }>): number[] {
+  restartPartitions(requested: ReadonlyArray<{ partition: number; offset: number }>): { refused: number[]; unsought: number[] } {
     const refused: number[] = [];
+    const unsought: number[] = [];
     const restarted: Array<{ partition: number; offset: number }> = [];
     for (const a of this.stillOwned(requested)) {
       if (this.options.group !== undefined && !this.groupAssigned.has(a.partition)) {
@@ -322,28 +326,28 @@ export class CommandConsumer {
       this.assigned.add(a.partition);
       restarted.push(a);
     }
-    if (restarted.length === 0) return refused;
+    if (restarted.length === 0) return { refused, unsought };
     if (this.options.group === undefined) {
       this.startReading(restarted);
     } else {
+      for (const a of restarted) this.takenAtCall[a.partition] = this.consumeCalls;
+      const reasons = this.native.seek(this.handle, restarted.map((a) => a.partition), restarted.map((a) => a.offset));
       const sought: number[] = [];
-      for (const a of restarted) {
-        this.takenAtCall[a.partition] = this.consumeCalls;
-        try {
-          this.native.seek(this.handle, a.partition, a.offset);
+      restarted.forEach((a, index) => {
+        if (reasons[index] === '') {
           sought.push(a.partition);
-        } catch (error) {
-          // It would read from wherever librdkafka's position is: given back instead.
-          this.options.log.error({ err: error, partition: a.partition, offset: a.offset }, 'seek for the restarted partition failed; not reading it');
-          this.assigned.delete(a.partition);
-          this.stoppedPartitions[a.partition] = 1;
-          refused.push(a.partition);
+          return;
         }
-      }
+        // It would read from wherever librdkafka's position is: not read at all instead.
+        this.options.log.error({ partition: a.partition, offset: a.offset, reason: reasons[index] }, 'seek for the restarted partition was refused; not reading it');
+        this.assigned.delete(a.partition);
+        this.stoppedPartitions[a.partition] = 1;
+        unsought.push(a.partition);
+      });
       if (sought.length > 0) this.native.resume(this.handle, sought);
     }
-    this.options.log.info({ partitions: restarted.map((a) => `${a.partition}@${a.offset}`) }, 'partitions restarted');
-    return refused;
+    this.options.log.info({ partitions: restarted.filter((a) => !unsought.includes(a.partition)).map((a) => `${a.partition}@${a.offset}`) }, 'partitions restarted');
+    return { refused, unsought };
   }
 
   // Stops fetching and leaves the group; commands already in the ring stay there.

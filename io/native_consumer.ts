@@ -21,8 +21,11 @@ export interface NativeConsumer {
   incrementalUnassign(handle: ConsumerHandle, partitions: number[]): void;
   pause(handle: ConsumerHandle, partitions: number[]): void;
   resume(handle: ConsumerHandle, partitions: number[]): void;
-  /** Drops held messages of the partition; the next fetch starts at `offset`. Throws if librdkafka refuses (the partition's fetcher is not started). */
-  seek(handle: ConsumerHandle, partition: number, offset: number): void;
+  /**
+   * Drops held messages of the partitions; the next fetch of each starts at its offset.
+   * Answers per partition '' or why librdkafka refused (its fetcher not started, say).
+   */
+  seek(handle: ConsumerHandle, partitions: number[], offsets: number[]): string[];
   highWatermark(handle: ConsumerHandle, partition: number): number;
   /** Topic metadata from the broker, fetched off the main thread. */
   probe(handle: ConsumerHandle, timeoutMs: number): Promise<void>;

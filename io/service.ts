@@ -78,6 +78,8 @@ export class Service {
   private readonly retrying = new Set<number>();
   /** Partitions stopped because their lease expired while the database was away, to be taken back. */
   private readonly retaking = new Set<number>();
+  /** Partitions being handed back cleanly (giveBack): their last committed credits are still relayed here. */
+  private readonly handingOver = new Set<number>();
   /** Partitions stopped because their stored next offset is not in the Kafka log (an operator's decision). */
   private readonly outsideLog = new Set<number>();
   /** Static assignment: each retried partition's lease row as its take first failed. */
@@ -222,7 +224,7 @@ export class Service {
     const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic, lingerMs: 1 });
     const relay = await CreditRelay.connect({
       brokers: config.kafkaBrokers, topic: config.commandsTopic, db, registry, log, ownedPartitions: () => service?.ownedPartitions() ?? [],
-      mayRelay: (partition) => service?.owned.has(partition) === true && leases.holds(partition),
+      mayRelay: (partition) => (service?.owned.has(partition) === true || service?.handingOver.has(partition) === true) && leases.holds(partition),
     });
     const eventPositions = new EventPositions(db, config.commandsTopic, publisher, log);
     const cache = new OutcomeCache(config.outcomeCacheSize);
@@ -407,11 +409,15 @@ export class Service {
    */
   private async takeAgain(candidates: readonly number[], wanted: (p: number) => boolean, takenMessage: string): Promise<void> {
     const assignments = await this.takePartitions(candidates, wanted);
-    const refused = this.parts.consumer.restartPartitions(assignments);
-    if (refused.length > 0) await this.giveBack(refused, false);
-    const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p));
+    const { refused, unsought } = this.parts.consumer.restartPartitions(assignments);
+    // Unsought ones are ours but cannot be read: handed back and taken again on the retry.
+    if (refused.length + unsought.length > 0) await this.giveBack([...refused, ...unsought], false);
+    for (const p of unsought) {
+      if (this.config.partitionAssignment !== 'group' || this.stillAssigned(p)) this.retrying.add(p);
+    }
+    const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p) && !unsought.includes(p));
     if (taken.length > 0) this.log.info({ partitions: taken }, takenMessage);
-    const failed = candidates.filter((p) => wanted(p) && !assignments.some((a) => a.partition === p));
+    const failed = candidates.filter((p) => wanted(p) && (!assignments.some((a) => a.partition === p) || unsought.includes(p)));
     if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')}`);
   }
 
@@ -542,8 +548,20 @@ export class Service {
   async giveBack(partitions: readonly number[], lost: boolean): Promise<void> {
     if (this.stopping) return;
     const mine = partitions.filter((p) => this.owned.has(p) || this.inEngine.has(p));
-    for (const p of mine) this.owned.delete(p);
+    for (const p of mine) {
+      if (!lost && this.owned.has(p)) this.handingOver.add(p);
+      this.owned.delete(p);
+    }
     if (mine.length === 0) return;
+    try {
+      await this.handOver(mine, lost);
+    } finally {
+      for (const p of mine) this.handingOver.delete(p);
+    }
+  }
+
+  /** giveBack's steps: last flush, stop, last fan-out, release from the engine and the lease. */
+  private async handOver(mine: readonly number[], lost: boolean): Promise<void> {
     const { batcher, leases } = this.parts;
     // Every step below may fail (the engine stuck behind a full output ring while PostgreSQL
     // is away, the database gone); the partitions must be stopped in the batcher whatever
@@ -619,7 +637,9 @@ export class Service {
     this.throwWhileAssigning();
     // In a group, only partitions the group still assigns to us: a revoked one belongs to
     // its new owner, and taking its lease would fence that owner.
-    const candidates = partitions.filter((p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p));
+    // Not one stopped because its offset is outside the log: that waits for an operator.
+    const retakable = (p: number): boolean => this.stoppedPartitions.has(p) && !this.owned.has(p) && !this.outsideLog.has(p) && this.stillAssigned(p);
+    const candidates = partitions.filter(retakable);
     if (candidates.length === 0) return;
     const rows = await this.parts.db.query<{ partition: number; owner: string | null }>(
       'SELECT partition, owner FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
@@ -628,7 +648,7 @@ export class Service {
     for (const p of elsewhere) this.retaking.delete(p);
     if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
     if (free.length === 0) return;
-    await this.takeAgain(free, (p) => this.stoppedPartitions.has(p) && !this.owned.has(p) && this.stillAssigned(p), 'lost partitions taken back');
+    await this.takeAgain(free, retakable, 'lost partitions taken back');
   }
 
   /** The engine holds the partition's state (loaded and not released). */

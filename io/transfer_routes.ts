@@ -147,7 +147,11 @@ async function submit(options: TransferRouteOptions, transfer: TransferRequest, 
     throw new OutcomeUnreadable(`transfer ${transfer.transaction_id} is durable but its credit half could not be read: ${(error as Error).message}`);
   }
   if (!waitCredit || body.credit === undefined || body.credit.status !== 'pending') return body;
-  return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
+  try {
+    return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
+  } catch (error) {
+    throw new OutcomeUnreadable(`transfer ${transfer.transaction_id} is durable but its credit half could not be read: ${(error as Error).message}`);
+  }
 }
 
 // The credit's own outcome on `to`'s partition: from memory when this instance applies it,

@@ -35,7 +35,7 @@
 #define MESSAGES_MAX 65536
 #define REBALANCES_KEPT_MAX 64
 #define RESETS_KEPT_MAX 65536
-#define SEEK_TIMEOUT_MS 5000
+#define SEEK_TIMEOUT_MS 2000
 
 typedef struct {
   int assign;  // 1: partitions assigned; 0: revoked
@@ -326,8 +326,8 @@ static void drop_held(consumer_t *consumer, const rd_kafka_topic_partition_list_
   consumer->batch_count = kept;
 }
 
-// Partition-list operations: incrementalAssign(handle, partitions, offsets; an offset of
-// RD_KAFKA_OFFSET_INVALID, -1001: the group's position), incrementalUnassign, pause and
+// Partition-list operations: incrementalAssign(handle, partitions, offsets: Tally's own, or
+// logical ones such as RD_KAFKA_OFFSET_BEGINNING, -2), incrementalUnassign, pause and
 // resume (handle, partitions). Assigning or unassigning drops held messages of the partitions.
 enum { OP_ASSIGN, OP_UNASSIGN, OP_PAUSE, OP_RESUME };
 
@@ -355,27 +355,34 @@ static napi_value incremental_unassign(napi_env env, napi_callback_info info) { 
 static napi_value pause_partitions(napi_env env, napi_callback_info info) { return partition_operation(env, info, OP_PAUSE); }
 static napi_value resume_partitions(napi_env env, napi_callback_info info) { return partition_operation(env, info, OP_RESUME); }
 
-// seek(handle, partition, offset): the next fetch of an assigned partition starts there
-// (asynchronous: timeout 0; messages already fetched are the caller's to drop).
+// seek(handle, partitions, offsets) → per partition '' (sought) or the reason librdkafka
+// refused (its fetcher not started, stopping, or no answer in time). The next fetch of each
+// sought partition starts at its offset; messages already fetched are the caller's to drop.
+// One call for all partitions, waiting at most SEEK_TIMEOUT_MS for librdkafka's answer (a
+// local operation, no broker round trip), so a refused seek is reported, never a partition
+// that silently keeps reading from wherever it was.
 static napi_value seek(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   consumer_t *consumer = (consumer_t *)arguments_of(env, info, 3, argv);
   if (consumer == NULL) return NULL;
-  int32_t partition = 0;
-  double offset = 0;
-  CALL(env, napi_get_value_int32(env, argv[1], &partition));
-  CALL(env, napi_get_value_double(env, argv[2], &offset));
-  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, consumer->topic, partition)->offset = (int64_t)offset;
+  rd_kafka_topic_partition_list_t *list = partition_list_of(env, consumer, argv[1], argv[2]);
+  if (list == NULL) return NULL;
   drop_held(consumer, list);
-  // Waits for librdkafka's answer (a local operation, no broker round trip) so that a seek
-  // it refuses (the partition's fetcher not started, or stopping) is an exception, not a
-  // partition that silently keeps reading from wherever it was.
   rd_kafka_error_t *error = rd_kafka_seek_partitions(consumer->rk, list, SEEK_TIMEOUT_MS);
-  rd_kafka_resp_err_t partition_err = list->cnt == 1 ? list->elems[0].err : RD_KAFKA_RESP_ERR_NO_ERROR;
+  napi_value result;
+  if (napi_create_array_with_length(env, (size_t)list->cnt, &result) != napi_ok) {
+    if (error != NULL) rd_kafka_error_destroy(error);
+    rd_kafka_topic_partition_list_destroy(list);
+    return NULL;
+  }
+  for (int i = 0; i < list->cnt; i++) {
+    const char *reason = error != NULL ? rd_kafka_error_string(error) : list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(list->elems[i].err) : "";
+    napi_value text;
+    if (napi_create_string_utf8(env, reason, NAPI_AUTO_LENGTH, &text) == napi_ok) napi_set_element(env, result, (uint32_t)i, text);
+  }
+  if (error != NULL) rd_kafka_error_destroy(error);
   rd_kafka_topic_partition_list_destroy(list);
-  if (error != NULL) return error_object_result(env, error);
-  return error_result(env, partition_err);
+  return result;
 }
 
 // takeOffsetResets(handle) → [partition, offset, partition, offset, …] of partitions whose
