@@ -35,6 +35,16 @@ export interface PartitionOwnership {
   ownerOf(partition: number): string | undefined;
   /** Partitions applied here, ascending. */
   owned(): number[];
+  /** Whether the partition is stopped because its stored offset is not in the Kafka log (an operator's case). */
+  outsideLog?(partition: number): boolean;
+}
+
+/** The answer for a partition stopped outside the log: retrying does not help. */
+export function stoppedOutsideLog(partition: number): { error: string; partition: number; message: string } {
+  return {
+    error: 'PARTITION_STOPPED', partition,
+    message: `partition ${partition} is stopped: its stored next offset is not in the Kafka log, and nothing of it is applied until an operator resolves it (docs/operations.md, "Offset outside the log")`,
+  };
 }
 
 const ACCOUNT_MAX_TEXT = '18446744073709551615';
@@ -118,6 +128,7 @@ function partialTail(partitions: readonly number[]): string {
 }
 
 function notOwned(res: uWS.HttpResponse, ownership: PartitionOwnership, partition: number): void {
+  if (ownership.outsideLog?.(partition) === true) return answerJson(res, '503 Service Unavailable', stoppedOutsideLog(partition));
   const owner = ownership.ownerOf(partition);
   if (owner === ownership.self) {
     answerJson(res, '503 Service Unavailable', { error: 'PARTITION_UNAVAILABLE', partition, message: `partition ${partition} is not applied right now (its lease was lost); this instance is taking it back, retry` });

@@ -92,11 +92,13 @@ async function streamClient(port: number): Promise<{ ws: WebSocket; received: Ar
 test('only accounts of partitions applied here can be subscribed; subscribers of a partition that leaves are closed with 4009', { timeout: 60_000 }, async () => {
   const partitionCount = 4;
   const owned = new Set([0, 1]);
+  let stoppedOutsideLog = -1;
   const ownership: PartitionOwnership = {
     partitionCount, self: 'here',
     owns: (partition) => owned.has(partition),
     ownerOf: (partition) => (partition === 2 ? 'here' : 'elsewhere'),
     owned: () => [...owned],
+    outsideLog: (partition) => partition === stoppedOutsideLog,
   };
   const accounts = Array.from({ length: 200 }, (_, i) => String(5000 + i));
   const on = (partition: number): string => accounts.find((a) => homePartitionOfAccountDecimal(a, partitionCount) === partition)!;
@@ -111,6 +113,9 @@ test('only accounts of partitions applied here can be subscribed; subscribers of
     });
     client.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(2)] }));
     assert.equal((await client.next())['error'], 'PARTITION_UNAVAILABLE', 'a partition this instance is taking back');
+    stoppedOutsideLog = 2;
+    client.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(2)] }));
+    assert.equal((await client.next())['error'], 'PARTITION_STOPPED', 'a partition stopped outside the log: no retry helps');
     assert.equal(stream.subscriptions, 0, 'a refused subscribe subscribes nothing');
     client.ws.send(JSON.stringify({ op: 'subscribe', accounts: [on(0), on(1), '1'] }));
     assert.deepEqual(await client.next(), { op: 'subscribed', accounts: [on(0), on(1), '1'] });

@@ -363,6 +363,8 @@ for (const assignment of ['group', 'static'] as const) test(`${assignment}: a pa
     await until('partition 0 is reported not applied', () => service.unappliedPartitions().join() === '0' && service.ownedPartitions().join() === '1,2,3');
     const ready = await fetch(`http://127.0.0.1:${service.http.port}/readyz`);
     assert.deepEqual([ready.status, ((await ready.json()) as { unapplied?: number[] }).unapplied], [503, [0]]);
+    const stopped = await fetch(`http://127.0.0.1:${service.http.port}/v1/accounts/${user0}/balances`);
+    assert.deepEqual([stopped.status, ((await stopped.json()) as { error: string }).error], [503, 'PARTITION_STOPPED'], 'clients are told no retry helps');
     deposit(user1, 'other-partition');
     deposit(user0, 'late-0');
     await producer.flush();

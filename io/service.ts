@@ -235,6 +235,7 @@ export class Service {
       owns: (partition: number) => service?.owned.has(partition) === true,
       ownerOf: (partition: number) => health.ownerOf(partition),
       owned: () => service?.ownedPartitions() ?? [],
+      outsideLog: (partition: number) => service?.outsideLog.has(partition) === true,
     };
     const stream = new BalanceStream(config.streamBufferBytesMax, log, ownership);
     const pool = new FlushPool({ workers: config.flushWorkers });
