@@ -40,7 +40,7 @@ export interface PartitionOwnership {
 }
 
 /** The answer for a partition stopped outside the log: retrying does not help. */
-export function stoppedOutsideLog(partition: number): { error: string; partition: number; message: string } {
+function stoppedOutsideLog(partition: number): { error: string; partition: number; message: string } {
   return {
     error: 'PARTITION_STOPPED', partition,
     message: `partition ${partition} is stopped: its stored next offset is not in the Kafka log, and nothing of it is applied until an operator resolves it (docs/operations.md, "Offset outside the log")`,
@@ -127,17 +127,29 @@ function partialTail(partitions: readonly number[]): string {
   return ',"partial":true,"partitions":' + JSON.stringify(partitions);
 }
 
-function notOwned(res: uWS.HttpResponse, ownership: PartitionOwnership, partition: number): void {
-  if (ownership.outsideLog?.(partition) === true) return answerJson(res, '503 Service Unavailable', stoppedOutsideLog(partition));
+/**
+ * The answer for a partition this instance does not apply, shared by HTTP and the stream:
+ * stopped outside the log (503, no retry helps), being taken back here (503, retry), or
+ * applied elsewhere (421, with the owner when known).
+ */
+export function partitionNotHere(ownership: PartitionOwnership, partition: number): { status: string; body: { error: string; partition: number; owner?: string; message: string } } {
+  if (ownership.outsideLog?.(partition) === true) return { status: '503 Service Unavailable', body: stoppedOutsideLog(partition) };
   const owner = ownership.ownerOf(partition);
   if (owner === ownership.self) {
-    answerJson(res, '503 Service Unavailable', { error: 'PARTITION_UNAVAILABLE', partition, message: `partition ${partition} is not applied right now (its lease was lost); this instance is taking it back, retry` });
-    return;
+    return { status: '503 Service Unavailable', body: { error: 'PARTITION_UNAVAILABLE', partition, message: `partition ${partition} is not applied right now (its lease was lost); this instance is taking it back, retry` } };
   }
-  answerJson(res, '421 Misdirected Request', {
-    error: 'PARTITION_NOT_OWNED', partition, ...(owner === undefined ? {} : { owner }),
-    message: `partition ${partition} is applied by ${owner === undefined ? 'another instance' : `instance ${owner}`}; ask it`,
-  });
+  return {
+    status: '421 Misdirected Request',
+    body: {
+      error: 'PARTITION_NOT_OWNED', partition, ...(owner === undefined ? {} : { owner }),
+      message: `partition ${partition} is applied by ${owner === undefined ? 'another instance' : `instance ${owner}`}; ask it`,
+    },
+  };
+}
+
+function notOwned(res: uWS.HttpResponse, ownership: PartitionOwnership, partition: number): void {
+  const { status, body } = partitionNotHere(ownership, partition);
+  answerJson(res, status, body);
 }
 
 /**

@@ -17,7 +17,7 @@
 import uWS from 'uWebSockets.js';
 import type { DurableOutcome } from './durable_outcome';
 import type { Logger } from './logger';
-import { PartitionOwnership, stoppedOutsideLog } from './balance_routes';
+import { PartitionOwnership, partitionNotHere } from './balance_routes';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 export const CLOSE_SLOW_CONSUMER = 4008;
@@ -172,15 +172,10 @@ export class BalanceStream {
       if (account.length <= SYSTEM_ACCOUNT_DIGITS_MAX) continue;
       const partition = homePartitionOfAccountDecimal(account, ownership.partitionCount);
       if (ownership.owns(partition)) continue;
-      if (ownership.outsideLog?.(partition) === true) return { op: 'error', account, ...stoppedOutsideLog(partition) };
-      const owner = ownership.ownerOf(partition);
-      if (owner === ownership.self) {
-        return { op: 'error', error: 'PARTITION_UNAVAILABLE', account, partition, message: `partition ${partition} is not applied right now (its lease was lost); this instance is taking it back, retry` };
-      }
-      return {
-        op: 'error', error: 'PARTITION_NOT_OWNED', account, partition, ...(owner === undefined ? {} : { owner }),
-        message: `account ${account} lives on partition ${partition}, applied by ${owner === undefined ? 'another instance' : `instance ${owner}`}; subscribe there`,
-      };
+      const { body } = partitionNotHere(ownership, partition);
+      if (body.error !== 'PARTITION_NOT_OWNED') return { op: 'error', account, ...body };
+      const owner = body.owner;
+      return { op: 'error', account, ...body, message: `account ${account} lives on partition ${partition}, applied by ${owner === undefined ? 'another instance' : `instance ${owner}`}; subscribe there` };
     }
     return undefined;
   }

@@ -220,11 +220,13 @@ export class CommandConsumer {
   private stillOwned<T extends { partition: number }>(assignments: readonly T[]): T[] {
     const owns = this.options.owns;
     if (owns === undefined) return [...assignments];
-    const kept = assignments.filter((a) => owns(a.partition));
-    if (kept.length < assignments.length) {
-      const dropped = assignments.filter((a) => !owns(a.partition)).map((a) => a.partition);
-      this.options.log.warn({ partitions: dropped }, 'partitions taken but stopped before they were read (their lease was lost meanwhile); not reading them');
+    const kept: T[] = [];
+    const dropped: number[] = [];
+    for (const a of assignments) {
+      if (owns(a.partition)) kept.push(a);
+      else dropped.push(a.partition);
     }
+    if (dropped.length > 0) this.options.log.warn({ partitions: dropped }, 'partitions taken but stopped before they were read (their lease was lost meanwhile); not reading them');
     return kept;
   }
 

@@ -261,7 +261,7 @@ export class Service {
     const consumer = new CommandConsumer({
       brokers: config.kafkaBrokers, topic: config.commandsTopic, groupId: config.consumerGroup,
       partitionCount: config.commandPartitions, registry, commandRing: engine.commandRing, log, group,
-      owns: (partition) => service!.owned.has(partition),
+      owns: ownership.owns,
       onOffsetOutOfRange: (partition) => service!.stopPartitions([partition], 'offset-outside-log'),
     });
     const health = new HealthProbe({ db, topic: config.commandsTopic, kafkaProbe: (timeoutMs) => consumer.probe(timeoutMs), log });
@@ -413,9 +413,7 @@ export class Service {
     const { refused, unsought } = this.parts.consumer.restartPartitions(assignments);
     // Unsought ones are ours but cannot be read: handed back and taken again on the retry.
     if (refused.length + unsought.length > 0) await this.giveBack([...refused, ...unsought], false);
-    for (const p of unsought) {
-      if (this.config.partitionAssignment !== 'group' || this.stillAssigned(p)) this.retrying.add(p);
-    }
+    for (const p of unsought) if (this.stillAssigned(p)) this.retrying.add(p);
     const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p) && !unsought.includes(p));
     if (taken.length > 0) this.log.info({ partitions: taken }, takenMessage);
     const failed = candidates.filter((p) => wanted(p) && (!assignments.some((a) => a.partition === p) || unsought.includes(p)));

@@ -140,18 +140,18 @@ async function submit(options: TransferRouteOptions, transfer: TransferRequest, 
   const deadline = Date.now() + options.timeoutMs;
   const debit = await submitDebit(options, transfer);
   if (debit === undefined || debit.status !== 'accepted') return debit;
-  let body: TransactionBody;
   try {
-    body = await withCredit(options.db, debit, fromEvents.has(debit));
+    return await withCreditHalf(options, debit, waitCredit, deadline);
   } catch (error) {
     throw new OutcomeUnreadable(`transfer ${transfer.transaction_id} is durable but its credit half could not be read: ${(error as Error).message}`);
   }
+}
+
+/** An accepted debit with its credit half, if it owes one: as it stands, or (waitCredit) once durable or at the deadline. */
+async function withCreditHalf(options: TransferRouteOptions, debit: TransactionBody, waitCredit: boolean, deadline: number): Promise<TransactionBody> {
+  const body = await withCredit(options.db, debit, fromEvents.has(debit));
   if (!waitCredit || body.credit === undefined || body.credit.status !== 'pending') return body;
-  try {
-    return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
-  } catch (error) {
-    throw new OutcomeUnreadable(`transfer ${transfer.transaction_id} is durable but its credit half could not be read: ${(error as Error).message}`);
-  }
+  return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
 }
 
 // The credit's own outcome on `to`'s partition: from memory when this instance applies it,
