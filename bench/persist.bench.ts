@@ -238,7 +238,7 @@ const quietLog: BatcherLog = {
 
 async function resetLedger(url: string, existingBalances: boolean): Promise<void> {
   await withClient(url, async (client) => {
-    await client.query('TRUNCATE journal, tx_outcomes, balances');
+    await client.query('TRUNCATE journal, tx_outcomes, balances, tx_replies');
     if (existingBalances) {
       await client.query(`INSERT INTO balances (partition, account, currency_id, available, frozen, last_offset) SELECT partition, account, currency_id, available, frozen, last_offset FROM ${BALANCES_TEMPLATE}`);
       await client.query('VACUUM (FREEZE, ANALYZE) balances');

@@ -54,3 +54,44 @@ test('a held partition records no position until an event handed over after its 
     await database.drop();
   }
 });
+
+test('a republish announces unrecorded outcomes too (tx_replies), in offset order; a recorded position deletes the replies below it', { timeout: 60_000 }, async () => {
+  const eventsTopic = uniqueName('tally.events.replies');
+  await createTopic(eventsTopic, 1);
+  const database = await createScratchDatabase(testPgUrl, 'tally_replies');
+  const db = new pg.Pool({ connectionString: database.url, max: 2 });
+  const publisher = await EventPublisher.connect({ brokers: testKafkaBrokers, topic: eventsTopic, log });
+  const published: string[] = [];
+  const publish = publisher.publish.bind(publisher);
+  publisher.publish = (partition, offset, txId, json) => {
+    published.push(json);
+    return publish(partition, offset, txId, json);
+  };
+  try {
+    // Offsets 0..5 committed, none known delivered; a flush after the crash wrote offset 6 already.
+    await db.query('INSERT INTO partition_leases (topic, partition, next_offset, events_next_offset) VALUES ($1, 0, 6, 0)', [COMMANDS_TOPIC]);
+    await db.query(`INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES
+      (0, 'a', 0, true, NULL, 1), (0, 'b', 2, false, 'INSUFFICIENT_AVAILABLE', 2), (0, 'c', 5, true, NULL, 3)`);
+    await db.query(`INSERT INTO tx_replies (partition, kafka_offset, tx_id, accepted, reason, original_offset) VALUES
+      (0, 1, 'a', true, NULL, 0), (0, 3, 'a', false, 'DUPLICATE_TX_ID_CONFLICT', NULL), (0, 4, '', false, 'MALFORMED', NULL),
+      (0, 6, 'b', false, 'INSUFFICIENT_AVAILABLE', 2)`);
+    const positions = new EventPositions(db, COMMANDS_TOPIC, publisher, log);
+    assert.equal(await positions.republish(0, 6), 6);
+    assert.deepEqual(published, [
+      '{"tx_id":"a","status":"accepted","partition":0,"offset":"0","replayed":true}',
+      '{"tx_id":"a","status":"accepted","partition":0,"offset":"1","duplicate":true,"original_offset":"0","replayed":true}',
+      '{"tx_id":"b","status":"rejected","reason":"INSUFFICIENT_AVAILABLE","partition":0,"offset":"2","replayed":true}',
+      '{"tx_id":"a","status":"rejected","reason":"DUPLICATE_TX_ID_CONFLICT","partition":0,"offset":"3","replayed":true}',
+      '{"tx_id":"","status":"rejected","reason":"MALFORMED","partition":0,"offset":"4","replayed":true}',
+      '{"tx_id":"c","status":"accepted","partition":0,"offset":"5","replayed":true}',
+    ]);
+    assert.ok(await publisher.drain(20_000), 'the broker acknowledged the events');
+    await positions.record();
+    const left = await db.query<{ kafka_offset: string }>('SELECT kafka_offset FROM tx_replies ORDER BY kafka_offset');
+    assert.deepEqual(left.rows.map((r) => Number(r.kafka_offset)), [6], 'the replies below the recorded position are deleted, the one at it kept');
+  } finally {
+    await publisher.close(5_000);
+    await db.end();
+    await database.drop();
+  }
+});

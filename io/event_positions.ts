@@ -3,8 +3,10 @@
 // partition is taken: the outcomes stored from events_next_offset up to next_offset were
 // committed but their events may never have reached the broker (a crash right after the
 // COMMIT). Republished events carry "replayed":true; they have no balances (the balances of
-// that moment are not stored). Duplicate replays and tx_id-less malformed messages have no
-// stored outcome and are not republished.
+// that moment are not stored). Outcomes tx_outcomes does not record (duplicate replays,
+// conflicting repeats, malformed messages, BALANCE_TABLE_FULL) are republished from
+// tx_replies (migration 007), whose rows below a recorded position are deleted when it is
+// recorded: only the last second or so of them is kept.
 //
 // A partition's position is the highest delivered offset + 1 (the producer delivers each
 // partition's events in the order they were handed over). That holds at a take because the
@@ -74,12 +76,18 @@ export class EventPositions {
       try {
         // Rows a flush holds are skipped (SKIP LOCKED, in partition order: no waiting behind
         // flushes and no deadlock with them) and written at a later round.
+        // The replies below a recorded position will never be republished: deleted in the
+        // same statement (tx_replies is only ever read from events_next_offset on).
         const written = await this.db.query<{ partition: number }>(
-          `UPDATE partition_leases AS l SET events_next_offset = GREATEST(l.events_next_offset, u.next_offset)
-             FROM unnest($2::int[], $3::bigint[]) AS u(partition, next_offset)
-            WHERE l.topic = $1 AND l.partition = u.partition AND l.partition IN (
-              SELECT partition FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE SKIP LOCKED)
-           RETURNING l.partition`,
+          `WITH written AS (
+             UPDATE partition_leases AS l SET events_next_offset = GREATEST(l.events_next_offset, u.next_offset)
+               FROM unnest($2::int[], $3::bigint[]) AS u(partition, next_offset)
+              WHERE l.topic = $1 AND l.partition = u.partition AND l.partition IN (
+                SELECT partition FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE SKIP LOCKED)
+             RETURNING l.partition, l.events_next_offset),
+           pruned AS (
+             DELETE FROM tx_replies r USING written w WHERE r.partition = w.partition AND r.kafka_offset < w.events_next_offset)
+           SELECT partition FROM written`,
           [this.topic, [...positions.keys()], [...positions.values()]]);
         for (const row of written.rows) if (this.unrecorded.get(row.partition) === positions.get(row.partition)) this.unrecorded.delete(row.partition);
       } catch (error) {
@@ -96,16 +104,21 @@ export class EventPositions {
       'SELECT events_next_offset FROM partition_leases WHERE topic = $1 AND partition = $2', [this.topic, partition]);
     const from = Number(position.rows[0]?.events_next_offset ?? nextOffset);
     if (from >= nextOffset) return 0;
-    const rows = await this.db.query<{ tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null }>(
-      `SELECT tx_id, kafka_offset, accepted, reason FROM (
-         SELECT tx_id, kafka_offset, accepted, reason FROM tx_outcomes
-          WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3 ORDER BY kafka_offset DESC LIMIT $4) newest
+    const rows = await this.db.query<{ tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null; original_offset: string | null }>(
+      `SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM (
+         SELECT tx_id, kafka_offset, accepted, reason, NULL::bigint AS original_offset FROM tx_outcomes
+          WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
+         UNION ALL
+         SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM tx_replies
+          WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
+         ORDER BY kafka_offset DESC LIMIT $4) newest
         ORDER BY kafka_offset`, [partition, from, nextOffset, REPUBLISH_ROWS_MAX]);
     if (rows.rows.length === REPUBLISH_ROWS_MAX) this.log.warn({ partition, from, nextOffset }, `more than ${REPUBLISH_ROWS_MAX} events to republish; only the newest are`);
     for (const row of rows.rows) {
       const reason = row.reason === null ? '' : `,"reason":${JSON.stringify(row.reason)}`;
+      const duplicate = row.original_offset === null ? '' : `,"duplicate":true,"original_offset":"${row.original_offset}"`;
       this.publisher.publish(partition, Number(row.kafka_offset), row.tx_id,
-        `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}","replayed":true}`);
+        `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}"${duplicate},"replayed":true}`);
     }
     if (rows.rows.length > 0) this.log.info({ partition, from, nextOffset, events: rows.rows.length }, 'republished result events that may not have been delivered');
     return rows.rows.length;

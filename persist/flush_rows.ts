@@ -18,10 +18,15 @@
 //     partition int4 │ account int8 │ currency_id int2 │ available int8 │ frozen int8 │
 //     last_offset int8
 //
+//   reply rows, COPYed straight into tx_replies (migration 007): one per outcome NOT flagged
+//   OUTCOME_FLAG_RECORDED, so a republish after a crash can announce it too
+//     partition int4 │ kafka_offset int8 │ tx_id text │ accepted bool │ reason text │
+//     original_offset int8 (a duplicate replay's recorded offset, else NULL)
+//
 // What is written per command: duplicate replays (OUTCOME_FLAG_DUPLICATE) and other
-// unrecorded outcomes (MALFORMED without tx_id, DUPLICATE_TX_ID_CONFLICT,
-// BALANCE_TABLE_FULL) write no row, but still count towards their partition's offset; a
-// recorded outcome writes one outcome row; an accepted one also its legs.
+// unrecorded outcomes (MALFORMED, DUPLICATE_TX_ID_CONFLICT, BALANCE_TABLE_FULL) write one
+// reply row (their tx_id stays free in tx_outcomes); a recorded outcome writes one outcome
+// row; an accepted one also its legs.
 //
 // Hot path: encodeFlushRows() walks the slots through typed views of the ring's
 // SharedArrayBuffer and appends to reusable encoders; it allocates nothing.
@@ -31,7 +36,7 @@ import {
   OUT_KAFKA_OFFSET_OFFSET, OUT_KIND_OFFSET, OUT_LEG_ACCOUNT_OFFSET, OUT_LEG_AVAILABLE_DELTA_OFFSET, OUT_LEG_COUNT_OFFSET,
   OUT_LEG_CURRENCY_OFFSET, OUT_LEG_FROZEN_DELTA_OFFSET, OUT_LEG_PARTITION_OFFSET, OUT_LEG_RESULTING_AVAILABLE_OFFSET,
   OUT_LEG_RESULTING_FROZEN_OFFSET, OUT_PARTITION_OFFSET, OUT_PAYLOAD_HASH_OFFSET, OUT_REASON_OFFSET,
-  OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_LENGTH_OFFSET, OUT_TX_ID_OFFSET, SlotKind, legOffsetInSlot,
+  OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUTCOME_FLAG_DUPLICATE, OUT_ORIGINAL_OFFSET_OFFSET, OUT_TX_ID_LENGTH_OFFSET, OUT_TX_ID_OFFSET, SlotKind, legOffsetInSlot,
 } from '../engine/output_layout';
 import { PARTITIONS_MAX } from '../engine/balance_table';
 import { rejectCodeName } from '../engine/reject_code';
@@ -47,6 +52,8 @@ export const JOURNAL_COLUMNS = 'partition, kafka_offset, leg_index, tx_id, accou
 export const OUTCOME_COLUMNS = 'partition, tx_id, kafka_offset, accepted, reason, payload_hash';
 export const BALANCE_COLUMNS = 'partition, account, currency_id, available, frozen, last_offset';
 export const OUTBOX_COLUMNS = 'partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount';
+export const REPLY_COLUMNS = 'partition, kafka_offset, tx_id, accepted, reason, original_offset';
+const REPLY_FIELDS = 6;
 const OUTBOX_FIELDS = 8;
 const JOURNAL_FIELDS = 9;
 const OUTCOME_FIELDS = 6;
@@ -59,6 +66,7 @@ const CURRENCY_IDS = 1 << 16;
 function assertRowShapes(): void {
   const fields = (columns: string): number => columns.split(',').length;
   if (fields(JOURNAL_COLUMNS) !== JOURNAL_FIELDS || fields(OUTCOME_COLUMNS) !== OUTCOME_FIELDS || fields(BALANCE_COLUMNS) !== BALANCE_FIELDS
+    || fields(REPLY_COLUMNS) !== REPLY_FIELDS
     || BALANCE_TYPES.length !== BALANCE_FIELDS) {
     throw new Error('flush rows: field counts must match the column lists');
   }
@@ -88,15 +96,20 @@ export class FlushRows {
   /** Credits owed to other partitions (accepted cross-partition transfers), for transfer_outbox. */
   readonly outbox: CopyEncoder;
 
+  /** Outcomes not recorded in tx_outcomes (duplicates, conflicts, malformed, table full), for tx_replies. */
+  readonly replies: CopyEncoder;
+
   /** One binary array per balance column (BALANCE_COLUMNS order). */
   readonly balances = new BinaryArrayColumns(BALANCE_TYPES, 1 << 14);
 
-  constructor(readonly journal: CopyEncoder, readonly outcomes: CopyEncoder, outbox?: CopyEncoder) {
+  constructor(readonly journal: CopyEncoder, readonly outcomes: CopyEncoder, outbox?: CopyEncoder, replies?: CopyEncoder) {
     this.outbox = outbox ?? new BinaryCopyEncoder(1 << 16);
+    this.replies = replies ?? new BinaryCopyEncoder(1 << 16);
   }
 
   reset(): void {
     this.outbox.reset();
+    this.replies.reset();
     this.journal.reset();
     this.outcomes.reset();
     this.balances.reset();
@@ -236,7 +249,10 @@ export function encodeFlushRows(ring: OutputRingView, firstPosition: number, las
 
 function encodeCommand(ring: OutputRingView, position: number, slot: number, partition: number, offset: number, rows: FlushRows): void {
   const bytes = ring.bytes;
-  if ((bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_RECORDED) === 0) return;
+  if ((bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_RECORDED) === 0) {
+    encodeReply(ring, position, slot, partition, offset, rows);
+    return;
+  }
   const txIdLength = bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!;
   const accepted = bytes[slot + OUT_STATUS_OFFSET] === OUTCOME_STATUS_ACCEPTED;
   const outcomes = rows.outcomes;
@@ -245,15 +261,36 @@ function encodeCommand(ring: OutputRingView, position: number, slot: number, par
   outcomes.textBytes(bytes, slot + OUT_TX_ID_OFFSET, txIdLength);
   outcomes.int8(offset);
   outcomes.bool(accepted);
-  const reason = bytes[slot + OUT_REASON_OFFSET]!;
-  if (accepted) outcomes.nullValue();
-  else if (reasonStarts[reason]! < 0) throw new Error(`flush: unknown reject code ${reason} at ring position ${position}`);
-  else outcomes.textBytes(reasonBytes, reasonStarts[reason]!, reasonLengths[reason]!);
+  encodeReason(outcomes, bytes, slot, accepted, position);
   outcomes.int8LittleEndian(bytes, slot + OUT_PAYLOAD_HASH_OFFSET);
   outcomes.endRow();
   const legCount = bytes[slot + OUT_LEG_COUNT_OFFSET]!;
   for (let leg = 0; leg < legCount; leg++) encodeLeg(ring, position, slot, leg, partition, offset, txIdLength, rows);
   if (accepted && (bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_CREDIT_OUT) !== 0) encodeCredit(ring, position, slot, partition, offset, txIdLength, rows);
+}
+
+/** The reject code's name, or NULL for an accepted outcome. */
+function encodeReason(encoder: CopyEncoder, bytes: Uint8Array, slot: number, accepted: boolean, position: number): void {
+  const reason = bytes[slot + OUT_REASON_OFFSET]!;
+  if (accepted) encoder.nullValue();
+  else if (reasonStarts[reason]! < 0) throw new Error(`flush: unknown reject code ${reason} at ring position ${position}`);
+  else encoder.textBytes(reasonBytes, reasonStarts[reason]!, reasonLengths[reason]!);
+}
+
+// An outcome tx_outcomes does not record: what its result event said, so a republish can say it again.
+function encodeReply(ring: OutputRingView, position: number, slot: number, partition: number, offset: number, rows: FlushRows): void {
+  const bytes = ring.bytes;
+  const accepted = bytes[slot + OUT_STATUS_OFFSET] === OUTCOME_STATUS_ACCEPTED;
+  const replies = rows.replies;
+  replies.beginRow(REPLY_FIELDS);
+  replies.int4(partition);
+  replies.int8(offset);
+  replies.textBytes(bytes, slot + OUT_TX_ID_OFFSET, bytes[slot + OUT_TX_ID_LENGTH_OFFSET]!);
+  replies.bool(accepted);
+  encodeReason(replies, bytes, slot, accepted, position);
+  if ((bytes[slot + OUT_FLAGS_OFFSET]! & OUTCOME_FLAG_DUPLICATE) !== 0) replies.int8(ring.floats[(slot + OUT_ORIGINAL_OFFSET_OFFSET) >> 3]!);
+  else replies.nullValue();
+  replies.endRow();
 }
 
 // The credit a cross-partition transfer owes: legs 0 (`from`, −amount) and 1 (transit, +amount)

@@ -69,7 +69,7 @@ function engineLookup(engine: InProcessEngine) {
 
 async function tableDump(client: pg.Client): Promise<unknown[]> {
   const dump: unknown[] = [];
-  for (const table of ['balances', 'journal', 'tx_outcomes', 'partition_leases']) {
+  for (const table of ['balances', 'journal', 'tx_outcomes', 'tx_replies', 'partition_leases']) {
     dump.push((await client.query(`SELECT * FROM ${table} ORDER BY 1, 2, 3`)).rows);
   }
   return dump;
@@ -92,6 +92,15 @@ test('a flush writes each outcome as designed and moves the fenced offset', { ti
       const outcomes = await client.query<{ tx_id: string; accepted: boolean; reason: string | null }>(
         'SELECT tx_id, accepted, reason FROM tx_outcomes WHERE partition = 0 ORDER BY kafka_offset');
       assert.equal(outcomes.rows.filter((r) => r.tx_id === 'd1').length, 1, 'the duplicate replay and the conflict wrote no outcome');
+      // They, and the message without a tx_id, are in tx_replies: what their events said.
+      const d1Offset = Number((await client.query("SELECT kafka_offset FROM tx_outcomes WHERE partition = 0 AND tx_id = 'd1'")).rows[0].kafka_offset);
+      const replies = await client.query<{ tx_id: string; accepted: boolean; reason: string | null; original_offset: string | null }>(
+        'SELECT tx_id, accepted, reason, original_offset FROM tx_replies ORDER BY partition, kafka_offset');
+      assert.deepEqual(replies.rows, [
+        { tx_id: 'd1', accepted: true, reason: null, original_offset: String(d1Offset) },
+        { tx_id: 'd1', accepted: false, reason: 'DUPLICATE_TX_ID_CONFLICT', original_offset: null },
+        { tx_id: '', accepted: false, reason: 'MALFORMED', original_offset: null },
+      ]);
       assert.deepEqual(outcomes.rows.find((r) => r.tx_id === 'w-too-much'), { tx_id: 'w-too-much', accepted: false, reason: 'INSUFFICIENT_AVAILABLE' });
       assert.deepEqual(outcomes.rows.find((r) => r.tx_id === 'x'.repeat(64)), { tx_id: 'x'.repeat(64), accepted: false, reason: 'BAD_AMOUNT' });
       assert.equal(outcomes.rows.find((r) => r.tx_id === 'ünï-€-💰')?.accepted, true);
@@ -126,7 +135,7 @@ test('a flush writes only its partitions, and a fenced one writes nothing at all
       const fenced = await flush(taskOver(engine, ledger.url, 0, last, [0, 1]));
       assert.equal(fenced.status, 'fenced');
       assert.deepEqual(fenced.fencedPartitions, [1]);
-      for (const table of ['balances', 'journal', 'tx_outcomes']) assert.equal(Number((await client.query(`SELECT count(*) FROM ${table}`)).rows[0].count), 0, table);
+      for (const table of ['balances', 'journal', 'tx_outcomes', 'tx_replies']) assert.equal(Number((await client.query(`SELECT count(*) FROM ${table}`)).rows[0].count), 0, table);
       assert.deepEqual([...(await nextOffsets(client, TOPIC)).values()], [0, 0]);
 
       const only0 = await flush(taskOver(engine, ledger.url, 0, last, [0]));

@@ -10,7 +10,7 @@
 //       one simple query; a missing row or another token ⇒ ROLLBACK, fenced; a next_offset
 //       past some commands (a retry of a flush whose COMMIT did commit) ⇒ those are skipped
 //   (once per connection and currency id: check it exists in currencies, see 002)
-//   COPY tx_outcomes, journal, transfer_outbox FROM STDIN (FORMAT binary)   straight into the tables
+//   COPY tx_outcomes, journal, transfer_outbox, tx_replies FROM STDIN (FORMAT binary)   straight into the tables
 //   WITH upserted AS (INSERT INTO balances SELECT … FROM unnest($balance arrays) ON CONFLICT
 //                     DO UPDATE … WHERE balances.last_offset < EXCLUDED.last_offset)
 //   UPDATE partition_leases SET next_offset = last + 1 FROM unnest(…)
@@ -43,7 +43,7 @@ import { TextCopyEncoder } from './copy_text';
 import { closeWithin, isOverdue, withinDeadline } from './pg_socket';
 import { FLUSH_APPLICATION_NAME } from './lease';
 import {
-  BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection,
+  BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection, REPLY_COLUMNS,
   STAGED_OUTCOMES_TABLE, encodeFlushRows,
 } from './flush_rows';
 
@@ -197,7 +197,7 @@ const knownCurrencies = new Uint8Array(1 << 16);
 const selection = new PartitionSelection();
 const rowsByFormat: Record<CopyFormat, FlushRows> = {
   binary: new FlushRows(new BinaryCopyEncoder(1 << 20), new BinaryCopyEncoder(1 << 20)),
-  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 16)),
+  text: new FlushRows(new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 20), new TextCopyEncoder(1 << 16), new TextCopyEncoder(1 << 16)),
 };
 
 export default async function flush(task: FlushTask): Promise<FlushResult> {
@@ -303,6 +303,8 @@ async function transact(
   await copyIn(client, `journal (${JOURNAL_COLUMNS})`, rows.journal);
   // Credits owed to other partitions commit with the debit that owes them (no dual write).
   await copyIn(client, `transfer_outbox (${OUTBOX_COLUMNS})`, rows.outbox);
+  // What the events of unrecorded outcomes said, for a republish after a crash (migration 007).
+  await copyIn(client, `tx_replies (${REPLY_COLUMNS})`, rows.replies);
   steps.journalMs += lap();
   const notAdvanced = await upsertBalancesAdvanceOffsets(client, task, rows);
   steps.balancesMs += lap();
