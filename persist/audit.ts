@@ -18,6 +18,13 @@ export interface AuditCheck {
   readonly name: string;
   readonly description: string;
   readonly sql: string;
+  /**
+   * Runs with nested loops disabled. A check that joins whole tables wants hash joins; without
+   * statistics (tables not yet analyzed: a fresh or restored ledger, a burst autovacuum has
+   * not caught up with) the planner expects one row and probes the journal, which has no
+   * b-tree, once per credit: 6 000 credits over 23 000 legs took 63 s instead of 28 ms.
+   */
+  readonly hashJoins?: true;
 }
 
 export interface AuditFinding {
@@ -88,6 +95,7 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
   },
   {
     name: 'credit_matches_its_transfer',
+    hashJoins: true,
     description: 'an applied cross-partition credit (or refund) must pay exactly what its transfer owes: the outbox row\'s account, currency and amount (a credit produced by anything but the relay would not)',
     // Hash joins only (one pass over the credits' journal legs): a NOT EXISTS under an OR would
     // probe the journal, which has no b-tree, once per credit.
@@ -138,7 +146,9 @@ export async function runAudit(pgUrl: string): Promise<AuditFinding[]> {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const findings: AuditFinding[] = [];
     for (const check of AUDIT_CHECKS) {
+      if (check.hashJoins === true) await client.query('SET LOCAL enable_nestloop = off');
       const result = await client.query(check.sql);
+      if (check.hashJoins === true) await client.query('RESET enable_nestloop');
       if (result.rows.length > 0) findings.push({ check: check.name, description: check.description, rows: result.rows });
     }
     await client.query('COMMIT');

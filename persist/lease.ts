@@ -282,7 +282,7 @@ export class LeaseKeeper {
     );
     const log = this.options.log;
     if (holders.rows.length === 0) {
-      log?.warn({ partition }, 'lease keeper: the lease row is locked but its holder is not visible to this role (grant pg_read_all_stats); a paused holder is waited for');
+      log?.warn({ partition }, 'lease keeper: the lease row is no longer locked (its holder committed meanwhile), or its holder is not visible to this role (grant pg_read_all_stats); a paused holder is waited for');
     }
     for (const row of holders.rows) {
       const context = { partition, pid: row.pid, applicationName: row.application_name, clientAddress: row.client_addr, openMs: row.open_ms };
