@@ -79,9 +79,18 @@ export class ChaosCluster {
         this.start(slot);
         return;
       case 'drop-connections':
+        // Not while an instance starts: its migrations and start-up reads do not retry (it
+        // would exit non-zero and be restarted by its service manager, which is not what this
+        // step exercises).
+        await this.waitStarted();
         await this.client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
         return;
     }
+  }
+
+  private async waitStarted(): Promise<void> {
+    const deadline = Date.now() + STOP_BOUND_MS;
+    while (Date.now() < deadline && this.slots.some((slot) => slot.tally!.child.exitCode === null && !slot.tally!.output.join('').includes('"msg":"tally started"'))) await sleep(50);
   }
 
   /** SIGTERM to every instance; each must exit 0 within the bound. */
@@ -156,10 +165,10 @@ export function offsetRanges(keys: readonly string[]): string[] {
 }
 
 /** Per partition, the commands in [0, count) that have no result event, and those announced twice as their own (not replayed). */
-export function eventGaps(events: ReadonlyArray<{ partition: number; offset: number; replayed: boolean }>, counts: readonly number[]): { missing: string[]; doubled: string[] } {
+export function eventGaps(events: ReadonlyArray<{ partition: number; offset: number; replayed: boolean }>, counts: readonly number[]): { missing: string[]; doubled: string[]; replayed: number } {
   const own = new Map<string, number>();
   for (const e of events) if (!e.replayed) own.set(`${e.partition}/${e.offset}`, (own.get(`${e.partition}/${e.offset}`) ?? 0) + 1);
   const covered = new Set(events.map((e) => `${e.partition}/${e.offset}`));
   const missing = counts.flatMap((count, p) => Array.from({ length: count }, (_, o) => `${p}/${o}`)).filter((key) => !covered.has(key));
-  return { missing: offsetRanges(missing), doubled: [...own].filter(([, n]) => n > 1).map(([key]) => key) };
+  return { missing: offsetRanges(missing), doubled: [...own].filter(([, n]) => n > 1).map(([key]) => key), replayed: events.filter((e) => e.replayed).length };
 }

@@ -68,7 +68,7 @@ test('a republish announces unrecorded outcomes too (tx_replies), in offset orde
     return publish(partition, offset, txId, json);
   };
   try {
-    // Offsets 0..5 committed, none known delivered; a flush after the crash wrote offset 6 already.
+    // Offsets 0..5 committed, none known delivered; a row at offset 6 (at next_offset) is outside the range.
     await db.query('INSERT INTO partition_leases (topic, partition, next_offset, events_next_offset) VALUES ($1, 0, 6, 0)', [COMMANDS_TOPIC]);
     await db.query(`INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES
       (0, 'a', 0, true, NULL, 1), (0, 'b', 2, false, 'INSUFFICIENT_AVAILABLE', 2), (0, 'c', 5, true, NULL, 3)`);

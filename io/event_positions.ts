@@ -76,26 +76,36 @@ export class EventPositions {
       try {
         // Rows a flush holds are skipped (SKIP LOCKED, in partition order: no waiting behind
         // flushes and no deadlock with them) and written at a later round.
-        // The replies below a recorded position will never be republished: deleted in the
-        // same statement (tx_replies is only ever read from events_next_offset on).
-        const written = await this.db.query<{ partition: number }>(
-          `WITH written AS (
-             UPDATE partition_leases AS l SET events_next_offset = GREATEST(l.events_next_offset, u.next_offset)
-               FROM unnest($2::int[], $3::bigint[]) AS u(partition, next_offset)
-              WHERE l.topic = $1 AND l.partition = u.partition AND l.partition IN (
-                SELECT partition FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE SKIP LOCKED)
-             RETURNING l.partition, l.events_next_offset),
-           pruned AS (
-             DELETE FROM tx_replies r USING written w WHERE r.partition = w.partition AND r.kafka_offset < w.events_next_offset)
-           SELECT partition FROM written`,
+        const written = await this.db.query<{ partition: number; events_next_offset: string }>(
+          `UPDATE partition_leases AS l SET events_next_offset = GREATEST(l.events_next_offset, u.next_offset)
+             FROM unnest($2::int[], $3::bigint[]) AS u(partition, next_offset)
+            WHERE l.topic = $1 AND l.partition = u.partition AND l.partition IN (
+              SELECT partition FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE SKIP LOCKED)
+           RETURNING l.partition, l.events_next_offset`,
           [this.topic, [...positions.keys()], [...positions.values()]]);
         for (const row of written.rows) if (this.unrecorded.get(row.partition) === positions.get(row.partition)) this.unrecorded.delete(row.partition);
+        await this.deleteRepliesBelow(written.rows).catch((error: unknown) => {
+          this.log.warn({ err: error }, 'could not delete the tx_replies rows below the recorded event positions; the next recording of those partitions does');
+        });
       } catch (error) {
         // Not recorded: a later take-over republishes a little more than needed.
         this.log.warn({ err: error }, 'could not record delivered event positions');
       }
     });
     return this.recording;
+  }
+
+  /**
+   * The replies below a recorded position will never be republished (tx_replies is only read
+   * from events_next_offset on). A statement of its own, after the positions' commit, so the
+   * lease rows are not held while it runs; rows it leaves (it failed) go with a later one.
+   */
+  private async deleteRepliesBelow(positions: ReadonlyArray<{ partition: number; events_next_offset: string }>): Promise<void> {
+    if (positions.length === 0) return;
+    await this.db.query(
+      `DELETE FROM tx_replies r USING unnest($1::int[], $2::bigint[]) AS w(partition, next_offset)
+        WHERE r.partition = w.partition AND r.kafka_offset < w.next_offset`,
+      [positions.map((p) => p.partition), positions.map((p) => p.events_next_offset)]);
   }
 
   /** Republishes the stored outcomes of `partition` whose events may not have been delivered. */

@@ -6,19 +6,26 @@
 -- owner republishes from what the database holds, and it held nothing of them. Each flush now
 -- appends them here, in the same transaction, so the republish finds every command from
 -- events_next_offset on. Rows below their partition's events_next_offset are no longer needed
--- and are deleted whenever an instance records delivered positions (io/event_positions.ts),
--- so the table holds about a second of such commands.
+-- and are deleted whenever an instance records delivered positions (io/event_positions.ts):
+-- while events flow the table holds about a second of such commands; while a partition's
+-- position is held (an event the broker refused for good, a failed republish) it grows.
 --
 --   original_offset   NULL, or for a duplicate replay the offset of the command that
 --                     recorded the outcome; accepted/reason are then that outcome's.
+--
+-- The key is the guard tx_outcomes' unique (partition, kafka_offset) index is for outcomes: a
+-- batch written twice fails its transaction instead of doubling rows (and their republished
+-- events); and it is the index the republish and the deletes read by partition and offset.
 CREATE TABLE tx_replies (
   partition integer NOT NULL,
   kafka_offset bigint NOT NULL,
   tx_id text NOT NULL,
   accepted boolean NOT NULL,
   reason text,
-  original_offset bigint
+  original_offset bigint,
+  PRIMARY KEY (partition, kafka_offset)
+) WITH (
+  -- Rows are deleted every second: a vacuum truncating the emptied tail would take an ACCESS
+  -- EXCLUSIVE lock that a flush's COPY waits behind. The freed pages are reused instead.
+  vacuum_truncate = false
 );
--- Appended in offset order per partition, read and deleted by offset range: a BRIN index
--- costs an insert nothing (the journal's reasoning, migration 005).
-CREATE INDEX tx_replies_offset_brin ON tx_replies USING brin (kafka_offset);
