@@ -82,8 +82,8 @@ test('ranges copied out of a wrapping ring read back as the same outcomes, in sl
 
 test('contiguous ranges share one buffer, and a command whose fan-out throws is reported once and skipped', () => {
   const { engine, starts } = workload();
-  const failures: Array<{ message: string; position: number }> = [];
-  const queue = new DurableSlotQueue(registry, (error, position) => failures.push({ message: (error as Error).message, position }));
+  const failures: Array<{ message: string; position: number; partition: number; offset: number }> = [];
+  const queue = new DurableSlotQueue(registry, (error, position, partition, offset) => failures.push({ message: (error as Error).message, position, partition, offset }));
   // Committed one command at a time, as under a catch-up of many small batches.
   for (let command = 0; command < starts.length; command++) {
     const last = (command + 1 < starts.length ? starts[command + 1]! : engine.ring.publishedSequence() + 1) - 1;
@@ -98,7 +98,7 @@ test('contiguous ranges share one buffer, and a command whose fan-out throws is 
       seen.push(outcome.txId);
     });
   }
-  assert.deepEqual(failures, [{ message: 'a broken subscriber', position: starts[101]! }]);
+  assert.deepEqual(failures, [{ message: 'a broken subscriber', position: starts[101]!, partition: 0, offset: 101 }]);
   assert.equal(seen.length, 399);
   assert.equal(new Set(seen).size, 399, 'nothing is read twice');
   assert.ok(!seen.includes('t101'));

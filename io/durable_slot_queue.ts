@@ -12,7 +12,7 @@
 // outage) takes the bytes of its slots, not a buffer per batch.
 
 import { CurrencyRegistry } from '../engine/currency_registry';
-import { OUTCOME_FLAG_NOT_COMMITTED, OUT_FLAGS_OFFSET, OUT_PARTITION_OFFSET, OUT_SLOT_COUNT_OFFSET } from '../engine/output_layout';
+import { OUTCOME_FLAG_NOT_COMMITTED, OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_PARTITION_OFFSET, OUT_SLOT_COUNT_OFFSET } from '../engine/output_layout';
 import type { DurableRange } from '../persist/batcher';
 import { DurableOutcome, OutputSlots, SlotCursor, readDurableOutcomes } from './durable_outcome';
 
@@ -53,8 +53,8 @@ function markNotCommitted(target: Uint8Array, slots: CopiedSlots, range: Durable
   return marked;
 }
 
-/** A fan-out of one command threw: `position` is its first slot; it is skipped. */
-export type FanoutFailure = (error: unknown, position: number) => void;
+/** A fan-out of one command threw: `position` is its first slot, `partition` and `offset` its command's; it is skipped. */
+export type FanoutFailure = (error: unknown, position: number, partition: number, offset: number) => void;
 
 export class DurableSlotQueue {
   private readonly chunks: Chunk[] = [];
@@ -126,7 +126,9 @@ export class DurableSlotQueue {
       try {
         readDurableOutcomes(chunk.slots, chunk.cursor, chunk.last, commandsMax - taken, this.registry, withBalances, counted);
       } catch (error) {
-        this.onFailure(error, chunk.cursor.current);
+        const slot = chunk.slots.slotOffset(chunk.cursor.current);
+        const view = new DataView(chunk.slots.data);
+        this.onFailure(error, chunk.cursor.current, view.getUint32(slot + OUT_PARTITION_OFFSET, true), view.getFloat64(slot + OUT_KAFKA_OFFSET_OFFSET, true));
       }
       if (chunk.cursor.position > chunk.last) {
         this.chunks.shift();

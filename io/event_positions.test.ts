@@ -55,7 +55,7 @@ test('a held partition records no position until an event handed over after its 
   }
 });
 
-test('a republish announces unrecorded outcomes too (tx_replies), in offset order; a recorded position deletes the replies below it', { timeout: 60_000 }, async () => {
+test('a republish announces unrecorded outcomes too (tx_replies), in offset order, page by page; a recorded position deletes the replies below it', { timeout: 60_000 }, async () => {
   const eventsTopic = uniqueName('tally.events.replies');
   await createTopic(eventsTopic, 1);
   const database = await createScratchDatabase(testPgUrl, 'tally_replies');
@@ -75,7 +75,8 @@ test('a republish announces unrecorded outcomes too (tx_replies), in offset orde
     await db.query(`INSERT INTO tx_replies (partition, kafka_offset, tx_id, accepted, reason, original_offset) VALUES
       (0, 1, 'a', true, NULL, 0), (0, 3, 'a', false, 'DUPLICATE_TX_ID_CONFLICT', NULL), (0, 4, '', false, 'MALFORMED', NULL),
       (0, 6, 'b', false, 'INSUFFICIENT_AVAILABLE', 2)`);
-    const positions = new EventPositions(db, COMMANDS_TOPIC, publisher, log);
+    // Pages of 2 rows: every page boundary falls between the two tables' rows somewhere.
+    const positions = new EventPositions(db, COMMANDS_TOPIC, publisher, log, 2);
     assert.equal(await positions.republish(0, 6), 6);
     assert.deepEqual(published, [
       '{"tx_id":"a","status":"accepted","partition":0,"offset":"0","replayed":true}',

@@ -21,8 +21,14 @@ import type { EventPublisher } from './event_publisher';
 import type { Logger } from './logger';
 
 const RECORD_INTERVAL_MS = 1000;
-/** A partition republishes at most this many events at take-over (the newest); more is logged. */
-const REPUBLISH_ROWS_MAX = 1_000_000;
+/**
+ * Events a republish reads per query: each query stays well inside the query pool's statement
+ * timeout however long the backlog (an events topic unavailable for hours), and only a page
+ * of rows is in memory at a time. Every page is handed over before the next is read.
+ */
+const REPUBLISH_PAGE_ROWS = 50_000;
+/** tx_replies rows one delete statement removes at most (same reason); the rest go with the next. */
+const REPLIES_DELETE_ROWS_MAX = 50_000;
 
 export class EventPositions {
   private timer: NodeJS.Timeout | undefined;
@@ -35,7 +41,10 @@ export class EventPositions {
    */
   private readonly held = new Map<number, number>();
 
-  constructor(private readonly db: pg.Pool, private readonly topic: string, private readonly publisher: EventPublisher, private readonly log: Logger) {}
+  constructor(
+    private readonly db: pg.Pool, private readonly topic: string, private readonly publisher: EventPublisher, private readonly log: Logger,
+    private readonly pageRows = REPUBLISH_PAGE_ROWS,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => void this.record(), RECORD_INTERVAL_MS);
@@ -103,8 +112,10 @@ export class EventPositions {
   private async deleteRepliesBelow(positions: ReadonlyArray<{ partition: number; events_next_offset: string }>): Promise<void> {
     if (positions.length === 0) return;
     await this.db.query(
-      `DELETE FROM tx_replies r USING unnest($1::int[], $2::bigint[]) AS w(partition, next_offset)
-        WHERE r.partition = w.partition AND r.kafka_offset < w.next_offset`,
+      `DELETE FROM tx_replies WHERE ctid = ANY(ARRAY(
+         SELECT r.ctid FROM tx_replies r JOIN unnest($1::int[], $2::bigint[]) AS w(partition, next_offset)
+             ON r.partition = w.partition AND r.kafka_offset < w.next_offset
+          LIMIT ${REPLIES_DELETE_ROWS_MAX}))`,
       [positions.map((p) => p.partition), positions.map((p) => p.events_next_offset)]);
   }
 
@@ -114,23 +125,26 @@ export class EventPositions {
       'SELECT events_next_offset FROM partition_leases WHERE topic = $1 AND partition = $2', [this.topic, partition]);
     const from = Number(position.rows[0]?.events_next_offset ?? nextOffset);
     if (from >= nextOffset) return 0;
-    const rows = await this.db.query<{ tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null; original_offset: string | null }>(
-      `SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM (
-         SELECT tx_id, kafka_offset, accepted, reason, NULL::bigint AS original_offset FROM tx_outcomes
+    let republished = 0;
+    for (let pageFrom = from; pageFrom < nextOffset;) {
+      const rows = await this.db.query<{ tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null; original_offset: string | null }>(
+        `SELECT tx_id, kafka_offset, accepted, reason, NULL::bigint AS original_offset FROM tx_outcomes
           WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
          UNION ALL
          SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM tx_replies
           WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
-         ORDER BY kafka_offset DESC LIMIT $4) newest
-        ORDER BY kafka_offset`, [partition, from, nextOffset, REPUBLISH_ROWS_MAX]);
-    if (rows.rows.length === REPUBLISH_ROWS_MAX) this.log.warn({ partition, from, nextOffset }, `more than ${REPUBLISH_ROWS_MAX} events to republish; only the newest are`);
-    for (const row of rows.rows) {
-      const reason = row.reason === null ? '' : `,"reason":${JSON.stringify(row.reason)}`;
-      const duplicate = row.original_offset === null ? '' : `,"duplicate":true,"original_offset":"${row.original_offset}"`;
-      this.publisher.publish(partition, Number(row.kafka_offset), row.tx_id,
-        `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}"${duplicate},"replayed":true}`);
+         ORDER BY kafka_offset LIMIT $4`, [partition, pageFrom, nextOffset, this.pageRows]);
+      for (const row of rows.rows) {
+        const reason = row.reason === null ? '' : `,"reason":${JSON.stringify(row.reason)}`;
+        const duplicate = row.original_offset === null ? '' : `,"duplicate":true,"original_offset":"${row.original_offset}"`;
+        this.publisher.publish(partition, Number(row.kafka_offset), row.tx_id,
+          `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}"${duplicate},"replayed":true}`);
+      }
+      republished += rows.rows.length;
+      if (rows.rows.length < this.pageRows) break;
+      pageFrom = Number(rows.rows[rows.rows.length - 1]!.kafka_offset) + 1;
     }
-    if (rows.rows.length > 0) this.log.info({ partition, from, nextOffset, events: rows.rows.length }, 'republished result events that may not have been delivered');
-    return rows.rows.length;
+    if (republished > 0) this.log.info({ partition, from, nextOffset, events: republished }, 'republished result events that may not have been delivered');
+    return republished;
   }
 }

@@ -139,6 +139,16 @@ export class EventPublisher {
     return publisher;
   }
 
+  /**
+   * Counts the event of a durable command as failed without publishing it: the partition's
+   * recorded position stays below it until the partition is taken again, whose republish
+   * sends it.
+   */
+  noteFailed(commandPartition: number, commandOffset: number, reason: string): void {
+    if (this.closed) return;
+    this.native.noteFailed(this.handle, commandPartition, commandOffset, reason);
+  }
+
   /** Queues the event of a durable command of `commandPartition` at `commandOffset`. Never throws for a full queue. */
   publish(commandPartition: number, commandOffset: number, key: string, json: string): void {
     if (this.closed) throw new Error(`result event of partition ${commandPartition} offset ${commandOffset} published after the events producer closed`);
