@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { CreditRelay } from './credit_relay';
+import { CommandProducer } from './command_producer';
+import { waitFor } from './tally_process';
 import { creditTxIdOf } from './durable_outcome';
 import { createLogger } from './logger';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
@@ -24,7 +26,7 @@ test('a credit whose source partition\'s lease could have expired (a paused proc
   const db = new pg.Pool({ connectionString: database.url, max: 2 });
   const relay = await CreditRelay.connect({
     brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
-    ownedPartitions: () => [], mayRelay: (partition) => keeper.holds(partition), sweepIntervalMs: 3_600_000,
+    ownedPartitions: () => [], mayRelay: (partition) => keeper.holds(partition), sweepIntervalMs: 3_600_000, dedupWindow: 1024,
   });
   const credit = (partition: number, offset: number) => ({ txId: creditTxIdOf(partition, offset), account: '1002', partition: 1, currency: 'USDT', amount: '1' });
   try {
@@ -45,6 +47,109 @@ test('a credit whose source partition\'s lease could have expired (a paused proc
   } finally {
     await relay.close();
     await keeper.stop();
+    await db.end();
+    await database.drop();
+  }
+});
+
+// A crash (or a database outage) between the broker's acknowledgement of a credit and its
+// mark leaves the outbox row unsent while a copy sits in the credited partition's log, not
+// yet applied. Relaying it again is safe only while the two copies will be close enough for
+// the credited partition's dedup window to see the second as a duplicate: here the credited
+// partition (1) has 400 commands in its log past its durable offset, more than a quarter of a
+// 1024-tx_id window, so the relay holds the credit back until that partition's durable offset
+// has passed every copy that may exist, and only then (no outcome) relays it.
+test('an unsent credit whose partition is far behind its log is held back until that partition passed every earlier copy', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.holdback');
+  await createTopic(topic, 2);
+  const database = await createScratchDatabase(testPgUrl, 'tally_holdback');
+  const db = new pg.Pool({ connectionString: database.url, max: 3 });
+  const relay = await CreditRelay.connect({
+    brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
+    ownedPartitions: () => [0], sweepIntervalMs: 3_600_000, dedupWindow: 1024,
+  });
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  const creditTxId = creditTxIdOf(0, 5);
+  const copiesOf = async (txId: string): Promise<number> => (await readAllEvents(testKafkaBrokers, topic, 1500)).filter((m) => m.txId === txId).length;
+  const outboxRow = async (offset: number) => (await db.query<{ sent: boolean; sent_offset: string | null }>(
+    'SELECT sent, sent_offset FROM transfer_outbox WHERE partition = 0 AND kafka_offset = $1', [offset])).rows[0]!;
+  const insertOutboxRow = (offset: number) => db.query(
+    `INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
+     VALUES (0, $1, $2, 1001, 1002, 1, 1, 1000000)`, [offset, `t-${offset}`]);
+  try {
+    await db.query("INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, 1, 'owner-of-1', 1, 0)", [topic]);
+    await insertOutboxRow(5);
+    // The crashed relay's acknowledged copy, then the log keeps growing while partition 1's
+    // owner is stopped (its durable next offset stays 0).
+    const credit = { type: 'credit', tx_id: creditTxId, account: '1002', currency: 'USDT', amount: '1' };
+    producer.send('1002', Buffer.from(JSON.stringify(credit)), 1);
+    for (let i = 0; i < 399; i++) producer.send('1002', Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `f-${i}`, account: '1002', currency: 'USDT', amount: '1' })), 1);
+    await producer.flush();
+
+    assert.equal(await relay.relayUnsent([0]), 0, 'nothing relayed while the credited partition is 400 commands behind its log');
+    assert.equal(relay.heldBack, 1);
+    assert.deepEqual(await outboxRow(5), { sent: false, sent_offset: '399' }, 'held back below the watermark, still unsent');
+    assert.equal(await relay.relayUnsent([0]), 0, 'a held-back credit stays back while its partition has not passed the watermark');
+
+    // Partition 1 catches up to 399 only: the copy at 0 is read, the mark at 399 is not passed.
+    await db.query('UPDATE partition_leases SET next_offset = 399 WHERE topic = $1 AND partition = 1', [topic]);
+    assert.equal(await relay.relayUnsent([0]), 0);
+    // Past the watermark with an outcome: the earlier copy was applied; marked, never relayed.
+    await db.query('UPDATE partition_leases SET next_offset = 400 WHERE topic = $1 AND partition = 1', [topic]);
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, payload_hash) VALUES (1, $1, 0, true, 0)", [creditTxId]);
+    assert.equal(await relay.relayUnsent([0]), 0);
+    assert.deepEqual(await outboxRow(5), { sent: true, sent_offset: '399' });
+    assert.equal(await copiesOf(creditTxId), 1, 'the credit was never produced a second time');
+
+    // Past the watermark with no outcome: every earlier copy, if any, was read and not
+    // applied; relayed. A new unsent row, with partition 1 now level with its log, goes at once.
+    await insertOutboxRow(6);
+    await insertOutboxRow(7);
+    await db.query('UPDATE transfer_outbox SET sent_offset = 399 WHERE partition = 0 AND kafka_offset = 6');
+    assert.equal(await relay.relayUnsent([0]), 2);
+    await waitFor('both credits marked', 30_000, async () => (await outboxRow(6)).sent && (await outboxRow(7)).sent);
+    assert.ok(Number((await outboxRow(6)).sent_offset) >= 400, 'the mark keeps the new copy\'s offset');
+    assert.equal(await copiesOf(creditTxIdOf(0, 6)), 1);
+    assert.equal(await copiesOf(creditTxIdOf(0, 7)), 1);
+  } finally {
+    await producer.disconnect();
+    await relay.close();
+    await db.end();
+    await database.drop();
+  }
+});
+
+// A credit the broker acknowledged is not relayed again while its mark waits (here on a row
+// lock, as behind a database outage): the outbox still calls it unsent.
+test('an acknowledged credit whose mark has not committed yet is not relayed again by a sweep', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.unmarked');
+  await createTopic(topic, 2);
+  const database = await createScratchDatabase(testPgUrl, 'tally_unmarked');
+  const db = new pg.Pool({ connectionString: database.url, max: 3 });
+  const relay = await CreditRelay.connect({
+    brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
+    ownedPartitions: () => [0], sweepIntervalMs: 3_600_000, dedupWindow: 1024,
+  });
+  const locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+  try {
+    await db.query(
+      `INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
+       VALUES (0, 9, 't-9', 1001, 1002, 1, 1, 1000000)`);
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM transfer_outbox WHERE partition = 0 AND kafka_offset = 9 FOR UPDATE');
+    assert.equal(await relay.relayUnsent([0]), 1);
+    await waitFor('the credit acknowledged, its mark waiting', 30_000, async () => relay.pending === 1 && relay.marked === 0
+      && (await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE transfer_outbox%'")).rowCount === 1);
+    await relay.relayUnsent([0]);
+    assert.equal(relay.relayed, 1, 'not produced a second time');
+    await locker.query('ROLLBACK');
+    await waitFor('the mark', 30_000, async () => relay.marked === 1);
+    assert.equal(relay.pending, 0);
+    assert.equal((await readAllEvents(testKafkaBrokers, topic, 1500)).filter((m) => m.txId === creditTxIdOf(0, 9)).length, 1);
+  } finally {
+    await locker.end();
+    await relay.close();
     await db.end();
     await database.drop();
   }

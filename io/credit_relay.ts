@@ -17,6 +17,19 @@
 // and the sweep sends a credit again once that partition's durable next offset has passed
 // it with no outcome for its tx_id: not applied then, for an applied credit's outcome commits
 // with the offset that passes it. Rows whose credit has an outcome are `confirmed` and left.
+//
+// An unsent row is not proof that no copy exists: the broker may have acknowledged one whose
+// mark never committed (a crash, or PostgreSQL away, between the two). Its outcome is not
+// durable yet, so the copy, if any, sits at or above the credited partition's durable next
+// offset N and below its high watermark H. A copy relayed now lands at or above H, and is
+// recognised as a duplicate only while the earlier one is still in the dedup window, i.e.
+// while fewer than `dedupWindow` commands separate them. So an unsent row is relayed at once
+// only while H - N is at most a quarter of the window (the rest is room for what arrives
+// while the copy is on its way); otherwise it is held back (`sent_offset` = H - 1, still
+// unsent) until the credited partition's durable offset passes every copy that may exist,
+// and then relayed only if it has no outcome, like a sent one. Such a backlog means the
+// credited partition's owner was stopped or far behind (a long PostgreSQL outage at a high
+// rate): the credit waits for it to catch up instead of risking a second application.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type pg from 'pg';
@@ -38,6 +51,12 @@ export interface CreditRelayOptions {
    * lease cannot have expired. Default: always.
    */
   readonly mayRelay?: (partition: number) => boolean;
+  /**
+   * The credited partitions' dedup window (TALLY_DEDUP_WINDOW, the same on every instance of
+   * the group): bounds how far behind its log a credited partition may be for an unsent
+   * credit to be relayed at once.
+   */
+  readonly dedupWindow: number;
   readonly sweepIntervalMs?: number;
 }
 
@@ -57,11 +76,29 @@ const MESSAGE_TIMEOUT_MS = 30_000;
 /** Outbox rows per statement of a sweep (the rest wait for the next sweep). */
 const ROWS_PER_STATEMENT = 10_000;
 const CONFIRM_CHUNKS_MAX = 20;
+const WATERMARK_TIMEOUT_MS = 5_000;
+
+interface OutboxRow {
+  partition: number;
+  kafka_offset: string;
+  to_account: string;
+  to_partition: number;
+  currency_id: number;
+  amount: string;
+  sent: boolean;
+  sent_offset: string | null;
+  credited_next_offset: string | null;
+}
 
 export class CreditRelay {
   /** Source (partition, offset) keys produced and not yet acknowledged. */
   private readonly inFlight = new Set<string>();
   private acknowledged: Acknowledged[] = [];
+  /**
+   * Source keys acknowledged by the broker and not yet marked (queued or being marked): the
+   * outbox still calls them unsent, and a sweep must not send them again.
+   */
+  private readonly awaitingMark = new Set<string>();
   private markTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private marking = false;
@@ -72,6 +109,8 @@ export class CreditRelay {
   withheld = 0;
   /** Credits sent again because their partition passed an earlier copy without an outcome. */
   resentUnapplied = 0;
+  /** Unsent credits held back because their partition lagged too far behind its log (above). */
+  heldBack = 0;
 
   private constructor(private readonly producer: Kafka.Producer, private readonly options: CreditRelayOptions) {
     // Without a listener, librdkafka's errors (a fatal idempotent-producer error, say) would
@@ -85,6 +124,7 @@ export class CreditRelay {
         options.log.error({ err: error, partition: pending.partition, offset: pending.offset }, 'credit not delivered; the sweep relays it again');
         return;
       }
+      this.awaitingMark.add(keyOf(pending.partition, pending.offset));
       this.acknowledged.push({ partition: pending.partition, offset: pending.offset, creditOffset: Number(report.offset) });
     });
   }
@@ -117,7 +157,7 @@ export class CreditRelay {
   /** A committed cross-partition transfer: relay its credit now. */
   relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): void {
     const key = keyOf(sourcePartition, sourceOffset);
-    if (this.inFlight.has(key)) return;
+    if (this.inFlight.has(key) || this.awaitingMark.has(key)) return;
     // An instance paused (SIGSTOP, a frozen VM) between a commit and this call may have lost
     // the partition meanwhile, and its new owner has relayed the same credit already. A copy
     // sent now could reach the credited partition after the credit left its dedup window and
@@ -144,11 +184,51 @@ export class CreditRelay {
   }
 
   /**
-   * Relays every unsent credit of the partitions (taken partitions, and the sweep), and every
-   * sent one that its partition passed without an outcome.
+   * Relays every unsent credit of the partitions (taken partitions, and the sweep) whose
+   * credited partition is not too far behind (header), and every one that its partition
+   * passed without an outcome.
    */
   async relayUnsent(partitions: readonly number[]): Promise<number> {
     if (partitions.length === 0) return 0;
+    await this.confirmApplied(partitions);
+    const rows = await this.options.db.query<OutboxRow>(
+      `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset, n.next_offset AS credited_next_offset
+         FROM transfer_outbox o
+         LEFT JOIN LATERAL (SELECT l.next_offset FROM partition_leases l WHERE l.topic = $2 AND l.partition = o.to_partition) n ON true
+        WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
+          AND ((NOT o.sent AND o.sent_offset IS NULL) OR o.sent_offset < n.next_offset)
+          AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
+        ORDER BY o.partition, o.kafka_offset LIMIT ${ROWS_PER_STATEMENT}`, [partitions, this.options.topic]);
+    const passed = rows.rows.filter((row) => row.sent);
+    if (passed.length > 0) {
+      this.resentUnapplied += passed.length;
+      this.options.log.warn({
+        credits: passed.length, first: { partition: passed[0]!.partition, offset: passed[0]!.kafka_offset, toPartition: passed[0]!.to_partition, creditOffset: passed[0]!.sent_offset },
+      }, 'credits passed their partition without an outcome (its balance table full, or the message lost): sending them again; make room (TALLY_BALANCE_CAPACITY) if this repeats');
+    }
+    const released = rows.rows.filter((row) => !row.sent && row.sent_offset !== null).length;
+    if (released > 0) this.options.log.info({ partitions, credits: released }, 'held-back credits: their partition passed every earlier copy without an outcome; relaying them');
+    const unseen = rows.rows.filter((row) => !row.sent && row.sent_offset === null);
+    const watermarks = await this.watermarksOf(unseen);
+    const held = unseen.filter((row) => watermarks.get(row.to_partition)?.lagging === true);
+    if (held.length > 0) await this.holdBack(held, watermarks);
+    const { registry } = this.options;
+    let relayed = 0;
+    for (const row of rows.rows) {
+      if (row.sent_offset === null && !row.sent && watermarks.get(row.to_partition)?.lagging !== false) continue;
+      const offset = Number(row.kafka_offset);
+      this.relay(row.partition, offset, {
+        txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
+        currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
+      });
+      relayed++;
+    }
+    if (relayed > 0) this.options.log.info({ partitions, credits: relayed }, 'relaying unsent credits');
+    return relayed;
+  }
+
+  /** Marks rows whose credit already has an outcome on its partition confirmed (and sent). */
+  private async confirmApplied(partitions: readonly number[]): Promise<void> {
     let markedOnly = 0;
     // In chunks, each well inside the query pool's statement timeout, however many credits a
     // busy partition owes; rows a mark holds are skipped (no lock waits, no deadlock with it)
@@ -167,34 +247,55 @@ export class CreditRelay {
       if (confirmed.rows.length < ROWS_PER_STATEMENT) break;
     }
     if (markedOnly > 0) this.options.log.info({ partitions, credits: markedOnly }, 'unsent credits already applied on their partition: marked sent, not relayed');
-    const rows = await this.options.db.query<{ partition: number; kafka_offset: string; to_account: string; to_partition: number; currency_id: number; amount: string; sent: boolean; sent_offset: string | null }>(
-      `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset
-         FROM transfer_outbox o
-        WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
-          AND (NOT o.sent OR o.sent_offset < (SELECT l.next_offset FROM partition_leases l WHERE l.topic = $2 AND l.partition = o.to_partition))
-          AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
-        ORDER BY o.partition, o.kafka_offset LIMIT ${ROWS_PER_STATEMENT}`, [partitions, this.options.topic]);
-    const passed = rows.rows.filter((row) => row.sent);
-    if (passed.length > 0) {
-      this.resentUnapplied += passed.length;
-      this.options.log.warn({
-        credits: passed.length, first: { partition: passed[0]!.partition, offset: passed[0]!.kafka_offset, toPartition: passed[0]!.to_partition, creditOffset: passed[0]!.sent_offset },
-      }, 'credits passed their partition without an outcome (its balance table full, or the message lost): sending them again; make room (TALLY_BALANCE_CAPACITY) if this repeats');
+  }
+
+  /**
+   * The high watermark of each credited partition of `rows`, and whether its log runs too far
+   * ahead of its durable offset for an unsent credit to be relayed now (header). A partition
+   * whose watermark cannot be read is left out, and its credits wait for the next sweep.
+   */
+  private async watermarksOf(rows: readonly OutboxRow[]): Promise<Map<number, { high: number; lagging: boolean }>> {
+    const watermarks = new Map<number, { high: number; lagging: boolean }>();
+    const failed = new Set<number>();
+    const gapMax = Math.floor(this.options.dedupWindow / 4);
+    for (const row of rows) {
+      if (watermarks.has(row.to_partition) || failed.has(row.to_partition)) continue;
+      try {
+        const high = await this.highWatermarkOf(row.to_partition);
+        watermarks.set(row.to_partition, { high, lagging: high - Number(row.credited_next_offset ?? 0) > gapMax });
+      } catch (error) {
+        failed.add(row.to_partition);
+        this.options.log.warn({ err: error, toPartition: row.to_partition }, 'cannot read the credited partition\'s high watermark; its unsent credits wait for the next sweep');
+      }
     }
-    const { registry } = this.options;
-    for (const row of rows.rows) {
-      const offset = Number(row.kafka_offset);
-      this.relay(row.partition, offset, {
-        txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
-        currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
+    return watermarks;
+  }
+
+  /** Holds back unsent credits to lagging partitions until those pass their watermark. */
+  private async holdBack(held: readonly OutboxRow[], watermarks: ReadonlyMap<number, { high: number }>): Promise<void> {
+    await this.options.db.query(
+      `UPDATE transfer_outbox AS o SET sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
+        WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset AND NOT o.sent AND o.sent_offset IS NULL`,
+      [held.map((row) => row.partition), held.map((row) => row.kafka_offset), held.map((row) => watermarks.get(row.to_partition)!.high - 1)]);
+    this.heldBack += held.length;
+    const first = held[0]!;
+    this.options.log.warn({
+      credits: held.length, first: { partition: first.partition, offset: first.kafka_offset, toPartition: first.to_partition },
+      creditedNextOffset: first.credited_next_offset, creditedHighWatermark: watermarks.get(first.to_partition)!.high,
+    }, 'unsent credits held back: their partition is too far behind its log for a copy of an earlier relay, if any, to be recognised; relayed once it has caught up');
+  }
+
+  private highWatermarkOf(partition: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.producer.queryWatermarkOffsets(this.options.topic, partition, WATERMARK_TIMEOUT_MS, (error, offsets) => {
+        if (error) reject(error);
+        else resolve(Number(offsets.highOffset));
       });
-    }
-    if (rows.rows.length > 0) this.options.log.info({ partitions, credits: rows.rows.length }, 'relaying unsent credits');
-    return rows.rows.length;
+    });
   }
 
   get pending(): number {
-    return this.inFlight.size + this.acknowledged.length;
+    return this.inFlight.size + this.awaitingMark.size;
   }
 
   /** Marks what was acknowledged, waits (bounded) for what is in flight, disconnects. */
@@ -225,6 +326,7 @@ export class CreditRelay {
         `UPDATE transfer_outbox AS o SET sent = true, sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
           WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset`,
         [batch.map((p) => p.partition), batch.map((p) => p.offset), batch.map((p) => p.creditOffset)]);
+      for (const p of batch) this.awaitingMark.delete(keyOf(p.partition, p.offset));
       this.marked += batch.length;
     } catch (error) {
       // Not marked: relayed again later, which the credited side deduplicates.

@@ -84,6 +84,9 @@ export async function readAllEvents(brokers: string, topic: string, quietMs = 30
     let lastSeen = Date.now();
     while (Date.now() - lastSeen < quietMs && Date.now() < deadline) {
       const messages = await new Promise<Kafka.Message[]>((resolve, reject) => consumer.consume(1000, (error, batch) => (error ? reject(error) : resolve(batch))));
+      // The quiet period counts from the group's assignment: joining a new group (and, on a
+      // fresh broker, creating its offsets topic) can take longer than the period itself.
+      if (consumer.assignments().length === 0) lastSeen = Date.now();
       for (const message of messages) {
         const event = JSON.parse(message.value!.toString()) as { tx_id: string; partition: number; offset: string; replayed?: boolean };
         events.push({ partition: event.partition, offset: Number(event.offset), txId: event.tx_id, replayed: event.replayed === true });

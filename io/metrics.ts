@@ -33,6 +33,7 @@ export interface MetricsSources {
   readonly creditRelayFailures: () => number;
   readonly creditRelayWithheld: () => number;
   readonly creditsResentUnapplied: () => number;
+  readonly creditsHeldBack: () => number;
   readonly creditsPending: () => number;
   /** Partitions this instance applies now. */
   readonly partitionsOwned: () => number;
@@ -96,6 +97,7 @@ export class Metrics {
     runningTotal('tally_credit_relay_failures_total', 'Credits the broker did not take or that could not be queued (sent again by the sweep).', sources.creditRelayFailures);
     runningTotal('tally_credit_relay_withheld_total', 'Credits not sent because their partition was no longer applied here or its lease could have expired (its owner relays them).', sources.creditRelayWithheld);
     runningTotal('tally_credits_resent_unapplied_total', 'Credits sent again because their partition passed them without an outcome (its balance table full, or the message lost).', sources.creditsResentUnapplied);
+    runningTotal('tally_credits_held_back_total', 'Unsent credits held back because their partition was too far behind its log to recognise a copy of an earlier relay; relayed once it catches up.', sources.creditsHeldBack);
     new client.Gauge({ name: 'tally_credits_pending', help: 'Credits produced and not yet acknowledged and marked sent.', registers, collect() { this.set(sources.creditsPending()); } });
   }
 

@@ -227,6 +227,7 @@ export class Service {
     const producer = await CommandProducer.connect({ brokers: config.kafkaBrokers, topic: config.commandsTopic, lingerMs: 1 });
     const relay = await CreditRelay.connect({
       brokers: config.kafkaBrokers, topic: config.commandsTopic, db, registry, log, ownedPartitions: () => service?.ownedPartitions() ?? [],
+      dedupWindow: config.dedupWindow,
       mayRelay: (partition) => (service?.owned.has(partition) === true || service?.handingOver.has(partition) === true) && leases.holds(partition),
     });
     const eventPositions = new EventPositions(db, config.commandsTopic, publisher, log);
@@ -288,6 +289,7 @@ export class Service {
       creditRelayFailures: () => relay.failures,
       creditRelayWithheld: () => relay.withheld,
       creditsResentUnapplied: () => relay.resentUnapplied,
+      creditsHeldBack: () => relay.heldBack,
       creditsPending: () => relay.pending,
       partitionsOwned: () => service?.ownedPartitions().length ?? 0,
     });
