@@ -144,6 +144,7 @@ export class ChaosCluster {
     const tally = spawnTally({ ...this.env, TALLY_INSTANCE_ID: slot.name, TALLY_LEASE_TTL_MS: String(CHAOS_LEASE_TTL_MS), TALLY_KAFKA_SESSION_TIMEOUT_MS: String(CHAOS_SESSION_TIMEOUT_MS) });
     const logDir = process.env['CHAOS_LOG_DIR'];
     if (logDir !== undefined) {
+      fs.mkdirSync(logDir, { recursive: true });
       const file = fs.createWriteStream(path.join(logDir, `${slot.name}-${++this.generation}.log`));
       tally.child.stdout!.pipe(file);
       tally.child.stderr!.pipe(file);
