@@ -258,7 +258,10 @@ async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPos
         tx_id: txId, status: row.accepted ? 'accepted' : 'rejected', ...(row.reason === null ? {} : { reason: row.reason }), partition: position.partition,
         offset: String(row.kafka_offset),
       };
-      if (row.kafka_offset >= position.offset) return stored;
+      // At the command's own offset: its outcome. Later: the command passed unrecorded
+      // (BALANCE_TABLE_FULL) and a later command with its tx_id was recorded, which answers
+      // this request only if it carries the same payload (a retry of it).
+      if (row.kafka_offset === position.offset || (row.kafka_offset > position.offset && BigInt(row.payload_hash!) === payloadHash)) return stored;
       if (BigInt(row.payload_hash!) !== payloadHash) {
         return { tx_id: txId, status: 'rejected', reason: rejectCodeName(RejectCode.DuplicateTxIdConflict), partition: position.partition, offset };
       }

@@ -1,0 +1,78 @@
+// The transfer API of an instance that does not apply the sender's partition answers from
+// PostgreSQL once the partition's durable offset has passed the produced command. Here the
+// database says what a partition full of balances leaves behind: the command passed without
+// an outcome of its own (BALANCE_TABLE_FULL is not recorded) and a later command with the
+// same tx_id was recorded. That later outcome answers the request only if it carries the same
+// payload (a retry of it); another payload makes the request a tx_id conflict. The real
+// broker (the command is produced; nothing consumes it), PostgreSQL and an HTTP client.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { CommandProducer } from './command_producer';
+import { signRequest } from './request_signature';
+import { listen } from './http_server';
+import { OutcomeCache } from './outcome_cache';
+import { registerTransferRoutes } from './transfer_routes';
+import { createLogger } from './logger';
+import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { createScratchDatabase } from '../persist/scratch_database';
+import { CurrencyRegistry } from '../engine/currency_registry';
+import { createCommandSlotViews, readCommandSlot } from '../engine/command_slot';
+import { decodeJsonCommand } from '../engine/json_codec';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
+
+const PARTITIONS = 2;
+const SECRET = 'transfer-routes-test-secret-0123';
+const FROM = '1001';
+const TO = '1002';
+
+test('a remote transfer request whose command passed unrecorded is answered by a later outcome of its tx_id only if the payload is the same', { timeout: 60_000 }, async () => {
+  const topic = uniqueName('tally.commands.transfer-routes');
+  await createTopic(topic, PARTITIONS);
+  const database = await createScratchDatabase(testPgUrl, 'tally_transfer_routes');
+  const db = new pg.Pool({ connectionString: database.url, max: 2 });
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  const registry = CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]);
+  const partition = homePartitionOfAccountDecimal(FROM, PARTITIONS);
+  const server = await listen({
+    host: '127.0.0.1', port: 0, isReady: () => true,
+    routes: (app) => registerTransferRoutes(app, {
+      secret: SECRET, signatureWindowMs: 60_000, timeoutMs: 10_000, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: topic,
+      registry, producer: () => producer, cache: new OutcomeCache(0), db, ownsPartition: () => false, log: createLogger('silent'),
+    }),
+  });
+  // The engine's payload hash of the transfer the route produces, as tx_outcomes stores it.
+  const payloadHashOf = (txId: string, amount: string): bigint => {
+    const views = createCommandSlotViews(1, false);
+    const command = { type: 'transfer', tx_id: txId, from: FROM, to: TO, currency: 'USDT', amount };
+    decodeJsonCommand(Buffer.from(JSON.stringify(command)), partition, 0, PARTITIONS, registry, views, 0);
+    return BigInt.asIntN(64, readCommandSlot(views, 0).payloadHash);
+  };
+  const post = async (txId: string, amount: string): Promise<{ status: number; body: { status?: string; reason?: string; offset?: string } }> => {
+    const body = JSON.stringify({ from_account: FROM, to_account: TO, amount, currency: 'USDT', transaction_id: txId });
+    const timestamp = String(Date.now());
+    const response = await fetch(`http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, {
+      method: 'POST', body, headers: { 'content-type': 'application/json', 'x-tally-timestamp': timestamp, 'x-tally-signature': signRequest(SECRET, timestamp, body) },
+    });
+    return { status: response.status, body: await response.json() as { status?: string; reason?: string; offset?: string } };
+  };
+  try {
+    // The partition is durable far past anything produced here; each tx_id was recorded at a
+    // later offset than the request's own command will get.
+    await db.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, $2, $3, 1, 1000000)', [topic, partition, 'the-applying-instance']);
+    await db.query(
+      `INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, payload_hash) VALUES ($1, 'retried', 500000, true, $2), ($1, 'reused', 500001, true, $3)`,
+      [partition, payloadHashOf('retried', '1').toString(), payloadHashOf('reused', '999').toString()]);
+
+    const retried = await post('retried', '1');
+    assert.deepEqual([retried.status, retried.body.status, retried.body.offset], [200, 'accepted', '500000'], 'the retry\'s outcome is this transfer\'s');
+    const reused = await post('reused', '1');
+    assert.deepEqual([reused.status, reused.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'another payload\'s outcome is not this transfer\'s');
+  } finally {
+    server.close();
+    await producer.disconnect();
+    await db.end();
+    await database.drop();
+  }
+});
