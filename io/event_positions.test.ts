@@ -75,7 +75,8 @@ test('a republish announces unrecorded outcomes too (tx_replies), in offset orde
     await db.query(`INSERT INTO tx_replies (partition, kafka_offset, tx_id, accepted, reason, original_offset) VALUES
       (0, 1, 'a', true, NULL, 0), (0, 3, 'a', false, 'DUPLICATE_TX_ID_CONFLICT', NULL), (0, 4, '', false, 'MALFORMED', NULL),
       (0, 6, 'b', false, 'INSUFFICIENT_AVAILABLE', 2)`);
-    // Pages of 2 rows: every page boundary falls between the two tables' rows somewhere.
+    // Pages of 2 rows: every page boundary falls between the two tables' rows somewhere (and
+    // the three replies below the position take two delete statements).
     const positions = new EventPositions(db, COMMANDS_TOPIC, publisher, log, 2);
     assert.equal(await positions.republish(0, 6), 6);
     assert.deepEqual(published, [

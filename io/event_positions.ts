@@ -22,13 +22,14 @@ import type { Logger } from './logger';
 
 const RECORD_INTERVAL_MS = 1000;
 /**
- * Events a republish reads per query: each query stays well inside the query pool's statement
- * timeout however long the backlog (an events topic unavailable for hours), and only a page
- * of rows is in memory at a time. Every page is handed over before the next is read.
+ * Rows one statement reads or deletes at most: each stays well inside the query pool's
+ * statement timeout however long the backlog (an events topic unavailable for hours). A
+ * republish has only a page of rows in memory at a time, and hands every page over before
+ * reading the next; a delete leaves the rest to the next statement.
  */
-const REPUBLISH_PAGE_ROWS = 50_000;
-/** tx_replies rows one delete statement removes at most (same reason); the rest go with the next. */
-const REPLIES_DELETE_ROWS_MAX = 50_000;
+const ROWS_PER_STATEMENT = 50_000;
+/** Delete statements per recording at most (a recording a second: 1 M replies a second). */
+const REPLIES_DELETE_STATEMENTS_MAX = 20;
 
 export class EventPositions {
   private timer: NodeJS.Timeout | undefined;
@@ -43,7 +44,7 @@ export class EventPositions {
 
   constructor(
     private readonly db: pg.Pool, private readonly topic: string, private readonly publisher: EventPublisher, private readonly log: Logger,
-    private readonly pageRows = REPUBLISH_PAGE_ROWS,
+    private readonly rowsPerStatement = ROWS_PER_STATEMENT,
   ) {}
 
   start(): void {
@@ -111,12 +112,18 @@ export class EventPositions {
    */
   private async deleteRepliesBelow(positions: ReadonlyArray<{ partition: number; events_next_offset: string }>): Promise<void> {
     if (positions.length === 0) return;
-    await this.db.query(
-      `DELETE FROM tx_replies WHERE ctid = ANY(ARRAY(
-         SELECT r.ctid FROM tx_replies r JOIN unnest($1::int[], $2::bigint[]) AS w(partition, next_offset)
-             ON r.partition = w.partition AND r.kafka_offset < w.next_offset
-          LIMIT ${REPLIES_DELETE_ROWS_MAX}))`,
-      [positions.map((p) => p.partition), positions.map((p) => p.events_next_offset)]);
+    // Several statements when needed: replies can arrive faster than one statement's bound
+    // per recording (a retry storm of duplicates), and a partition that then goes quiet is
+    // not recorded again to take the rest.
+    for (let statement = 0; statement < REPLIES_DELETE_STATEMENTS_MAX; statement++) {
+      const deleted = await this.db.query(
+        `DELETE FROM tx_replies WHERE ctid = ANY(ARRAY(
+           SELECT r.ctid FROM tx_replies r JOIN unnest($1::int[], $2::bigint[]) AS w(partition, next_offset)
+               ON r.partition = w.partition AND r.kafka_offset < w.next_offset
+            LIMIT $3))`,
+        [positions.map((p) => p.partition), positions.map((p) => p.events_next_offset), this.rowsPerStatement]);
+      if ((deleted.rowCount ?? 0) < this.rowsPerStatement) return;
+    }
   }
 
   /** Republishes the stored outcomes of `partition` whose events may not have been delivered. */
@@ -133,7 +140,7 @@ export class EventPositions {
          UNION ALL
          SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM tx_replies
           WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
-         ORDER BY kafka_offset LIMIT $4`, [partition, pageFrom, nextOffset, this.pageRows]);
+         ORDER BY kafka_offset LIMIT $4`, [partition, pageFrom, nextOffset, this.rowsPerStatement]);
       for (const row of rows.rows) {
         const reason = row.reason === null ? '' : `,"reason":${JSON.stringify(row.reason)}`;
         const duplicate = row.original_offset === null ? '' : `,"duplicate":true,"original_offset":"${row.original_offset}"`;
@@ -141,7 +148,7 @@ export class EventPositions {
           `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}"${duplicate},"replayed":true}`);
       }
       republished += rows.rows.length;
-      if (rows.rows.length < this.pageRows) break;
+      if (rows.rows.length < this.rowsPerStatement) break;
       pageFrom = Number(rows.rows[rows.rows.length - 1]!.kafka_offset) + 1;
     }
     if (republished > 0) this.log.info({ partition, from, nextOffset, events: republished }, 'republished result events that may not have been delivered');
