@@ -12,6 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { sleep, spawnTally, TallyProcess, waitFor } from './tally_process';
 import { readAllEvents } from './failure_support';
+import type { ModelEvent } from './test_workload';
 import type { SeededRandom } from '../engine/wire_fixtures';
 
 export const CHAOS_LEASE_TTL_MS = 3000;
@@ -200,9 +201,12 @@ export function offsetRanges(keys: readonly string[]): string[] {
 
 /**
  * Every command of every partition (offsets [0, counts[p])) has a result event in the topic,
- * and none has two of its own (republished ones, flagged replayed, may repeat).
+ * none has two of its own (republished ones, flagged replayed, may repeat), and, given the
+ * model's events, every event says what the model's does.
  */
-export async function assertEveryCommandAnnounced(brokers: string, eventsTopic: string, counts: readonly number[]): Promise<void> {
+export async function assertEveryCommandAnnounced(
+  brokers: string, eventsTopic: string, counts: readonly number[], expected?: ReadonlyMap<string, ModelEvent>,
+): Promise<void> {
   const events = await readAllEvents(brokers, eventsTopic);
   const own = new Map<string, number>();
   for (const e of events) if (!e.replayed) own.set(`${e.partition}/${e.offset}`, (own.get(`${e.partition}/${e.offset}`) ?? 0) + 1);
@@ -211,4 +215,20 @@ export async function assertEveryCommandAnnounced(brokers: string, eventsTopic: 
   console.log(`result events: ${events.filter((e) => e.replayed).length} republished after crashes and takeovers`);
   assert.deepEqual([...own].filter(([, n]) => n > 1).map(([key]) => key).slice(0, 5), [], 'no command announced twice as its own');
   assert.deepEqual(offsetRanges(missing).slice(0, 20), [], 'every command has a result event');
+  if (expected === undefined) return;
+  // Live and republished alike: the same tx_id, status, reason and (for a duplicate) the
+  // offset of the outcome it repeats as the uninterrupted model run.
+  const wrong = events.filter((e) => {
+    const model = expected.get(`${e.partition}/${e.offset}`);
+    return model === undefined || model.txId !== e.txId || model.status !== e.status || model.reason !== e.reason || model.originalOffset !== e.originalOffset;
+  });
+  assert.deepEqual(wrong.slice(0, 5).map((e) => ({ seen: e, model: expected.get(`${e.partition}/${e.offset}`) })), [], 'every result event says what the model says');
+}
+
+/**
+ * tx_replies rows left: none once every instance stopped cleanly (each records its delivered
+ * event positions on the way out, which deletes the replies below them).
+ */
+export async function repliesLeft(client: pg.Client): Promise<number> {
+  return Number((await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM tx_replies')).rows[0]!.n);
 }

@@ -70,6 +70,9 @@ export interface SeenEvent {
   readonly offset: number;
   readonly txId: string;
   readonly replayed: boolean;
+  readonly status: string;
+  readonly reason: string | undefined;
+  readonly originalOffset: number | undefined;
 }
 
 /** Every result event of the topic from the start, read until none came for `quietMs`. */
@@ -88,8 +91,11 @@ export async function readAllEvents(brokers: string, topic: string, quietMs = 30
       // fresh broker, creating its offsets topic) can take longer than the period itself.
       if (consumer.assignments().length === 0) lastSeen = Date.now();
       for (const message of messages) {
-        const event = JSON.parse(message.value!.toString()) as { tx_id: string; partition: number; offset: string; replayed?: boolean };
-        events.push({ partition: event.partition, offset: Number(event.offset), txId: event.tx_id, replayed: event.replayed === true });
+        const event = JSON.parse(message.value!.toString()) as { tx_id: string; partition: number; offset: string; replayed?: boolean; status: string; reason?: string; original_offset?: string };
+        events.push({
+          partition: event.partition, offset: Number(event.offset), txId: event.tx_id, replayed: event.replayed === true, status: event.status, reason: event.reason,
+          originalOffset: event.original_offset === undefined ? undefined : Number(event.original_offset),
+        });
       }
       if (messages.length > 0) lastSeen = Date.now();
     }

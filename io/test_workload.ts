@@ -10,7 +10,7 @@ import { decodeCommand } from '../engine/command_decoder';
 import { BalanceEngine } from '../engine/balance_engine';
 import { BalanceTable } from '../engine/balance_table';
 import { OutputBuffer } from '../engine/output_buffer';
-import { OUTCOME_FLAG_RECORDED } from '../engine/output_layout';
+import { OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED } from '../engine/output_layout';
 import { rejectCodeName } from '../engine/reject_code';
 
 export interface WorkloadMessage {
@@ -28,10 +28,21 @@ export interface ModelOutcome {
   readonly reason: string | null;
 }
 
+/** What a command's result event must say, whoever publishes it (live or republished). */
+export interface ModelEvent {
+  readonly txId: string;
+  readonly status: 'accepted' | 'rejected';
+  readonly reason: string | undefined;
+  /** The offset of the stored outcome a duplicate repeats; undefined for others. */
+  readonly originalOffset: number | undefined;
+}
+
 export interface ModelState {
   // "partition/account/currencyCode" → [available, frozen] in minor units.
   readonly balances: Map<string, [bigint, bigint]>;
   readonly outcomes: ModelOutcome[];
+  /** "partition/offset" → the command's result event, for every command (recorded or not). */
+  readonly events: Map<string, ModelEvent>;
   readonly journalLegs: number;
   readonly messagesPerPartition: number[];
 }
@@ -94,12 +105,17 @@ export function modelRun(messages: readonly WorkloadMessage[], partitions: numbe
   const engine = new BalanceEngine({ table, commands: views.bytes.buffer, output });
   for (let p = 0; p < partitions; p++) engine.assignPartition(p, { dedupWindow: MODEL_DEDUP_WINDOW });
   const outcomes: ModelOutcome[] = [];
+  const events = new Map<string, ModelEvent>();
   let journalLegs = 0;
   for (const message of messages) {
     decodeCommand(message.value, message.partition, message.offset, partitions, registry, views, 0);
     const position = output.position;
     engine.apply(0);
     const { outcome } = output.read(position);
+    events.set(`${message.partition}/${message.offset}`, {
+      txId: outcome.txId, status: outcome.status === 1 ? 'accepted' : 'rejected', reason: outcome.status === 1 ? undefined : rejectCodeName(outcome.reason),
+      originalOffset: (outcome.flags & OUTCOME_FLAG_DUPLICATE) !== 0 ? outcome.originalOffset : undefined,
+    });
     if ((outcome.flags & OUTCOME_FLAG_RECORDED) === 0) continue;
     outcomes.push({ partition: message.partition, txId: outcome.txId, offset: message.offset, accepted: outcome.status === 1, reason: outcome.status === 1 ? null : rejectCodeName(outcome.reason) });
     journalLegs += outcome.legCount;
@@ -113,5 +129,5 @@ export function modelRun(messages: readonly WorkloadMessage[], partitions: numbe
   }
   const messagesPerPartition = new Array<number>(partitions).fill(0);
   for (const message of messages) messagesPerPartition[message.partition]!++;
-  return { balances, outcomes, journalLegs, messagesPerPartition };
+  return { balances, outcomes, events, journalLegs, messagesPerPartition };
 }
