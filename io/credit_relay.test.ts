@@ -59,7 +59,7 @@ test('a credit whose source partition\'s lease could have expired (a paused proc
 // partition (1) has 400 commands in its log past its durable offset, more than a quarter of a
 // 1024-tx_id window, so the relay holds the credit back until that partition's durable offset
 // has passed every copy that may exist, and only then (no outcome) relays it.
-test('an unsent credit whose partition is far behind its log is held back until that partition passed every earlier copy', { timeout: 120_000 }, async () => {
+test('a credit (unsent, or passed without an outcome) whose partition is far behind its log is held back until that partition has read every earlier copy', { timeout: 120_000 }, async () => {
   const topic = uniqueName('tally.commands.holdback');
   await createTopic(topic, 2);
   const database = await createScratchDatabase(testPgUrl, 'tally_holdback');
@@ -111,6 +111,25 @@ test('an unsent credit whose partition is far behind its log is held back until 
     assert.ok(Number((await outboxRow(6)).sent_offset) >= 400, 'the mark keeps the new copy\'s offset');
     assert.equal(await copiesOf(creditTxIdOf(0, 6)), 1);
     assert.equal(await copiesOf(creditTxIdOf(0, 7)), 1);
+
+    // A credit its partition passed without an outcome is sent again only under the same
+    // rule: its resend may follow a copy not read yet (a resend acknowledged, its mark lost).
+    // Partition 1 falls 400 commands behind again (credits 6 and 7 applied meanwhile): the
+    // passed credit is held back, still sent.
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, payload_hash) VALUES (1, $1, 400, true, 0), (1, $2, 401, true, 0)", [creditTxIdOf(0, 6), creditTxIdOf(0, 7)]);
+    await db.query(`INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount, sent, sent_offset)
+                    VALUES (0, 8, 't-8', 1001, 1002, 1, 1, 1000000, true, 10)`);
+    for (let i = 0; i < 400; i++) producer.send('1002', Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `g-${i}`, account: '1002', currency: 'USDT', amount: '1' })), 1);
+    await producer.flush();
+    assert.equal(await relay.relayUnsent([0]), 0);
+    assert.equal(relay.heldBack, 2);
+    const high = Number((await outboxRow(8)).sent_offset) + 1;
+    assert.ok(high >= 802, `held back below the watermark (${high})`);
+    assert.equal((await outboxRow(8)).sent, true);
+    await db.query('UPDATE partition_leases SET next_offset = $2 WHERE topic = $1 AND partition = 1', [topic, high]);
+    assert.equal(await relay.relayUnsent([0]), 1, 'sent again once its partition has read every copy');
+    assert.equal(relay.resentUnapplied, 1);
+    assert.equal(await copiesOf(creditTxIdOf(0, 8)), 1);
   } finally {
     await producer.disconnect();
     await relay.close();

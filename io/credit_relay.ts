@@ -5,11 +5,10 @@
 // rows still unsent are relayed again when their partition is taken (start-up, rebalance,
 // after a crash) and by a periodic sweep. A credit's tx_id is derived from its source
 // (partition, offset), so every relay of it is the same command and the credited partition's
-// dedup window applies it once (a resend is within seconds of the first, far inside the
-// window). An unsent row whose credit already has a durable outcome on the credited partition
-// (a crash between the broker's acknowledgement and the mark) is only marked, never relayed:
-// after a long outage the credit may have left that partition's dedup window, and a resend
-// would then be applied a second time.
+// dedup window applies it once, as long as the copies are close enough in that partition's
+// log (below). An unsent row whose credit already has a durable outcome on the credited
+// partition (a crash between the broker's acknowledgement and the mark) is only marked,
+// never relayed.
 //
 // Acknowledged is not applied: the credited partition may pass the credit without an outcome
 // (BALANCE_TABLE_FULL is not recorded, so the command may be retried once there is room; or
@@ -18,18 +17,21 @@
 // it with no outcome for its tx_id: not applied then, for an applied credit's outcome commits
 // with the offset that passes it. Rows whose credit has an outcome are `confirmed` and left.
 //
-// An unsent row is not proof that no copy exists: the broker may have acknowledged one whose
-// mark never committed (a crash, or PostgreSQL away, between the two). Its outcome is not
-// durable yet, so the copy, if any, sits at or above the credited partition's durable next
-// offset N and below its high watermark H. A copy relayed now lands at or above H, and is
-// recognised as a duplicate only while the earlier one is still in the dedup window, i.e.
-// while fewer than `dedupWindow` commands separate them. So an unsent row is relayed at once
-// only while H - N is at most a quarter of the window (the rest is room for what arrives
-// while the copy is on its way); otherwise it is held back (`sent_offset` = H - 1, still
-// unsent) until the credited partition's durable offset passes every copy that may exist,
-// and then relayed only if it has no outcome, like a sent one. Such a backlog means the
+// Every relay but the first may follow a copy that is in the credited partition's log and
+// not read yet: acknowledged with its mark never committed (a crash, or PostgreSQL away,
+// between the two), whether the row says unsent or passed. Having no durable outcome, such a
+// copy sits at or above the credited partition's durable next offset N and below its high
+// watermark H (a copy still queued in a producer that lost the source partition arrives
+// within the 30 s message timeout). A copy relayed now lands at or above H and is recognised
+// as a duplicate only while the earlier one is still in the dedup window, i.e. while fewer
+// than `dedupWindow` recorded commands separate them. So a credit is relayed again only
+// while H - N is at most a quarter of the window (the rest, 7.5 M commands at the default,
+// is room for what arrives while the copy is on its way); otherwise it is held back:
+// `sent_offset` becomes H - 1 (`sent` unchanged), and it is looked at again once the
+// durable offset has passed that, every copy then read. A backlog that large means the
 // credited partition's owner was stopped or far behind (a long PostgreSQL outage at a high
 // rate): the credit waits for it to catch up instead of risking a second application.
+// `sent_offset` is thus the highest offset at which a copy may sit, not yet read.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type pg from 'pg';
@@ -102,6 +104,7 @@ export class CreditRelay {
   private markTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private marking = false;
+  private relaying: Promise<number> = Promise.resolve(0);
   relayed = 0;
   marked = 0;
   failures = 0;
@@ -154,17 +157,17 @@ export class CreditRelay {
     return relay;
   }
 
-  /** A committed cross-partition transfer: relay its credit now. */
-  relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): void {
+  /** A committed cross-partition transfer: relay its credit now. Whether it was produced. */
+  relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): boolean {
     const key = keyOf(sourcePartition, sourceOffset);
-    if (this.inFlight.has(key) || this.awaitingMark.has(key)) return;
+    if (this.inFlight.has(key) || this.awaitingMark.has(key)) return false;
     // An instance paused (SIGSTOP, a frozen VM) between a commit and this call may have lost
     // the partition meanwhile, and its new owner has relayed the same credit already. A copy
     // sent now could reach the credited partition after the credit left its dedup window and
     // be applied twice. The row stays unsent; the partition's owner relays it.
     if (this.options.mayRelay?.(sourcePartition) === false) {
       this.withheld++;
-      return;
+      return false;
     }
     const command = `{"type":"credit","tx_id":"${credit.txId}","account":"${credit.account}","currency":${JSON.stringify(credit.currency)},"amount":"${credit.amount}"}`;
     try {
@@ -177,18 +180,26 @@ export class CreditRelay {
       // the sweep relays it; counted, so the failures metric shows a relay that cannot produce.
       this.failures++;
       this.options.log.warn({ err: error, partition: sourcePartition, offset: sourceOffset }, 'credit not queued; the sweep relays it');
-      return;
+      return false;
     }
     this.inFlight.add(key);
     this.relayed++;
+    return true;
   }
 
   /**
-   * Relays every unsent credit of the partitions (taken partitions, and the sweep) whose
-   * credited partition is not too far behind (header), and every one that its partition
-   * passed without an outcome.
+   * Relays every unsent credit of the partitions (taken partitions, and the sweep), and every
+   * one that its partition passed without an outcome, unless the credited partition is too far
+   * behind its log (header). One call at a time: a row read by one must not be judged again
+   * by another on a stale read.
    */
-  async relayUnsent(partitions: readonly number[]): Promise<number> {
+  relayUnsent(partitions: readonly number[]): Promise<number> {
+    const run = this.relaying.then(() => this.relayOpen(partitions));
+    this.relaying = run.catch(() => 0);
+    return run;
+  }
+
+  private async relayOpen(partitions: readonly number[]): Promise<number> {
     if (partitions.length === 0) return 0;
     await this.confirmApplied(partitions);
     const rows = await this.options.db.query<OutboxRow>(
@@ -199,32 +210,43 @@ export class CreditRelay {
           AND ((NOT o.sent AND o.sent_offset IS NULL) OR o.sent_offset < n.next_offset)
           AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
         ORDER BY o.partition, o.kafka_offset LIMIT ${ROWS_PER_STATEMENT}`, [partitions, this.options.topic]);
-    const passed = rows.rows.filter((row) => row.sent);
+    // A credit with a copy on its way from here is neither relayed again nor held back: that
+    // copy's offset is not known yet, and its mark will say it.
+    const open = rows.rows.filter((row) => !this.isOnItsWay(row.partition, Number(row.kafka_offset)));
+    const watermarks = await this.watermarksOf(open);
+    const held = open.filter((row) => watermarks.get(row.to_partition)?.lagging === true);
+    if (held.length > 0) await this.holdBack(held, watermarks);
+    const ready = open.filter((row) => watermarks.get(row.to_partition)?.lagging === false);
+    this.logResends(partitions, ready);
+    const { registry } = this.options;
+    let relayed = 0;
+    for (const row of ready) {
+      const offset = Number(row.kafka_offset);
+      const produced = this.relay(row.partition, offset, {
+        txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
+        currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
+      });
+      if (produced) relayed++;
+    }
+    if (relayed > 0) this.options.log.info({ partitions, credits: relayed }, 'relaying unsent credits');
+    return relayed;
+  }
+
+  private isOnItsWay(partition: number, offset: number): boolean {
+    const key = keyOf(partition, offset);
+    return this.inFlight.has(key) || this.awaitingMark.has(key);
+  }
+
+  private logResends(partitions: readonly number[], ready: readonly OutboxRow[]): void {
+    const passed = ready.filter((row) => row.sent);
     if (passed.length > 0) {
       this.resentUnapplied += passed.length;
       this.options.log.warn({
         credits: passed.length, first: { partition: passed[0]!.partition, offset: passed[0]!.kafka_offset, toPartition: passed[0]!.to_partition, creditOffset: passed[0]!.sent_offset },
       }, 'credits passed their partition without an outcome (its balance table full, or the message lost): sending them again; make room (TALLY_BALANCE_CAPACITY) if this repeats');
     }
-    const released = rows.rows.filter((row) => !row.sent && row.sent_offset !== null).length;
-    if (released > 0) this.options.log.info({ partitions, credits: released }, 'held-back credits: their partition passed every earlier copy without an outcome; relaying them');
-    const unseen = rows.rows.filter((row) => !row.sent && row.sent_offset === null);
-    const watermarks = await this.watermarksOf(unseen);
-    const held = unseen.filter((row) => watermarks.get(row.to_partition)?.lagging === true);
-    if (held.length > 0) await this.holdBack(held, watermarks);
-    const { registry } = this.options;
-    let relayed = 0;
-    for (const row of rows.rows) {
-      if (row.sent_offset === null && !row.sent && watermarks.get(row.to_partition)?.lagging !== false) continue;
-      const offset = Number(row.kafka_offset);
-      this.relay(row.partition, offset, {
-        txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
-        currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
-      });
-      relayed++;
-    }
-    if (relayed > 0) this.options.log.info({ partitions, credits: relayed }, 'relaying unsent credits');
-    return relayed;
+    const released = ready.filter((row) => !row.sent && row.sent_offset !== null).length;
+    if (released > 0) this.options.log.info({ partitions, credits: released }, 'held-back credits: their partition passed every copy that may have been sent, without an outcome; relaying them');
   }
 
   /** Marks rows whose credit already has an outcome on its partition confirmed (and sent). */
@@ -271,18 +293,18 @@ export class CreditRelay {
     return watermarks;
   }
 
-  /** Holds back unsent credits to lagging partitions until those pass their watermark. */
+  /** Holds back credits to lagging partitions until those have read past their watermark. */
   private async holdBack(held: readonly OutboxRow[], watermarks: ReadonlyMap<number, { high: number }>): Promise<void> {
-    await this.options.db.query(
-      `UPDATE transfer_outbox AS o SET sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
-        WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset AND NOT o.sent AND o.sent_offset IS NULL`,
+    const updated = await this.options.db.query(
+      `UPDATE transfer_outbox AS o SET sent_offset = GREATEST(o.sent_offset, u.sent_offset) FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
+        WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset AND NOT o.confirmed`,
       [held.map((row) => row.partition), held.map((row) => row.kafka_offset), held.map((row) => watermarks.get(row.to_partition)!.high - 1)]);
-    this.heldBack += held.length;
+    this.heldBack += updated.rowCount ?? 0;
     const first = held[0]!;
     this.options.log.warn({
       credits: held.length, first: { partition: first.partition, offset: first.kafka_offset, toPartition: first.to_partition },
       creditedNextOffset: first.credited_next_offset, creditedHighWatermark: watermarks.get(first.to_partition)!.high,
-    }, 'unsent credits held back: their partition is too far behind its log for a copy of an earlier relay, if any, to be recognised; relayed once it has caught up');
+    }, 'credits held back: their partition is too far behind its log for a copy of an earlier relay, if any, to be recognised; relayed once it has caught up');
   }
 
   private highWatermarkOf(partition: number): Promise<number> {
@@ -304,6 +326,8 @@ export class CreditRelay {
     const deadline = Date.now() + timeoutMs;
     while (this.inFlight.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     clearInterval(this.markTimer);
+    // A mark already running returns at once from markSent(): wait for it, then mark the rest.
+    while (this.marking && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     await this.markSent().catch(() => undefined);
     await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
   }
@@ -316,22 +340,27 @@ export class CreditRelay {
     }
   }
 
+  /** Marks what the broker acknowledged, in statements of ROWS_PER_STATEMENT rows at most. */
   private async markSent(): Promise<void> {
-    if (this.marking || this.acknowledged.length === 0) return;
+    if (this.marking) return;
     this.marking = true;
-    const batch = this.acknowledged;
-    this.acknowledged = [];
     try {
-      await this.options.db.query(
-        `UPDATE transfer_outbox AS o SET sent = true, sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
-          WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset`,
-        [batch.map((p) => p.partition), batch.map((p) => p.offset), batch.map((p) => p.creditOffset)]);
-      for (const p of batch) this.awaitingMark.delete(keyOf(p.partition, p.offset));
-      this.marked += batch.length;
-    } catch (error) {
-      // Not marked: relayed again later, which the credited side deduplicates.
-      this.acknowledged = batch.concat(this.acknowledged);
-      this.options.log.warn({ err: error, credits: batch.length }, 'could not mark credits sent; retrying');
+      while (this.acknowledged.length > 0) {
+        const batch = this.acknowledged.splice(0, ROWS_PER_STATEMENT);
+        try {
+          await this.options.db.query(
+            `UPDATE transfer_outbox AS o SET sent = true, sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
+              WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset`,
+            [batch.map((p) => p.partition), batch.map((p) => p.offset), batch.map((p) => p.creditOffset)]);
+        } catch (error) {
+          // Kept for the next attempt; the sweep leaves them alone meanwhile (awaitingMark).
+          this.acknowledged = batch.concat(this.acknowledged);
+          this.options.log.warn({ err: error, credits: this.acknowledged.length }, 'could not mark credits sent; retrying');
+          return;
+        }
+        for (const p of batch) this.awaitingMark.delete(keyOf(p.partition, p.offset));
+        this.marked += batch.length;
+      }
     } finally {
       this.marking = false;
     }
