@@ -8,6 +8,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import Kafka from '@confluentinc/kafka-javascript';
 import pg from 'pg';
 import { CommandProducer } from './command_producer';
 import { signRequest } from './request_signature';
@@ -15,6 +16,7 @@ import { listen } from './http_server';
 import { OutcomeCache } from './outcome_cache';
 import { registerTransferRoutes } from './transfer_routes';
 import { createLogger } from './logger';
+import { waitFor } from './tally_process';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { CurrencyRegistry } from '../engine/currency_registry';
@@ -27,10 +29,20 @@ const SECRET = 'transfer-routes-test-secret-0123';
 const FROM = '1001';
 const TO = '1002';
 
-test('a remote transfer request whose command passed unrecorded is answered by a later outcome of its tx_id only if the payload is the same', { timeout: 60_000 }, async () => {
-  const topic = uniqueName('tally.commands.transfer-routes');
+interface Harness {
+  readonly topic: string;
+  readonly db: pg.Pool;
+  readonly partition: number;
+  payloadHashOf(txId: string, amount: string): bigint;
+  post(txId: string, amount: string): Promise<{ status: number; body: { status?: string; reason?: string; offset?: string } }>;
+  close(): Promise<void>;
+}
+
+/** The transfer routes alone on a real server, producing to a fresh topic nobody consumes, answering from a scratch database. */
+async function startHarness(name: string, ownsPartition: () => boolean, cache: OutcomeCache): Promise<Harness> {
+  const topic = uniqueName(`tally.commands.${name}`);
   await createTopic(topic, PARTITIONS);
-  const database = await createScratchDatabase(testPgUrl, 'tally_transfer_routes');
+  const database = await createScratchDatabase(testPgUrl, `tally_${name.replace(/-/g, '_')}`);
   const db = new pg.Pool({ connectionString: database.url, max: 2 });
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   const registry = CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]);
@@ -39,24 +51,37 @@ test('a remote transfer request whose command passed unrecorded is answered by a
     host: '127.0.0.1', port: 0, isReady: () => true,
     routes: (app) => registerTransferRoutes(app, {
       secret: SECRET, signatureWindowMs: 60_000, timeoutMs: 10_000, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: topic,
-      registry, producer: () => producer, cache: new OutcomeCache(0), db, ownsPartition: () => false, log: createLogger('silent'),
+      registry, producer: () => producer, cache, db, ownsPartition: () => ownsPartition(), log: createLogger('silent'),
     }),
   });
-  // The engine's payload hash of the transfer the route produces, as tx_outcomes stores it.
-  const payloadHashOf = (txId: string, amount: string): bigint => {
-    const views = createCommandSlotViews(1, false);
-    const command = { type: 'transfer', tx_id: txId, from: FROM, to: TO, currency: 'USDT', amount };
-    decodeJsonCommand(Buffer.from(JSON.stringify(command)), partition, 0, PARTITIONS, registry, views, 0);
-    return BigInt.asIntN(64, readCommandSlot(views, 0).payloadHash);
+  return {
+    topic, db, partition,
+    // The engine's payload hash of the transfer the route produces, as tx_outcomes stores it.
+    payloadHashOf: (txId, amount) => {
+      const views = createCommandSlotViews(1, false);
+      const command = { type: 'transfer', tx_id: txId, from: FROM, to: TO, currency: 'USDT', amount };
+      decodeJsonCommand(Buffer.from(JSON.stringify(command)), partition, 0, PARTITIONS, registry, views, 0);
+      return BigInt.asIntN(64, readCommandSlot(views, 0).payloadHash);
+    },
+    post: async (txId, amount) => {
+      const body = JSON.stringify({ from_account: FROM, to_account: TO, amount, currency: 'USDT', transaction_id: txId });
+      const timestamp = String(Date.now());
+      const response = await fetch(`http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, {
+        method: 'POST', body, headers: { 'content-type': 'application/json', 'x-tally-timestamp': timestamp, 'x-tally-signature': signRequest(SECRET, timestamp, body) },
+      });
+      return { status: response.status, body: await response.json() as { status?: string; reason?: string; offset?: string } };
+    },
+    close: async () => {
+      server.close();
+      await producer.disconnect();
+      await db.end();
+      await database.drop();
+    },
   };
-  const post = async (txId: string, amount: string): Promise<{ status: number; body: { status?: string; reason?: string; offset?: string } }> => {
-    const body = JSON.stringify({ from_account: FROM, to_account: TO, amount, currency: 'USDT', transaction_id: txId });
-    const timestamp = String(Date.now());
-    const response = await fetch(`http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, {
-      method: 'POST', body, headers: { 'content-type': 'application/json', 'x-tally-timestamp': timestamp, 'x-tally-signature': signRequest(SECRET, timestamp, body) },
-    });
-    return { status: response.status, body: await response.json() as { status?: string; reason?: string; offset?: string } };
-  };
+}
+
+test('a remote transfer request whose command passed unrecorded is answered by a later outcome of its tx_id only if the payload is the same', { timeout: 60_000 }, async () => {
+  const { db, topic, partition, payloadHashOf, post, close } = await startHarness('transfer-routes', () => false, new OutcomeCache(0));
   try {
     // The partition is durable far past anything produced here; each tx_id was recorded at a
     // later offset than the request's own command will get.
@@ -70,9 +95,36 @@ test('a remote transfer request whose command passed unrecorded is answered by a
     const reused = await post('reused', '1');
     assert.deepEqual([reused.status, reused.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'another payload\'s outcome is not this transfer\'s');
   } finally {
-    server.close();
-    await producer.disconnect();
-    await db.end();
-    await database.drop();
+    await close();
   }
 });
+
+// A rebalance while the request waits: this instance applied the sender's partition when the
+// command was produced and hands it over before applying it; the new owner applies it, and
+// the answer comes from PostgreSQL instead of a local event that will never come.
+test('a transfer request whose partition is handed over while it waits is answered from PostgreSQL', { timeout: 60_000 }, async () => {
+  let owns = true;
+  const { db, topic, partition, payloadHashOf, post, close } = await startHarness('transfer-handover', () => owns, new OutcomeCache(16));
+  try {
+    const answer = post('handed-over', '2');
+    // The command is the first of its partition in this topic: offset 0. Wait until the broker has it.
+    await waitFor('the command in the log', 20_000, async () => (await highWatermark(topic, partition)) === 1);
+    owns = false;
+    await db.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, $2, $3, 2, 1)', [topic, partition, 'the-new-owner']);
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, payload_hash) VALUES ($1, 'handed-over', 0, true, $2)", [partition, payloadHashOf('handed-over', '2').toString()]);
+    const { status, body } = await answer;
+    assert.deepEqual([status, body.status, body.offset], [200, 'accepted', '0'], JSON.stringify(body));
+  } finally {
+    await close();
+  }
+});
+
+async function highWatermark(topic: string, partition: number): Promise<number> {
+  const consumer = new Kafka.KafkaConsumer({ 'bootstrap.servers': testKafkaBrokers, 'group.id': uniqueName('watermark') }, {});
+  await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 10_000 }, (error) => (error ? reject(error) : resolve())));
+  try {
+    return await new Promise<number>((resolve, reject) => consumer.queryWatermarkOffsets(topic, partition, 5_000, (error, offsets) => (error ? reject(error) : resolve(Number(offsets.highOffset)))));
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+}

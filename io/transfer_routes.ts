@@ -180,7 +180,7 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
     type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
   }));
   const deadline = Date.now() + options.timeoutMs;
-  if (options.ownsPartition(partition)) return waitForOwnEvent(options, producer, partition, transfer, command);
+  if (options.ownsPartition(partition)) return waitForOwnEvent(options, producer, partition, transfer, command, deadline);
   const position = await acknowledged(producer, transfer.from_account, command, options.timeoutMs);
   if (position === undefined) return undefined;
   return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options), deadline);
@@ -192,9 +192,13 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
  * the command. Another command with the same tx_id (a concurrent request with another
  * payload, an upstream producer reusing it) has its own event, which is not this answer.
  * The waiter is registered before the command is produced, and events seen before the
- * broker's acknowledgement are kept, since the event may come first.
+ * broker's acknowledgement are kept, since the event may come first. If the partition is
+ * handed over while the request waits (a rebalance), its new owner applies the command and
+ * the answer comes from PostgreSQL, as for a partition applied elsewhere.
  */
-async function waitForOwnEvent(options: TransferRouteOptions, producer: CommandProducer, partition: number, transfer: TransferRequest, command: Buffer): Promise<TransactionBody | undefined> {
+async function waitForOwnEvent(
+  options: TransferRouteOptions, producer: CommandProducer, partition: number, transfer: TransferRequest, command: Buffer, deadline: number,
+): Promise<TransactionBody | undefined> {
   let offset: string | undefined;
   const early: TransactionBody[] = [];
   const waiter = options.cache.waitForMatch(transfer.transaction_id, options.timeoutMs, (from, body) => {
@@ -212,9 +216,32 @@ async function waitForOwnEvent(options: TransferRouteOptions, producer: CommandP
   offset = String(position.offset);
   const seen = early.find((body) => body.offset === offset);
   if (seen !== undefined) waiter.cancel();
-  const own = seen ?? await waiter.outcome;
+  const own = seen ?? await untilHandedOver(options, partition, waiter);
+  if (own === HANDED_OVER) return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options), deadline);
   if (own !== undefined) fromEvents.add(own);
   return own;
+}
+
+const HANDED_OVER = Symbol('handed over');
+
+/** The waiter's outcome, or HANDED_OVER (the waiter cancelled) once this instance no longer applies the partition. */
+async function untilHandedOver(
+  options: TransferRouteOptions, partition: number, waiter: { outcome: Promise<TransactionBody | undefined>; cancel(): void },
+): Promise<TransactionBody | undefined | typeof HANDED_OVER> {
+  let timer: NodeJS.Timeout | undefined;
+  const handedOver = new Promise<typeof HANDED_OVER>((resolve) => {
+    timer = setInterval(() => {
+      if (options.ownsPartition(partition)) return;
+      // Settled before the cancel settles the waiter's outcome, so the race sees this first.
+      resolve(HANDED_OVER);
+      waiter.cancel();
+    }, POLL_INTERVAL_MS);
+  });
+  try {
+    return await Promise.race([waiter.outcome, handedOver]);
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** The command's position once the broker acknowledged it, or undefined after `timeoutMs` (a slow or absent broker would otherwise hold the request for librdkafka's message timeout). */
