@@ -55,7 +55,7 @@ export interface CreditRelayOptions {
   readonly mayRelay?: (partition: number) => boolean;
   /**
    * The credited partitions' dedup window (TALLY_DEDUP_WINDOW, the same on every instance of
-   * the group): bounds how far behind its log a credited partition may be for an unsent
+   * the group): bounds how far behind its log a credited partition may be for a
    * credit to be relayed at once.
    */
   readonly dedupWindow: number;
@@ -105,6 +105,8 @@ export class CreditRelay {
   private sweepTimer: NodeJS.Timeout | undefined;
   private marking = false;
   private relaying: Promise<number> = Promise.resolve(0);
+  private sweeping = false;
+  private closing = false;
   relayed = 0;
   marked = 0;
   failures = 0;
@@ -112,7 +114,7 @@ export class CreditRelay {
   withheld = 0;
   /** Credits sent again because their partition passed an earlier copy without an outcome. */
   resentUnapplied = 0;
-  /** Unsent credits held back because their partition lagged too far behind its log (above). */
+  /** Credits held back because their partition lagged too far behind its log (header). */
   heldBack = 0;
 
   private constructor(private readonly producer: Kafka.Producer, private readonly options: CreditRelayOptions) {
@@ -160,7 +162,7 @@ export class CreditRelay {
   /** A committed cross-partition transfer: relay its credit now. Whether it was produced. */
   relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): boolean {
     const key = keyOf(sourcePartition, sourceOffset);
-    if (this.inFlight.has(key) || this.awaitingMark.has(key)) return false;
+    if (this.closing || this.inFlight.has(key) || this.awaitingMark.has(key)) return false;
     // An instance paused (SIGSTOP, a frozen VM) between a commit and this call may have lost
     // the partition meanwhile, and its new owner has relayed the same credit already. A copy
     // sent now could reach the credited partition after the credit left its dedup window and
@@ -226,7 +228,9 @@ export class CreditRelay {
         txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
         currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
       });
-      if (produced) relayed++;
+      if (!produced) continue;
+      relayed++;
+      if (row.sent) this.resentUnapplied++;
     }
     if (relayed > 0) this.options.log.info({ partitions, credits: relayed }, 'relaying unsent credits');
     return relayed;
@@ -240,7 +244,6 @@ export class CreditRelay {
   private logResends(partitions: readonly number[], ready: readonly OutboxRow[]): void {
     const passed = ready.filter((row) => row.sent);
     if (passed.length > 0) {
-      this.resentUnapplied += passed.length;
       this.options.log.warn({
         credits: passed.length, first: { partition: passed[0]!.partition, offset: passed[0]!.kafka_offset, toPartition: passed[0]!.to_partition, creditOffset: passed[0]!.sent_offset },
       }, 'credits passed their partition without an outcome (its balance table full, or the message lost): sending them again; make room (TALLY_BALANCE_CAPACITY) if this repeats');
@@ -273,23 +276,27 @@ export class CreditRelay {
 
   /**
    * The high watermark of each credited partition of `rows`, and whether its log runs too far
-   * ahead of its durable offset for an unsent credit to be relayed now (header). A partition
-   * whose watermark cannot be read is left out, and its credits wait for the next sweep.
+   * ahead of its durable offset for a credit to be relayed now (header). Read all at once, so
+   * the credits go out right after: commands arriving between a watermark's read and the
+   * produce use up the margin. A partition whose watermark cannot be read is left out, and
+   * its credits wait for the next sweep.
    */
   private async watermarksOf(rows: readonly OutboxRow[]): Promise<Map<number, { high: number; lagging: boolean }>> {
-    const watermarks = new Map<number, { high: number; lagging: boolean }>();
-    const failed = new Set<number>();
+    const durable = new Map<number, number>();
+    for (const row of rows) durable.set(row.to_partition, Number(row.credited_next_offset ?? 0));
     const gapMax = Math.floor(this.options.dedupWindow / 4);
-    for (const row of rows) {
-      if (watermarks.has(row.to_partition) || failed.has(row.to_partition)) continue;
-      try {
-        const high = await this.highWatermarkOf(row.to_partition);
-        watermarks.set(row.to_partition, { high, lagging: high - Number(row.credited_next_offset ?? 0) > gapMax });
-      } catch (error) {
-        failed.add(row.to_partition);
-        this.options.log.warn({ err: error, toPartition: row.to_partition }, 'cannot read the credited partition\'s high watermark; its unsent credits wait for the next sweep');
+    const partitions = [...durable.keys()];
+    const reads = await Promise.allSettled(partitions.map((partition) => this.highWatermarkOf(partition)));
+    const watermarks = new Map<number, { high: number; lagging: boolean }>();
+    reads.forEach((read, i) => {
+      const partition = partitions[i]!;
+      if (read.status === 'fulfilled') {
+        watermarks.set(partition, { high: read.value, lagging: read.value - durable.get(partition)! > gapMax });
+        return;
       }
-    }
+      this.failures++;
+      this.options.log.warn({ err: read.reason, toPartition: partition }, 'cannot read the credited partition\'s high watermark; its credits wait for the next sweep');
+    });
     return watermarks;
   }
 
@@ -323,7 +330,12 @@ export class CreditRelay {
   /** Marks what was acknowledged, waits (bounded) for what is in flight, disconnects. */
   async close(timeoutMs = 10_000): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.closing = true;
     const deadline = Date.now() + timeoutMs;
+    // A relayUnsent under way produces nothing more (closing), but may still be reading.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.relaying, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+    clearTimeout(timer);
     while (this.inFlight.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     clearInterval(this.markTimer);
     // A mark already running returns at once from markSent(): wait for it, then mark the rest.
@@ -333,10 +345,16 @@ export class CreditRelay {
   }
 
   private async sweep(): Promise<void> {
+    // At most one sweep at a time, so sweeps slowed by the broker or the database never pile
+    // up ahead of a take's relayUnsent.
+    if (this.sweeping) return;
+    this.sweeping = true;
     try {
       await this.relayUnsent(this.options.ownedPartitions());
     } catch (error) {
       this.options.log.warn({ err: error }, 'credit sweep failed; retrying at the next sweep');
+    } finally {
+      this.sweeping = false;
     }
   }
 
@@ -349,7 +367,7 @@ export class CreditRelay {
         const batch = this.acknowledged.splice(0, ROWS_PER_STATEMENT);
         try {
           await this.options.db.query(
-            `UPDATE transfer_outbox AS o SET sent = true, sent_offset = u.sent_offset FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
+            `UPDATE transfer_outbox AS o SET sent = true, sent_offset = GREATEST(o.sent_offset, u.sent_offset) FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS u(partition, kafka_offset, sent_offset)
               WHERE o.partition = u.partition AND o.kafka_offset = u.kafka_offset`,
             [batch.map((p) => p.partition), batch.map((p) => p.offset), batch.map((p) => p.creditOffset)]);
         } catch (error) {

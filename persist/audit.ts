@@ -118,7 +118,7 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
   },
   {
     name: 'no_credit_passed_unapplied',
-    description: 'a cross-partition credit the credited partition passed without an outcome (its balance table was full, or the message was lost) is sent again by the relay every sweep; make room there (TALLY_BALANCE_CAPACITY) so it can be applied',
+    description: 'a cross-partition credit the credited partition passed without an outcome (its balance table was full, or the message was lost) is sent again by the relay at its sweeps (every 10 s, once that partition is close enough to the end of its log); make room there (TALLY_BALANCE_CAPACITY) so it can be applied',
     sql: `SELECT o.partition, o.kafka_offset, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, o.sent_offset,
                  (SELECT max(l.next_offset) FROM partition_leases l WHERE l.partition = o.to_partition) AS credited_partition_next_offset
             FROM transfer_outbox o
