@@ -56,3 +56,27 @@ test('usage: help exits 0, no command or an unknown one exits 2 with the usage o
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /TALLY_FLUSH_WORKERS: expected .*, got "many"/);
 });
+
+// A configuration the broker or the database contradicts is a configuration error too:
+// exit 2, which the systemd unit does not restart (RestartPreventExitStatus=2), instead of
+// exit 1 and a restart every 2 s for ever.
+test('a configuration the broker or the database contradicts (partition count, currencies) exits 2', { timeout: 120_000 }, async () => {
+  const topic = uniqueName('tally.commands.cli-mismatch');
+  await createTopic(topic, 2);
+  const database = await createScratchDatabase(testPgUrl, 'tally_cli_mismatch');
+  const base = {
+    TALLY_KAFKA_BROKERS: testKafkaBrokers, TALLY_PG_URL: database.url, TALLY_COMMANDS_TOPIC: topic, TALLY_CONSUMER_GROUP: uniqueName('cli'),
+    TALLY_PARTITION_ASSIGNMENT: 'static', TALLY_DEDUP_WINDOW: '4096', TALLY_BALANCE_CAPACITY: '4096', TALLY_HTTP_PORT: '0',
+  };
+  try {
+    const partitions = spawnTally({ ...base, TALLY_COMMAND_PARTITIONS: '3', TALLY_CURRENCIES: 'USDT:6' });
+    assert.equal(await partitions.exited, 2, partitions.output.join('').slice(-2000));
+    assert.match(partitions.output.join(''), /has 2 partitions but TALLY_COMMAND_PARTITIONS is 3/);
+    // The database now knows USDT:6 as currency 1; BTC:8 in its place would reinterpret it.
+    const currencies = spawnTally({ ...base, TALLY_COMMAND_PARTITIONS: '2', TALLY_CURRENCIES: 'BTC:8' });
+    assert.equal(await currencies.exited, 2, currencies.output.join('').slice(-2000));
+    assert.match(currencies.output.join(''), /currency id 1 is USDT:6 in the database but BTC:8 in the configuration/);
+  } finally {
+    await database.drop();
+  }
+});

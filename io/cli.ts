@@ -100,6 +100,12 @@ async function main(argv: readonly string[]): Promise<number> {
     else await runStart(config, log);
     return 0;
   } catch (error) {
+    // A configuration the database or the broker contradicts (currencies, partition count)
+    // is as bad as one that does not parse: exit 2, which systemd does not restart.
+    if (error instanceof ConfigError) {
+      log.error({ err: error, command }, `tally: configuration error: ${error.message}`);
+      return 2;
+    }
     log.error({ err: error, command }, 'tally failed');
     return 1;
   }

@@ -32,7 +32,7 @@ import { Metrics } from './metrics';
 import { OutcomeCache } from './outcome_cache';
 import { registerTransactionRoutes } from './transaction_routes';
 import { registerTransferRoutes } from './transfer_routes';
-import type { TallyConfig } from './config';
+import { ConfigError, type TallyConfig } from './config';
 import type { LeaseRowSeen } from '../persist/lease';
 import type { Logger } from './logger';
 
@@ -197,7 +197,7 @@ export class Service {
     const topicPartitions = await topicPartitionCount(config.kafkaBrokers, config.commandsTopic);
     if (topicPartitions === 0) throw new Error(`commands topic ${config.commandsTopic} does not exist; create it with ${config.commandPartitions} partitions (npm run services:up does) or set TALLY_COMMANDS_TOPIC`);
     if (topicPartitions !== config.commandPartitions) {
-      throw new Error(`commands topic ${config.commandsTopic} has ${topicPartitions} partitions but TALLY_COMMAND_PARTITIONS is ${config.commandPartitions}; they must be equal`);
+      throw new ConfigError(`commands topic ${config.commandsTopic} has ${topicPartitions} partitions but TALLY_COMMAND_PARTITIONS is ${config.commandPartitions}; they must be equal`);
     }
     const engine = await EngineThread.start({
       commandSlotCount: COMMAND_RING_SLOTS,

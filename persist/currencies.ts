@@ -5,6 +5,7 @@
 
 import pg from 'pg';
 import { CurrencyRegistry } from '../engine/currency_registry';
+import { ConfigError } from '../io/config';
 
 export async function syncCurrencies(client: pg.Client, registry: CurrencyRegistry): Promise<void> {
   const wanted = registry.serialize().currencies.map((c, index) => ({ id: index + 1, code: c.code, scale: c.scale }));
@@ -15,10 +16,10 @@ export async function syncCurrencies(client: pg.Client, registry: CurrencyRegist
   for (const row of stored) {
     const configured = wanted[row.id - 1];
     if (configured === undefined) {
-      throw new Error(`TALLY_CURRENCIES: the database knows currency ${row.code} (id ${row.id}) but the configuration lists only ${wanted.length} currencies; currencies may only be appended`);
+      throw new ConfigError(`TALLY_CURRENCIES: the database knows currency ${row.code} (id ${row.id}) but the configuration lists only ${wanted.length} currencies; currencies may only be appended`);
     }
     if (configured.code !== row.code || configured.scale !== row.scale) {
-      throw new Error(`TALLY_CURRENCIES: currency id ${row.id} is ${row.code}:${row.scale} in the database but ${configured.code}:${configured.scale} in the configuration; keep existing entries and append new ones`);
+      throw new ConfigError(`TALLY_CURRENCIES: currency id ${row.id} is ${row.code}:${row.scale} in the database but ${configured.code}:${configured.scale} in the configuration; keep existing entries and append new ones`);
     }
   }
 }
