@@ -18,6 +18,7 @@ import type { SeededRandom } from '../engine/wire_fixtures';
 export const CHAOS_LEASE_TTL_MS = 3000;
 export const CHAOS_SESSION_TIMEOUT_MS = 6000;
 const STOP_BOUND_MS = 40_000;
+const SEND_TICK_MS = 100;
 
 /** One place an instance runs; its process is replaced by restarts. */
 interface Slot {
@@ -62,12 +63,20 @@ export class ChaosCluster {
   async run(seconds: number, count: number, send: (index: number) => void, flush: () => Promise<void>): Promise<void> {
     const began = Date.now();
     let sent = 0;
-    while (Date.now() < began + seconds * 1000 && this.failures.length === 0) {
-      const due = Math.min(count, Math.ceil(count * (Date.now() - began + 4000) / (seconds * 1000)));
+    // Commands flow all the time, a tenth of a second's worth at a time, so every step (a
+    // kill, a pause, a stop) lands while commands are being applied, flushed and announced.
+    const sendDue = (): void => {
+      const due = Math.min(count, Math.ceil(count * (Date.now() - began) / (seconds * 1000)));
       for (; sent < due; sent++) send(sent);
-      await flush();
+    };
+    while (Date.now() < began + seconds * 1000 && this.failures.length === 0) {
       await this.step();
-      await sleep(1500 + this.random.int(3000));
+      const nextStepAt = Date.now() + 1500 + this.random.int(3000);
+      while (Date.now() < nextStepAt) {
+        sendDue();
+        await sleep(SEND_TICK_MS);
+      }
+      await flush();
     }
     for (; sent < count; sent++) send(sent);
     await flush();
