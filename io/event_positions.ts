@@ -4,7 +4,8 @@
 // committed but their events may never have reached the broker (a crash right after the
 // COMMIT). Republished events carry "replayed":true; they have no balances (the balances of
 // that moment are not stored). Outcomes tx_outcomes does not record (duplicate replays,
-// conflicting repeats, malformed messages, BALANCE_TABLE_FULL) are republished from
+// conflicting repeats, malformed messages, BALANCE_TABLE_FULL), and outcomes a tx_id
+// recorded again displaced from tx_outcomes, are republished from
 // tx_replies (migration 007), whose rows below a recorded position are deleted when it is
 // recorded: only the last second or so of them is kept.
 //

@@ -173,6 +173,10 @@ test('a tx_id recorded again after it left the dedup window keeps its newest out
       engine.publish();
       assert.equal((await flush(taskOver(engine, ledger.url, first, engine.ring.publishedSequence(), [0]))).status, 'committed');
       assert.deepEqual((await client.query("SELECT kafka_offset::int FROM tx_outcomes WHERE tx_id = 'again'")).rows, [{ kafka_offset: 6 }]);
+      // The outcomes displaced (offset 0, older in the first batch; offset 3, moved by the
+      // second) stay announceable: a republish from below them reads them from tx_replies.
+      assert.deepEqual((await client.query("SELECT kafka_offset::int, accepted, reason, original_offset FROM tx_replies WHERE tx_id = 'again' ORDER BY kafka_offset")).rows,
+        [{ kafka_offset: 0, accepted: true, reason: null, original_offset: null }, { kafka_offset: 3, accepted: true, reason: null, original_offset: null }]);
       const balance = (await client.query('SELECT available::int FROM balances WHERE account = 1001')).rows;
       assert.deepEqual(balance, [{ available: 19 }]);
     });

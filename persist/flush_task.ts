@@ -159,12 +159,20 @@ const UPSERT_BALANCES_ADVANCE_OFFSETS_SQL = `
 // (`stale`, counted before the insert: every CTE reads the same snapshot): that command was
 // written before, and the journal has no key of its own to stop its legs being written again
 // (migration 005). Otherwise the newest staged outcome per tx_id is inserted or moves the
-// stored one forward, and `written` must equal `staged`.
+// stored one forward, and `written` must equal `staged`. The outcomes it displaces (the
+// stored one it moves, and older ones of the same tx_id in the batch) go to tx_replies at
+// their offsets, so a republish from below them still announces those commands.
 const UPSERT_OUTCOMES_SQL = `
   WITH stale AS (
     SELECT count(*) AS n FROM ${STAGED_OUTCOMES_TABLE} s JOIN tx_outcomes o USING (partition, tx_id) WHERE s.kafka_offset <= o.kafka_offset
   ), newest AS (
     SELECT DISTINCT ON (partition, tx_id) ${OUTCOME_COLUMNS} FROM ${STAGED_OUTCOMES_TABLE} ORDER BY partition, tx_id, kafka_offset DESC
+  ), displaced AS (
+    INSERT INTO tx_replies (${REPLY_COLUMNS})
+    SELECT o.partition, o.kafka_offset, o.tx_id, o.accepted, o.reason, NULL::bigint FROM tx_outcomes o JOIN newest n USING (partition, tx_id) WHERE o.kafka_offset < n.kafka_offset
+    UNION ALL
+    SELECT s.partition, s.kafka_offset, s.tx_id, s.accepted, s.reason, NULL::bigint FROM ${STAGED_OUTCOMES_TABLE} s JOIN newest n USING (partition, tx_id) WHERE s.kafka_offset < n.kafka_offset
+    ON CONFLICT DO NOTHING
   ), written AS (
     INSERT INTO tx_outcomes (${OUTCOME_COLUMNS}) SELECT ${OUTCOME_COLUMNS} FROM newest
     ON CONFLICT (partition, tx_id) DO UPDATE
