@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { BalanceStream, CLOSE_PARTITION_MOVED, CLOSE_SLOW_CONSUMER } from './balance_stream';
+import { BalanceStream, CLOSE_PARTITION_MOVED, CLOSE_PUSHES_LOST, CLOSE_SLOW_CONSUMER } from './balance_stream';
 import type { PartitionOwnership } from './balance_routes';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 import type { DurableOutcome } from './durable_outcome';
@@ -89,7 +89,7 @@ async function streamClient(port: number): Promise<{ ws: WebSocket; received: Ar
   return { ws, received, closed, next };
 }
 
-test('only accounts of partitions applied here can be subscribed; subscribers of a partition that leaves are closed with 4009', { timeout: 60_000 }, async () => {
+test('only accounts of partitions applied here can be subscribed; subscribers of a partition that leaves are closed with 4009, of one whose pushes were lost with 4010', { timeout: 60_000 }, async () => {
   const partitionCount = 4;
   const owned = new Set([0, 1]);
   let stoppedOutsideLog = -1;
@@ -129,6 +129,16 @@ test('only accounts of partitions applied here can be subscribed; subscribers of
     stream.publish({ txId: 't', offset: 1, balances: [{ account: on(1), currency: 'USDT', available: '1', frozen: '0', partition: 1 }] } as unknown as DurableOutcome);
     assert.equal((await other.next())['op'], 'balance', 'a subscriber of a partition still applied here keeps its pushes');
     assert.equal(stream.subscriptions, 1);
+    // A durable change of partition 1 whose pushes were lost (its fan-out failed): its
+    // subscribers are told; nobody else is.
+    const bystander = await streamClient(server.port);
+    bystander.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['1'] }));
+    assert.equal((await bystander.next())['op'], 'subscribed');
+    stream.pushesLost(1);
+    assert.equal(await other.closed, CLOSE_PUSHES_LOST, 'the subscriber of partition 1 is told its pushes are incomplete');
+    stream.pushesLost(0);
+    bystander.ws.send(JSON.stringify({ op: 'unsubscribe', accounts: ['1'] }));
+    assert.equal((await bystander.next())['op'], 'unsubscribed', 'a subscriber of system accounts only stays connected');
   } finally {
     for (const ws of clients.splice(0)) ws.terminate();
     server.close();

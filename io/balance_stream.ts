@@ -11,8 +11,9 @@
 // Only accounts whose home partition this instance applies can be subscribed (others get
 // PARTITION_NOT_OWNED or PARTITION_UNAVAILABLE, as over HTTP); when a partition stops being
 // applied here (handed over, lease lost), its subscribers are closed with code 4009
-// (PARTITION_MOVED), so a subscription never goes quiet unnoticed. Subscriptions are bounded
-// per connection and in all.
+// (PARTITION_MOVED), and when a durable change's pushes could not be built (its fan-out
+// failed) the subscribers of its partition are closed with code 4010 (PUSHES_LOST), so a
+// subscription never goes quiet unnoticed. Subscriptions are bounded per connection and in all.
 
 import uWS from 'uWebSockets.js';
 import type { DurableOutcome } from './durable_outcome';
@@ -22,6 +23,7 @@ import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 export const CLOSE_SLOW_CONSUMER = 4008;
 export const CLOSE_PARTITION_MOVED = 4009;
+export const CLOSE_PUSHES_LOST = 4010;
 const SUBSCRIPTIONS_PER_CONNECTION_MAX = 10_000;
 /**
  * Subscriptions (connection, account) of all connections together: each costs a few hundred
@@ -186,20 +188,33 @@ export class BalanceStream {
    * reconnects, to the partition's new owner, and reads the current balances over HTTP).
    */
   partitionsLeft(partitions: readonly number[]): void {
+    this.closeSubscribersOf(partitions, CLOSE_PARTITION_MOVED, 'PARTITION_MOVED: a subscribed account\'s partition is no longer applied here; reconnect and read balances over HTTP');
+  }
+
+  /**
+   * A durable change of the partition reached no subscriber (its fan-out failed, and which
+   * accounts it changed is not known): every connection subscribed to an account of the
+   * partition is closed with 4010, and reads the current balances over HTTP after reconnecting.
+   */
+  pushesLost(partition: number): void {
+    this.closeSubscribersOf([partition], CLOSE_PUSHES_LOST, 'PUSHES_LOST: a durable change of a subscribed account\'s partition could not be pushed; reconnect and read balances over HTTP');
+  }
+
+  private closeSubscribersOf(partitions: readonly number[], code: number, reason: string): void {
     const ownership = this.ownership;
     if (ownership === undefined || this.byAccount.size === 0 || partitions.length === 0) return;
-    const left = new Set(partitions);
+    const of = new Set(partitions);
     const closing = new Set<uWS.WebSocket<Subscriber>>();
     for (const [account, subscribers] of this.byAccount) {
-      if (account.length <= SYSTEM_ACCOUNT_DIGITS_MAX || !left.has(homePartitionOfAccountDecimal(account, ownership.partitionCount))) continue;
+      if (account.length <= SYSTEM_ACCOUNT_DIGITS_MAX || !of.has(homePartitionOfAccountDecimal(account, ownership.partitionCount))) continue;
       for (const ws of subscribers) closing.add(ws);
     }
     if (closing.size === 0) return;
-    this.log.info({ partitions, connections: closing.size }, 'closing WebSocket subscribers of partitions no longer applied here');
+    this.log.info({ partitions, connections: closing.size, code }, 'closing WebSocket subscribers of partitions');
     for (const ws of closing) {
       if (ws.getUserData().closed) continue;
       ws.getUserData().closed = true;
-      ws.end(CLOSE_PARTITION_MOVED, 'PARTITION_MOVED: a subscribed account\'s partition is no longer applied here; reconnect and read balances over HTTP');
+      ws.end(code, reason);
     }
   }
 

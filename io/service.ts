@@ -101,11 +101,13 @@ export class Service {
 
   private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {
     this.fanoutQueue = new DurableSlotQueue(registry, (error, position, partition, offset) => {
-      log.error({ err: error, ringPosition: position, partition, offset }, 'fan-out of a durable command failed: its cache entry, pushes and credit are skipped (the sweep relays the credit); its event is republished at the partition\'s next take');
+      log.error({ err: error, ringPosition: position, partition, offset }, 'fan-out of a durable command failed: its cache entry, pushes and credit are skipped (the sweep relays the credit; its partition\'s stream subscribers are closed with 4010); its event is republished at the partition\'s next take');
       parts.metrics.noteFanoutFailure();
       // Its event may not have been handed over: the partition's recorded position must stay
       // below it, or later deliveries would carry the position past an event never published.
       parts.publisher.noteFailed(partition, offset, 'the fan-out of this durable command failed');
+      // Its pushes are lost too: its partition's subscribers must not go on as if complete.
+      parts.stream.pushesLost(partition);
     });
   }
 
