@@ -235,9 +235,10 @@ export async function assertEveryCommandAnnounced(
 }
 
 /**
- * tx_replies rows left: none once every instance stopped cleanly (each records its delivered
- * event positions on the way out, which deletes the replies below them).
+ * No tx_replies row is left once every instance stopped cleanly: each records its delivered
+ * event positions on the way out, which deletes the replies below them.
  */
-export async function repliesLeft(client: pg.Client): Promise<number> {
-  return Number((await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM tx_replies')).rows[0]!.n);
+export async function assertNoRepliesLeft(client: pg.Client): Promise<void> {
+  const left = Number((await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM tx_replies')).rows[0]!.n);
+  assert.equal(left, 0, 'every stopped instance recorded its delivered events and deleted the replies below them');
 }

@@ -18,16 +18,43 @@ import { CurrencyRegistry } from '../engine/currency_registry';
 
 const TTL_MS = 1500;
 
-test('a credit whose source partition\'s lease could have expired (a paused process) is withheld; one of a held partition is sent', { timeout: 120_000 }, async () => {
-  const topic = uniqueName('tally.commands.relay');
+interface RelayHarness {
+  readonly topic: string;
+  readonly databaseUrl: string;
+  readonly db: pg.Pool;
+  readonly relay: CreditRelay;
+  /** An unsent outbox row of source partition 0 owing a credit to account 1002 on partition 1. */
+  insertOutboxRow(offset: number): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** A relay on a fresh 2-partition commands topic and scratch database, sweeping only when asked. */
+async function startRelay(name: string, options: { ownedPartitions: number[]; mayRelay?: (partition: number) => boolean }): Promise<RelayHarness> {
+  const topic = uniqueName(`tally.commands.${name}`);
   await createTopic(topic, 2);
-  const database = await createScratchDatabase(testPgUrl, 'tally_relay');
-  const keeper = new LeaseKeeper({ pgUrl: database.url, topic, owner: 'a', ttlMs: TTL_MS, onLost: () => undefined });
-  const db = new pg.Pool({ connectionString: database.url, max: 2 });
+  const database = await createScratchDatabase(testPgUrl, `tally_${name}`);
+  const db = new pg.Pool({ connectionString: database.url, max: 3 });
   const relay = await CreditRelay.connect({
     brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
-    ownedPartitions: () => [], mayRelay: (partition) => keeper.holds(partition), sweepIntervalMs: 3_600_000, dedupWindow: 1024,
+    ownedPartitions: () => options.ownedPartitions, mayRelay: options.mayRelay, sweepIntervalMs: 3_600_000, dedupWindow: 1024,
   });
+  return {
+    topic, databaseUrl: database.url, db, relay,
+    insertOutboxRow: (offset) => db.query(
+      `INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
+       VALUES (0, $1, $2, 1001, 1002, 1, 1, 1000000)`, [offset, `t-${offset}`]),
+    close: async () => {
+      await relay.close();
+      await db.end();
+      await database.drop();
+    },
+  };
+}
+
+test('a credit whose source partition\'s lease could have expired (a paused process) is withheld; one of a held partition is sent', { timeout: 120_000 }, async () => {
+  let keeper: LeaseKeeper | undefined;
+  const { topic, databaseUrl, relay, close } = await startRelay('relay', { ownedPartitions: [], mayRelay: (partition) => keeper?.holds(partition) === true });
+  keeper = new LeaseKeeper({ pgUrl: databaseUrl, topic, owner: 'a', ttlMs: TTL_MS, onLost: () => undefined });
   const credit = (partition: number, offset: number) => ({ txId: creditTxIdOf(partition, offset), account: '1002', partition: 1, currency: 'USDT', amount: '1' });
   try {
     await keeper.acquire(0);
@@ -45,10 +72,8 @@ test('a credit whose source partition\'s lease could have expired (a paused proc
     const sent = await readAllEvents(testKafkaBrokers, topic, 2000);
     assert.deepEqual(sent.map((message) => message.txId), [creditTxIdOf(1, 7)], 'only the held partition\'s credit reached the topic');
   } finally {
-    await relay.close();
     await keeper.stop();
-    await db.end();
-    await database.drop();
+    await close();
   }
 });
 
@@ -60,22 +85,12 @@ test('a credit whose source partition\'s lease could have expired (a paused proc
 // 1024-tx_id window, so the relay holds the credit back until that partition's durable offset
 // has passed every copy that may exist, and only then (no outcome) relays it.
 test('a credit (unsent, or passed without an outcome) whose partition is far behind its log is held back until that partition has read every earlier copy', { timeout: 120_000 }, async () => {
-  const topic = uniqueName('tally.commands.holdback');
-  await createTopic(topic, 2);
-  const database = await createScratchDatabase(testPgUrl, 'tally_holdback');
-  const db = new pg.Pool({ connectionString: database.url, max: 3 });
-  const relay = await CreditRelay.connect({
-    brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
-    ownedPartitions: () => [0], sweepIntervalMs: 3_600_000, dedupWindow: 1024,
-  });
+  const { topic, db, relay, insertOutboxRow, close } = await startRelay('holdback', { ownedPartitions: [0] });
   const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
   const creditTxId = creditTxIdOf(0, 5);
   const copiesOf = async (txId: string): Promise<number> => (await readAllEvents(testKafkaBrokers, topic, 1500)).filter((m) => m.txId === txId).length;
   const outboxRow = async (offset: number) => (await db.query<{ sent: boolean; sent_offset: string | null }>(
     'SELECT sent, sent_offset FROM transfer_outbox WHERE partition = 0 AND kafka_offset = $1', [offset])).rows[0]!;
-  const insertOutboxRow = (offset: number) => db.query(
-    `INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
-     VALUES (0, $1, $2, 1001, 1002, 1, 1, 1000000)`, [offset, `t-${offset}`]);
   try {
     await db.query("INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, 1, 'owner-of-1', 1, 0)", [topic]);
     await insertOutboxRow(5);
@@ -132,29 +147,18 @@ test('a credit (unsent, or passed without an outcome) whose partition is far beh
     assert.equal(await copiesOf(creditTxIdOf(0, 8)), 1);
   } finally {
     await producer.disconnect();
-    await relay.close();
-    await db.end();
-    await database.drop();
+    await close();
   }
 });
 
 // A credit the broker acknowledged is not relayed again while its mark waits (here on a row
 // lock, as behind a database outage): the outbox still calls it unsent.
 test('an acknowledged credit whose mark has not committed yet is not relayed again by a sweep', { timeout: 120_000 }, async () => {
-  const topic = uniqueName('tally.commands.unmarked');
-  await createTopic(topic, 2);
-  const database = await createScratchDatabase(testPgUrl, 'tally_unmarked');
-  const db = new pg.Pool({ connectionString: database.url, max: 3 });
-  const relay = await CreditRelay.connect({
-    brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
-    ownedPartitions: () => [0], sweepIntervalMs: 3_600_000, dedupWindow: 1024,
-  });
-  const locker = new pg.Client({ connectionString: database.url });
+  const { topic, databaseUrl, db, relay, insertOutboxRow, close } = await startRelay('unmarked', { ownedPartitions: [0] });
+  const locker = new pg.Client({ connectionString: databaseUrl });
   await locker.connect();
   try {
-    await db.query(
-      `INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
-       VALUES (0, 9, 't-9', 1001, 1002, 1, 1, 1000000)`);
+    await insertOutboxRow(9);
     await locker.query('BEGIN');
     await locker.query('SELECT 1 FROM transfer_outbox WHERE partition = 0 AND kafka_offset = 9 FOR UPDATE');
     assert.equal(await relay.relayUnsent([0]), 1);
@@ -168,8 +172,6 @@ test('an acknowledged credit whose mark has not committed yet is not relayed aga
     assert.equal((await readAllEvents(testKafkaBrokers, topic, 1500)).filter((m) => m.txId === creditTxIdOf(0, 9)).length, 1);
   } finally {
     await locker.end();
-    await relay.close();
-    await db.end();
-    await database.drop();
+    await close();
   }
 });
