@@ -177,7 +177,7 @@ class ReferenceModel {
 
   private isMalformed(command: ModelCommand): boolean {
     if (command.type < CommandType.Deposit || command.type > CommandType.Credit) return true;
-    if (command.type !== CommandType.Credit && /^~[xr][0-9]+-[0-9]+$/.test(command.txId)) return true;
+    if ((command.type === CommandType.Credit) !== /^~[xr][0-9]+-[0-9]+$/.test(command.txId)) return true;
     if (isSystem(command.account)) return true;
     if (command.type === CommandType.Transfer && isSystem(command.counterAccount)) return true;
     if (command.type === CommandType.Settle && (command.legCount < 1 || command.legCount > 12)) return true;
@@ -404,6 +404,10 @@ class Workload {
     return this.offsets[partition]++;
   }
 
+  private strayCreditTxId(partition: number): string {
+    return `~r${partition}-${this.txCounter++}`;
+  }
+
   private newTxId(): string {
     const n = this.txCounter++;
     const r = this.random.next();
@@ -470,9 +474,12 @@ class Workload {
     else if (r < 0.045) command = this.single(CommandType.Unparseable, '', index, 0, 0n, { rejectCode: random.chance(0.5) ? RejectCode.Malformed : 0 });
     else if (r < 0.05) command = this.single(CommandType.Deposit, txId, index, currency, 5n, { account: BigInt(random.int(4)) });
     else if (r < 0.06) command = this.single(CommandType.Deposit, txId, index, currency, this.typicalAmount(currency), { partition: (home + 1 + random.int(PARTITIONS - 1)) % PARTITIONS });
-    else if (r < 0.063) command = this.single(CommandType.Credit, txId, index, currency, this.typicalAmount(currency), { partition: (home + 1 + random.int(PARTITIONS - 1)) % PARTITIONS, counterHome: 0 });
-    else if (r < 0.065) command = this.single(CommandType.Credit, txId, index, currency, random.chance(0.5) ? 0n : -this.typicalAmount(currency), { counterHome: 0 });
-    else if (r < 0.066) command = this.single(CommandType.Credit, txId, index, currency, 5n, { account: BigInt(random.int(4)), counterHome: 0 });
+    // Credits not owed by any transfer (a refund's shape, ~r, unlike the relay's ~x): wrong
+    // partition, bad amount, a system account; and one whose tx_id is not of the credit shape.
+    else if (r < 0.063) command = this.single(CommandType.Credit, this.strayCreditTxId(home), index, currency, this.typicalAmount(currency), { partition: (home + 1 + random.int(PARTITIONS - 1)) % PARTITIONS, counterHome: 0 });
+    else if (r < 0.064) command = this.single(CommandType.Credit, this.strayCreditTxId(home), index, currency, random.chance(0.5) ? 0n : -this.typicalAmount(currency), { counterHome: 0 });
+    else if (r < 0.065) command = this.single(CommandType.Credit, txId, index, currency, this.typicalAmount(currency), { counterHome: 0 });
+    else if (r < 0.066) command = this.single(CommandType.Credit, this.strayCreditTxId(home), index, currency, 5n, { account: BigInt(random.int(4)), counterHome: 0 });
     else if (r < 0.3) {
       command = this.single(CommandType.Deposit, txId, index, currency, this.typicalAmount(currency));
       if (this.funded.length < 2000) this.funded.push({ index, currency });

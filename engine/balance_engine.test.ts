@@ -328,7 +328,7 @@ test('credit moves the amount from transit (3) of its partition to the account; 
   const h = harness();
   h.run(deposit('d1', 1001n, 100n));
   h.run(crossing('x1', 1001n, 1005n, 60n, 1));
-  const { outcome, legs } = h.run(credit('x1/credit', 1005n, 60n, 1));
+  const { outcome, legs } = h.run(credit('~x0-1', 1005n, 60n, 1));
   assert.deepEqual([outcome.status, outcome.flags, outcome.legCount, outcome.slotCount, outcome.partition, outcome.commandType], [1, OUTCOME_FLAG_RECORDED, 2, 2, 1, CommandType.Credit]);
   assert.deepEqual(
     legs.map((leg) => [leg.account, leg.partition, leg.availableDelta, leg.frozenDelta, leg.resultingAvailable]),
@@ -339,25 +339,25 @@ test('credit moves the amount from transit (3) of its partition to the account; 
   assert.deepEqual(h.balance(3n, USDT, 1), [-60n, 0n]);
   assert.deepEqual(h.balance(3n, USDT), [0n, 0n], 'summed over partitions');
   // A credit may arrive before anything else touched transit there: transit goes negative.
-  assert.deepEqual(h.run(credit('c2', 1006n, 5n, 1)).legs.map((leg) => leg.resultingAvailable), [5n, -65n]);
+  assert.deepEqual(h.run(credit('~x0-12', 1006n, 5n, 1)).legs.map((leg) => leg.resultingAvailable), [5n, -65n]);
 });
 
 test('credit: the account must live on the command partition, else WRONG_PARTITION (recorded)', () => {
   const h = harness();
-  const wrong = h.run({ ...credit('c1', 1005n, 5n, 1), accountHome: 0 });
+  const wrong = h.run({ ...credit('~x0-11', 1005n, 5n, 1), accountHome: 0 });
   assert.deepEqual([wrong.outcome.status, wrong.outcome.reason, wrong.outcome.flags, wrong.legs.length], [2, RejectCode.WrongPartition, OUTCOME_FLAG_RECORDED, 0]);
-  const replay = h.run({ ...credit('c1', 1005n, 5n, 1), accountHome: 0 });
+  const replay = h.run({ ...credit('~x0-11', 1005n, 5n, 1), accountHome: 0 });
   assert.deepEqual([replay.outcome.reason, replay.outcome.flags], [RejectCode.WrongPartition, OUTCOME_FLAG_DUPLICATE]);
   assert.equal(h.balance(1005n, USDT), undefined);
   assert.equal(h.balance(3n, USDT, 1), undefined);
-  assert.equal(h.run({ ...credit('c2', 5n, 5n, 1) }).outcome.reason, RejectCode.Malformed, 'a system account is never credited');
-  assert.equal(h.run(credit('c3', 1005n, 0n, 1)).outcome.reason, RejectCode.BadAmount);
+  assert.equal(h.run({ ...credit('~x0-12', 5n, 5n, 1) }).outcome.reason, RejectCode.Malformed, 'a system account is never credited');
+  assert.equal(h.run(credit('~x0-13', 1005n, 0n, 1)).outcome.reason, RejectCode.BadAmount);
 });
 
 test('credit: a relay retry replays the stored outcome and changes nothing', () => {
   const h = harness();
-  const first = h.run(credit('c1', 1005n, 7n, 1));
-  const retry = h.run(credit('c1', 1005n, 7n, 1));
+  const first = h.run(credit('~x0-11', 1005n, 7n, 1));
+  const retry = h.run(credit('~x0-11', 1005n, 7n, 1));
   assert.deepEqual([retry.outcome.status, retry.outcome.reason, retry.outcome.flags, retry.outcome.legCount], [1, RejectCode.None, OUTCOME_FLAG_DUPLICATE, 0]);
   assert.equal(retry.outcome.originalOffset, first.outcome.kafkaOffset);
   assert.deepEqual(h.balance(1005n, USDT), [7n, 0n]);
@@ -365,20 +365,19 @@ test('credit: a relay retry replays the stored outcome and changes nothing', () 
   assert.equal(h.engine.counters[COUNTER_DUPLICATES], 1);
 });
 
-test('credit: the same tx_id with another payload, or as a deposit, is DUPLICATE_TX_ID_CONFLICT', () => {
+test('credit: the same tx_id with another payload is DUPLICATE_TX_ID_CONFLICT (as a deposit it is MALFORMED, below)', () => {
   const h = harness();
-  h.run(credit('c1', 1005n, 7n, 1));
+  h.run(credit('~x0-11', 1005n, 7n, 1));
   const conflicts: Fields[] = [
-    credit('c1', 1005n, 8n, 1),
-    credit('c1', 1006n, 7n, 1),
-    { ...credit('c1', 1005n, 7n, 1), currency: BTC },
-    { ...credit('c1', 1005n, 7n, 1), type: CommandType.Deposit },
+    credit('~x0-11', 1005n, 8n, 1),
+    credit('~x0-11', 1006n, 7n, 1),
+    { ...credit('~x0-11', 1005n, 7n, 1), currency: BTC },
   ];
   for (const fields of conflicts) {
     const { outcome, legs } = h.run(fields);
     assert.deepEqual([outcome.reason, outcome.flags, legs.length], [RejectCode.DuplicateTxIdConflict, 0, 0], JSON.stringify(fields, (_key, value) => (typeof value === 'bigint' ? String(value) : value)));
   }
-  assert.equal(h.run(credit('c1', 1005n, 7n, 1)).outcome.flags, OUTCOME_FLAG_DUPLICATE, 'a conflict does not overwrite the original');
+  assert.equal(h.run(credit('~x0-11', 1005n, 7n, 1)).outcome.flags, OUTCOME_FLAG_DUPLICATE, 'a conflict does not overwrite the original');
   assert.deepEqual(h.balance(1005n, USDT), [7n, 0n]);
   assert.equal(h.balance(0n, USDT, 1), undefined, 'a credit never touches the external account');
 });
@@ -398,14 +397,29 @@ test('a tx_id of the credit shape (~x<p>-<o>, ~r<p>-<o>) is MALFORMED on any oth
   for (const txId of ['~x1-', '~x-5', '~y1-5', '~x1-5a', 'a~x1-5', '~x1_5']) assert.equal(h.run({ ...deposit(txId, 1001n, 1n) }).outcome.status, 1, txId);
 });
 
+test('a credit whose tx_id is not of the credit shape is MALFORMED, not recorded, and moves nothing out of transit', () => {
+  const h = harness();
+  // Only Tally sends credits, always with ~x<p>-<o> (or ~r<p>-<o> for a refund): anything else
+  // claiming to be a credit is not the half of a transfer and must not credit anyone.
+  for (const txId of ['c1', 'x1/credit', '~x1-', '~y1-5', 'a~x1-5']) {
+    const forged = h.run(credit(txId, 1005n, 60n, 1));
+    assert.deepEqual([forged.outcome.status, forged.outcome.reason, forged.outcome.flags, forged.legs.length], [2, RejectCode.Malformed, 0, 0], txId);
+    assert.equal(h.run(credit(txId, 1005n, 60n, 1)).outcome.flags, 0, `${txId}: not recorded, so a retry is MALFORMED again, not a duplicate`);
+  }
+  assert.equal(h.balance(1005n, USDT), undefined);
+  assert.equal(h.balance(3n, USDT, 1), undefined);
+  assert.equal(h.run(credit('~r0-7', 1005n, 60n, 1)).outcome.status, 1, 'a refund credit (~r) is applied');
+  assert.deepEqual(h.balance(1005n, USDT), [60n, 0n]);
+});
+
 test('credit: AMOUNT_OVERFLOW and BALANCE_TABLE_FULL as for a deposit', () => {
   const h = harness();
   h.run({ ...deposit('d1', 1005n, I64_MAX), partition: 1, accountHome: 1 });
-  assert.deepEqual([h.run(credit('c1', 1005n, 1n, 1)).outcome.reason], [RejectCode.AmountOverflow]);
+  assert.deepEqual([h.run(credit('~x0-11', 1005n, 1n, 1)).outcome.reason], [RejectCode.AmountOverflow]);
   assert.deepEqual(h.balance(1005n, USDT), [I64_MAX, 0n]);
   const small = harness({ capacity: 2 });
-  assert.equal(small.run(credit('c1', 1005n, 1n, 1)).outcome.status, 1);
-  const full = small.run(credit('c2', 1006n, 1n, 1));
+  assert.equal(small.run(credit('~x0-11', 1005n, 1n, 1)).outcome.status, 1);
+  const full = small.run(credit('~x0-12', 1006n, 1n, 1));
   assert.deepEqual([full.outcome.reason, full.outcome.flags], [RejectCode.BalanceTableFull, 0]);
-  assert.equal(small.run(credit('c2', 1005n, 1n, 1)).outcome.status, 1, 'BALANCE_TABLE_FULL is not recorded: the tx_id is free');
+  assert.equal(small.run(credit('~x0-12', 1005n, 1n, 1)).outcome.status, 1, 'BALANCE_TABLE_FULL is not recorded: the tx_id is free');
 });

@@ -21,7 +21,7 @@
 //      (unknown type; a system account where a user   so a client can resend a corrected
 //      account is required; settle legCount ∉ 1..12;  message with the same tx_id
 //      a tx_id reserved for credits, reserved_tx_id.ts,
-//      on anything but a credit)
+//      on anything but a credit; a credit without one)
 //   3. tx_id in the partition's dedup window: same payloadHash → the stored outcome again,
 //      flagged DUPLICATE, nothing changes; other payloadHash → DUPLICATE_TX_ID_CONFLICT,
 //      not recorded (the original outcome stays)
@@ -536,9 +536,13 @@ export class BalanceEngine {
     const w = slot >> 2;
     const type = words[w + CommandWord.Header] & 0xff;
     if (type < CommandType.Deposit || type > CommandType.Credit) return false;
-    // The first byte alone rules out nearly every tx_id (reserved ones start with '~').
+    // A credit carries a reserved tx_id and nothing else does: a credit is only ever sent by
+    // Tally (the relay, or an operator's refund), so one with any other tx_id is not a half
+    // of a transfer and must not move money out of transit. For other types the first byte
+    // alone rules out nearly every tx_id (reserved ones start with '~').
     const txIdAt = slot + CommandWord.TxId * 4;
-    if (this.commandBytes[txIdAt] === RESERVED_TX_ID_FIRST_BYTE && type !== CommandType.Credit && isReservedTxIdBytes(this.commandBytes, txIdAt, txIdLength)) return false;
+    const isCredit = type === CommandType.Credit;
+    if ((isCredit || this.commandBytes[txIdAt] === RESERVED_TX_ID_FIRST_BYTE) && isReservedTxIdBytes(this.commandBytes, txIdAt, txIdLength) !== isCredit) return false;
     if (!isUserAccount(words[w + CommandWord.Account], words[w + CommandWord.Account + 1])) return false;
     if (type === CommandType.Transfer) return isUserAccount(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1]);
     if (type === CommandType.Settle) {

@@ -30,7 +30,7 @@ import { beginSlot, clearTxId, finishCommand, finishMalformed, txIdHasNul, worse
 import { CURRENCY_CODE_BYTES_MAX, CurrencyRegistry, UNKNOWN_CURRENCY_ID, codeWordAt } from './currency_registry';
 import { Hash64, hash64CopyWords } from './hash64';
 import { homePartitionOfAccountWords } from './partitioner';
-import { CanonicalPayload } from './payload_hash';
+import { AMOUNT_OVER_SCALE_FLAG, CanonicalPayload } from './payload_hash';
 import { RejectCode } from './reject_code';
 import { SAFE_HIGH_WORD_LIMIT, TWO_POW_32 } from './uint64_words';
 import { isValidUtf8 } from './utf8';
@@ -180,7 +180,7 @@ export class BinaryCommandDecoder {
     const minor = magnitude * POW10[currencyScale - canonicalScale];
     if (minor >= TWO_POW_53) return false;
     // Non-negative values below 2^53: `| 0` of the quotient is its floor.
-    payload.amountCanonical(canonicalScale, magnitude | 0, (magnitude / TWO_POW_32) | 0);
+    payload.amountCanonical(canonicalScale, magnitude | 0, (magnitude / TWO_POW_32) | 0, 0);
     u32[(slotOffset + SlotLayout.AmountOffset) >> 2] = minor | 0;
     u32[(slotOffset + SlotLayout.AmountOffset + 4) >> 2] = (minor / TWO_POW_32) | 0;
     finishCommand(views, slotOffset, type, RejectCode.None, payload);
@@ -268,7 +268,7 @@ export class BinaryCommandDecoder {
     if (minor >= TWO_POW_53) return false;
     const canonical = negative ? -magnitude : magnitude;
     // Words as int32 bit patterns, as in safeAmount.
-    this.payload.amountCanonical(canonicalScale, canonical | 0, Math.floor(canonical / TWO_POW_32) | 0);
+    this.payload.amountCanonical(canonicalScale, canonical | 0, Math.floor(canonical / TWO_POW_32) | 0, 0);
     const signed = negative ? -minor : minor;
     const u32 = views.u32;
     u32[valueByteOffset >> 2] = signed | 0;
@@ -423,7 +423,7 @@ export class BinaryCommandDecoder {
     }
     const canonical = negative ? -magnitude : magnitude;
     // Words as int32 bit patterns (`| 0`): arguments in Smi range never box a heap number.
-    this.payload.amountCanonical(canonicalScale, canonical | 0, Math.floor(canonical / TWO_POW_32) | 0);
+    this.payload.amountCanonical(canonicalScale, canonical | 0, Math.floor(canonical / TWO_POW_32) | 0, currencyScale >= 0 && literalScale > currencyScale ? AMOUNT_OVER_SCALE_FLAG : 0);
     if (signBad) return RejectCode.BadAmount;
     if (currencyScale < 0) return RejectCode.None;
     if (literalScale > currencyScale) return RejectCode.BadAmount;
@@ -439,7 +439,7 @@ export class BinaryCommandDecoder {
   private wideAmount(lo: number, hi: number, literalScale: number, valueOffset: number, sign: AmountSign): RejectCode {
     const decimal = this.decimal;
     readDecimalMantissa(lo, hi, literalScale, decimal);
-    this.payload.amountValue(decimal);
+    this.payload.amountValue(decimal, this.currencyScale);
     return writeScaledAmount(this.views as CommandSlotViews, this.slotOffset + valueOffset, decimal, this.currencyScale, sign);
   }
 }

@@ -449,7 +449,7 @@ export class JsonCommandDecoder {
       this.payload.amountOpaque(CanonicalAmountKind.Text, this.resolvedBytes, this.resolvedStart, this.resolvedEnd);
       return RejectCode.BadAmount;
     }
-    if (!this.payload.amountValue(decimal)) {
+    if (!this.payload.amountValue(decimal, this.currencyScale)) {
       this.payload.amountOpaque(CanonicalAmountKind.Text, this.resolvedBytes, this.resolvedStart, this.resolvedEnd);
     }
     return writeScaledAmount(this.views as CommandSlotViews, this.slotOffset + valueOffset, decimal, this.currencyScale, sign);

@@ -50,8 +50,8 @@ test('any difference in meaning changes the hash', () => {
     { ...DEPOSIT, amount: '100.5000000' },
   ];
   const hashes = variants.map((variant) => payloadHashOf(json(variant)));
-  // '100.5000000' has too many digits for USDT (BAD_AMOUNT) but the same value: same hash.
-  assert.equal(hashes.pop(), base);
+  // '100.5000000' has the same value but more digits than USDT's scale of 6: BAD_AMOUNT, a
+  // different outcome, so a different payload too (below).
   assert.equal(new Set([base, ...hashes]).size, hashes.length + 1);
   const transfer = { type: 'transfer', tx_id: 't', from: '1', to: '2', currency: 'BTC', amount: '1' };
   assert.notEqual(payloadHashOf(json(transfer)), payloadHashOf(json({ ...transfer, from: '2', to: '1' })));
@@ -59,6 +59,34 @@ test('any difference in meaning changes the hash', () => {
   const settle = (legs: unknown[]) => json({ type: 'settle', tx_id: 's', account: '1', legs });
   assert.notEqual(payloadHashOf(settle([leg('1', '1'), leg('2', '-1')])), payloadHashOf(settle([leg('2', '-1'), leg('1', '1')])));
   assert.equal(payloadHashOf(settle([leg('1', '1.0'), leg('2', '-1')])), payloadHashOf(settle([leg('1', '01'), leg('2', '-1.00')])));
+});
+
+test('an amount with more digits than its currency\'s scale is a payload of its own: a retry that only changed the digits is a conflict, not the other\'s outcome', () => {
+  const tooMany = { ...DEPOSIT, amount: '100.5000000' };
+  const [valid, overScale] = [DEPOSIT, tooMany].map((command) => {
+    decodeCommand(Buffer.from(json(command)), 0, 0, 16, REGISTRY, views, 0);
+    return readCommandSlot(views, 0);
+  });
+  assert.deepEqual([valid.rejectCode, overScale.rejectCode], [RejectCode.None, RejectCode.BadAmount]);
+  assert.notEqual(overScale.payloadHash, valid.payloadHash);
+  // The record says so in the amount's first word: kind 0, canonical scale 1, over scale.
+  const record = Buffer.alloc(44);
+  record.writeUInt32LE(1 | (1 << 8), 0);
+  record.writeBigUInt64LE(1001n, 4);
+  record.writeUInt32LE(4, 12);
+  record.write('USDT', 16, 'latin1');
+  record.writeUInt32LE(0 | (1 << 8) | (1 << 16), 32);
+  record.writeBigInt64LE(1005n, 36);
+  assert.equal(overScale.payloadHash, hash64BigInt(record));
+  // Every over-scale spelling of the value is the same payload (all BAD_AMOUNT), in JSON and in binary.
+  for (const amount of ['100.50000000', '0100.5000000']) assert.equal(payloadHashOf(json({ ...DEPOSIT, amount })), overScale.payloadHash, amount);
+  assert.equal(payloadHashOf(encodeCommandBinary(tooMany as WireCommand)), overScale.payloadHash, 'binary');
+  assert.equal(payloadHashOf(encodeCommandBinary(DEPOSIT as WireCommand)), valid.payloadHash, 'binary, within the scale');
+  // A settle leg too; an unknown currency has no scale, so its amounts are never over it.
+  const leg = (available: string) => ({ account: '1001', currency: 'USDT', available, frozen: '0' });
+  const settle = (available: string) => json({ type: 'settle', tx_id: 's', account: '1001', legs: [leg(available), { ...leg(available), account: '2', available: `-${available}` }] });
+  assert.notEqual(payloadHashOf(settle('1.0000000')), payloadHashOf(settle('1')));
+  assert.equal(payloadHashOf(json({ ...DEPOSIT, currency: 'DOGE', amount: '100.5000000000000' })), payloadHashOf(json({ ...DEPOSIT, currency: 'DOGE' })));
 });
 
 test('a credit hashes like a deposit with its own type in the header, in JSON and in binary', () => {

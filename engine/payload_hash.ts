@@ -19,11 +19,18 @@
 //   currency 5 words: byte length (1..16), then the code's bytes as sent, zero padded to
 //            16 bytes (the code, not the registry id: the same in every process, and
 //            defined for unknown currencies too)
-//   amount   3 words: kind | scale << 8, then two words:
+//   amount   3 words: kind | scale << 8 | overScale << 16, then two words:
 //     kind 0 (value):  the canonical mantissa as i64 (low word first) with scale = its
 //                      canonical scale: value = mantissa / 10^scale, scale = 0 or
 //                      mantissa % 10 != 0 ("100.50" -> 1005, 1; "-0" -> 0, 0). Used
 //                      whenever the mantissa fits i64 and scale <= 18, any currency.
+//                      overScale is 1 when the amount has more digits after the point,
+//                      as written (binary: its scale byte), than its known currency's
+//                      scale, else 0: "1.10" and "1.1" are the same payload at scale 2,
+//                      but "1.100" is BAD_AMOUNT there, so it must not hash like them (a
+//                      retry that only changed the digits would get the other's outcome).
+//                      Every amount a currency accepts has overScale 0, so its hash is
+//                      the same as before the flag existed.
 //     kind 1 (text):   hash64(seed 0) of the JSON string's unescaped bytes, scale 0;
 //                      strings that are no such value (bad syntax, too many digits).
 //     kind 2 (number): hash64(seed 0) of the JSON number token's bytes, scale 0;
@@ -39,6 +46,8 @@ import { Hash64, hash64, hash64Aligned } from './hash64';
 import { Words64 } from './uint64_words';
 
 export const CANONICAL_PAYLOAD_VERSION = 1;
+/** Bit of an amount's first word: more digits after the point than the currency's scale. */
+export const AMOUNT_OVER_SCALE_FLAG = 1 << 16;
 
 export const enum CanonicalAmountKind {
   Value = 0,
@@ -94,11 +103,15 @@ export class CanonicalPayload {
     this.length = at + CURRENCY_WORDS;
   }
 
-  /** Kind 0 when the canonical value fits; returns false (nothing written) otherwise. */
-  amountValue(amount: DecimalAmount): boolean {
+  /**
+   * Kind 0 when the canonical value fits; returns false (nothing written) otherwise.
+   * `currencyScale`: the scale of the amount's currency, or -1 if it is unknown.
+   */
+  amountValue(amount: DecimalAmount, currencyScale: number): boolean {
     if (!canonicalFitsInt64(amount)) return false;
     canonicalMantissaWords(amount, this.mantissa);
-    this.amountWords(CanonicalAmountKind.Value | (amount.canonicalScale << 8), this.mantissa.lo, this.mantissa.hi);
+    const overScale = currencyScale >= 0 && amount.literalScale > currencyScale ? AMOUNT_OVER_SCALE_FLAG : 0;
+    this.amountWords(CanonicalAmountKind.Value | (amount.canonicalScale << 8) | overScale, this.mantissa.lo, this.mantissa.hi);
     return true;
   }
 
@@ -109,11 +122,12 @@ export class CanonicalPayload {
   }
 
   /**
-   * Kind 0 from parts the caller already has: the canonical mantissa as i64 words (lo, hi)
-   * and its canonical scale (the rules above; no trailing fraction zeros).
+   * Kind 0 from parts the caller already has: the canonical mantissa as i64 words (lo, hi),
+   * its canonical scale (the rules above; no trailing fraction zeros) and whether it has
+   * more digits than its currency's scale (AMOUNT_OVER_SCALE_FLAG or 0).
    */
-  amountCanonical(canonicalScale: number, lo: number, hi: number): void {
-    this.amountWords(CanonicalAmountKind.Value | (canonicalScale << 8), lo, hi);
+  amountCanonical(canonicalScale: number, lo: number, hi: number, overScale: number): void {
+    this.amountWords(CanonicalAmountKind.Value | (canonicalScale << 8) | overScale, lo, hi);
   }
 
   hash(out: Hash64): void {

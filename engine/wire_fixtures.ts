@@ -103,7 +103,8 @@ export function randomWireCommand(random: SeededRandom, options: WorkloadOptions
   const account = String(firstAccountId + random.int(options.accountCount));
   const currency = random.pick(options.currencies);
   const tx_id = `tx-${random.seed.toString(16)}-${sequence}-${random.nextU32().toString(36)}`;
-  if (options.credits === true && random.chance(0.05)) return { type: 'credit', tx_id, account, currency: currency.code, amount: randomAmount(random, currency.scale) };
+  // A credit's tx_id is always the reserved ~x<partition>-<offset> of its debit (reserved_tx_id.ts).
+  if (options.credits === true && random.chance(0.05)) return { type: 'credit', tx_id: `~x0-${sequence}`, account, currency: currency.code, amount: randomAmount(random, currency.scale) };
   const roll = random.int(100);
   if (roll < 30) return { type: 'deposit', tx_id, account, currency: currency.code, amount: randomAmount(random, currency.scale) };
   if (roll < 55) {

@@ -166,7 +166,8 @@ class ReferencePayload {
     this.parts.push(Buffer.concat([bytes, Buffer.alloc(16 - bytes.length)]));
   }
 
-  amount(value: Json | undefined): void {
+  /** `scale`: the currency's scale, undefined if the currency is unknown. */
+  amount(value: Json | undefined, scale: number | undefined): void {
     if (typeof value !== 'string') {
       this.known = false;
       return;
@@ -177,7 +178,9 @@ class ReferencePayload {
     const mantissa = match !== null && match[1] === '-' ? -magnitude : magnitude;
     const part = Buffer.alloc(12);
     if (match !== null && mantissa >= I64_MIN && mantissa <= I64_MAX && fraction.length <= 18) {
-      part.writeUInt32LE(fraction.length << 8, 0);
+      // Digits after the point as written beyond the currency's scale: BAD_AMOUNT, a payload of its own.
+      const overScale = scale !== undefined && (match[3] ?? '').length > scale ? 1 : 0;
+      part.writeUInt32LE((fraction.length << 8) | (overScale << 16), 0);
       part.writeBigInt64LE(mantissa, 4);
     } else {
       part.writeUInt32LE(1, 0);
@@ -269,7 +272,7 @@ function amountsOf(holder: { [key: string]: Json }, keys: string[], signed: bool
   for (const key of keys) {
     const value = referenceAmount(holder[key], id === 0 ? undefined : registry.scaleOf(id), signed);
     if (value === RejectCode.Malformed) return value;
-    payload.amount(holder[key]);
+    payload.amount(holder[key], id === 0 ? undefined : registry.scaleOf(id));
     if (typeof value === 'bigint') {
       const field = key === 'amount' ? 'amount' : key === 'available' ? 'availableDelta' : 'frozenDelta';
       target[field] = value;
