@@ -29,14 +29,14 @@ interface RelayHarness {
 }
 
 /** A relay on a fresh 2-partition commands topic and scratch database, sweeping only when asked. */
-async function startRelay(name: string, options: { ownedPartitions: number[]; mayRelay?: (partition: number) => boolean }): Promise<RelayHarness> {
+async function startRelay(name: string, options: { ownedPartitions: number[]; mayRelay?: (partition: number) => boolean; dedupWindow?: number }): Promise<RelayHarness> {
   const topic = uniqueName(`tally.commands.${name}`);
   await createTopic(topic, 2);
   const database = await createScratchDatabase(testPgUrl, `tally_${name}`);
   const db = new pg.Pool({ connectionString: database.url, max: 3 });
   const relay = await CreditRelay.connect({
     brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
-    ownedPartitions: () => options.ownedPartitions, mayRelay: options.mayRelay, sweepIntervalMs: 3_600_000, dedupWindow: 1024,
+    ownedPartitions: () => options.ownedPartitions, mayRelay: options.mayRelay, sweepIntervalMs: 3_600_000, dedupWindow: options.dedupWindow ?? 1024,
   });
   return {
     topic, databaseUrl: database.url, db, relay,
@@ -172,6 +172,32 @@ test('an acknowledged credit whose mark has not committed yet is not relayed aga
     assert.equal((await readAllEvents(testKafkaBrokers, topic, 1500)).filter((m) => m.txId === creditTxIdOf(0, 9)).length, 1);
   } finally {
     await locker.end();
+    await close();
+  }
+});
+
+// Instances may run different dedup windows for a while (a rolling change of the setting).
+// The credited partition's owner recorded its window, 1024, when it took the partition; this
+// relay's own is 64 times larger. 400 commands behind its log is within a quarter of the
+// relay's window but not of the owner's: the copy already in the log could have left the
+// owner's window by the time a second one arrives, so the credit is held back.
+test('a credit is held back by the credited partition\'s own dedup window (from its lease row) when that is smaller than the relay\'s', { timeout: 120_000 }, async () => {
+  const { topic, db, relay, insertOutboxRow, close } = await startRelay('holdwindow', { ownedPartitions: [0], dedupWindow: 65_536 });
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  try {
+    await db.query("INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset, dedup_window) VALUES ($1, 1, 'owner-of-1', 1, 0, 1024)", [topic]);
+    await insertOutboxRow(5);
+    for (let i = 0; i < 400; i++) producer.send('1002', Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `f-${i}`, account: '1002', currency: 'USDT', amount: '1' })), 1);
+    await producer.flush();
+    assert.equal(await relay.relayUnsent([0]), 0, 'held back: 400 > 1024 / 4');
+    assert.equal(relay.heldBack, 1);
+    // With no window recorded (an owner of an earlier version), the relay's own applies.
+    await db.query('UPDATE partition_leases SET dedup_window = NULL WHERE topic = $1 AND partition = 1', [topic]);
+    await insertOutboxRow(6);
+    assert.equal(await relay.relayUnsent([0]), 1, 'relayed: 400 <= 65 536 / 4');
+    assert.equal(relay.heldBack, 1);
+  } finally {
+    await producer.disconnect();
     await close();
   }
 });

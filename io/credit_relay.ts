@@ -28,7 +28,10 @@
 // while H - N is at most a quarter of the window (the rest, 7.5 M commands at the default,
 // is room for what arrives while the copy is on its way); otherwise it is held back:
 // `sent_offset` becomes H - 1 (`sent` unchanged), and it is looked at again once the
-// durable offset has passed that, every copy then read. A backlog that large means the
+// durable offset has passed that, every copy then read. The window is the credited
+// partition's: the one its owner recorded in its lease row when it took it, or this
+// instance's own if that is smaller or not recorded (instances may run different windows
+// during a rolling change of TALLY_DEDUP_WINDOW). A backlog that large means the
 // credited partition's owner was stopped or far behind (a long PostgreSQL outage at a high
 // rate): the credit waits for it to catch up instead of risking a second application.
 // `sent_offset` is thus the highest offset at which a copy may sit, not yet read.
@@ -54,9 +57,9 @@ export interface CreditRelayOptions {
    */
   readonly mayRelay?: (partition: number) => boolean;
   /**
-   * The credited partitions' dedup window (TALLY_DEDUP_WINDOW, the same on every instance of
-   * the group): bounds how far behind its log a credited partition may be for a
-   * credit to be relayed at once.
+   * This instance's dedup window (TALLY_DEDUP_WINDOW): with the window a credited partition's
+   * owner recorded in its lease row (the smaller of the two), bounds how far behind its log
+   * that partition may be for a credit to be relayed at once.
    */
   readonly dedupWindow: number;
   readonly sweepIntervalMs?: number;
@@ -90,6 +93,8 @@ interface OutboxRow {
   sent: boolean;
   sent_offset: string | null;
   credited_next_offset: string | null;
+  /** The dedup window the credited partition's owner recorded when it took it (null: not recorded). */
+  credited_dedup_window: string | null;
 }
 
 export class CreditRelay {
@@ -205,9 +210,10 @@ export class CreditRelay {
     if (partitions.length === 0) return 0;
     await this.confirmApplied(partitions);
     const rows = await this.options.db.query<OutboxRow>(
-      `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset, n.next_offset AS credited_next_offset
+      `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset, n.next_offset AS credited_next_offset,
+              n.dedup_window AS credited_dedup_window
          FROM transfer_outbox o
-         LEFT JOIN LATERAL (SELECT l.next_offset FROM partition_leases l WHERE l.topic = $2 AND l.partition = o.to_partition) n ON true
+         LEFT JOIN LATERAL (SELECT l.next_offset, l.dedup_window FROM partition_leases l WHERE l.topic = $2 AND l.partition = o.to_partition) n ON true
         WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
           AND ((NOT o.sent AND o.sent_offset IS NULL) OR o.sent_offset < n.next_offset)
           AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
@@ -283,15 +289,19 @@ export class CreditRelay {
    */
   private async watermarksOf(rows: readonly OutboxRow[]): Promise<Map<number, { high: number; lagging: boolean }>> {
     const durable = new Map<number, number>();
-    for (const row of rows) durable.set(row.to_partition, Number(row.credited_next_offset ?? 0));
-    const gapMax = Math.floor(this.options.dedupWindow / 4);
+    const gapMax = new Map<number, number>();
+    for (const row of rows) {
+      durable.set(row.to_partition, Number(row.credited_next_offset ?? 0));
+      const window = Math.min(this.options.dedupWindow, Number(row.credited_dedup_window ?? this.options.dedupWindow));
+      gapMax.set(row.to_partition, Math.floor(window / 4));
+    }
     const partitions = [...durable.keys()];
     const reads = await Promise.allSettled(partitions.map((partition) => this.highWatermarkOf(partition)));
     const watermarks = new Map<number, { high: number; lagging: boolean }>();
     reads.forEach((read, i) => {
       const partition = partitions[i]!;
       if (read.status === 'fulfilled') {
-        watermarks.set(partition, { high: read.value, lagging: read.value - durable.get(partition)! > gapMax });
+        watermarks.set(partition, { high: read.value, lagging: read.value - durable.get(partition)! > gapMax.get(partition)! });
         return;
       }
       this.failures++;

@@ -215,7 +215,7 @@ export class Service {
     logEngineAffinity(engine, config, log);
     let service: Service | undefined;
     const leases = new LeaseKeeper({
-      pgUrl: config.pgUrl, topic: config.commandsTopic, owner: config.instanceId, ttlMs: config.leaseTtlMs, log,
+      pgUrl: config.pgUrl, topic: config.commandsTopic, owner: config.instanceId, ttlMs: config.leaseTtlMs, log, dedupWindow: config.dedupWindow,
       onLost: (partitions, reason) => service?.stopPartitions(partitions, reason),
     });
     // Every query is bounded (server and client side), so a stalled PostgreSQL fails a lookup,

@@ -82,6 +82,20 @@ test('the fencing token grows on every acquire and next_offset comes back', { ti
   });
 });
 
+test('a take records the taker\'s dedup window in the lease row; a take that names none leaves it', { timeout: 60_000 }, async () => {
+  await withScratch('tally_lease', async (_url, client) => {
+    const windowOf = async (): Promise<string | null> => (await client.query<{ dedup_window: string | null }>('SELECT dedup_window FROM partition_leases WHERE partition = 4')).rows[0]!.dedup_window;
+    await acquireLease(client, TOPIC, 4, 'a', 10_000);
+    assert.equal(await windowOf(), null);
+    await acquireLease(client, TOPIC, 4, 'a', 10_000, 5_000_000);
+    assert.equal(await windowOf(), '5000000');
+    await acquireLease(client, TOPIC, 4, 'b', 10_000);
+    assert.equal(await windowOf(), '5000000');
+    await acquireLeaseIfUnchanged(client, TOPIC, 4, 'c', 10_000, { owner: 'b', fencingToken: 3 }, 1024);
+    assert.equal(await windowOf(), '1024');
+  });
+});
+
 test('renewal extends live leases and reports taken-over or released ones as lost', { timeout: 60_000 }, async () => {
   await withScratch('tally_lease', async (_url, client) => {
     const a0 = await acquireLease(client, TOPIC, 0, 'a', 1_000);

@@ -44,17 +44,19 @@ function toSafeInteger(text: string, what: string): number {
 /**
  * Takes partition `partition` of `topic` for `owner`: creates its lease row if missing, then
  * bumps the fencing token and sets owner and expiry in one UPDATE. Returns the new token and
- * the stored next offset.
+ * the stored next offset. `dedupWindow`, if given, is recorded as the window the partition is
+ * now deduplicated with (the credit relays of other instances read it; io/credit_relay.ts).
  */
-export async function acquireLease(client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number): Promise<Lease> {
+export async function acquireLease(client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, dedupWindow?: number): Promise<Lease> {
   assertTtl(ttlMs);
   await client.query('INSERT INTO partition_leases (topic, partition) VALUES ($1, $2) ON CONFLICT DO NOTHING', [topic, partition]);
   const result = await client.query<{ fencing_token: string; next_offset: string }>(
     `UPDATE partition_leases
-        SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond'
+        SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond',
+            dedup_window = COALESCE($5::bigint, dedup_window)
       WHERE topic = $1 AND partition = $2
   RETURNING fencing_token, next_offset`,
-    [topic, partition, owner, ttlMs],
+    [topic, partition, owner, ttlMs, dedupWindow ?? null],
   );
   const row = result.rows[0];
   if (row === undefined) throw new Error(`lease: the row of ${topic}/${partition} vanished between INSERT and UPDATE`);
@@ -73,16 +75,17 @@ export interface LeaseRowSeen {
  * partition over in between. Undefined when the row changed hands.
  */
 export async function acquireLeaseIfUnchanged(
-  client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, seen: LeaseRowSeen,
+  client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, seen: LeaseRowSeen, dedupWindow?: number,
 ): Promise<Lease | undefined> {
   assertTtl(ttlMs);
   const result = await client.query<{ fencing_token: string; next_offset: string }>(
     `UPDATE partition_leases
-        SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond'
+        SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond',
+            dedup_window = COALESCE($7::bigint, dedup_window)
       WHERE topic = $1 AND partition = $2
         AND (owner IS NULL OR owner = $3 OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6))
   RETURNING fencing_token, next_offset`,
-    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken],
+    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken, dedupWindow ?? null],
   );
   const row = result.rows[0];
   if (row === undefined) return undefined;
@@ -152,6 +155,8 @@ export interface LeaseKeeperOptions {
   readonly attemptsMax?: number;
   /** Opens the keeper's connection; tests substitute one that fails on demand. */
   readonly connect?: (config: pg.ClientConfig) => Promise<pg.Client>;
+  /** The dedup window this instance applies taken partitions with, recorded in their lease rows (acquireLease). */
+  readonly dedupWindow?: number;
 }
 
 interface KeptLease {
@@ -221,7 +226,7 @@ export class LeaseKeeper {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, partition, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs));
+      const lease = await this.unblocking(client, partition, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, this.options.dedupWindow));
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
       return lease;
@@ -233,7 +238,7 @@ export class LeaseKeeper {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, partition, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen));
+      const lease = await this.unblocking(client, partition, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen, this.options.dedupWindow));
       if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
