@@ -39,7 +39,12 @@ export class CommandProducer {
         if (error) acknowledged.reject(new Error(`delivery to ${topic} failed: ${error.message}`));
         else acknowledged.resolve({ partition: report.partition, offset: report.offset });
       }
-      if (error && this.failure === undefined) this.failure = new Error(`delivery to ${topic} failed: ${error.message}`);
+      // A failed send() is remembered and reported by the next send() or flush(): its caller
+      // has no other way to learn of it. A failed sendAcknowledged() has told its own caller;
+      // latching it too would fail every later transfer request until a restart, long after
+      // the broker is back.
+      const unacknowledged = acknowledged === undefined || acknowledged === null;
+      if (error && unacknowledged && this.failure === undefined) this.failure = new Error(`delivery to ${topic} failed: ${error.message}`);
       if (!error && report.offset > (this.lastOffsets.get(report.partition) ?? -1)) this.lastOffsets.set(report.partition, report.offset);
       this.pending--;
       if (this.pending === 0) this.wakeDrainWaiters();
@@ -77,11 +82,14 @@ export class CommandProducer {
     this.pending++;
   }
 
-  /** send(), resolved with where the broker stored the command once it acknowledged it. */
-  sendAcknowledged(key: string, value: Buffer): Promise<CommandPosition> {
-    this.throwIfFailed();
+  /**
+   * send(), resolved with where the broker stored the command once it acknowledged it, or
+   * rejected if this one command could not be delivered; earlier failures of other commands
+   * do not affect it.
+   */
+  sendAcknowledged(key: string, value: Buffer, partition?: number): Promise<CommandPosition> {
     return new Promise((resolve, reject) => {
-      this.producer.produce(this.topic, null, value, key, undefined, { resolve, reject } satisfies Acknowledged);
+      this.producer.produce(this.topic, partition ?? null, value, key, undefined, { resolve, reject } satisfies Acknowledged);
       this.pending++;
     });
   }

@@ -13,10 +13,10 @@ export function uniqueName(prefix: string): string {
 }
 
 // Creates a topic of its own for a test or benchmark on the test broker.
-export function createTopic(topic: string, partitions: number): Promise<void> {
+export function createTopic(topic: string, partitions: number, config?: Record<string, string>): Promise<void> {
   const admin = Kafka.AdminClient.create({ 'bootstrap.servers': testKafkaBrokers });
   return new Promise((resolve, reject) => {
-    admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 10_000, (err) => {
+    admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1, ...(config === undefined ? {} : { config }) }, 10_000, (err) => {
       admin.disconnect();
       if (err) reject(err);
       else resolve();
