@@ -149,6 +149,9 @@ export class BalanceStream {
       if (elsewhere !== undefined) return this.send(ws, JSON.stringify(elsewhere));
       for (const account of fresh) {
         data.accounts.add(account);
+        // A system account is subscribed but never pushed (docs/api.md): it changes with
+        // nearly every command of every partition applied here.
+        if (account.length <= SYSTEM_ACCOUNT_DIGITS_MAX) continue;
         let set = this.byAccount.get(account);
         if (set === undefined) this.byAccount.set(account, (set = new Set()));
         set.add(ws);
