@@ -2,12 +2,14 @@
 //   x-tally-timestamp: milliseconds since the Unix epoch when the client signed
 //   x-tally-signature: hex HMAC-SHA256(secret, timestamp + "." + raw body)
 // The timestamp is part of what is signed, so it cannot be changed, and a request is only
-// accepted within `windowMs` of the server clock, which bounds replays to that window; the
-// transaction_id makes a replay inside it a duplicate that changes nothing. Comparison is
-// constant-time. With TALLY_SIGNATURE_TIMESTAMP=optional a request without the timestamp
-// header may carry hex HMAC-SHA256(secret, raw body), the contract's wording taken literally:
-// such a signature never expires, so a captured request can be replayed, and once its
-// transaction_id has left the dedup window the replay is applied again.
+// accepted within `windowMs` of the server clock, which bounds replays to that window; a
+// replay is answered with the stored outcome of its transaction_id and changes nothing (the
+// route checks tx_outcomes before producing, io/transfer_routes.ts, so this holds beyond the
+// engine's dedup window too). Comparison is constant-time. With
+// TALLY_SIGNATURE_TIMESTAMP=optional a request without the timestamp header may carry hex
+// HMAC-SHA256(secret, raw body), the contract's wording taken literally: such a signature
+// never expires, so a captured request can be replayed at any time (it too gets the stored
+// outcome).
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 

@@ -83,19 +83,46 @@ async function startHarness(name: string, ownsPartition: () => boolean, cache: O
 test('a remote transfer request whose command passed unrecorded is answered by a later outcome of its tx_id only if the payload is the same', { timeout: 60_000 }, async () => {
   const { db, topic, partition, payloadHashOf, post, close } = await startHarness('transfer-routes', () => false, new OutcomeCache(0));
   try {
-    // The partition is durable far past anything produced here; each tx_id was recorded at a
-    // later offset than the request's own command will get.
-    await db.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, $2, $3, 1, 1000000)', [topic, partition, 'the-applying-instance']);
-    await db.query(
-      `INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, payload_hash) VALUES ($1, 'retried', 500000, true, $2), ($1, 'reused', 500001, true, $3)`,
-      [partition, payloadHashOf('retried', '1').toString(), payloadHashOf('reused', '999').toString()]);
-
-    const retried = await post('retried', '1');
-    assert.deepEqual([retried.status, retried.body.status, retried.body.offset], [200, 'accepted', '500000'], 'the retry\'s outcome is this transfer\'s');
-    const reused = await post('reused', '1');
-    assert.deepEqual([reused.status, reused.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'another payload\'s outcome is not this transfer\'s');
+    // Each command is produced first (nothing recorded for its tx_id yet); then the database
+    // says the partition is durable far past it and the tx_id was recorded at a later offset.
+    const cases: Array<[string, string, string, number]> = [['retried', '1', '1', 1], ['reused', '1', '999', 2]];
+    const answers = [];
+    for (const [txId, amount, recordedAmount, watermark] of cases) {
+      const answer = post(txId, amount);
+      await waitFor('the command in the log', 20_000, async () => (await highWatermark(topic, partition)) === watermark);
+      if (watermark === 1) await db.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, $2, $3, 1, 1000000)', [topic, partition, 'the-applying-instance']);
+      await db.query('INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, payload_hash) VALUES ($1, $2, $3, true, $4)', [partition, txId, 500000 + watermark, payloadHashOf(txId, recordedAmount).toString()]);
+      answers.push(await answer);
+    }
+    const [retried, reused] = answers;
+    assert.deepEqual([retried!.status, retried!.body.status, retried!.body.offset], [200, 'accepted', '500001'], 'the retry\'s outcome is this transfer\'s');
+    assert.deepEqual([reused!.status, reused!.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT'], 'another payload\'s outcome is not this transfer\'s');
   } finally {
     await close();
+  }
+});
+
+// A signed request replayed after its transaction_id has left the dedup window (more than
+// TALLY_DEDUP_WINDOW commands on its partition since) would be applied again by the engine:
+// the route answers a transaction_id its partition has recorded from tx_outcomes, and
+// produces nothing.
+test('a transfer whose transaction_id is already recorded is answered from PostgreSQL and not produced again, whatever the dedup window', { timeout: 60_000 }, async () => {
+  for (const owns of [false, true]) {
+    const { db, topic, partition, payloadHashOf, post, close } = await startHarness(`transfer-recorded-${owns ? 'here' : 'there'}`, () => owns, new OutcomeCache(16));
+    try {
+      await db.query(
+        "INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES ($1, 'paid', 17, true, NULL, $2), ($1, 'refused', 18, false, 'INSUFFICIENT_AVAILABLE', $3)",
+        [partition, payloadHashOf('paid', '5').toString(), payloadHashOf('refused', '5').toString()]);
+      const replay = await post('paid', '5');
+      assert.deepEqual([replay.status, replay.body], [200, { tx_id: 'paid', status: 'accepted', partition, offset: '17', duplicate: true, original_offset: '17' }], `owns ${owns}`);
+      const refused = await post('refused', '5');
+      assert.deepEqual([refused.status, refused.body.reason, (refused.body as { duplicate?: boolean }).duplicate], [422, 'INSUFFICIENT_AVAILABLE', true]);
+      const other = await post('paid', '6');
+      assert.deepEqual([other.status, other.body.reason], [409, 'DUPLICATE_TX_ID_CONFLICT']);
+      assert.equal(await highWatermark(topic, partition), 0, 'nothing was produced');
+    } finally {
+      await close();
+    }
   }
 });
 

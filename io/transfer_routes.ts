@@ -119,6 +119,10 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
         if (outcome === undefined) return answer('504 Gateway Timeout', { error: 'OUTCOME_TIMEOUT', message: `no durable outcome within ${options.timeoutMs} ms; retry with the same transaction_id to learn it`, tx_id: transfer.transaction_id });
         return answer(statusOf(outcome), outcome);
       }, (error: unknown) => {
+        if (error instanceof RecordUnreadable) {
+          options.log.warn({ err: error, txId: transfer.transaction_id }, 'transfer not submitted: its transaction_id could not be checked against the stored outcomes');
+          return answer('503 Service Unavailable', { error: 'DATABASE_UNAVAILABLE', message: 'the transfer was not submitted: its transaction_id could not be checked against the stored outcomes; retry with the same transaction_id' });
+        }
         if (error instanceof OutcomeUnreadable) {
           options.log.error({ err: error, txId: transfer.transaction_id }, 'transfer outcome could not be read');
           return answer('503 Service Unavailable', { error: 'OUTCOME_UNREADABLE', message: 'the transfer was applied, but its outcome could not be read right now; retry with the same transaction_id to learn it', tx_id: transfer.transaction_id });
@@ -179,6 +183,8 @@ async function submitDebit(options: TransferRouteOptions, transfer: TransferRequ
   const command = Buffer.from(JSON.stringify({
     type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
   }));
+  const recorded = await recordedAnswer(options, partition, transfer.transaction_id, command);
+  if (recorded !== undefined) return recorded;
   const deadline = Date.now() + options.timeoutMs;
   if (options.ownsPartition(partition)) return waitForOwnEvent(options, producer, partition, transfer, command, deadline);
   const position = await acknowledged(producer, transfer.from_account, command, options.timeoutMs);
@@ -260,6 +266,38 @@ function payloadHashOf(command: Buffer, position: CommandPosition, options: Tran
   const views = createCommandSlotViews(1, false);
   decodeJsonCommand(command, position.partition, position.offset, options.partitionCount, options.registry, views, 0);
   return BigInt.asIntN(64, readCommandSlot(views, 0).payloadHash);
+}
+
+/** The transaction_id could not be checked against the stored outcomes (the database away): nothing was produced. */
+export class RecordUnreadable extends Error {}
+
+const RECORDED_SQL = 'SELECT kafka_offset::text AS kafka_offset, accepted, reason, payload_hash::text AS payload_hash FROM tx_outcomes WHERE partition = $1 AND tx_id = $2';
+
+/**
+ * The answer to a transaction_id its partition has already recorded (tx_outcomes keeps every
+ * recorded tx_id), without producing anything: the same payload gets the stored outcome as a
+ * duplicate, another payload DUPLICATE_TX_ID_CONFLICT. The engine's dedup window alone would
+ * give the same answers only while the tx_id is among the partition's last TALLY_DEDUP_WINDOW
+ * recorded commands; a signed request replayed later (within its signature's window, or at any
+ * time with TALLY_SIGNATURE_TIMESTAMP=optional) would be applied again. Undefined when nothing
+ * is recorded (a command on its way is still caught by the dedup window, seconds apart).
+ */
+async function recordedAnswer(options: TransferRouteOptions, partition: number, txId: string, command: Buffer): Promise<TransactionBody | undefined> {
+  let rows: Array<{ kafka_offset: string; accepted: boolean; reason: string | null; payload_hash: string }>;
+  try {
+    rows = (await options.db.query<{ kafka_offset: string; accepted: boolean; reason: string | null; payload_hash: string }>(RECORDED_SQL, [partition, txId])).rows;
+  } catch (error) {
+    throw new RecordUnreadable(`the stored outcomes could not be read: ${(error as Error).message}`);
+  }
+  const row = rows[0];
+  if (row === undefined) return undefined;
+  if (BigInt(row.payload_hash) !== payloadHashOf(command, { partition, offset: 0 }, options)) {
+    return { tx_id: txId, status: 'rejected', reason: rejectCodeName(RejectCode.DuplicateTxIdConflict), partition, offset: row.kafka_offset, original_offset: row.kafka_offset };
+  }
+  return {
+    tx_id: txId, status: row.accepted ? 'accepted' : 'rejected', ...(row.reason === null ? {} : { reason: row.reason }), partition,
+    offset: row.kafka_offset, duplicate: true, original_offset: row.kafka_offset,
+  };
 }
 
 const OUTCOME_AT_SQL = `
