@@ -647,12 +647,21 @@ export class Service {
     const retakable = (p: number): boolean => this.stoppedPartitions.has(p) && !this.owned.has(p) && !this.outsideLog.has(p) && this.stillAssigned(p);
     const candidates = partitions.filter(retakable);
     if (candidates.length === 0) return;
-    const rows = await this.parts.db.query<{ partition: number; owner: string | null }>(
-      'SELECT partition, owner FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
-    const free = rows.rows.filter((r) => r.owner === null || r.owner === this.config.instanceId).map((r) => r.partition);
+    const rows = await this.parts.db.query<{ partition: number; owner: string | null; owner_process: string | null }>(
+      'SELECT partition, owner, owner_process FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.config.commandsTopic, candidates]);
+    // Ours only if this process took it last: a row with our owner name taken by another
+    // process (one started with this TALLY_INSTANCE_ID while this one was frozen) is that
+    // process's, and taking it back would fence it.
+    const thisProcess = this.parts.leases.process;
+    const free = rows.rows.filter((r) => r.owner === null || (r.owner === this.config.instanceId && r.owner_process === thisProcess)).map((r) => r.partition);
+    const twin = rows.rows.filter((r) => r.owner === this.config.instanceId && r.owner_process !== thisProcess).map((r) => r.partition);
     const elsewhere = candidates.filter((p) => !free.includes(p));
     for (const p of elsewhere) this.retaking.delete(p);
-    if (elsewhere.length > 0) this.log.warn({ partitions: elsewhere }, 'lost partitions are owned by another instance now; not taking them back');
+    if (twin.length > 0) {
+      this.log.error({ partitions: twin, instance: this.config.instanceId }, 'lost partitions were taken since by another process with this instance id (two running instances share TALLY_INSTANCE_ID); not taking them back');
+    }
+    const others = elsewhere.filter((p) => !twin.includes(p));
+    if (others.length > 0) this.log.warn({ partitions: others }, 'lost partitions are owned by another instance now; not taking them back');
     if (free.length === 0) return;
     await this.takeAgain(free, retakable, 'lost partitions taken back');
   }

@@ -82,17 +82,18 @@ test('the fencing token grows on every acquire and next_offset comes back', { ti
   });
 });
 
-test('a take records the taker\'s dedup window in the lease row; a take that names none leaves it', { timeout: 60_000 }, async () => {
+test('a take records the taker\'s dedup window (a take that names none leaves it) and process in the lease row', { timeout: 60_000 }, async () => {
   await withScratch('tally_lease', async (_url, client) => {
     const windowOf = async (): Promise<string | null> => (await client.query<{ dedup_window: string | null }>('SELECT dedup_window FROM partition_leases WHERE partition = 4')).rows[0]!.dedup_window;
+    const processOf = async (): Promise<string | null> => (await client.query<{ owner_process: string | null }>('SELECT owner_process FROM partition_leases WHERE partition = 4')).rows[0]!.owner_process;
     await acquireLease(client, TOPIC, 4, 'a', 10_000);
     assert.equal(await windowOf(), null);
-    await acquireLease(client, TOPIC, 4, 'a', 10_000, 5_000_000);
-    assert.equal(await windowOf(), '5000000');
+    await acquireLease(client, TOPIC, 4, 'a', 10_000, { dedupWindow: 5_000_000, ownerProcess: 'process-a' });
+    assert.deepEqual([await windowOf(), await processOf()], ['5000000', 'process-a']);
     await acquireLease(client, TOPIC, 4, 'b', 10_000);
-    assert.equal(await windowOf(), '5000000');
-    await acquireLeaseIfUnchanged(client, TOPIC, 4, 'c', 10_000, { owner: 'b', fencingToken: 3 }, 1024);
-    assert.equal(await windowOf(), '1024');
+    assert.deepEqual([await windowOf(), await processOf()], ['5000000', null], 'the window stays; the process is the taker\'s (none named)');
+    await acquireLeaseIfUnchanged(client, TOPIC, 4, 'c', 10_000, { owner: 'b', fencingToken: 3 }, { dedupWindow: 1024, ownerProcess: 'process-c' });
+    assert.deepEqual([await windowOf(), await processOf()], ['1024', 'process-c']);
   });
 });
 

@@ -16,6 +16,7 @@
 // unreachable until the lease's expiry passed, since by then a successor may own it. A lost
 // partition must stop at once: the consumer stops feeding it and nothing more is flushed.
 
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../io/logger';
 
@@ -41,22 +42,29 @@ function toSafeInteger(text: string, what: string): number {
   return value;
 }
 
+/** What a take records in the lease row besides owner, token and expiry (each left as it was when absent). */
+export interface LeaseRecord {
+  /** The dedup window the partition is now deduplicated with (the credit relays of other instances read it; io/credit_relay.ts). */
+  readonly dedupWindow?: number;
+  /** This process's id (LeaseKeeper.process): tells it apart from another process with the same owner name. */
+  readonly ownerProcess?: string;
+}
+
 /**
  * Takes partition `partition` of `topic` for `owner`: creates its lease row if missing, then
  * bumps the fencing token and sets owner and expiry in one UPDATE. Returns the new token and
- * the stored next offset. `dedupWindow`, if given, is recorded as the window the partition is
- * now deduplicated with (the credit relays of other instances read it; io/credit_relay.ts).
+ * the stored next offset.
  */
-export async function acquireLease(client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, dedupWindow?: number): Promise<Lease> {
+export async function acquireLease(client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, record: LeaseRecord = {}): Promise<Lease> {
   assertTtl(ttlMs);
   await client.query('INSERT INTO partition_leases (topic, partition) VALUES ($1, $2) ON CONFLICT DO NOTHING', [topic, partition]);
   const result = await client.query<{ fencing_token: string; next_offset: string }>(
     `UPDATE partition_leases
         SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond',
-            dedup_window = COALESCE($5::bigint, dedup_window)
+            dedup_window = COALESCE($5::bigint, dedup_window), owner_process = $6::text
       WHERE topic = $1 AND partition = $2
   RETURNING fencing_token, next_offset`,
-    [topic, partition, owner, ttlMs, dedupWindow ?? null],
+    [topic, partition, owner, ttlMs, record.dedupWindow ?? null, record.ownerProcess ?? null],
   );
   const row = result.rows[0];
   if (row === undefined) throw new Error(`lease: the row of ${topic}/${partition} vanished between INSERT and UPDATE`);
@@ -75,17 +83,17 @@ export interface LeaseRowSeen {
  * partition over in between. Undefined when the row changed hands.
  */
 export async function acquireLeaseIfUnchanged(
-  client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, seen: LeaseRowSeen, dedupWindow?: number,
+  client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, seen: LeaseRowSeen, record: LeaseRecord = {},
 ): Promise<Lease | undefined> {
   assertTtl(ttlMs);
   const result = await client.query<{ fencing_token: string; next_offset: string }>(
     `UPDATE partition_leases
         SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond',
-            dedup_window = COALESCE($7::bigint, dedup_window)
+            dedup_window = COALESCE($7::bigint, dedup_window), owner_process = $8::text
       WHERE topic = $1 AND partition = $2
         AND (owner IS NULL OR owner = $3 OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6))
   RETURNING fencing_token, next_offset`,
-    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken, dedupWindow ?? null],
+    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken, record.dedupWindow ?? null, record.ownerProcess ?? null],
   );
   const row = result.rows[0];
   if (row === undefined) return undefined;
@@ -159,6 +167,11 @@ export interface LeaseKeeperOptions {
   readonly dedupWindow?: number;
 }
 
+/** A random id of this keeper's process, recorded with every take (LeaseRecord.ownerProcess). */
+function newProcessId(): string {
+  return `${process.pid}-${randomBytes(8).toString('hex')}`;
+}
+
 interface KeptLease {
   readonly fencingToken: number;
   /** performance.now() after which the lease may have expired: send time of the last successful renewal + ttl. */
@@ -181,6 +194,8 @@ async function connectDefault(config: pg.ClientConfig): Promise<pg.Client> {
 export class LeaseKeeper {
   private client: pg.Client | null = null;
   private readonly leases = new Map<number, KeptLease>();
+  /** Recorded in every lease row this keeper takes: whether a row is this process's, not just its owner name's. */
+  readonly process = newProcessId();
   private timer: NodeJS.Timeout | undefined;
   /** Database work runs one operation at a time on the keeper's one connection. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -194,6 +209,10 @@ export class LeaseKeeper {
     this.renewIntervalMs = Math.max(1, Math.floor(options.ttlMs / 3));
     this.retryDelayMs = Math.max(1, Math.min(RETRY_DELAY_MS_MAX, Math.floor(options.ttlMs / 10)));
     this.attemptsMax = options.attemptsMax ?? ATTEMPTS_MAX_DEFAULT;
+  }
+
+  private record(): LeaseRecord {
+    return { dedupWindow: this.options.dedupWindow, ownerProcess: this.process };
   }
 
   /** Partitions currently held, ascending. */
@@ -226,7 +245,7 @@ export class LeaseKeeper {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, partition, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, this.options.dedupWindow));
+      const lease = await this.unblocking(client, partition, () => acquireLease(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, this.record()));
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
       return lease;
@@ -238,7 +257,7 @@ export class LeaseKeeper {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, partition, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen, this.options.dedupWindow));
+      const lease = await this.unblocking(client, partition, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen, this.record()));
       if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
