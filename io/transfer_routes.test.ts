@@ -34,12 +34,12 @@ interface Harness {
   readonly db: pg.Pool;
   readonly partition: number;
   payloadHashOf(txId: string, amount: string): bigint;
-  post(txId: string, amount: string): Promise<{ status: number; body: { status?: string; reason?: string; offset?: string } }>;
+  post(txId: string, amount: string): Promise<{ status: number; body: { status?: string; reason?: string; offset?: string; error?: string } }>;
   close(): Promise<void>;
 }
 
 /** The transfer routes alone on a real server, producing to a fresh topic nobody consumes, answering from a scratch database. */
-async function startHarness(name: string, ownsPartition: () => boolean, cache: OutcomeCache): Promise<Harness> {
+async function startHarness(name: string, ownsPartition: () => boolean, cache: OutcomeCache, timeoutMs = 10_000): Promise<Harness> {
   const topic = uniqueName(`tally.commands.${name}`);
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, `tally_${name.replace(/-/g, '_')}`);
@@ -50,7 +50,7 @@ async function startHarness(name: string, ownsPartition: () => boolean, cache: O
   const server = await listen({
     host: '127.0.0.1', port: 0, isReady: () => true,
     routes: (app) => registerTransferRoutes(app, {
-      secret: SECRET, signatureWindowMs: 60_000, timeoutMs: 10_000, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: topic,
+      secret: SECRET, signatureWindowMs: 60_000, timeoutMs, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: topic,
       registry, producer: () => producer, cache, db, ownsPartition: () => ownsPartition(), log: createLogger('silent'),
     }),
   });
@@ -69,7 +69,7 @@ async function startHarness(name: string, ownsPartition: () => boolean, cache: O
       const response = await fetch(`http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, {
         method: 'POST', body, headers: { 'content-type': 'application/json', 'x-tally-timestamp': timestamp, 'x-tally-signature': signRequest(SECRET, timestamp, body) },
       });
-      return { status: response.status, body: await response.json() as { status?: string; reason?: string; offset?: string } };
+      return { status: response.status, body: await response.json() as { status?: string; reason?: string; offset?: string; error?: string } };
     },
     close: async () => {
       server.close();
@@ -123,6 +123,22 @@ test('a transfer whose transaction_id is already recorded is answered from Postg
     } finally {
       await close();
     }
+  }
+});
+
+// The database cannot be read while a remote request waits for its outcome: the command is in
+// the log (it may well be applied), so the answer says the outcome could not be read, not that
+// the command never reached Kafka.
+test('a remote transfer whose outcome cannot be read from PostgreSQL until the timeout is 503 OUTCOME_UNREADABLE', { timeout: 60_000 }, async () => {
+  const { db, topic, partition, post, close } = await startHarness('transfer-unreadable', () => false, new OutcomeCache(0), 2000);
+  try {
+    await db.query('ALTER TABLE partition_leases RENAME TO partition_leases_away');
+    const answer = await post('unreadable', '1');
+    assert.deepEqual([answer.status, answer.body.error], [503, 'OUTCOME_UNREADABLE'], JSON.stringify(answer.body));
+    assert.equal(await highWatermark(topic, partition), 1, 'the command was produced');
+    await db.query('ALTER TABLE partition_leases_away RENAME TO partition_leases');
+  } finally {
+    await close();
   }
 });
 

@@ -125,7 +125,7 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
         }
         if (error instanceof OutcomeUnreadable) {
           options.log.error({ err: error, txId: transfer.transaction_id }, 'transfer outcome could not be read');
-          return answer('503 Service Unavailable', { error: 'OUTCOME_UNREADABLE', message: 'the transfer was applied, but its outcome could not be read right now; retry with the same transaction_id to learn it', tx_id: transfer.transaction_id });
+          return answer('503 Service Unavailable', { error: 'OUTCOME_UNREADABLE', message: 'the transfer was handed to Kafka, but its outcome could not be read right now; retry with the same transaction_id to learn it', tx_id: transfer.transaction_id });
         }
         options.log.error({ err: error, txId: transfer.transaction_id }, 'transfer could not be submitted');
         answer('503 Service Unavailable', { error: 'KAFKA_UNAVAILABLE', message: 'the transfer could not be handed to Kafka; retry with the same transaction_id' });
@@ -137,7 +137,7 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
 /** Bodies that are this instance's own result events (waitForOwnEvent), not rows read back. */
 const fromEvents = new WeakSet<TransactionBody>();
 
-/** The transfer was produced and is durable, but its answer could not be read (the database away). */
+/** The transfer was produced (and its debit may be durable), but its answer could not be read (the database away). */
 class OutcomeUnreadable extends Error {}
 
 async function submit(options: TransferRouteOptions, transfer: TransferRequest, waitCredit: boolean): Promise<TransactionBody | undefined> {
@@ -314,9 +314,19 @@ const OUTCOME_AT_SQL = `
  */
 async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPosition, txId: string, payloadHash: bigint, deadline: number): Promise<TransactionBody | undefined> {
   const offset = String(position.offset);
+  let failure: Error | undefined;
   while (Date.now() < deadline) {
-    const result = await options.db.query<{ next_offset: number; kafka_offset: number | null; accepted: boolean | null; reason: string | null; payload_hash: string | null }>(
-      OUTCOME_AT_SQL, [options.commandsTopic, position.partition, txId]);
+    let result: pg.QueryResult<{ next_offset: number; kafka_offset: number | null; accepted: boolean | null; reason: string | null; payload_hash: string | null }>;
+    try {
+      result = await options.db.query(OUTCOME_AT_SQL, [options.commandsTopic, position.partition, txId]);
+      failure = undefined;
+    } catch (error) {
+      // The command is in the log whatever the database says now: a failed read is tried
+      // again until the deadline, and only then reported (503 OUTCOME_UNREADABLE, not 504).
+      failure = error as Error;
+      await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+      continue;
+    }
     const row = result.rows[0];
     if (row !== undefined && row.next_offset > position.offset && row.kafka_offset !== null) {
       const stored: TransactionBody = {
@@ -336,5 +346,6 @@ async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPos
     // must make room; the same transaction_id may be retried): wait, then 504.
     await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
   }
+  if (failure !== undefined) throw new OutcomeUnreadable(`transfer ${txId} was produced at ${position.partition}/${position.offset}, but its outcome could not be read: ${failure.message}`);
   return undefined;
 }
