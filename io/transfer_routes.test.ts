@@ -30,6 +30,7 @@ const FROM = '1001';
 const TO = '1002';
 
 interface Harness {
+  readonly url: string;
   readonly topic: string;
   readonly db: pg.Pool;
   readonly partition: number;
@@ -55,7 +56,7 @@ async function startHarness(name: string, ownsPartition: () => boolean, cache: O
     }),
   });
   return {
-    topic, db, partition,
+    url: `http://127.0.0.1:${server.port}/v1/wallet/balance_transfer`, topic, db, partition,
     // The engine's payload hash of the transfer the route produces, as tx_outcomes stores it.
     payloadHashOf: (txId, amount) => {
       const views = createCommandSlotViews(1, false);
@@ -123,6 +124,28 @@ test('a transfer whose transaction_id is already recorded is answered from Postg
     } finally {
       await close();
     }
+  }
+});
+
+// Headers that cannot carry a valid signature are refused before the body is read, so a
+// client without the secret cannot make the server buffer bodies; nothing is produced.
+test('a transfer request without a usable signature header is refused on its headers, before its body is read', { timeout: 60_000 }, async () => {
+  const { url, topic, partition, close } = await startHarness('transfer-headers', () => false, new OutcomeCache(0));
+  try {
+    const big = 'x'.repeat(100_000);
+    const send = async (headers: Record<string, string>): Promise<[number, string | undefined]> => {
+      const response = await fetch(url, { method: 'POST', body: big, headers });
+      return [response.status, ((await response.json()) as { error?: string }).error];
+    };
+    assert.deepEqual(await send({}), [401, 'MISSING_SIGNATURE'], 'not 413: the body was never read');
+    assert.deepEqual(await send({ 'x-tally-signature': 'a'.repeat(64) }), [401, 'MISSING_SIGNATURE']);
+    assert.deepEqual(await send({ 'x-tally-timestamp': String(Date.now() - 3_600_000), 'x-tally-signature': 'a'.repeat(64) }), [401, 'STALE_TIMESTAMP']);
+    assert.deepEqual(await send({ 'x-tally-timestamp': String(Date.now()), 'x-tally-signature': 'zz' }), [401, 'BAD_SIGNATURE']);
+    // Plausible headers: the body is read (and here refused for its size).
+    assert.deepEqual(await send({ 'x-tally-timestamp': String(Date.now()), 'x-tally-signature': 'a'.repeat(64) }), [413, 'BODY_TOO_LARGE']);
+    assert.equal(await highWatermark(topic, partition), 0);
+  } finally {
+    await close();
   }
 });
 

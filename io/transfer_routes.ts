@@ -18,7 +18,7 @@ import { isReservedTxId } from '../engine/reserved_tx_id';
 import type { OutcomeCache } from './outcome_cache';
 import { readBody } from './http_body';
 import { json } from './http_server';
-import { checkSignature } from './request_signature';
+import { checkSignature, checkSignatureHeaders } from './request_signature';
 import { CreditStatus, TransactionBody, creditOf, withCredit } from './transaction_routes';
 import type { Logger } from './logger';
 
@@ -95,6 +95,11 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
     const waitCredit = !/(?:^|&)wait=debit(?:&|$)/.test(req.getQuery() ?? '');
     const timestamp = req.getHeader('x-tally-timestamp');
     const signature = req.getHeader('x-tally-signature');
+    // Refused on its headers alone without reading the body: nobody without the secret makes
+    // the server buffer bodies (a request with plausible headers still needs a valid signature).
+    if (options.secret === '') return json(res, '503 Service Unavailable', { error: 'TRANSFER_API_DISABLED', message: 'set TALLY_TRANSFER_SECRET to enable the transfer API' });
+    const headers = checkSignatureHeaders(options.signatureWindowMs, Date.now(), timestamp, signature, options.signatureTimestampOptional === true);
+    if (headers !== 'ok') return json(res, '401 Unauthorized', { error: headers, message: 'sign the raw body with HMAC-SHA256 as docs/api.md describes' });
     readBody(res, options.bodyBytesMax, (body, request) => {
       const answer = (status: string, payload: unknown): void => {
         if (!request.aborted) json(res, status, payload);
