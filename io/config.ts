@@ -191,7 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, filePath: strin
 /** TALLY_* variables the project's scripts read (scripts/lib.sh, bench, tests): not service settings, not typos. */
 const SCRIPT_VARIABLES: ReadonlySet<string> = new Set([
   'TALLY_KAFKA_HOST', 'TALLY_KAFKA_PORT', 'TALLY_KAFKA_CONTROLLER_PORT', 'TALLY_KAFKA_VERSION', 'TALLY_PG_HOST', 'TALLY_PG_PORT',
-  'TALLY_DATA_DIR', 'TALLY_CACHE_DIR', 'TALLY_NODE_ARGS', 'TALLY_NAPI_SUPPORT_H',
+  'TALLY_DATA_DIR', 'TALLY_CACHE_DIR', 'TALLY_NODE_ARGS',
 ]);
 
 /**
