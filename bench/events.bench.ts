@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import Kafka from '@confluentinc/kafka-javascript';
+import { stopPolling } from '../io/command_producer';
 import { EventPublisher } from '../io/event_publisher';
 import { createLogger } from '../io/logger';
 import { createTopic, testKafkaBrokers, uniqueName } from '../io/test_services';
@@ -77,7 +78,10 @@ async function bindingPublisher(topic: string): Promise<Publisher> {
       unacknowledged++;
     },
     settled: () => unacknowledged === 0,
-    close: () => new Promise<void>((resolve) => producer.disconnect(() => resolve())),
+    close: () => {
+      stopPolling(producer);
+      return new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+    },
   };
 }
 

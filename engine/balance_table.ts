@@ -156,8 +156,12 @@ function bucketCountFor(capacity: number): number {
  * fence. Atomics.store compiles to a locked XCHG, which waits until every earlier store of
  * the command (output slot, dedup entry) has reached the cache: measured at about 50 ns per
  * command in bench/engine.bench.ts. Readers keep using Atomics.load, which on x86-64 is a
- * plain load that V8 does not reorder with the loads around it. On other CPUs the engine keeps
- * Atomics.store. balance_table.test.ts checks with a real reader thread that no read is torn.
+ * plain load that V8 does not reorder with the loads around it. On other CPUs (arm64 compiles
+ * Atomics.store and Atomics.load to release stores and acquire loads, which let a plain access
+ * move across them one way) the versions AND the balance words are atomic on both sides, so
+ * every access of a write and of a read stays in program order. balance_table.test.ts checks
+ * with a real reader thread that no read is torn; these machines are x86-64 only, so the
+ * arm64 path is not exercised here.
  */
 const STORES_ORDERED = process.arch === 'x64';
 
@@ -367,8 +371,14 @@ export class BalanceTable {
       this.writeBalances(base, availableLo, availableHi, frozenLo, frozenHi);
       words[base + Bucket.Version] = next === 0 ? 2 : next;
     } else {
+      // Elsewhere (arm64: release stores, acquire loads) a plain store after the odd version
+      // may become visible before it, so the balances are atomic stores too, in order.
       Atomics.store(words, base + Bucket.Version, version + 1);
-      this.writeBalances(base, availableLo, availableHi, frozenLo, frozenHi);
+      Atomics.store(words, base + Bucket.Available, availableLo);
+      Atomics.store(words, base + Bucket.Available + 1, availableHi);
+      Atomics.store(words, base + Bucket.Frozen, frozenLo);
+      Atomics.store(words, base + Bucket.Frozen + 1, frozenHi);
+      this.floats[(base + Bucket.LastChangeSequence) >> 1] = this.changeSequence[0];
       Atomics.store(words, base + Bucket.Version, next === 0 ? 2 : next);
     }
   }
@@ -547,10 +557,12 @@ export class BalanceTableReader {
       // a few nanoseconds, and the BigInts are built after the read is known whole.
       const before = Atomics.load(words, base + Bucket.Version);
       if ((before & 1) === 0) {
-        const availableLo = words[base + Bucket.Available]!;
-        const availableHi = words[base + Bucket.Available + 1]!;
-        const frozenLo = words[base + Bucket.Frozen]!;
-        const frozenHi = words[base + Bucket.Frozen + 1]!;
+        // Off x86-64 the balance words are atomic loads: a plain load may be performed after
+        // the closing version load there, and pair words of two writes.
+        const availableLo = STORES_ORDERED ? words[base + Bucket.Available]! : Atomics.load(words, base + Bucket.Available);
+        const availableHi = STORES_ORDERED ? words[base + Bucket.Available + 1]! : Atomics.load(words, base + Bucket.Available + 1);
+        const frozenLo = STORES_ORDERED ? words[base + Bucket.Frozen]! : Atomics.load(words, base + Bucket.Frozen);
+        const frozenHi = STORES_ORDERED ? words[base + Bucket.Frozen + 1]! : Atomics.load(words, base + Bucket.Frozen + 1);
         const lastChangeSequence = floats[(base + Bucket.LastChangeSequence) >> 1]!;
         if (Atomics.load(words, base + Bucket.Version) === before) {
           const partition = keyPartition === USER_PARTITION ? undefined : keyPartition;

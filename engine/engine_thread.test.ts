@@ -112,6 +112,25 @@ test('the engine worker applies ring commands while a reader thread never sees a
   }
 });
 
+// A batch's output may outgrow the output ring: here every batch of 256 deposits needs 512
+// output slots of a 256-slot ring. What the batch has written so far is published when a
+// claim finds the ring full, so the consumer can free room; before, the engine waited on
+// itself forever.
+test('a batch with more output than the output ring holds is applied, not stuck', { timeout: 60_000 }, async () => {
+  const engine = await EngineThread.start({ commandSlotCount: 1024, outputSlotCount: 256, balanceCapacity: 1024, dedupWindow: 1 << 16 });
+  try {
+    await engine.assign(0);
+    const drain = new OutputDrain(engine.outputRing);
+    const messages = Array.from({ length: 5000 }, (_, i) => Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `big-${i}`, account: String(1000 + (i % 50)), currency: 'USDT', amount: '1' })));
+    let accepted = 0;
+    await feed(engine, drain, messages, (status) => (status === 1 ? accepted++ : undefined));
+    assert.equal(accepted, messages.length);
+    assert.equal((await engine.report()).sequence, messages.length);
+  } finally {
+    await engine.stop();
+  }
+});
+
 test('same commands through two engine threads give the same state hash', { timeout: 60_000 }, async () => {
   const hashes: string[] = [];
   for (let run = 0; run < 2; run++) {

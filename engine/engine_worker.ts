@@ -79,7 +79,9 @@ export interface EngineFailure {
 const WAIT_TIMEOUT_MS = 50;
 
 // The output ring as the engine's OutputRegion: claims wait for the downstream consumer
-// (back-pressure), and everything claimed in a batch is published once at its end.
+// (back-pressure), and everything claimed in a batch is published once at its end, or as
+// soon as a claim finds the ring full: a batch may hold more output than the ring (4096
+// commands of up to 7 slots each), and its consumer can only free what was published.
 class RingOutputRegion implements OutputRegion {
   readonly buffer: ArrayBufferLike;
   lastClaimed = -1;
@@ -90,9 +92,15 @@ class RingOutputRegion implements OutputRegion {
 
   claim(slotCount: number): number {
     let first = this.sequencer.claim(slotCount);
-    // A full output ring means persistence is behind: keep waiting, the bound is the
-    // consumer's progress. The engine must not skip or drop an outcome.
-    while (first < 0) first = this.sequencer.claim(slotCount);
+    if (first < 0) {
+      // Every slot claimed so far is written (a command claims its slots before writing
+      // them, and the next claim comes after): publish them, or a batch whose output
+      // outgrows the ring would wait on itself forever.
+      this.publishClaimed();
+      // A full output ring means persistence is behind: keep waiting, the bound is the
+      // consumer's progress. The engine must not skip or drop an outcome.
+      while (first < 0) first = this.sequencer.claim(slotCount);
+    }
     this.lastClaimed = first + slotCount - 1;
     return first;
   }

@@ -113,6 +113,7 @@ export class CommandProducer {
   }
 
   disconnect(): Promise<void> {
+    stopPolling(this.producer);
     return new Promise((resolve) => this.producer.disconnect(() => resolve()));
   }
 
@@ -125,4 +126,15 @@ export class CommandProducer {
   private throwIfFailed(): void {
     if (this.failure !== undefined) throw this.failure;
   }
+}
+
+/**
+ * Stops the producer's poll timer before a disconnect. The binding's disconnect deletes the
+ * librdkafka handle on a worker thread while the timer (every few ms, on the main thread)
+ * checks "connected" and then polls it, without a lock in between: a poll landing in that
+ * gap calls into the deleted handle, and the process dies with "pure virtual method called"
+ * (seen once in CI). The flush that precedes the delete serves delivery reports by itself.
+ */
+export function stopPolling(producer: Kafka.Producer): void {
+  producer.setPollInterval(0);
 }

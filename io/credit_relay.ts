@@ -41,6 +41,7 @@ import type pg from 'pg';
 import type { CurrencyRegistry } from '../engine/currency_registry';
 import { formatAmountBigInt } from '../engine/amount';
 import { creditTxIdOf, OwedCredit } from './durable_outcome';
+import { stopPolling } from './command_producer';
 import type { Logger } from './logger';
 
 export interface CreditRelayOptions {
@@ -351,6 +352,7 @@ export class CreditRelay {
     // A mark already running returns at once from markSent(): wait for it, then mark the rest.
     while (this.marking && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     await this.markSent().catch(() => undefined);
+    stopPolling(this.producer);
     await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
   }
 

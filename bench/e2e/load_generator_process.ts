@@ -14,6 +14,7 @@
 // {chunk: [phase, firstIndex, count, sendUs]} BEFORE the chunk is produced, {report}, {error}.
 
 import Kafka from '@confluentinc/kafka-javascript';
+import { stopPolling } from '../../io/command_producer';
 import { E2eWorkload } from './e2e_workload';
 import { LoadPlan, LoadReport, nowUs } from './load_plan';
 
@@ -126,6 +127,7 @@ async function main(): Promise<void> {
     } else if (message.abort !== undefined) {
       aborted.add(message.abort);
     } else if (message.stop === true) {
+      stopPolling(producer);
       producer.disconnect(() => process.exit(0));
     } else if (message.plan !== undefined) {
       completed.set(message.plan.phase, 0);
