@@ -35,6 +35,18 @@ export async function resolveCredit(config: TallyConfig, creditTxId: string): Pr
     if (row.refund_accepted === false) throw new Error(`the refund ${refundTxIdOf(partition, offset)} of credit ${creditTxId} was rejected (${row.refund_reason}); resolve it by hand`);
     if (row.accepted === null) throw new Error(`credit ${creditTxId} is still in flight (no outcome on partition ${row.to_partition} yet); nothing to resolve`);
     if (row.accepted) throw new Error(`credit ${creditTxId} was applied on partition ${row.to_partition}; nothing to resolve`);
+    // The outcome row says what the tx_id's latest recorded copy got: a copy sent again after
+    // the credit left its partition's dedup window moves the row, so a credit applied once and
+    // rejected on that later copy reads "rejected". Its journal legs say it was applied; a
+    // refund would then pay the sender back money the receiver kept. (A scan of the journal,
+    // which has no index by tx_id: an operator's command, run rarely.)
+    const legs = await client.query(
+      'SELECT partition, tx_id FROM journal WHERE (partition = $1 AND tx_id = $2) OR (partition = $3 AND tx_id = $4) LIMIT 1',
+      [row.to_partition, creditTxId, partition, refundTxIdOf(partition, offset)]);
+    if (legs.rows.length > 0) {
+      const applied = legs.rows[0] as { tx_id: string };
+      throw new Error(`${applied.tx_id === creditTxId ? `credit ${creditTxId} was applied on partition ${row.to_partition} (its legs are in the journal; a later copy of it was rejected)` : `credit ${creditTxId} was refunded already (${applied.tx_id} is in the journal)`}; nothing to resolve`);
+    }
     // The refund must apply on the sending partition, whose transit account holds the money.
     // If the sender's home moved (the topic's partition count changed), a refund there is
     // WRONG_PARTITION and one sent by key lands elsewhere, where neither the audit nor this

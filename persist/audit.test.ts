@@ -44,6 +44,41 @@ test('the audit passes a consistent ledger and catches each kind of damage', { t
 
     await client.query("INSERT INTO journal VALUES (0, 12, 0, 'w1', 1001, 1, 0, 0, 2)");
     assert.deepEqual((await runAudit(url)).map((f) => f.check), ['journal_has_one_accepted_outcome', 'rejected_outcome_has_no_journal']);
+    await client.query("DELETE FROM journal WHERE tx_id = 'w1'");
+    assert.deepEqual(await runAudit(url), []);
+
+    // The transfer t1 as two unbalanced postings (-30 at 11, +30 at 12): every total and every
+    // balance still agree; only the postings tell.
+    await client.query("UPDATE journal SET kafka_offset = 13 WHERE tx_id = 't1' AND leg_index = 1; INSERT INTO tx_outcomes VALUES (0, 't1b', 13, true, NULL, 5); UPDATE journal SET tx_id = 't1b' WHERE kafka_offset = 13");
+    assert.deepEqual((await runAudit(url)).map((f) => f.check), ['posting_balances']);
+    await client.query("UPDATE journal SET kafka_offset = 11, tx_id = 't1' WHERE kafka_offset = 13; DELETE FROM tx_outcomes WHERE tx_id = 't1b'");
+
+    // A user balance below zero that the journal explains and conservation allows: 1002 pays
+    // 1001 40 of its 30.
+    await client.query(`
+      INSERT INTO journal VALUES (0, 13, 0, 'o1', 1002, 1, -4000000000, 0, 5), (0, 13, 1, 'o1', 1001, 1, 4000000000, 0, 5);
+      UPDATE balances SET available = -1000000000 WHERE partition = 0 AND account = 1002;
+      UPDATE balances SET available = 11000000000 WHERE partition = 0 AND account = 1001;
+      INSERT INTO tx_outcomes VALUES (0, 'o1', 13, true, NULL, 6);`);
+    const negative = await runAudit(url);
+    assert.deepEqual(negative.map((f) => f.check), ['no_negative_user_balance']);
+    assert.equal(negative[0]!.rows[0]!['account'], '1002');
+    await client.query(`
+      DELETE FROM journal WHERE tx_id = 'o1'; DELETE FROM tx_outcomes WHERE tx_id = 'o1';
+      UPDATE balances SET available = 3000000000 WHERE partition = 0 AND account = 1002;
+      UPDATE balances SET available = 7000000000 WHERE partition = 0 AND account = 1001;`);
+    // Account 2^64-1 (stored as -1) is a user account too.
+    await client.query('UPDATE balances SET frozen = -1, available = available + 1 WHERE partition = 1 AND account = -1');
+    assert.ok((await runAudit(url)).some((f) => f.check === 'no_negative_user_balance' && f.rows[0]!['account'] === '18446744073709551615'));
+    await client.query('UPDATE balances SET frozen = 0, available = available - 1 WHERE partition = 1 AND account = -1');
+
+    // d1 sent again after it left the dedup window and refused that time (its outcome row moved
+    // to the later offset): applied once, no finding.
+    await client.query("UPDATE tx_outcomes SET kafka_offset = 500, accepted = false, reason = 'INSUFFICIENT_AVAILABLE' WHERE tx_id = 'd1'");
+    assert.deepEqual(await runAudit(url), []);
+    // Applied again instead (legs at a second offset): reported.
+    await client.query("INSERT INTO journal VALUES (0, 500, 0, 'd1', 1001, 1, 1, 0, 1), (0, 500, 1, 'd1', 0, 1, -1, 0, 1); UPDATE balances SET available = available + 1 WHERE partition = 0 AND account = 1001; UPDATE balances SET available = available - 1 WHERE partition = 0 AND account = 0; UPDATE tx_outcomes SET accepted = true, reason = NULL WHERE tx_id = 'd1'");
+    assert.deepEqual((await runAudit(url)).map((f) => f.check), ['journal_has_one_accepted_outcome']);
   } finally {
     await client.end();
     await database.drop();
@@ -101,6 +136,17 @@ test('the audit follows cross-partition credits: in flight, applied, stranded, r
       UPDATE balances SET available = 0, last_offset = 12 WHERE partition = 0 AND account = 3;
       INSERT INTO tx_outcomes VALUES (0, '~r0-11', 12, true, NULL, 10);`);
     assert.deepEqual(await runAudit(url), [], 'refunded: nothing in flight, nothing stranded');
+
+    // Applied on partition 1 after all, and a later copy of it (sent again beyond the dedup
+    // window) rejected, which moved its outcome row: not stranded, not in flight.
+    await client.query(`
+      DELETE FROM journal WHERE tx_id = '~r0-11'; DELETE FROM tx_outcomes WHERE tx_id = '~r0-11';
+      UPDATE balances SET available = 80, last_offset = 11 WHERE partition = 0 AND account = 1001;
+      UPDATE balances SET available = 20, last_offset = 11 WHERE partition = 0 AND account = 3;
+      INSERT INTO journal VALUES (1, 5, 0, '~x0-11', 2001, 1, 20, 0, 70), (1, 5, 1, '~x0-11', 3, 1, -20, 0, 71);
+      INSERT INTO balances VALUES (1, 2001, 1, 20, 0, 5), (1, 3, 1, -20, 0, 5);
+      UPDATE tx_outcomes SET kafka_offset = 9000, accepted = false, reason = 'AMOUNT_OVERFLOW' WHERE tx_id = '~x0-11';`);
+    assert.deepEqual(await runAudit(url), [], 'applied once: no refund owed');
   } finally {
     await client.end();
     await database.drop();

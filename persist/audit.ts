@@ -1,7 +1,8 @@
 // `tally audit`: the ledger's invariants checked in SQL against the database of record.
 // Each check returns the offending rows; an empty result everywhere means the ledger holds:
 //   1. conservation: per currency, available + frozen summed over every account of every
-//      partition is zero (double entry, system accounts included);
+//      partition is zero (double entry, system accounts included); every posting (the legs
+//      of one command) sums to zero per currency; no user balance is negative;
 //   2. every balance equals the sum of its journal legs (and no legs without a balance);
 //   3. every journalled tx_id has exactly one outcome, an accepted one, and no rejected
 //      outcome has journal legs. A tx_id journalled at two offsets was applied twice: a
@@ -11,6 +12,9 @@
 //      credits still in flight (outbox rows whose credit is not yet applied and not refunded);
 //   5. no stranded credit: a credit the credited partition rejected must be resolved by an
 //      operator (tally resolve-credit), which refunds it to the sender.
+// "Applied" is decided by journal legs, not by the tx_id's outcome row: a tx_id sent again
+// after it left the dedup window moves its outcome row to the new offset (persist/flush_task.ts),
+// so a credit applied once and rejected on a later copy has a rejected outcome row and legs.
 
 import pg from 'pg';
 
@@ -39,9 +43,24 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
   {
     name: 'conservation',
     description: 'per currency, sum(available + frozen) over all accounts and partitions must be 0',
-    sql: `SELECT c.code AS currency, SUM(b.available::numeric + b.frozen::numeric) AS total
-            FROM balances b JOIN currencies c ON c.id = b.currency_id
-           GROUP BY c.code HAVING SUM(b.available::numeric + b.frozen::numeric) <> 0 ORDER BY c.code`,
+    sql: `SELECT b.currency_id, c.code AS currency, SUM(b.available::numeric + b.frozen::numeric) AS total
+            FROM balances b LEFT JOIN currencies c ON c.id = b.currency_id
+           GROUP BY b.currency_id, c.code HAVING SUM(b.available::numeric + b.frozen::numeric) <> 0 ORDER BY 1`,
+  },
+  {
+    name: 'posting_balances',
+    description: 'the legs of every command must sum to zero per currency (a transfer between users in two unbalanced postings would pass conservation)',
+    sql: `SELECT partition, kafka_offset, currency_id, MIN(tx_id) AS tx_id, SUM(delta_available::numeric + delta_frozen::numeric) AS total
+            FROM journal GROUP BY partition, kafka_offset, currency_id
+          HAVING SUM(delta_available::numeric + delta_frozen::numeric) <> 0
+           ORDER BY 1, 2, 3 LIMIT ${ROWS_SHOWN_MAX}`,
+  },
+  {
+    name: 'no_negative_user_balance',
+    description: 'a user account (id 1000 or more; ids of 2^63 and more are stored as negative bigints) must never have a negative available or frozen balance',
+    sql: `SELECT partition, tally_account_text(account) AS account, currency_id, available, frozen
+            FROM balances WHERE (account < 0 OR account >= 1000) AND (available < 0 OR frozen < 0)
+           ORDER BY 1, 2, 3 LIMIT ${ROWS_SHOWN_MAX}`,
   },
   {
     name: 'balance_equals_journal',
@@ -54,19 +73,19 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
                  b.available AS balance_available, l.available AS journal_available,
                  b.frozen AS balance_frozen, l.frozen AS journal_frozen
             FROM balances b FULL JOIN legs l USING (partition, account, currency_id)
-           WHERE b.available IS DISTINCT FROM l.available OR b.frozen IS DISTINCT FROM l.frozen
+           WHERE (b.available IS DISTINCT FROM l.available OR b.frozen IS DISTINCT FROM l.frozen)
              -- A balance row at zero with no legs cannot exist, but zero legs summing to zero may.
              AND NOT (b.partition IS NULL AND l.available = 0 AND l.frozen = 0)
            ORDER BY 1, 2, 3 LIMIT ${ROWS_SHOWN_MAX}`,
   },
   {
     name: 'journal_has_one_accepted_outcome',
-    description: 'every journalled tx_id must have exactly one outcome, accepted, at its journal offset (journal_offsets > 1: the tx_id was sent again after it left the dedup window and applied again; see TALLY_DEDUP_WINDOW)',
+    description: 'every journalled tx_id must have exactly one outcome: accepted at its journal offset, or rejected at a later offset (the tx_id sent again after it left the dedup window, and refused that time) (journal_offsets > 1: the tx_id was sent again after it left the dedup window and applied again; see TALLY_DEDUP_WINDOW)',
     sql: `SELECT j.partition, j.tx_id, COUNT(DISTINCT j.kafka_offset) AS journal_offsets, o.accepted, o.kafka_offset AS outcome_offset
             FROM journal j LEFT JOIN tx_outcomes o ON o.partition = j.partition AND o.tx_id = j.tx_id
            GROUP BY j.partition, j.tx_id, o.accepted, o.kafka_offset
-          HAVING COUNT(DISTINCT j.kafka_offset) <> 1 OR o.accepted IS DISTINCT FROM true
-              OR o.kafka_offset IS DISTINCT FROM MIN(j.kafka_offset)
+          HAVING COUNT(DISTINCT j.kafka_offset) <> 1
+              OR ((o.accepted AND o.kafka_offset = MIN(j.kafka_offset)) OR (NOT o.accepted AND o.kafka_offset > MAX(j.kafka_offset))) IS NOT TRUE
            ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
   },
   {
@@ -80,12 +99,17 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
   },
   {
     name: 'transit_equals_credits_in_flight',
+    hashJoins: true,
     description: 'per currency, the transit accounts (3) summed over all partitions must equal the cross-partition credits still in flight',
-    sql: `WITH open_credits AS (
+    // In flight: neither the credit nor its refund has journal legs (one pass over those legs).
+    sql: `WITH applied AS (
+            SELECT DISTINCT partition, tx_id FROM journal WHERE tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$'),
+          open_credits AS (
             SELECT o.currency_id, SUM(o.amount::numeric) AS amount
               FROM transfer_outbox o
-             WHERE NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset) AND c.accepted)
-               AND NOT EXISTS (SELECT 1 FROM tx_outcomes r WHERE r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset) AND r.accepted)
+              LEFT JOIN applied c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)
+              LEFT JOIN applied r ON r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset)
+             WHERE c.partition IS NULL AND r.partition IS NULL
              GROUP BY o.currency_id),
           transit AS (
             SELECT currency_id, SUM(available::numeric + frozen::numeric) AS amount FROM balances WHERE account = 3 GROUP BY currency_id)
@@ -122,18 +146,24 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
     sql: `SELECT o.partition, o.kafka_offset, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, o.sent_offset,
                  (SELECT max(l.next_offset) FROM partition_leases l WHERE l.partition = o.to_partition) AS credited_partition_next_offset
             FROM transfer_outbox o
-           WHERE NOT o.confirmed AND o.sent
+           WHERE NOT o.confirmed
+             -- Sent and passed, or held back and passed since (sent still false): the relay sends both again.
              AND o.sent_offset < (SELECT max(l.next_offset) FROM partition_leases l WHERE l.partition = o.to_partition)
              AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
            ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
   },
   {
     name: 'no_stranded_credit',
-    description: 'a cross-partition credit the credited partition rejected must be resolved: npm run tally -- resolve-credit <credit tx_id> (docs/operations.md)',
-    sql: `SELECT o.partition, o.kafka_offset, o.tx_id, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, c.reason, o.resolution
+    hashJoins: true,
+    description: 'a cross-partition credit the credited partition rejected, and never applied, must be resolved: npm run tally -- resolve-credit <credit tx_id> (docs/operations.md); resolution "refunded": its refund is on its way, look again',
+    sql: `WITH applied AS (
+            SELECT DISTINCT partition, tx_id FROM journal WHERE tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$')
+          SELECT o.partition, o.kafka_offset, o.tx_id, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, c.reason, o.resolution
             FROM transfer_outbox o
             JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset) AND NOT c.accepted
-           WHERE NOT EXISTS (SELECT 1 FROM tx_outcomes r WHERE r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset) AND r.accepted)
+            LEFT JOIN applied a ON a.partition = o.to_partition AND a.tx_id = c.tx_id
+            LEFT JOIN applied r ON r.partition = o.partition AND r.tx_id = tally_refund_tx_id(o.partition, o.kafka_offset)
+           WHERE a.partition IS NULL AND r.partition IS NULL
            ORDER BY 1, 2 LIMIT ${ROWS_SHOWN_MAX}`,
   },
 ];
