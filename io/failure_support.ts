@@ -52,6 +52,17 @@ export function httpPortOf(output: readonly string[]): number | undefined {
   return match === null ? undefined : Number(match[1]);
 }
 
+/** GET /readyz of a spawned instance, found by its "tally started" log line; 0 while it does not answer. */
+export async function readyStatusOf(output: readonly string[]): Promise<number> {
+  const port = httpPortOf(output);
+  if (port === undefined) return 0;
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+  } catch {
+    return 0;
+  }
+}
+
 /** The sum of a metric's samples on GET /metrics whose labels contain `labels` (e.g. 'reason="fenced"'); 0 if none. */
 export async function metricValue(port: number, name: string, labels = ''): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

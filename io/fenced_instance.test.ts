@@ -5,19 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
-import { httpPortOf } from './failure_support';
+import { readyStatusOf as readyStatus } from './failure_support';
 import { spawnTally, waitFor } from './tally_process';
 import { createScratchDatabase } from '../persist/scratch_database';
-
-async function readyStatus(output: readonly string[]): Promise<number> {
-  const port = httpPortOf(output);
-  if (port === undefined) return 0;
-  try {
-    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
-  } catch {
-    return 0;
-  }
-}
 
 test('an instance whose consumer is fenced by a second one with its instance id turns not ready', { timeout: 180_000 }, async () => {
   const topic = uniqueName('tally.commands.fenced');
