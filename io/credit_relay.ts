@@ -289,20 +289,20 @@ export class CreditRelay {
    * its credits wait for the next sweep.
    */
   private async watermarksOf(rows: readonly OutboxRow[]): Promise<Map<number, { high: number; lagging: boolean }>> {
-    const durable = new Map<number, number>();
-    const gapMax = new Map<number, number>();
+    // Per credited partition: its durable next offset and the backlog allowed above it.
+    const credited = new Map<number, { durable: number; gapMax: number }>();
     for (const row of rows) {
-      durable.set(row.to_partition, Number(row.credited_next_offset ?? 0));
       const window = Math.min(this.options.dedupWindow, Number(row.credited_dedup_window ?? this.options.dedupWindow));
-      gapMax.set(row.to_partition, Math.floor(window / 4));
+      credited.set(row.to_partition, { durable: Number(row.credited_next_offset ?? 0), gapMax: Math.floor(window / 4) });
     }
-    const partitions = [...durable.keys()];
+    const partitions = [...credited.keys()];
     const reads = await Promise.allSettled(partitions.map((partition) => this.highWatermarkOf(partition)));
     const watermarks = new Map<number, { high: number; lagging: boolean }>();
     reads.forEach((read, i) => {
       const partition = partitions[i]!;
       if (read.status === 'fulfilled') {
-        watermarks.set(partition, { high: read.value, lagging: read.value - durable.get(partition)! > gapMax.get(partition)! });
+        const { durable, gapMax } = credited.get(partition)!;
+        watermarks.set(partition, { high: read.value, lagging: read.value - durable > gapMax });
         return;
       }
       this.failures++;

@@ -38,6 +38,10 @@ export interface AuditFinding {
 }
 
 const ROWS_SHOWN_MAX = 20;
+/** The tx_ids of credits and refunds (engine/reserved_tx_id.ts), as a SQL regular expression literal. */
+const CREDIT_TX_ID_PATTERN = "'^~[xr][0-9]{1,9}-[0-9]{1,18}$'";
+/** Credits and refunds that were applied: they have journal legs (whatever their outcome row says now). */
+const APPLIED_CREDITS_SQL = `SELECT DISTINCT partition, tx_id FROM journal WHERE tx_id ~ ${CREDIT_TX_ID_PATTERN}`;
 
 export const AUDIT_CHECKS: readonly AuditCheck[] = [
   {
@@ -103,7 +107,7 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
     description: 'per currency, the transit accounts (3) summed over all partitions must equal the cross-partition credits still in flight',
     // In flight: neither the credit nor its refund has journal legs (one pass over those legs).
     sql: `WITH applied AS (
-            SELECT DISTINCT partition, tx_id FROM journal WHERE tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$'),
+            ${APPLIED_CREDITS_SQL}),
           open_credits AS (
             SELECT o.currency_id, SUM(o.amount::numeric) AS amount
               FROM transfer_outbox o
@@ -127,10 +131,10 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
             SELECT c.partition, c.tx_id, c.kafka_offset, substr(c.tx_id, 2, 1) AS kind,
                    split_part(substr(c.tx_id, 3), '-', 1)::integer AS source_partition, split_part(substr(c.tx_id, 3), '-', 2)::bigint AS source_offset
               FROM tx_outcomes c
-             WHERE c.accepted AND c.tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$'),
+             WHERE c.accepted AND c.tx_id ~ ${CREDIT_TX_ID_PATTERN}),
           paid AS (
             SELECT j.partition, j.kafka_offset, j.account, j.currency_id, j.delta_available
-              FROM journal j WHERE j.tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$' AND j.delta_available > 0)
+              FROM journal j WHERE j.tx_id ~ ${CREDIT_TX_ID_PATTERN} AND j.delta_available > 0)
           SELECT k.partition, k.tx_id, k.kafka_offset, o.to_account, o.from_account, o.currency_id, o.amount
             FROM credits k
             LEFT JOIN transfer_outbox o ON o.partition = k.source_partition AND o.kafka_offset = k.source_offset
@@ -157,7 +161,7 @@ export const AUDIT_CHECKS: readonly AuditCheck[] = [
     hashJoins: true,
     description: 'a cross-partition credit the credited partition rejected, and never applied, must be resolved: npm run tally -- resolve-credit <credit tx_id> (docs/operations.md); resolution "refunded": its refund is on its way, look again',
     sql: `WITH applied AS (
-            SELECT DISTINCT partition, tx_id FROM journal WHERE tx_id ~ '^~[xr][0-9]{1,9}-[0-9]{1,18}$')
+            ${APPLIED_CREDITS_SQL})
           SELECT o.partition, o.kafka_offset, o.tx_id, tally_credit_tx_id(o.partition, o.kafka_offset) AS credit_tx_id, o.to_partition, c.reason, o.resolution
             FROM transfer_outbox o
             JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset) AND NOT c.accepted
