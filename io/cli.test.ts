@@ -43,18 +43,38 @@ test('SIGTERM during start-up: the start finishes, then the service stops cleanl
   }
 });
 
-test('usage: help exits 0, no command or an unknown one exits 2 with the usage on stderr; a bad setting exits 2 naming it', () => {
+test('usage: help anywhere prints it and exits 0 (`migrate --help` does not migrate); no command, an unknown one or wrong arguments exit 2; a bad setting exits 2 naming it, never showing a secret', () => {
   const cli = path.join(__dirname, 'cli.js');
   const run = (args: string[], env: NodeJS.ProcessEnv = process.env) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env, timeout: 30_000 });
-  const help = run(['--help']);
-  assert.deepEqual([help.status, /usage: tally <command>/.test(help.stderr)], [0, true]);
-  for (const args of [[], ['frobnicate']]) {
-    const wrong = run(args);
+  // An unreachable database: a migrate that ran anyway would fail, not exit 0 with the usage.
+  const nowhere = { ...process.env, TALLY_PG_URL: 'postgres://postgres@127.0.0.1:1/tally_cli_help' };
+  for (const args of [['--help'], ['migrate', '--help'], ['start', '-h'], ['help']]) {
+    const help = run(args, nowhere);
+    assert.deepEqual([help.status, /usage: tally <command>/.test(help.stdout), help.stderr], [0, true, ''], args.join(' '));
+  }
+  for (const args of [[], ['frobnicate'], ['migrate', 'now'], ['resolve-credit'], ['resolve-credit', '~x1-2', 'extra']]) {
+    const wrong = run(args, nowhere);
     assert.deepEqual([wrong.status, /usage: tally <command>/.test(wrong.stderr)], [2, true], args.join(' '));
   }
   const bad = run(['migrate'], { ...process.env, TALLY_FLUSH_WORKERS: 'many' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /TALLY_FLUSH_WORKERS: expected .*, got "many"/);
+  const secret = run(['migrate'], { ...process.env, TALLY_TRANSFER_SECRET: 'short-secret' });
+  assert.deepEqual([secret.status, secret.stderr.includes('short-secret'), /TALLY_TRANSFER_SECRET: expected .*not shown/.test(secret.stderr)], [2, false, true], secret.stderr);
+  const password = run(['migrate'], { ...process.env, TALLY_PG_URL: 'postgres://tally:hunter2@127.0.0.1:5432/' });
+  assert.deepEqual([password.status, password.stderr.includes('hunter2'), /TALLY_PG_URL: expected .*tally:\*\*\*@/.test(password.stderr)], [2, false, true], password.stderr);
+  for (const [variable, value] of [['TALLY_PG_URL', 'postgres://postgres@127.0.0.1:5432/tally-prod'], ['TALLY_KAFKA_BROKERS', '127.0.0.1:99999']]) {
+    const refused = run(['migrate'], { ...process.env, [variable!]: value });
+    assert.deepEqual([refused.status, refused.stderr.includes(`${variable}: expected`)], [2, true], refused.stderr);
+  }
+});
+
+// An audit that cannot reach the database says so on stderr with its own exit code: a cron job
+// must tell "the ledger is wrong" (1) from "nobody looked" (3).
+test('tally audit against an unreachable database exits 3 with the reason on stderr and no verdict on stdout', () => {
+  const cli = path.join(__dirname, 'cli.js');
+  const audit = spawnSync(process.execPath, [cli, 'audit'], { encoding: 'utf8', env: { ...process.env, TALLY_PG_URL: 'postgres://postgres:pw@127.0.0.1:1/tally' }, timeout: 60_000 });
+  assert.deepEqual([audit.status, audit.stdout, /tally audit: could not run the checks \(postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/tally\)/.test(audit.stderr)], [3, '', true], audit.stderr);
 });
 
 // A configuration the broker or the database contradicts is a configuration error too:

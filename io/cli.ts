@@ -2,33 +2,47 @@
 // The `tally` command: the operator's entry point. Control plane only; the data plane
 // lives in the engine worker and the flush pool.
 
-import { ConfigError, configMarkdownTable, loadConfig, TallyConfig, unknownVariables } from './config';
+import { ConfigError, configMarkdownTable, loadConfig, redactUrl, TallyConfig, unknownVariables } from './config';
 import { createLogger, Logger } from './logger';
 import { Service } from './service';
 import { ensureDatabase } from '../persist/database';
 import { migrate } from '../persist/migrate';
 import { runAudit } from '../persist/audit';
 import { resolveCredit } from './resolve_credit';
+import { InstallationError } from './native_addon';
 
 const USAGE = `usage: tally <command>
   migrate   create the database if missing and apply pending migrations
   start     run the engine service
-  audit     check the ledger's invariants in the database; exits 1 with the offending rows
+  audit     check the ledger's invariants in the database; exits 1 with the offending
+            rows, 3 if it could not check (the database unreachable, say)
   resolve-credit <credit tx_id>
             refund a cross-partition credit the credited partition rejected (audit lists them)
   config    print the configuration settings as a Markdown table`;
 
 /** `tally start` ends with this code when the engine thread died (logged at level fatal). */
 const EXIT_ENGINE_FAILED = 70;
+/** `tally audit` could not run its checks: not a verdict on the ledger (that is 0 or 1). */
+const EXIT_AUDIT_NOT_RUN = 3;
+/** Arguments each command takes after its name. */
+const ARGUMENT_COUNTS: ReadonlyMap<string, number> = new Map([['migrate', 0], ['start', 0], ['audit', 0], ['resolve-credit', 1], ['config', 0]]);
 
 async function runMigrate(config: TallyConfig, log: Logger): Promise<void> {
-  if (await ensureDatabase(config.pgUrl)) log.info({ pgUrl: redact(config.pgUrl) }, 'created database');
+  if (await ensureDatabase(config.pgUrl)) log.info({ pgUrl: redactUrl(config.pgUrl) }, 'created database');
   const applied = await migrate(config.pgUrl);
   log.info({ applied }, applied.length === 0 ? 'schema up to date' : 'applied migrations');
 }
 
 async function runAuditCommand(config: TallyConfig): Promise<number> {
-  const findings = await runAudit(config.pgUrl);
+  let findings: Awaited<ReturnType<typeof runAudit>>;
+  try {
+    findings = await runAudit(config.pgUrl);
+  } catch (error) {
+    // On stderr, apart from the verdict on stdout; and its own exit code, so a cron job or an
+    // alert tells "the ledger is wrong" from "the audit could not look".
+    process.stderr.write(`tally audit: could not run the checks (${redactUrl(config.pgUrl)}): ${(error as Error).message}\n`);
+    return EXIT_AUDIT_NOT_RUN;
+  }
   for (const finding of findings) {
     process.stdout.write(`FAIL ${finding.check}: ${finding.description}\n`);
     for (const row of finding.rows) process.stdout.write(`  ${JSON.stringify(row)}\n`);
@@ -60,21 +74,22 @@ async function runStart(config: TallyConfig, log: Logger): Promise<void> {
   await service.stop();
 }
 
-function redact(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password !== '') parsed.password = '***';
-  return parsed.toString();
-}
-
 async function main(argv: readonly string[]): Promise<number> {
   const command = argv[0];
+  // A help request anywhere only prints the usage: `tally migrate --help` must not migrate.
+  if (argv.some((arg) => arg === 'help' || arg === '--help' || arg === '-h')) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const argumentCount = command === undefined ? undefined : ARGUMENT_COUNTS.get(command);
+  if (argumentCount === undefined || argv.length !== 1 + argumentCount) {
+    const why = command === undefined ? 'no command' : argumentCount === undefined ? `unknown command "${command}"` : `"${command}" takes ${argumentCount === 0 ? 'no arguments' : `${argumentCount} argument`}`;
+    process.stderr.write(`tally: ${why}\n${USAGE}\n`);
+    return 2;
+  }
   if (command === 'config') {
     process.stdout.write(configMarkdownTable() + '\n');
     return 0;
-  }
-  if (command !== 'migrate' && command !== 'start' && command !== 'audit' && command !== 'resolve-credit') {
-    process.stderr.write(USAGE + '\n');
-    return command === 'help' || command === '--help' ? 0 : 2;
   }
   let config: TallyConfig;
   try {
@@ -93,7 +108,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     if (command === 'audit') return await runAuditCommand(config);
     if (command === 'resolve-credit') {
-      process.stdout.write((await resolveCredit(config, argv[1] ?? '')) + '\n');
+      process.stdout.write((await resolveCredit(config, argv[1]!)) + '\n');
       return 0;
     }
     if (command === 'migrate') await runMigrate(config, log);
@@ -104,6 +119,11 @@ async function main(argv: readonly string[]): Promise<number> {
     // is as bad as one that does not parse: exit 2, which systemd does not restart.
     if (error instanceof ConfigError) {
       log.error({ err: error, command }, `tally: configuration error: ${error.message}`);
+      return 2;
+    }
+    // So is an installation missing a piece (a native addon not built): restarts cannot help.
+    if (error instanceof InstallationError) {
+      log.error({ err: error, command }, `tally: installation error: ${error.message}`);
       return 2;
     }
     log.error({ err: error, command }, 'tally failed');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, configMarkdownTable, loadConfig, unknownVariables } from './config';
@@ -43,9 +43,12 @@ test('a config file with an unknown key or bad JSON is refused', () => {
   assert.throws(() => loadConfig({}, path.join(dir, 'missing.json')), /cannot read config file/);
 });
 
-test('the README table lists every environment variable', () => {
+test('the README table lists every environment variable, exactly as `tally config` prints it', () => {
   const table = configMarkdownTable();
   for (const name of ['TALLY_KAFKA_BROKERS', 'TALLY_PG_URL', 'TALLY_HTTP_PORT', 'TALLY_CURRENCIES']) assert.match(table, new RegExp(name));
+  const readme = new Set(readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8').split('\n'));
+  const missing = table.split('\n').filter((row) => !readme.has(row));
+  assert.deepEqual(missing, [], 'README.md rows out of date: run `npm run -s tally -- config` and paste its table');
 });
 
 test('engineCpu is off by default and takes a core number', () => {

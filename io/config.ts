@@ -5,6 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { isDatabaseName } from '../persist/database';
 
 export interface CurrencyConfig {
   readonly code: string;
@@ -79,14 +80,21 @@ function nonEmptyMatching(pattern: RegExp): Parser {
 function parseBrokers(raw: unknown): unknown {
   if (typeof raw !== 'string') return undefined;
   const brokers = raw.split(',').map((b) => b.trim());
-  return brokers.every((b) => /^[A-Za-z0-9.\-_[\]:]+:[0-9]{1,5}$/.test(b)) ? brokers.join(',') : undefined;
+  const valid = (broker: string): boolean => {
+    const match = /^[A-Za-z0-9.\-_[\]:]+:([0-9]{1,5})$/.exec(broker);
+    return match !== null && Number(match[1]) >= 1 && Number(match[1]) <= 65535;
+  };
+  return brokers.every(valid) ? brokers.join(',') : undefined;
 }
 
+// The database name is checked here too: a URL without one (or with one Tally cannot create)
+// must stop the start as a configuration error (exit 2, not restarted), not fail later.
 function parsePgUrl(raw: unknown): unknown {
   if (typeof raw !== 'string') return undefined;
   try {
     const url = new URL(raw);
-    return url.protocol === 'postgres:' || url.protocol === 'postgresql:' ? raw : undefined;
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') return undefined;
+    return isDatabaseName(decodeURIComponent(url.pathname.replace(/^\//, ''))) ? raw : undefined;
   } catch {
     return undefined;
   }
@@ -112,7 +120,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'eventsTopic', env: 'TALLY_EVENTS_TOPIC', form: 'a Kafka topic name', defaultValue: 'tally.events', parse: nonEmptyMatching(/^[A-Za-z0-9._-]{1,249}$/), description: 'Topic result events are published to.' },
   { key: 'commandPartitions', env: 'TALLY_COMMAND_PARTITIONS', form: 'an integer from 1 to 65535', defaultValue: '8', parse: integerIn(1, 65535), description: 'Partition count of the commands topic; decides every account\'s home partition.' },
   { key: 'consumerGroup', env: 'TALLY_CONSUMER_GROUP', form: 'a group id', defaultValue: 'tally', parse: nonEmptyMatching(/^[A-Za-z0-9._-]{1,249}$/), description: 'Kafka consumer group shared by the instances.' },
-  { key: 'pgUrl', env: 'TALLY_PG_URL', form: 'postgres://user@host:port/database', defaultValue: 'postgres://postgres@127.0.0.1:5432/tally', parse: parsePgUrl, description: 'PostgreSQL connection URL; the database is created if missing.' },
+  { key: 'pgUrl', env: 'TALLY_PG_URL', form: 'postgres://user@host:port/database (a database name of letters, digits and _)', defaultValue: 'postgres://postgres@127.0.0.1:5432/tally', parse: parsePgUrl, description: 'PostgreSQL connection URL; the database is created if missing.' },
   { key: 'httpHost', env: 'TALLY_HTTP_HOST', form: 'an IP address or host name', defaultValue: '127.0.0.1', parse: nonEmptyMatching(/^[A-Za-z0-9.:-]{1,253}$/), description: 'Address the HTTP/WebSocket server binds.' },
   { key: 'httpPort', env: 'TALLY_HTTP_PORT', form: 'an integer from 0 to 65535', defaultValue: '8080', parse: integerIn(0, 65535), description: 'Port of the HTTP/WebSocket server (0 picks a free port).' },
   { key: 'logLevel', env: 'TALLY_LOG_LEVEL', form: 'one of trace, debug, info, warn, error, fatal, silent', defaultValue: 'info', parse: nonEmptyMatching(/^(trace|debug|info|warn|error|fatal|silent)$/), description: 'Log level of the JSON logs on stdout.' },
@@ -169,6 +177,24 @@ function defaultFor(setting: Setting): string {
   return setting.key === 'instanceId' ? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 64) : setting.defaultValue;
 }
 
+/** A refused value as an error message may show it: never the secret, never a password. */
+function shownValue(setting: Setting, raw: unknown): string {
+  if (setting.key === 'transferSecret') return `a value of ${String(raw).length} characters (not shown)`;
+  if (setting.key === 'pgUrl') return JSON.stringify(redactUrl(String(raw)));
+  return JSON.stringify(raw);
+}
+
+/** `url` with its password replaced by ***, also when it does not parse as a URL. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/(\/\/[^/:@]*:)[^@/]*@/, '$1***@');
+  }
+}
+
 // Loads and validates the configuration. `env` and `filePath` are parameters so tests can
 // exercise every path without touching the process environment.
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, filePath: string | undefined = env[CONFIG_FILE_ENV]): TallyConfig {
@@ -181,7 +207,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, filePath: strin
     const raw = fromEnv ?? (typeof fromFile === 'number' ? String(fromFile) : fromFile) ?? defaultFor(setting);
     const value = setting.parse(raw);
     if (value === undefined) {
-      throw new ConfigError(`${source ?? setting.key}: expected ${setting.form}, got ${JSON.stringify(raw)}`);
+      throw new ConfigError(`${source ?? setting.key}: expected ${setting.form}, got ${shownValue(setting, raw)}`);
     }
     config[setting.key] = value;
   }

@@ -93,6 +93,8 @@ async function main(): Promise<void> {
     await printBalances(service.http.port);
     const findings = await runAudit(config.pgUrl);
     console.log(findings.length === 0 ? '\naudit of the database: passed (conservation, balances = journal, one outcome per tx)' : `\naudit FAILED: ${JSON.stringify(findings)}`);
+    // The demo's last word is the audit's: a failed one fails the command too.
+    if (findings.length > 0) process.exitCode = 1;
     const report = await service.engine.report();
     const rejected = report.counters.slice(1, COUNTER_DUPLICATES).map((count, i) => (count > 0 ? `${rejectCodeName(i + 1)} ${count}` : '')).filter(Boolean);
     console.log(`\noutcomes: ${report.counters[0]} accepted, rejected: ${rejected.join(', ') || 'none'}, duplicates answered from the dedup window: ${report.counters[COUNTER_DUPLICATES]}`);
@@ -104,7 +106,7 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(process.exitCode ?? 0),
   (error: unknown) => {
     console.error(`demo failed: ${(error as Error).stack ?? String(error)}`);
     process.exit(1);

@@ -5,6 +5,11 @@ import { join } from 'node:path';
 
 const loaded = new Map<string, unknown>();
 
+/** The installation lacks a piece it needs: restarting cannot help (`tally` exits 2 on it). */
+export class InstallationError extends Error {
+  override readonly name = 'InstallationError';
+}
+
 export function loadNativeAddon<T>(name: string): T {
   const cached = loaded.get(name);
   if (cached !== undefined) return cached as T;
@@ -19,7 +24,7 @@ export function loadNativeAddon<T>(name: string): T {
     const remedy = /librdkafka\.so/.test(message)
       ? 'node_modules/@confluentinc/kafka-javascript/build/deps/librdkafka.so.1 is missing: install with CKJS_LINKING=dynamic npm_config_build_from_source=@confluentinc/kafka-javascript npm ci (scripts/install.sh), then npm run build'
       : 'run npm run build, which builds it with io/native/build.sh';
-    throw new Error(`the native addon ${path} cannot be loaded (${message}); ${remedy}`);
+    throw new InstallationError(`the native addon ${path} cannot be loaded (${message}); ${remedy}`);
   }
   loaded.set(name, addon);
   return addon;

@@ -706,9 +706,12 @@ export class Service {
     this.fanout(Number.MAX_SAFE_INTEGER);
     await publisher.close(Math.max(1000, deadline - Date.now()));
     await bounded(this.parts.eventPositions.stop(), STOP_STEP_MS, 'recording event positions', this.log);
-    await this.parts.relay.close(Math.max(1000, deadline - Date.now()));
+    // The relay's close marks what it sent (a query) and disconnects its producer (a flush):
+    // with PostgreSQL and Kafka both away that alone could take 11 s more; bounded like the rest.
+    const relayWaitMs = Math.max(1000, deadline - Date.now());
+    await bounded(this.parts.relay.close(relayWaitMs), relayWaitMs + STOP_STEP_MS, 'credit relay close', this.log);
     // What follows must not stretch the stop past the service manager's patience
-    // (TimeoutStopSec=60, docker stop grace 60 s) when PostgreSQL is away: a flush still running is
+    // (TimeoutStopSec=90, docker stop grace 90 s) when PostgreSQL is away: a flush still running is
     // abandoned (its transaction dies with the connection) and leases not released expire.
     await bounded(producer.disconnect(), STOP_STEP_MS, 'command producer disconnect', this.log);
     await bounded(pool.close(), STOP_STEP_MS, 'flush pool close', this.log);

@@ -9,9 +9,17 @@ export function withDatabase(pgUrl: string, database: string): string {
   return url.toString();
 }
 
+/**
+ * A database name Tally accepts: letters, digits and _, not starting with a digit, at most
+ * 63 characters (PostgreSQL's limit), so it needs no escaping anywhere it is written.
+ */
+export function isDatabaseName(name: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name);
+}
+
 export function databaseName(pgUrl: string): string {
   const name = decodeURIComponent(new URL(pgUrl).pathname.replace(/^\//, ''));
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
+  if (!isDatabaseName(name)) {
     throw new Error(`TALLY_PG_URL: database name "${name}" must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)`);
   }
   return name;

@@ -3,6 +3,7 @@
 # engine, send a short load of commands and print the resulting balances.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib.sh
 source scripts/install.sh
 npm run -s build
 bash scripts/services-up.sh

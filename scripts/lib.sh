@@ -11,6 +11,9 @@ KAFKA_PID_FILE="$KAFKA_DIR/broker.pid"
 KAFKA_HOST="${TALLY_KAFKA_HOST:-127.0.0.1}"
 KAFKA_PORT="${TALLY_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${TALLY_KAFKA_CONTROLLER_PORT:-9093}"
+# Whatever sources this (npm test, npm run demo) talks to the broker these scripts start, also
+# when TALLY_KAFKA_PORT moved it off 9092: never to another broker listening there.
+export TALLY_KAFKA_BROKERS="${TALLY_KAFKA_BROKERS:-$KAFKA_HOST:$KAFKA_PORT}"
 COMMAND_PARTITIONS="${TALLY_COMMAND_PARTITIONS:-8}"
 # Where PostgreSQL is checked (and started, if local): TALLY_PG_HOST/PORT, else the host and
 # port of TALLY_PG_URL (postgres://user@host:port/db), else 127.0.0.1:5432.

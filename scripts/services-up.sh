@@ -110,7 +110,7 @@ ensure_postgres() {
 }
 
 migrate() {
-  [ -d "$ROOT/node_modules/pg" ] || die "node_modules is missing: run 'npm ci' first."
+  [ -d "$ROOT/node_modules/pg" ] || die "node_modules is missing: run 'source scripts/install.sh' first (it builds the native Kafka client as this machine needs)."
   [ -f "$ROOT/dist/io/cli.js" ] || (cd "$ROOT" && npm run -s build)
   node "$ROOT/dist/io/cli.js" migrate
 }

@@ -3,6 +3,7 @@
 # then runs every test. Arguments filter test files by path substring.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib.sh
 source scripts/install.sh
 npm run -s build
 bash scripts/services-up.sh
