@@ -1,33 +1,92 @@
-// Reads a uWebSockets.js request body into one Buffer, bounded: a body over `bytesMax` is
-// answered 413 at once and the rest is ignored. uWS hands the body over in chunks whose
-// memory is only valid during the callback, so each chunk is copied; an aborted request must
-// never be answered, so the caller learns of it through `aborted`.
+// Reads a uWebSockets.js request body into one Buffer, bounded in every way a client could
+// stretch it, since a body is read before its signature can be checked:
+// - size: a declared Content-Length over `bytesMax` is answered 413 before any byte is read,
+//   and a body that grows past it (chunked) is answered 413 as soon as it does;
+// - memory: the bytes go into one buffer of the declared length (grown by doubling when none
+//   is declared), not one Buffer per chunk (a body sent a byte per packet would otherwise
+//   cost a hundred times its size), and all bodies being read at once may reserve at most
+//   `inFlightBytesMax` (503 BODIES_BUSY beyond);
+// - time: the whole body must arrive within `receiveMs` (408 beyond), however slowly it
+//   trickles in (uWS's idle timeout restarts with every packet).
+// A refused body's connection is closed, so its client cannot go on streaming into it. uWS
+// hands chunks over in memory only valid during the callback, so each is copied; an aborted
+// request must never be answered, so the caller learns of it through `aborted`.
 
 import type uWS from 'uWebSockets.js';
-import { json } from './http_server';
 
 export interface BodyRequest {
   aborted: boolean;
 }
 
-export function readBody(res: uWS.HttpResponse, bytesMax: number, onBody: (body: Buffer, request: BodyRequest) => void): void {
+export interface BodyLimits {
+  readonly bytesMax: number;
+  /** Bytes all bodies being read at once may reserve (each reserves its declared length, or bytesMax). */
+  readonly inFlightBytesMax: number;
+  readonly receiveMs: number;
+}
+
+export const BODY_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
+export const BODY_RECEIVE_MS = 10_000;
+const GROWN_BYTES_MIN = 1024;
+
+/** Bytes reserved by the bodies being read now, per limits object (one per route). */
+const reservedBytes = new WeakMap<BodyLimits, number>();
+
+function refuse(res: uWS.HttpResponse, status: string, error: string, message: string): void {
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error, message }), true);
+  });
+}
+
+/** `contentLength` is the request's content-length header, read in the handler ('' if none). */
+export function readBody(res: uWS.HttpResponse, contentLength: string, limits: BodyLimits, onBody: (body: Buffer, request: BodyRequest) => void): void {
   const request: BodyRequest = { aborted: false };
-  const chunks: Buffer[] = [];
+  const { bytesMax } = limits;
+  const declared = /^[0-9]{1,15}$/.test(contentLength) ? Number(contentLength) : undefined;
+  if (declared !== undefined && declared > bytesMax) {
+    return refuse(res, '413 Payload Too Large', 'BODY_TOO_LARGE', `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX); this one declares ${declared}`);
+  }
+  const reserve = declared ?? bytesMax;
+  const reserved = reservedBytes.get(limits) ?? 0;
+  if (reserved > 0 && reserved + reserve > limits.inFlightBytesMax) {
+    return refuse(res, '503 Service Unavailable', 'BODIES_BUSY', `too many request bodies are being received at once (${reserved} bytes reserved); retry shortly`);
+  }
+  reservedBytes.set(limits, reserved + reserve);
+  let buffer = Buffer.allocUnsafe(declared ?? Math.min(GROWN_BYTES_MIN, bytesMax));
   let size = 0;
-  let rejected = false;
+  let done = false;
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    reservedBytes.set(limits, (reservedBytes.get(limits) ?? reserve) - reserve);
+  };
+  const timer = setTimeout(() => {
+    if (done || request.aborted) return;
+    finish();
+    request.aborted = true;
+    refuse(res, '408 Request Timeout', 'BODY_TIMEOUT', `the request body did not arrive within ${limits.receiveMs} ms`);
+  }, limits.receiveMs);
   res.onAborted(() => {
     request.aborted = true;
+    finish();
   });
   res.onData((chunk, isLast) => {
-    if (rejected || request.aborted) return;
-    size += chunk.byteLength;
-    if (size > bytesMax) {
-      rejected = true;
+    if (done || request.aborted) return;
+    if (size + chunk.byteLength > bytesMax) {
+      finish();
       request.aborted = true;
-      json(res, '413 Payload Too Large', { error: 'BODY_TOO_LARGE', message: `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX)` });
-      return;
+      return refuse(res, '413 Payload Too Large', 'BODY_TOO_LARGE', `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX)`);
     }
-    chunks.push(Buffer.from(Buffer.from(chunk)));
-    if (isLast) onBody(Buffer.concat(chunks, size), request);
+    if (size + chunk.byteLength > buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.min(bytesMax, Math.max(buffer.length * 2, size + chunk.byteLength)));
+      buffer.copy(grown, 0, 0, size);
+      buffer = grown;
+    }
+    Buffer.from(chunk).copy(buffer, size);
+    size += chunk.byteLength;
+    if (!isLast) return;
+    finish();
+    onBody(buffer.subarray(0, size), request);
   });
 }

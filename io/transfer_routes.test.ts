@@ -7,6 +7,7 @@
 // broker (the command is produced; nothing consumes it), PostgreSQL and an HTTP client.
 
 import { test } from 'node:test';
+import net from 'node:net';
 import assert from 'node:assert/strict';
 import Kafka from '@confluentinc/kafka-javascript';
 import pg from 'pg';
@@ -40,7 +41,7 @@ interface Harness {
 }
 
 /** The transfer routes alone on a real server, producing to a fresh topic nobody consumes, answering from a scratch database. */
-async function startHarness(name: string, ownsPartition: () => boolean, cache: OutcomeCache, timeoutMs = 10_000): Promise<Harness> {
+async function startHarness(name: string, ownsPartition: () => boolean, cache: OutcomeCache, timeoutMs = 10_000, body: { inFlightBytesMax?: number; receiveMs?: number } = {}): Promise<Harness> {
   const topic = uniqueName(`tally.commands.${name}`);
   await createTopic(topic, PARTITIONS);
   const database = await createScratchDatabase(testPgUrl, `tally_${name.replace(/-/g, '_')}`);
@@ -51,7 +52,8 @@ async function startHarness(name: string, ownsPartition: () => boolean, cache: O
   const server = await listen({
     host: '127.0.0.1', port: 0, isReady: () => true,
     routes: (app) => registerTransferRoutes(app, {
-      secret: SECRET, signatureWindowMs: 60_000, timeoutMs, bodyBytesMax: 1024, partitionCount: PARTITIONS, commandsTopic: topic,
+      secret: SECRET, signatureWindowMs: 60_000, timeoutMs, bodyBytesMax: 1024, bodyInFlightBytesMax: body.inFlightBytesMax, bodyReceiveMs: body.receiveMs,
+      partitionCount: PARTITIONS, commandsTopic: topic,
       registry, producer: () => producer, cache, db, ownsPartition: () => ownsPartition(), log: createLogger('silent'),
     }),
   });
@@ -144,6 +146,76 @@ test('a transfer request without a usable signature header is refused on its hea
     // Plausible headers: the body is read (and here refused for its size).
     assert.deepEqual(await send({ 'x-tally-timestamp': String(Date.now()), 'x-tally-signature': 'a'.repeat(64) }), [413, 'BODY_TOO_LARGE']);
     assert.equal(await highWatermark(topic, partition), 0);
+  } finally {
+    await close();
+  }
+});
+
+/**
+ * A raw HTTP/1.1 request on its own connection: `send` writes more of it; `answer` is the
+ * server's first complete response; `closed` resolves once the server closed the connection.
+ */
+function rawRequest(port: number, headers: Record<string, string>): { send(bytes: string): void; answer: Promise<string>; closed: Promise<void> } {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  const head = ['POST /v1/wallet/balance_transfer HTTP/1.1', 'host: 127.0.0.1', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+  socket.write(head);
+  let text = '';
+  const answer = new Promise<string>((resolve) => {
+    socket.on('data', (data) => {
+      text += data.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: *([0-9]+)/i.exec(text);
+      if (end >= 0 && length !== null && text.length >= end + 4 + Number(length[1])) resolve(text);
+    });
+    socket.on('close', () => resolve(text));
+  });
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.on('error', () => undefined);
+  return { send: (bytes) => void socket.write(bytes), answer, closed };
+}
+
+// A body is read before its signature can be checked, so everything about it that a client
+// controls is bounded: its declared size (refused before a byte of it is read), the time it
+// may take, and the bytes all bodies being received may reserve. A refused request's
+// connection is closed, so the client cannot go on streaming. A body sent a byte at a time is
+// put together exactly (its signature, over the exact bytes, passes).
+test('transfer bodies are bounded: a declared length over the limit is 413 at once, a body that does not arrive in time 408, bodies beyond the in-flight budget 503; refused connections are closed', { timeout: 60_000 }, async () => {
+  const { url, topic, partition, close } = await startHarness('transfer-bodies', () => false, new OutcomeCache(0), 10_000, { inFlightBytesMax: 1500, receiveMs: 1500 });
+  const port = Number(new URL(url).port);
+  const signed = (body: string): Record<string, string> => {
+    const timestamp = String(Date.now());
+    return { 'x-tally-timestamp': timestamp, 'x-tally-signature': signRequest(SECRET, timestamp, body), 'content-length': String(Buffer.byteLength(body)) };
+  };
+  try {
+    const huge = rawRequest(port, { ...signed('{}'), 'content-length': '100000' });
+    const hugeAnswer = await huge.answer;
+    assert.match(hugeAnswer, /^HTTP\/1\.1 413 [^]*"error":"BODY_TOO_LARGE"[^]*declares 100000/, hugeAnswer);
+    await huge.closed;
+
+    // One slow body reserves 1000 of the 1500 bytes: a second that declares 1000 is refused.
+    const slow = rawRequest(port, signed('x'.repeat(1000)));
+    slow.send('x'.repeat(10));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const busy = rawRequest(port, signed('y'.repeat(1000)));
+    const busyAnswer = await busy.answer;
+    assert.match(busyAnswer, /^HTTP\/1\.1 503 [^]*"error":"BODIES_BUSY"/, busyAnswer);
+    await busy.closed;
+    const slowAnswer = await slow.answer;
+    assert.match(slowAnswer, /^HTTP\/1\.1 408 [^]*"error":"BODY_TIMEOUT"/, slowAnswer);
+    await slow.closed;
+
+    // Its reservation ended with it: a body of 1000 bytes sent a byte or a few at a time is
+    // read, exactly (its signature passes; it is then refused as JSON).
+    const text = `{"from_account":"1001","amount":"${'1'.repeat(950)}`;
+    const trickled = rawRequest(port, signed(text));
+    for (let at = 0; at < text.length; at += 1 + (at % 7)) {
+      trickled.send(text.slice(at, at + 1 + (at % 7)));
+      if (at % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const trickledAnswer = await trickled.answer;
+    assert.match(trickledAnswer, /^HTTP\/1\.1 400 [^]*"error":"MALFORMED_JSON"/, trickledAnswer);
+    assert.equal(await highWatermark(topic, partition), 0, 'nothing was produced');
   } finally {
     await close();
   }

@@ -16,7 +16,7 @@ import { createCommandSlotViews, readCommandSlot } from '../engine/command_slot'
 import { decodeJsonCommand } from '../engine/json_codec';
 import { isReservedTxId } from '../engine/reserved_tx_id';
 import type { OutcomeCache } from './outcome_cache';
-import { readBody } from './http_body';
+import { BODY_IN_FLIGHT_BYTES_MAX, BODY_RECEIVE_MS, BodyLimits, readBody } from './http_body';
 import { json } from './http_server';
 import { checkSignature, checkSignatureHeaders } from './request_signature';
 import { CreditStatus, TransactionBody, creditOf, withCredit } from './transaction_routes';
@@ -29,6 +29,10 @@ export interface TransferRouteOptions {
   readonly signatureTimestampOptional?: boolean;
   readonly timeoutMs: number;
   readonly bodyBytesMax: number;
+  /** Bytes all transfer bodies being received at once may reserve (default BODY_IN_FLIGHT_BYTES_MAX). */
+  readonly bodyInFlightBytesMax?: number;
+  /** How long a whole body may take to arrive (default BODY_RECEIVE_MS). */
+  readonly bodyReceiveMs?: number;
   readonly partitionCount: number;
   /** The commands topic (partition_leases rows are per topic). */
   readonly commandsTopic: string;
@@ -89,6 +93,11 @@ function statusOf(body: TransactionBody): string {
 }
 
 export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferRouteOptions): void {
+  const bodyLimits: BodyLimits = {
+    bytesMax: options.bodyBytesMax,
+    inFlightBytesMax: options.bodyInFlightBytesMax ?? BODY_IN_FLIGHT_BYTES_MAX,
+    receiveMs: options.bodyReceiveMs ?? BODY_RECEIVE_MS,
+  };
   app.post('/v1/wallet/balance_transfer', (res, req) => {
     // ?wait=debit answers once the debit is durable; by default a cross-partition transfer
     // also waits for its credit (within the same timeout).
@@ -100,7 +109,7 @@ export function registerTransferRoutes(app: uWS.TemplatedApp, options: TransferR
     if (options.secret === '') return json(res, '503 Service Unavailable', { error: 'TRANSFER_API_DISABLED', message: 'set TALLY_TRANSFER_SECRET to enable the transfer API' });
     const headers = checkSignatureHeaders(options.signatureWindowMs, Date.now(), timestamp, signature, options.signatureTimestampOptional === true);
     if (headers !== 'ok') return json(res, '401 Unauthorized', { error: headers, message: 'sign the raw body with HMAC-SHA256 as docs/api.md describes' });
-    readBody(res, options.bodyBytesMax, (body, request) => {
+    readBody(res, req.getHeader('content-length'), bodyLimits, (body, request) => {
       const answer = (status: string, payload: unknown): void => {
         if (!request.aborted) json(res, status, payload);
       };
