@@ -419,12 +419,26 @@ export class Service {
     const assignments = await this.takePartitions(candidates, wanted);
     const { refused, unsought } = this.parts.consumer.restartPartitions(assignments);
     // Unsought ones are ours but cannot be read: handed back and taken again on the retry.
-    if (refused.length + unsought.length > 0) await this.giveBack([...refused, ...unsought], false);
+    if (refused.length + unsought.length > 0) await this.handBackUntaken([...refused, ...unsought]);
     for (const p of unsought) if (this.stillAssigned(p)) this.retrying.add(p);
     const taken = assignments.map((a) => a.partition).filter((p) => !refused.includes(p) && !unsought.includes(p));
     if (taken.length > 0) this.log.info({ partitions: taken }, takenMessage);
     const failed = candidates.filter((p) => wanted(p) && (!assignments.some((a) => a.partition === p) || unsought.includes(p)));
     if (failed.length > 0) throw new Error(`could not take partitions ${failed.join(', ')}`);
+  }
+
+  /**
+   * Hands back partitions a retake took and the consumer will not read, in the take chain's
+   * turn, so it is ordered with the takes: a take of one of them asked for meanwhile (the
+   * group assigned it back) either runs after this and takes it afresh, or ran before this,
+   * and then its take supersedes the hand-back, which would otherwise stop a partition that
+   * is ours and read again.
+   */
+  private handBackUntaken(partitions: readonly number[]): Promise<void> {
+    const takesSeen = partitions.map((p) => this.takes.get(p));
+    const run = this.takeChain.then(() => this.giveBack(partitions.filter((p, index) => this.takes.get(p) === takesSeen[index]), false));
+    this.takeChain = run.catch(() => undefined);
+    return run;
   }
 
   private async retryAssigned(partitions: readonly number[]): Promise<void> {
@@ -484,6 +498,12 @@ export class Service {
           }
           loading = true;
           const recovered = await recoverPartition(this.config.pgUrl, engine, { partition, nextOffset: lease.nextOffset, dedupWindow: this.config.dedupWindow });
+          // The lease can be lost during the recovery (seconds; renewals failing for a TTL),
+          // and its loss, reported while the partition was not ours yet, stopped nothing: taken
+          // now, it would be fed and fenced at its first flush, and never taken back.
+          if (leases.fencingTokenOf(partition) !== lease.fencingToken) {
+            throw new Error(`its lease (fencing token ${lease.fencingToken}) was lost while the partition was being recovered`);
+          }
           this.inEngine.add(partition);
           batcher.admitPartition(partition);
           batcher.noteStoredNextOffset(partition, lease.nextOffset);
@@ -606,7 +626,10 @@ export class Service {
       // Still in inEngine: a later take here releases them first.
       this.log.warn({ err: error, partitions: mine }, 'could not release handed-over partitions from the engine yet');
     }
-    if (!lost) await leases.release(mine).catch((error: unknown) => this.log.warn({ err: error, partitions: mine }, 'could not release leases; the next owner takes them over anyway'));
+    // Lost ones too: still held, the keeper would go on renewing leases of partitions applied
+    // nowhere here (the row naming this instance as owner) until the next owner took them.
+    // Only rows still carrying our token are released, so a successor is never touched.
+    await leases.release(mine).catch((error: unknown) => this.log.warn({ err: error, partitions: mine }, 'could not release leases; the next owner takes them over anyway'));
     this.log.info({ partitions: mine, lost }, 'partitions handed back');
   }
 
