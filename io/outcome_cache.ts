@@ -16,7 +16,11 @@
 // of 200 000 string keys with an add and a delete per command cost 1.8 µs per outcome.
 //
 // tx_ids are deduplicated per partition, so two partitions may each hold a command with the
-// same tx_id; the cache keeps the latest and the database lookup returns them all.
+// same tx_id. The cache keeps the latest outcome of a tx_id, and once it has seen the tx_id
+// recorded on two partitions it answers only lookups that name the partition: a lookup that
+// does not must go to the database, which answers such a tx_id as ambiguous. Outcomes of
+// partitions that leave this instance are forgotten (their next owner may record the tx_id
+// again, once it left the dedup window), so they are read from the database too.
 
 import { finalize32, mix32 } from '../engine/mix32';
 import type { TransactionBody } from './transaction_routes';
@@ -41,6 +45,8 @@ export class OutcomeCache {
   private readonly txIdBytes: Int32Array;
   private readonly jsonBytes: Int32Array;
   private readonly partitions: Int32Array;
+  /** 1 at a ring index whose tx_id this cache saw recorded on more than one partition. */
+  private readonly ambiguous: Uint8Array;
   /** Hash of the tx_id at each ring index, to find its table entry again at eviction. */
   private readonly hashes: Int32Array;
   /** The oldest ring index, and how many are in use (the newest is tail + count - 1). */
@@ -58,6 +64,7 @@ export class OutcomeCache {
     this.txIdBytes = new Int32Array(capacity);
     this.jsonBytes = new Int32Array(capacity);
     this.partitions = new Int32Array(capacity);
+    this.ambiguous = new Uint8Array(capacity);
     this.hashes = new Int32Array(capacity);
     let tableSize = 2;
     while (tableSize < capacity * 2) tableSize *= 2;
@@ -90,6 +97,8 @@ export class OutcomeCache {
       this.forgetTxId(txId);
       return;
     }
+    const earlier = this.indexOf(txId);
+    const ambiguous = earlier !== EMPTY && (this.ambiguous[earlier] === 1 || this.partitions[earlier] !== partition) ? 1 : 0;
     if (this.count === this.capacity) this.evictOldest();
     this.claim(room);
     const start = this.arenaHead;
@@ -101,6 +110,7 @@ export class OutcomeCache {
     this.txIdBytes[at] = idBytes;
     this.jsonBytes[at] = bodyBytes;
     this.partitions[at] = partition;
+    this.ambiguous[at] = ambiguous;
     this.hashes[at] = hash;
     this.count++;
     this.arenaHead = start + idBytes + bodyBytes;
@@ -109,13 +119,34 @@ export class OutcomeCache {
     this.table[slot] = at;
   }
 
-  get(txId: string): TransactionBody | undefined {
-    if (this.capacity === 0 || txId.length > TX_ID_BYTES_MAX / 3) return undefined;
-    const length = this.probe.write(txId, 0, 'utf8');
-    const at = this.table[this.find(this.probe, 0, length, bytesHash(this.probe, 0, length))]!;
+  /**
+   * The stored outcome of `txId` on `partition`, or, when no partition is named, its stored
+   * outcome if this cache never saw it recorded on two partitions; undefined if not here.
+   */
+  get(txId: string, partition?: number): TransactionBody | undefined {
+    const at = this.indexOf(txId);
     if (at === EMPTY) return undefined;
+    if (partition === undefined ? this.ambiguous[at] === 1 : this.partitions[at] !== partition) return undefined;
     const jsonStart = this.starts[at]! + this.txIdBytes[at]!;
     return JSON.parse(this.arena.toString('utf8', jsonStart, jsonStart + this.jsonBytes[at]!)) as TransactionBody;
+  }
+
+  /**
+   * Forgets the outcomes of partitions this instance no longer applies: their next owner may
+   * record their tx_ids again, and lookups must then read what it stored.
+   */
+  forgetPartitions(partitions: readonly number[]): void {
+    if (this.count === 0 || partitions.length === 0) return;
+    for (let i = 0, at = this.tail; i < this.count; i++, at = at + 1 === this.capacity ? 0 : at + 1) {
+      if (partitions.includes(this.partitions[at]!)) this.unindex(at);
+    }
+  }
+
+  /** Ring index of the latest kept outcome of `txId`, or EMPTY. */
+  private indexOf(txId: string): number {
+    if (this.capacity === 0 || txId.length > TX_ID_BYTES_MAX / 3) return EMPTY;
+    const length = this.probe.write(txId, 0, 'utf8');
+    return this.table[this.find(this.probe, 0, length, bytesHash(this.probe, 0, length))]!;
   }
 
   // Makes [arenaHead, arenaHead + room) free, wrapping to the arena's start when it does not
@@ -159,8 +190,7 @@ export class OutcomeCache {
   }
 
   private forgetTxId(txId: string): void {
-    const length = this.probe.write(txId, 0, 'utf8');
-    const at = this.table[this.find(this.probe, 0, length, bytesHash(this.probe, 0, length))]!;
+    const at = this.indexOf(txId);
     if (at !== EMPTY) this.unindex(at);
   }
 

@@ -620,6 +620,7 @@ export class Service {
     }
     // After the last pushes of what was flushed: nothing more of them comes here.
     this.parts.stream.partitionsLeft(mine);
+    this.parts.cache.forgetPartitions(mine);
     try {
       await this.releaseFromEngine(mine);
     } catch (error) {
@@ -645,6 +646,7 @@ export class Service {
     this.parts.consumer.stopPartitions(fresh);
     this.parts.batcher.stopPartitions(fresh);
     this.parts.stream.partitionsLeft(fresh);
+    this.parts.cache.forgetPartitions(fresh);
     if (reason === 'offset-outside-log') {
       // Its lease stays held: no other instance should read it from the wrong place either.
       this.log.error({ partitions: fresh, reason }, 'partitions stopped: their stored next offset is not in the Kafka log; nothing more of them is applied until an operator resolves it and restarts the instance');

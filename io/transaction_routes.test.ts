@@ -10,6 +10,9 @@ import { listen } from './http_server';
 import { createLogger } from './logger';
 import { OutcomeCache } from './outcome_cache';
 import { registerTransactionRoutes } from './transaction_routes';
+import { testPgUrl } from './test_services';
+import { createScratchDatabase } from '../persist/scratch_database';
+import { migrate } from '../persist/migrate';
 
 test('transaction lookups answer from memory what needs no database, while the database is away', { timeout: 60_000 }, async () => {
   const cache = new OutcomeCache(1000);
@@ -35,5 +38,60 @@ test('transaction lookups answer from memory what needs no database, while the d
   } finally {
     server.close();
     await db.end();
+  }
+});
+
+// tx_ids are deduplicated per partition, so one tx_id may name a command on each of two
+// partitions. A lookup that does not say which is answered 409 AMBIGUOUS_TX_ID with the
+// partitions, from the database and from memory alike (never whichever a cache or an offset
+// comparison happens to pick); `?account=` (the account the command was keyed by) or
+// `?partition=` names one. Partitions this instance hands over are forgotten by the cache:
+// their next owner's outcomes are read from the database. A real PostgreSQL and uWS server.
+test('a tx_id recorded on two partitions is answered 409 AMBIGUOUS_TX_ID unless the lookup names the account or partition', { timeout: 60_000 }, async () => {
+  const database = await createScratchDatabase(testPgUrl, 'tally_txlookup');
+  await migrate(database.url);
+  const db = new pg.Pool({ connectionString: database.url, max: 2 });
+  const cache = new OutcomeCache(1000);
+  // 1001 lives on partition 0 and 1002 on partition 3 (of 4).
+  await db.query(`INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES
+    (0, 'shared', 40, true, NULL, 1), (3, 'shared', 7, false, 'INSUFFICIENT_AVAILABLE', 2), (3, 'only-here', 8, true, NULL, 3)`);
+  const server = await listen({ host: '127.0.0.1', port: 0, isReady: () => true, routes: (app) => registerTransactionRoutes(app, cache, db, 4, createLogger('silent')) });
+  const get = async (path: string): Promise<[number, Record<string, unknown>]> => {
+    const response = await fetch(`http://127.0.0.1:${server.port}/v1/transactions/${path}`);
+    return [response.status, await response.json() as Record<string, unknown>];
+  };
+  const fields = ([status, body]: [number, Record<string, unknown>]): unknown[] => [status, body['error'] ?? body['status'], body['partition'] ?? body['partitions']];
+  try {
+    assert.deepEqual(fields(await get('shared')), [409, 'AMBIGUOUS_TX_ID', [0, 3]]);
+    assert.deepEqual(fields(await get('shared?account=1001')), [200, 'accepted', 0]);
+    assert.deepEqual(fields(await get('shared?account=0001002')), [200, 'rejected', 3]);
+    assert.deepEqual(fields(await get('shared?partition=3')), [200, 'rejected', 3]);
+    assert.deepEqual(fields(await get('shared?partition=1')), [404, 'TX_NOT_FOUND', undefined]);
+    assert.deepEqual(fields(await get('only-here')), [200, 'accepted', 3]);
+    for (const query of ['partition=4', 'partition=x', 'account=5', 'account=1x', 'account=1001&partition=3']) {
+      assert.deepEqual(fields(await get(`shared?${query}`)).slice(0, 2), [400, 'BAD_QUERY'], query);
+    }
+
+    // From memory: a tx_id the cache saw on two partitions is not answered from it unnamed.
+    const event = (partition: number, offset: number, status: string): string => `{"tx_id":"mem","status":"${status}","partition":${partition},"offset":"${offset}"}`;
+    cache.add('mem', 0, event(0, 50, 'accepted'));
+    assert.deepEqual(fields(await get('mem')), [200, 'accepted', 0], 'seen on one partition: answered from memory (the database knows nothing of it)');
+    cache.add('mem', 3, event(3, 9, 'rejected'));
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES (0, 'mem', 50, true, NULL, 4), (3, 'mem', 9, false, 'INSUFFICIENT_AVAILABLE', 5)");
+    assert.deepEqual(fields(await get('mem')), [409, 'AMBIGUOUS_TX_ID', [0, 3]]);
+    assert.deepEqual(fields(await get('mem?partition=3')), [200, 'rejected', 3]);
+
+    // A partition handed over: its outcomes in memory are forgotten; the database answers.
+    cache.add('moved', 3, '{"tx_id":"moved","status":"accepted","partition":3,"offset":"10"}');
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES (3, 'moved', 900, false, 'INSUFFICIENT_AVAILABLE', 6)");
+    assert.equal(cache.get('moved')?.offset, '10');
+    cache.forgetPartitions([3]);
+    assert.equal(cache.get('moved'), undefined);
+    const [status, body] = await get('moved');
+    assert.deepEqual([status, body['offset'], body['status']], [200, '900', 'rejected'], 'what the next owner stored');
+  } finally {
+    server.close();
+    await db.end();
+    await database.drop();
   }
 });

@@ -1,4 +1,4 @@
-// GET /v1/transactions/{tx_id}: the stored outcome of a command. Recent durable outcomes are
+// GET /v1/transactions/{tx_id}[?account=A | ?partition=N]: the stored outcome of a command. Recent durable outcomes are
 // answered from memory (OutcomeCache: the result event's JSON, which has the body's fields); older ones from PostgreSQL's tx_outcomes, probing the
 // primary key (partition, tx_id) once per partition. Only durable outcomes are ever answered:
 // a command the engine applied but did not commit yet is 404 until its batch commits.
@@ -8,6 +8,8 @@ import pg from 'pg';
 import type { OutcomeCache } from './outcome_cache';
 import { json } from './http_server';
 import type { Logger } from './logger';
+import { canonicalAccountText } from './balance_routes';
+import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 export interface TransactionBody {
   readonly tx_id: string;
@@ -66,9 +68,8 @@ export async function withCredit(db: pg.Pool, body: TransactionBody, fromEvent =
   return credit === undefined ? body : { ...body, credit };
 }
 
-/** Outcomes of `txId` stored in PostgreSQL (one per partition that saw it), oldest first. */
-export async function storedOutcomes(db: pg.Pool, partitionCount: number, txId: string): Promise<TransactionBody[]> {
-  const partitions = Array.from({ length: partitionCount }, (_, p) => p);
+/** Outcomes of `txId` stored in PostgreSQL (one per partition that saw it), oldest first; `partitions` narrows the search. */
+export async function storedOutcomes(db: pg.Pool, partitionCount: number, txId: string, partitions = Array.from({ length: partitionCount }, (_, p) => p)): Promise<TransactionBody[]> {
   const result = await db.query<{ partition: number; kafka_offset: string; accepted: boolean; reason: string | null }>(
     'SELECT partition, kafka_offset, accepted, reason FROM tx_outcomes WHERE partition = ANY($1::int[]) AND tx_id = $2 ORDER BY kafka_offset',
     [partitions, txId],
@@ -87,9 +88,35 @@ export async function storedOutcomes(db: pg.Pool, partitionCount: number, txId: 
  */
 export const DATABASE_LOOKUPS_MAX = 64;
 
+/**
+ * The partition a lookup names: `?partition=N`, or `?account=A` (a user account: its home
+ * partition, where the command it keyed was deduplicated); undefined when it names none, a
+ * string saying what is wrong when it names one badly.
+ */
+export function lookupPartition(query: string, partitionCount: number): number | undefined | string {
+  const partitionText = /(?:^|&)partition=([^&]*)/.exec(query)?.[1];
+  const accountText = /(?:^|&)account=([^&]*)/.exec(query)?.[1];
+  let partition: number | undefined;
+  if (partitionText !== undefined) {
+    if (!/^[0-9]{1,5}$/.test(partitionText) || Number(partitionText) >= partitionCount) return `partition must be an integer from 0 to ${partitionCount - 1}`;
+    partition = Number(partitionText);
+  }
+  if (accountText !== undefined) {
+    const account = canonicalAccountText(accountText);
+    if (account === undefined) return 'account must be an unsigned 64-bit integer in decimal';
+    if (account.length < 4) return 'account names a system account, which exists on every partition: name the partition instead';
+    const home = homePartitionOfAccountDecimal(account, partitionCount);
+    if (partition !== undefined && partition !== home) return `account ${account} lives on partition ${home}, not ${partition}`;
+    partition = home;
+  }
+  return partition;
+}
+
 export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeCache, db: pg.Pool, partitionCount: number, log: Logger): void {
   let lookups = 0;
   app.get('/v1/transactions/:tx_id', (res, req) => {
+    const partition = lookupPartition(req.getQuery() ?? '', partitionCount);
+    if (typeof partition === 'string') return json(res, '400 Bad Request', { error: 'BAD_QUERY', message: partition });
     let txId: string;
     try {
       txId = decodeURIComponent(req.getParameter(0) ?? '');
@@ -99,7 +126,7 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     if (txId.length < 1 || Buffer.byteLength(txId) > 64) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must be 1 to 64 bytes' });
     // No command can carry a NUL in its tx_id (the engine refuses it), and PostgreSQL text cannot hold one.
     if (txId.includes('\u0000')) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must not contain NUL characters' });
-    const cached = cache.get(txId);
+    const cached = cache.get(txId, partition);
     // Answered from memory alone when nothing is left to look up (the database may be away).
     if (cached !== undefined && !mayOweCredit(cached, true)) return json(res, '200 OK', cached);
     if (lookups >= DATABASE_LOOKUPS_MAX) return json(res, '503 Service Unavailable', { error: 'TOO_MANY_LOOKUPS', message: `${DATABASE_LOOKUPS_MAX} transaction lookups are waiting for the database; retry later` });
@@ -108,12 +135,19 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
       aborted = true;
     });
     lookups++;
-    const lookup = cached !== undefined ? Promise.resolve([cached]) : storedOutcomes(db, partitionCount, txId);
+    const lookup = cached !== undefined ? Promise.resolve([cached]) : storedOutcomes(db, partitionCount, txId, partition === undefined ? undefined : [partition]);
     lookup.then(async (found) => {
-      const latest = found.length === 0 ? undefined : await withCredit(db, found[found.length - 1]!, cached !== undefined);
+      // tx_ids are deduplicated per partition: one recorded on several names several commands,
+      // and which of them was meant only the client knows.
+      if (found.length > 1) {
+        const partitions = found.map((outcome) => outcome.partition).sort((a, b) => a - b);
+        if (!aborted) json(res, '409 Conflict', { error: 'AMBIGUOUS_TX_ID', partitions, message: `tx_id ${JSON.stringify(txId)} is recorded on partitions ${partitions.join(', ')}; name one with ?account= (the account the command was keyed by) or ?partition=` });
+        return;
+      }
+      const outcome = found.length === 0 ? undefined : await withCredit(db, found[0]!, cached !== undefined);
       if (aborted) return;
-      if (latest === undefined) return json(res, '404 Not Found', { error: 'TX_NOT_FOUND', message: `no durable outcome for tx_id ${JSON.stringify(txId)}` });
-      return json(res, '200 OK', latest);
+      if (outcome === undefined) return json(res, '404 Not Found', { error: 'TX_NOT_FOUND', message: `no durable outcome for tx_id ${JSON.stringify(txId)}${partition === undefined ? '' : ` on partition ${partition}`}` });
+      return json(res, '200 OK', outcome);
     }).catch((error: unknown) => {
       log.error({ err: error, txId }, 'transaction lookup failed');
       if (!aborted) json(res, '503 Service Unavailable', { error: 'DATABASE_UNAVAILABLE', message: 'the outcome store cannot be read right now; retry' });
