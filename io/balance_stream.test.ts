@@ -67,12 +67,13 @@ test('a subscriber that stops reading is closed with 4008 and misses no push bef
 const clients: WebSocket[] = [];
 
 /** A connected client that collects what it is sent, and its close code. */
-async function streamClient(port: number): Promise<{ ws: WebSocket; received: Array<Record<string, unknown>>; closed: Promise<number>; next: () => Promise<Record<string, unknown>> }> {
+async function streamClient(port: number): Promise<{ ws: WebSocket; received: Array<Record<string, unknown>>; closed: Promise<number>; closeReason: Promise<string>; next: () => Promise<Record<string, unknown>> }> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream`);
   clients.push(ws);
   const received: Array<Record<string, unknown>> = [];
   ws.on('message', (data) => received.push(JSON.parse(data.toString()) as Record<string, unknown>));
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  const closeReason = new Promise<string>((resolve) => ws.once('close', (_code, reason) => resolve(reason.toString())));
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);
@@ -86,7 +87,7 @@ async function streamClient(port: number): Promise<{ ws: WebSocket; received: Ar
     }
     return received[taken++]!;
   };
-  return { ws, received, closed, next };
+  return { ws, received, closed, closeReason, next };
 }
 
 test('only accounts of partitions applied here can be subscribed; subscribers of a partition that leaves are closed with 4009, of one whose pushes were lost with 4010', { timeout: 60_000 }, async () => {
@@ -126,6 +127,7 @@ test('only accounts of partitions applied here can be subscribed; subscribers of
     owned.delete(0);
     stream.partitionsLeft([0]);
     assert.equal(await client.closed, CLOSE_PARTITION_MOVED, 'the subscriber of partition 0 is told');
+    assert.match(await client.closeReason, /^PARTITION_MOVED: .* over HTTP$/, 'the whole reason arrives');
     stream.publish({ txId: 't', offset: 1, balances: [{ account: on(1), currency: 'USDT', available: '1', frozen: '0', partition: 1 }] } as unknown as DurableOutcome);
     assert.equal((await other.next())['op'], 'balance', 'a subscriber of a partition still applied here keeps its pushes');
     assert.equal(stream.subscriptions, 1);
@@ -136,6 +138,7 @@ test('only accounts of partitions applied here can be subscribed; subscribers of
     assert.equal((await bystander.next())['op'], 'subscribed');
     stream.pushesLost(1);
     assert.equal(await other.closed, CLOSE_PUSHES_LOST, 'the subscriber of partition 1 is told its pushes are incomplete');
+    assert.match(await other.closeReason, /^PUSHES_LOST: .* over HTTP$/, 'the whole reason arrives (a close frame holds 123 bytes of it)');
     stream.pushesLost(0);
     // System accounts may be subscribed but are never pushed (api.md): a change of fee account
     // 1 reaches nobody, so the next message the bystander gets answers its unsubscribe.

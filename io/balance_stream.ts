@@ -200,9 +200,11 @@ export class BalanceStream {
    * partition is closed with 4010, and reads the current balances over HTTP after reconnecting.
    */
   pushesLost(partition: number): void {
-    this.closeSubscribersOf([partition], CLOSE_PUSHES_LOST, 'PUSHES_LOST: a durable change of a subscribed account\'s partition could not be pushed; reconnect and read balances over HTTP');
+    this.closeSubscribersOf([partition], CLOSE_PUSHES_LOST, 'PUSHES_LOST: a durable change of a subscribed account could not be pushed; reconnect and read balances over HTTP');
   }
 
+  // A close frame carries at most 123 bytes of reason (RFC 6455: 125 bytes of payload, 2 of
+  // them the code); the reasons above stay within it, so clients read them whole.
   private closeSubscribersOf(partitions: readonly number[], code: number, reason: string): void {
     const ownership = this.ownership;
     if (ownership === undefined || this.byAccount.size === 0 || partitions.length === 0) return;

@@ -4,6 +4,7 @@
 // database knows is answered 503, never a guess.
 
 import { test } from 'node:test';
+import net from 'node:net';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { listen } from './http_server';
@@ -31,9 +32,25 @@ test('transaction lookups answer from memory what needs no database, while the d
   };
   try {
     assert.deepEqual(await get('d1'), [200, JSON.parse(deposit)], 'a cached deposit owes no credit: no database needed');
-    for (const txId of ['t1', 't2', 'unknown']) {
+    for (const txId of ['t1', 't2', 'unknown', 'caf\u00e9']) {
       const [status, body] = await get(txId);
       assert.deepEqual([status, (body as { error: string }).error], [503, 'DATABASE_UNAVAILABLE'], `${txId} needs the database`);
+    }
+    // tx_ids no command can carry are refused without the database: invalid percent-encoded
+    // UTF-8, and raw bytes beyond ASCII (uWS would hand them over with U+FFFD for invalid ones).
+    const invalid = await fetch(`http://127.0.0.1:${server.port}/v1/transactions/%FF`);
+    assert.deepEqual([invalid.status, ((await invalid.json()) as { error: string }).error], [400, 'BAD_TX_ID']);
+    for (const rawBytes of [Buffer.from([0xff]), Buffer.from('caf\u00e9', 'utf8')]) {
+      const answer = await new Promise<string>((resolve) => {
+        const socket = net.connect(server.port, '127.0.0.1', () => {
+          socket.end(Buffer.concat([Buffer.from('GET /v1/transactions/'), rawBytes, Buffer.from(' HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')]));
+        });
+        let text = '';
+        socket.on('data', (data) => { text += data.toString('latin1'); });
+        socket.on('close', () => resolve(text));
+        socket.on('error', () => resolve(text));
+      });
+      assert.match(answer, /^HTTP\/1\.1 400 [^]*"error":"BAD_TX_ID"/, answer);
     }
   } finally {
     server.close();

@@ -118,8 +118,12 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     const partition = lookupPartition(req.getQuery() ?? '', partitionCount);
     if (typeof partition === 'string') return json(res, '400 Bad Request', { error: 'BAD_QUERY', message: partition });
     let txId: string;
+    const raw = req.getParameter(0) ?? '';
+    // A path carries only ASCII (RFC 3986); raw bytes beyond it reach us already decoded, with
+    // invalid UTF-8 replaced by U+FFFD, so a lookup of them would look up another tx_id.
+    if (!/^[\x21-\x7e]*$/.test(raw)) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'percent-encode the tx_id in the path (UTF-8); raw non-ASCII bytes and spaces are not accepted' });
     try {
-      txId = decodeURIComponent(req.getParameter(0) ?? '');
+      txId = decodeURIComponent(raw);
     } catch {
       return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id is not valid percent-encoded UTF-8' });
     }
