@@ -105,6 +105,33 @@ test('a remote transfer request whose command passed unrecorded is answered by a
   }
 });
 
+// A transfer the full balance table turned away is not a verdict (nothing applied, nothing
+// recorded, retry with the same transaction_id): 503 with the reason, whether this instance
+// applies the partition (its event) or another does (its reply kept in tx_replies), where it
+// used to be 422 here and a 504 after the whole timeout there.
+test('a transfer turned away by a full balance table is answered 503 BALANCE_TABLE_FULL, here and from another instance', { timeout: 60_000 }, async () => {
+  for (const owns of [true, false]) {
+    const cache = new OutcomeCache(16);
+    const { db, topic, partition, post, close } = await startHarness(`transfer-full-${owns ? 'here' : 'there'}`, () => owns, cache, 20_000);
+    try {
+      const answer = post('no-room', '1');
+      await waitFor('the command in the log', 20_000, async () => (await highWatermark(topic, partition)) === 1);
+      if (owns) {
+        // What the fan-out hands over for it: a reply event, not a stored outcome.
+        cache.add('no-room', partition, `{"tx_id":"no-room","status":"rejected","reason":"BALANCE_TABLE_FULL","partition":${partition},"offset":"0"}`, false);
+      } else {
+        await db.query("INSERT INTO tx_replies (partition, kafka_offset, tx_id, accepted, reason) VALUES ($1, 0, 'no-room', false, 'BALANCE_TABLE_FULL')", [partition]);
+        await db.query('INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, $2, $3, 1, 1)', [topic, partition, 'the-applying-instance']);
+      }
+      // A request that timed out would be 504 OUTCOME_TIMEOUT.
+      const { status, body } = await answer;
+      assert.deepEqual([status, body.status, body.reason, body.offset], [503, 'rejected', 'BALANCE_TABLE_FULL', '0'], `owns ${owns}`);
+    } finally {
+      await close();
+    }
+  }
+});
+
 // A signed request replayed after its transaction_id has left the dedup window (more than
 // TALLY_DEDUP_WINDOW commands on its partition since) would be applied again by the engine:
 // the route answers a transaction_id its partition has recorded from tx_outcomes, and

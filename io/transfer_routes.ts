@@ -87,6 +87,9 @@ function parseTransfer(body: Buffer, registry: CurrencyRegistry): TransferReques
 
 function statusOf(body: TransactionBody): string {
   if (body.status === 'accepted') return '200 OK';
+  // Not a verdict on the transfer: the partition's balance table is full, nothing was applied
+  // or recorded, and the same transaction_id may be retried once the operator made room.
+  if (body.reason === rejectCodeName(RejectCode.BalanceTableFull)) return '503 Service Unavailable';
   if (body.reason === rejectCodeName(RejectCode.DuplicateTxIdConflict)) return '409 Conflict';
   if (body.reason === rejectCodeName(RejectCode.Malformed)) return '400 Bad Request';
   return '422 Unprocessable Entity';
@@ -316,8 +319,11 @@ async function recordedAnswer(options: TransferRouteOptions, partition: number, 
 }
 
 const OUTCOME_AT_SQL = `
-  SELECT l.next_offset::float8 AS next_offset, o.kafka_offset::float8 AS kafka_offset, o.accepted, o.reason, o.payload_hash::text AS payload_hash
-    FROM partition_leases l LEFT JOIN tx_outcomes o ON o.partition = l.partition AND o.tx_id = $3
+  SELECT l.next_offset::float8 AS next_offset, o.kafka_offset::float8 AS kafka_offset, o.accepted, o.reason, o.payload_hash::text AS payload_hash,
+         r.reason AS reply_reason
+    FROM partition_leases l
+    LEFT JOIN tx_outcomes o ON o.partition = l.partition AND o.tx_id = $3
+    LEFT JOIN tx_replies r ON r.partition = l.partition AND r.kafka_offset = $4 AND r.tx_id = $3
    WHERE l.topic = $1 AND l.partition = $2`;
 
 /**
@@ -331,9 +337,9 @@ async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPos
   const offset = String(position.offset);
   let failure: Error | undefined;
   while (Date.now() < deadline) {
-    let result: pg.QueryResult<{ next_offset: number; kafka_offset: number | null; accepted: boolean | null; reason: string | null; payload_hash: string | null }>;
+    let result: pg.QueryResult<{ next_offset: number; kafka_offset: number | null; accepted: boolean | null; reason: string | null; payload_hash: string | null; reply_reason: string | null }>;
     try {
-      result = await options.db.query(OUTCOME_AT_SQL, [options.commandsTopic, position.partition, txId]);
+      result = await options.db.query(OUTCOME_AT_SQL, [options.commandsTopic, position.partition, txId, position.offset]);
       failure = undefined;
     } catch (error) {
       // The command is in the log whatever the database says now: a failed read is tried
@@ -343,6 +349,12 @@ async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPos
       continue;
     }
     const row = result.rows[0];
+    // Durable and turned away by the full balance table: not recorded, but its reply is kept
+    // (tx_replies) until its event is delivered, about a second; a later poll finds nothing
+    // and the request ends in 504, as one whose outcome is unknown.
+    if (row !== undefined && row.next_offset > position.offset && row.reply_reason === rejectCodeName(RejectCode.BalanceTableFull)) {
+      return { tx_id: txId, status: 'rejected', reason: row.reply_reason, partition: position.partition, offset };
+    }
     if (row !== undefined && row.next_offset > position.offset && row.kafka_offset !== null) {
       const stored: TransactionBody = {
         tx_id: txId, status: row.accepted ? 'accepted' : 'rejected', ...(row.reason === null ? {} : { reason: row.reason }), partition: position.partition,
@@ -357,8 +369,9 @@ async function pollOutcomeAt(options: TransferRouteOptions, position: CommandPos
       }
       return { ...stored, offset, duplicate: true, original_offset: stored.offset };
     }
-    // Not durable yet, or durable without a stored outcome (BALANCE_TABLE_FULL: the operator
-    // must make room; the same transaction_id may be retried): wait, then 504.
+    // Not durable yet, or durable without a stored outcome (BALANCE_TABLE_FULL whose reply
+    // was already deleted: the operator must make room; the same transaction_id may be
+    // retried): wait, then 504.
     await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
   }
   if (failure !== undefined) throw new OutcomeUnreadable(`transfer ${txId} was produced at ${position.partition}/${position.offset}, but its outcome could not be read: ${failure.message}`);
