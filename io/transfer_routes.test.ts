@@ -132,6 +132,29 @@ test('a transfer turned away by a full balance table is answered 503 BALANCE_TAB
   }
 });
 
+// TALLY_TRANSFER_TIMEOUT_MS bounds the whole request, the check of its transaction_id
+// against the stored outcomes included: a database that does not answer that check (here a
+// lock holds tx_outcomes) gets the request its 503 at the timeout, nothing produced, not an
+// answer whenever the database comes back.
+test('a transfer whose transaction_id check does not finish within the timeout is 503 DATABASE_UNAVAILABLE at the timeout, and nothing is produced', { timeout: 60_000 }, async () => {
+  const { db, topic, partition, post, close } = await startHarness('transfer-deadline', () => false, new OutcomeCache(0), 1000);
+  const locker = await db.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE tx_outcomes IN ACCESS EXCLUSIVE MODE');
+    const answer = post('blocked', '1');
+    const lockHeldMs = 20_000;
+    const first = await Promise.race([answer, new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), lockHeldMs))]);
+    assert.notEqual(first, 'still waiting', 'answered while the database still held the check');
+    assert.deepEqual([(first as Awaited<typeof answer>).status, (first as Awaited<typeof answer>).body.error], [503, 'DATABASE_UNAVAILABLE']);
+    assert.equal(await highWatermark(topic, partition), 0, 'nothing was produced');
+  } finally {
+    await locker.query('ROLLBACK');
+    locker.release();
+    await close();
+  }
+});
+
 // A signed request replayed after its transaction_id has left the dedup window (more than
 // TALLY_DEDUP_WINDOW commands on its partition since) would be applied again by the engine:
 // the route answers a transaction_id its partition has recorded from tx_outcomes, and

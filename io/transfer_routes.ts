@@ -157,8 +157,10 @@ const fromEvents = new WeakSet<TransactionBody>();
 class OutcomeUnreadable extends Error {}
 
 async function submit(options: TransferRouteOptions, transfer: TransferRequest, waitCredit: boolean): Promise<TransactionBody | undefined> {
+  // One deadline for the whole request: every step before and after the wait (the recorded
+  // check, the credit half) counts against the same TALLY_TRANSFER_TIMEOUT_MS.
   const deadline = Date.now() + options.timeoutMs;
-  const debit = await submitDebit(options, transfer);
+  const debit = await submitDebit(options, transfer, deadline);
   if (debit === undefined || debit.status !== 'accepted') return debit;
   try {
     return await withCreditHalf(options, debit, waitCredit, deadline);
@@ -169,7 +171,7 @@ async function submit(options: TransferRouteOptions, transfer: TransferRequest, 
 
 /** An accepted debit with its credit half, if it owes one: as it stands, or (waitCredit) once durable or at the deadline. */
 async function withCreditHalf(options: TransferRouteOptions, debit: TransactionBody, waitCredit: boolean, deadline: number): Promise<TransactionBody> {
-  const body = await withCredit(options.db, debit, fromEvents.has(debit));
+  const body = await withinDeadline(withCredit(options.db, debit, fromEvents.has(debit)), deadline, 'reading the credit half');
   if (!waitCredit || body.credit === undefined || body.credit.status !== 'pending') return body;
   return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
 }
@@ -192,18 +194,17 @@ async function waitForCredit(options: TransferRouteOptions, debit: TransactionBo
   return credit;
 }
 
-async function submitDebit(options: TransferRouteOptions, transfer: TransferRequest): Promise<TransactionBody | undefined> {
+async function submitDebit(options: TransferRouteOptions, transfer: TransferRequest, deadline: number): Promise<TransactionBody | undefined> {
   const producer = options.producer();
   if (producer === undefined) throw new Error('the command producer is not connected');
   const partition = homePartitionOfAccountDecimal(transfer.from_account, options.partitionCount);
   const command = Buffer.from(JSON.stringify({
     type: 'transfer', tx_id: transfer.transaction_id, from: transfer.from_account, to: transfer.to_account, currency: transfer.currency, amount: transfer.amount,
   }));
-  const recorded = await recordedAnswer(options, partition, transfer.transaction_id, command);
+  const recorded = await recordedAnswer(options, partition, transfer.transaction_id, command, deadline);
   if (recorded !== undefined) return recorded;
-  const deadline = Date.now() + options.timeoutMs;
   if (options.ownsPartition(partition)) return waitForOwnEvent(options, producer, partition, transfer, command, deadline);
-  const position = await acknowledged(producer, transfer.from_account, command, options.timeoutMs);
+  const position = await acknowledged(producer, transfer.from_account, command, Math.max(1, deadline - Date.now()));
   if (position === undefined) return undefined;
   return pollOutcomeAt(options, position, transfer.transaction_id, payloadHashOf(command, position, options), deadline);
 }
@@ -223,14 +224,14 @@ async function waitForOwnEvent(
 ): Promise<TransactionBody | undefined> {
   let offset: string | undefined;
   const early: TransactionBody[] = [];
-  const waiter = options.cache.waitForMatch(transfer.transaction_id, options.timeoutMs, (from, body) => {
+  const waiter = options.cache.waitForMatch(transfer.transaction_id, Math.max(1, deadline - Date.now()), (from, body) => {
     if (from !== partition) return false;
     if (offset === undefined) early.push(body);
     return body.offset === offset;
   });
   let position: CommandPosition | undefined;
   try {
-    position = await acknowledged(producer, transfer.from_account, command, options.timeoutMs);
+    position = await acknowledged(producer, transfer.from_account, command, Math.max(1, deadline - Date.now()));
   } finally {
     if (position === undefined) waiter.cancel();
   }
@@ -287,6 +288,15 @@ function payloadHashOf(command: Buffer, position: CommandPosition, options: Tran
 /** The transaction_id could not be checked against the stored outcomes (the database away): nothing was produced. */
 class RecordUnreadable extends Error {}
 
+/** `work`, or a rejection once `deadline` passed first (the work is left to finish on its own; queries are bounded anyway). */
+function withinDeadline<T>(work: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within the request's timeout`)), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 interface RecordedRow { kafka_offset: string; accepted: boolean; reason: string | null; payload_hash: string }
 
 const RECORDED_SQL = 'SELECT kafka_offset::text AS kafka_offset, accepted, reason, payload_hash::text AS payload_hash FROM tx_outcomes WHERE partition = $1 AND tx_id = $2';
@@ -300,10 +310,10 @@ const RECORDED_SQL = 'SELECT kafka_offset::text AS kafka_offset, accepted, reaso
  * time with TALLY_SIGNATURE_TIMESTAMP=optional) would be applied again. Undefined when nothing
  * is recorded (a command on its way is still caught by the dedup window, seconds apart).
  */
-async function recordedAnswer(options: TransferRouteOptions, partition: number, txId: string, command: Buffer): Promise<TransactionBody | undefined> {
+async function recordedAnswer(options: TransferRouteOptions, partition: number, txId: string, command: Buffer, deadline: number): Promise<TransactionBody | undefined> {
   let rows: RecordedRow[];
   try {
-    rows = (await options.db.query<RecordedRow>(RECORDED_SQL, [partition, txId])).rows;
+    rows = (await withinDeadline(options.db.query<RecordedRow>(RECORDED_SQL, [partition, txId]), deadline, 'checking the stored outcomes')).rows;
   } catch (error) {
     throw new RecordUnreadable(`the stored outcomes could not be read: ${(error as Error).message}`);
   }
