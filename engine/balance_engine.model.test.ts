@@ -181,6 +181,8 @@ class ReferenceModel {
     if (isSystem(command.account)) return true;
     if (command.type === CommandType.Transfer && isSystem(command.counterAccount)) return true;
     if (command.type === CommandType.Settle && (command.legCount < 1 || command.legCount > 12)) return true;
+    // External (0) and transit (3) have their own commands (ARCHITECTURE.md sections 3 and 4).
+    if (command.type === CommandType.Settle && command.legs.slice(0, command.legCount).some((leg) => leg.account === 0n || leg.account === 3n)) return true;
     return false;
   }
 
@@ -552,6 +554,10 @@ class Workload {
       ];
     } else if (r < 0.18) {
       return this.single(CommandType.Settle, txId, index, 0, 0n, { legs, legCount: random.chance(0.5) ? 0 : 13 });
+    } else if (r < 0.19) {
+      // A leg on external or transit, paid to the user from it: never a settle's to move.
+      const reserved = random.chance(0.5) ? 0n : 3n;
+      legs.push({ account: reserved, currency: getCurrency, home, available: -1n, frozen: 0n }, { account, currency: getCurrency, home, available: 1n, frozen: 0n });
     }
     return this.single(CommandType.Settle, txId, index, 0, 0n, { legs, legCount: legs.length });
   }

@@ -119,6 +119,30 @@ test('settle applies all legs atomically against system accounts of its partitio
   assert.deepEqual(h.balance(1001n, BTC), [1000n, 0n]);
 });
 
+// External (0) moves only with deposits and withdrawals, transit (3) only with crossing
+// transfers and their credits (it must equal the credits in flight): a settle leg on either
+// would mint user money out of it. MALFORMED, not recorded (a corrected settle may reuse the
+// tx_id); fees (1), clearing (2) and other system accounts stay a settle's counterparts.
+test('a settle leg on external (0) or transit (3) is MALFORMED and changes nothing; fees, clearing and other system accounts are allowed', () => {
+  const h = harness();
+  for (const reserved of [0n, 3n]) {
+    const legs = [
+      { account: reserved, currency: USDT, home: 0, available: -1_000_000n, frozen: 0n },
+      { account: 1001n, currency: USDT, home: 0, available: 1_000_000n, frozen: 0n },
+    ];
+    const { outcome } = h.run({ type: CommandType.Settle, txId: `mint-${reserved}`, account: 1001n, legs });
+    assert.deepEqual([outcome.status, outcome.reason, outcome.flags & 2], [2, RejectCode.Malformed, 0], `account ${reserved}`);
+    assert.equal(h.balance(1001n, USDT), undefined);
+    assert.equal(h.balance(reserved, USDT, 0), undefined);
+  }
+  const counterparts = [
+    { account: 999n, currency: USDT, home: 0, available: -5n, frozen: 0n },
+    { account: 1001n, currency: USDT, home: 0, available: 5n, frozen: 0n },
+  ];
+  assert.equal(h.run({ type: CommandType.Settle, txId: 'mint-0', account: 1001n, legs: counterparts }).outcome.status, 1, 'a configured system account, and the tx_id of the refused settle is free');
+  assert.deepEqual(h.balance(1001n, USDT), [5n, 0n]);
+});
+
 test('settle legs apply in the order written: a user balance may not be negative after any leg (docs/wire-format.md)', () => {
   const h = harness();
   const proceeds = { account: 1001n, currency: USDT, home: 0, available: 100n, frozen: 0n };

@@ -20,6 +20,7 @@
 //   2. MALFORMED (decoder) or malformed shape        → MALFORMED, not looked up, not recorded,
 //      (unknown type; a system account where a user   so a client can resend a corrected
 //      account is required; settle legCount ∉ 1..12;  message with the same tx_id
+//      a settle leg on external 0 or transit 3;
 //      a tx_id reserved for credits, reserved_tx_id.ts,
 //      on anything but a credit; a credit without one)
 //   3. tx_id in the partition's dedup window: same payloadHash → the stored outcome again,
@@ -39,7 +40,7 @@
 //  11. accepted: legs applied, recorded.
 //
 // Settle rules: legs may name system accounts (id < 1000, the command partition's own; they
-// may go negative) and any user account whose home is the command's partition, the settle's
+// may go negative) other than external (0) and transit (3), and any user account whose home is the command's partition, the settle's
 // own user or others (the matching engine is trusted to send one user's side; the engine
 // only enforces partition ownership); a user account of another partition → WRONG_PARTITION.
 // Legs naming the same balance accumulate in order; only the final value is written.
@@ -547,7 +548,7 @@ export class BalanceEngine {
     if (type === CommandType.Transfer) return isUserAccount(words[w + CommandWord.CounterAccount], words[w + CommandWord.CounterAccount + 1]);
     if (type === CommandType.Settle) {
       const legCount = (words[w + CommandWord.Header] >>> 16) & 0xff;
-      return legCount >= 1 && legCount <= Limit.SettleLegsMax;
+      return legCount >= 1 && legCount <= Limit.SettleLegsMax && settleLegsAvoidReservedAccounts(words, w, legCount);
     }
     return true;
   }
@@ -1008,4 +1009,20 @@ export class BalanceEngine {
     }
     return (laneA >>> 0).toString(16).padStart(8, '0') + (laneB >>> 0).toString(16).padStart(8, '0');
   }
+}
+
+/**
+ * A settle posts against the trade's system accounts (fees, clearing, configured ones), never
+ * against external (0) or transit (3): deposits and withdrawals alone move money across 0,
+ * and transit must equal the cross-partition credits in flight (ARCHITECTURE.md section 4),
+ * which a settle leg on it would break (and mint user money out of it).
+ */
+function settleLegsAvoidReservedAccounts(words: Int32Array, w: number, legCount: number): boolean {
+  for (let leg = 0; leg < legCount; leg++) {
+    const from = w + CommandWord.Legs + leg * CommandLegWord.Words;
+    if (words[from + CommandLegWord.Account + 1] !== 0) continue;
+    const accountLo = words[from + CommandLegWord.Account];
+    if (accountLo === Limit.ExternalAccount || accountLo === Limit.TransitAccount) return false;
+  }
+  return true;
 }
