@@ -159,6 +159,8 @@ test('malformed JSON is MALFORMED; a tx_id read before the damage is kept', () =
     assert.equal(slot.txId, txId, text);
   }
   assert.equal(decode(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])).rejectCode, RejectCode.Malformed);
+  // The oracle agrees on a byte-order mark before an otherwise valid command.
+  assert.equal(checkAgainstReference(Buffer.from('\ufeff{"type":"deposit","tx_id":"a","account":"1001","currency":"BTC","amount":"1"}')), RejectCode.Malformed);
   const deep = '{"x":' + '['.repeat(40) + ']'.repeat(40) + ',"type":"deposit","tx_id":"a","account":"1","currency":"BTC","amount":"1"}';
   assert.equal(decode(deep).rejectCode, RejectCode.Malformed);
   const deepEnough = '{"x":' + '['.repeat(31) + ']'.repeat(31) + ',"type":"deposit","tx_id":"a","account":"1","currency":"BTC","amount":"1"}';

@@ -41,7 +41,9 @@ const U64_MAX = (1n << 64n) - 1n;
 /** Wire type names in CommandType order from 1 (docs/wire-format.md). */
 const TYPE_NAMES = ['deposit', 'withdraw', 'freeze', 'unfreeze', 'transfer', 'settle', 'credit'];
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a byte-order mark in the text, where JSON.parse refuses it (MALFORMED, as
+// docs/wire-format.md says); by default TextDecoder would strip it and the oracle accept it.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
