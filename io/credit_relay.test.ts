@@ -53,12 +53,19 @@ async function startRelay(name: string, options: { ownedPartitions: number[]; ma
 
 test('a credit whose source partition\'s lease could have expired (a paused process) is withheld; one of a held partition is sent', { timeout: 120_000 }, async () => {
   let keeper: LeaseKeeper | undefined;
-  const { topic, databaseUrl, relay, close } = await startRelay('relay', { ownedPartitions: [], mayRelay: (partition) => keeper?.holds(partition) === true });
+  const { topic, databaseUrl, db, relay, close } = await startRelay('relay', { ownedPartitions: [], mayRelay: (partition) => keeper?.holds(partition) === true });
   keeper = new LeaseKeeper({ pgUrl: databaseUrl, topic, owner: 'a', ttlMs: TTL_MS, onLost: () => undefined });
   const credit = (partition: number, offset: number) => ({ txId: creditTxIdOf(partition, offset), account: '1002', partition: 1, currency: 'USDT', amount: '1' });
   try {
     await keeper.acquire(0);
     assert.equal(keeper.holds(0), true);
+    // A first credit to partition 1 goes through the checked path, which measures that
+    // partition's backlog (small): later credits to it go out at once, as below.
+    await db.query(`INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
+                    VALUES (0, 3, 't-3', 1001, 1002, 1, 1, 1000000)`);
+    assert.equal(relay.relay(0, 3, credit(0, 3)), false, 'no backlog of partition 1 measured yet');
+    await relay.relayUnsent([]);
+    assert.deepEqual([relay.diverted, relay.relayed], [1, 1]);
     // Paused past the lease's deadline: nothing ran meanwhile, not even a renewal, and the
     // committed outcome is fanned out first thing on waking.
     const wakeAt = performance.now() + TTL_MS + 200;
@@ -68,9 +75,9 @@ test('a credit whose source partition\'s lease could have expired (a paused proc
     assert.equal(relay.withheld, 1);
     await keeper.acquire(1);
     relay.relay(1, 7, credit(1, 7));
-    assert.equal(relay.relayed, 1);
+    assert.equal(relay.relayed, 2);
     const sent = await readAllEvents(testKafkaBrokers, topic, 2000);
-    assert.deepEqual(sent.map((message) => message.txId), [creditTxIdOf(1, 7)], 'only the held partition\'s credit reached the topic');
+    assert.deepEqual(sent.map((message) => message.txId).sort(), [creditTxIdOf(0, 3), creditTxIdOf(1, 7)], 'only credits of held partitions reached the topic');
   } finally {
     await keeper.stop();
     await close();
@@ -145,6 +152,37 @@ test('a credit (unsent, or passed without an outcome) whose partition is far beh
     assert.equal(await relay.relayUnsent([0]), 1, 'sent again once its partition has read every copy');
     assert.equal(relay.resentUnapplied, 1);
     assert.equal(await copiesOf(creditTxIdOf(0, 8)), 1);
+  } finally {
+    await producer.disconnect();
+    await close();
+  }
+});
+
+// After the database was restored from a backup (or failed over to a replica that lost its
+// last commits), a partition commits again transfers whose credits were delivered before the
+// restore; those copies sit in the credited partition's log beyond its restored durable
+// offset. The first relay right after the commit must then pass the same backlog check as a
+// resend, or the new copy could land beyond the dedup window of the old one and be applied
+// twice: with the credited partition 400 commands behind its log (a quarter of the window is
+// 256), the committed credit is held back, not produced.
+test('a credit relayed right after its commit to a partition far behind its log (a restored database) is held back, not produced', { timeout: 120_000 }, async () => {
+  const { topic, db, relay, insertOutboxRow, close } = await startRelay('restored', { ownedPartitions: [0] });
+  const producer = await CommandProducer.connect({ brokers: testKafkaBrokers, topic });
+  const creditTxId = creditTxIdOf(0, 5);
+  try {
+    await db.query("INSERT INTO partition_leases (topic, partition, owner, fencing_token, next_offset) VALUES ($1, 1, 'owner-of-1', 1, 0)", [topic]);
+    // The copy delivered before the restore, and what partition 1 received after it.
+    producer.send('1002', Buffer.from(JSON.stringify({ type: 'credit', tx_id: creditTxId, account: '1002', currency: 'USDT', amount: '1' })), 1);
+    for (let i = 0; i < 399; i++) producer.send('1002', Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `r-${i}`, account: '1002', currency: 'USDT', amount: '1' })), 1);
+    await producer.flush();
+    // The transfer commits again after the restore: its outbox row, then its fan-out.
+    await insertOutboxRow(5);
+    assert.equal(relay.relay(0, 5, { txId: creditTxId, account: '1002', partition: 1, currency: 'USDT', amount: '1' }), false);
+    await relay.relayUnsent([]);
+    assert.deepEqual([relay.relayed, relay.heldBack], [0, 1]);
+    const row = (await db.query<{ sent: boolean; sent_offset: string | null }>('SELECT sent, sent_offset FROM transfer_outbox WHERE partition = 0 AND kafka_offset = 5')).rows[0]!;
+    assert.deepEqual(row, { sent: false, sent_offset: '399' }, 'held back until partition 1 has read every earlier copy');
+    assert.equal((await readAllEvents(testKafkaBrokers, topic, 1500)).filter((m) => m.txId === creditTxId).length, 1, 'only the copy from before the restore');
   } finally {
     await producer.disconnect();
     await close();

@@ -35,6 +35,15 @@
 // credited partition's owner was stopped or far behind (a long PostgreSQL outage at a high
 // rate): the credit waits for it to catch up instead of risking a second application.
 // `sent_offset` is thus the highest offset at which a copy may sit, not yet read.
+//
+// The first relay of a row, right after its commit, can follow an earlier copy too: after the
+// database was restored from a backup (or failed over to a replica that lost its last
+// commits), a partition replays and commits again transfers whose credits were delivered
+// before, and those copies sit in the credited partition's log beyond its restored durable
+// offset. So even the first relay goes out at once only if the credited partition's backlog
+// was measured within the last BACKLOG_SEEN_MAX_AGE_MS and was within the margin; otherwise
+// the row is left to the checked path (relayUnsent of its source partition, queued at once),
+// which measures, and relays or holds back.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type pg from 'pg';
@@ -78,6 +87,12 @@ interface Acknowledged extends Pending {
 
 const MARK_INTERVAL_MS = 50;
 const SWEEP_INTERVAL_MS = 10_000;
+/**
+ * How long a measured backlog of a credited partition lets credits to it go out at once.
+ * A backlog grows by that partition's command rate at most, far less in this time than the
+ * margin (a quarter of the dedup window) it is checked against.
+ */
+const BACKLOG_SEEN_MAX_AGE_MS = 5_000;
 const MESSAGE_TIMEOUT_MS = 30_000;
 /** Outbox rows per statement of a sweep (the rest wait for the next sweep). */
 const ROWS_PER_STATEMENT = 10_000;
@@ -111,6 +126,10 @@ export class CreditRelay {
   private sweepTimer: NodeJS.Timeout | undefined;
   private marking = false;
   private relaying: Promise<number> = Promise.resolve(0);
+  /** Per credited partition: when its backlog was last measured, and whether it was too large then. */
+  private readonly backlogSeen = new Map<number, { atMs: number; lagging: boolean }>();
+  /** Source partitions with a checked relay queued and not started (relayCheckedSoon). */
+  private readonly checkedQueued = new Set<number>();
   private sweeping = false;
   private closing = false;
   relayed = 0;
@@ -122,6 +141,8 @@ export class CreditRelay {
   resentUnapplied = 0;
   /** Credits held back because their partition lagged too far behind its log (header). */
   heldBack = 0;
+  /** Committed credits sent through the checked path because their partition's backlog was not known small (header). */
+  diverted = 0;
 
   private constructor(private readonly producer: Kafka.Producer, private readonly options: CreditRelayOptions) {
     // Without a listener, librdkafka's errors (a fatal idempotent-producer error, say) would
@@ -165,8 +186,37 @@ export class CreditRelay {
     return relay;
   }
 
-  /** A committed cross-partition transfer: relay its credit now. Whether it was produced. */
+  /**
+   * A committed cross-partition transfer: relay its credit now, if the credited partition's
+   * backlog is known to be small (header); else its source partition's unsent rows are
+   * relayed through the checked path, queued now. Whether it was produced now.
+   */
   relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): boolean {
+    const seen = this.backlogSeen.get(credit.partition);
+    if (seen === undefined || seen.lagging || performance.now() - seen.atMs > BACKLOG_SEEN_MAX_AGE_MS) {
+      if (!this.closing) this.relayCheckedSoon(sourcePartition);
+      return false;
+    }
+    return this.produceCredit(sourcePartition, sourceOffset, credit);
+  }
+
+  /** Queues relayUnsent of the partition unless one is queued and has not started yet. */
+  private relayCheckedSoon(partition: number): void {
+    if (this.checkedQueued.has(partition)) return;
+    this.checkedQueued.add(partition);
+    this.diverted++;
+    const run = this.relaying.then(() => {
+      this.checkedQueued.delete(partition);
+      return this.relayOpen([partition]);
+    });
+    this.relaying = run.catch((error: unknown) => {
+      this.options.log.warn({ err: error, partition }, 'relaying a committed credit through the backlog check failed; the sweep relays it');
+      return 0;
+    });
+  }
+
+  /** Produces the credit (unless this instance may no longer relay its source partition). Whether it was produced. */
+  private produceCredit(sourcePartition: number, sourceOffset: number, credit: OwedCredit): boolean {
     const key = keyOf(sourcePartition, sourceOffset);
     if (this.closing || this.inFlight.has(key) || this.awaitingMark.has(key)) return false;
     // An instance paused (SIGSTOP, a frozen VM) between a commit and this call may have lost
@@ -231,7 +281,7 @@ export class CreditRelay {
     let relayed = 0;
     for (const row of ready) {
       const offset = Number(row.kafka_offset);
-      const produced = this.relay(row.partition, offset, {
+      const produced = this.produceCredit(row.partition, offset, {
         txId: creditTxIdOf(row.partition, offset), account: row.to_account, partition: row.to_partition,
         currency: registry.codeOf(row.currency_id), amount: formatAmountBigInt(BigInt(row.amount), registry.scaleOf(row.currency_id)),
       });
@@ -302,7 +352,9 @@ export class CreditRelay {
       const partition = partitions[i]!;
       if (read.status === 'fulfilled') {
         const { durable, gapMax } = credited.get(partition)!;
-        watermarks.set(partition, { high: read.value, lagging: read.value - durable > gapMax });
+        const lagging = read.value - durable > gapMax;
+        watermarks.set(partition, { high: read.value, lagging });
+        this.backlogSeen.set(partition, { atMs: performance.now(), lagging });
         return;
       }
       this.failures++;
