@@ -238,6 +238,8 @@ export class CommandConsumer {
       this.assigned.delete(p);
       this.stoppedPartitions[p] = 1;
     }
+    // Closed (a stop under way): nothing is read any more; the native handle is gone.
+    if (this.closed) return;
     this.native.pause(this.handle, live);
     // In a group the partition stays assigned (paused) until the group revokes it; unassigning
     // outside a rebalance would confuse the group protocol.
