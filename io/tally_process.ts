@@ -17,6 +17,17 @@ export interface TallyProcess {
  */
 export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=8'];
 
+/**
+ * Every child still running. A test that fails or times out while waiting on one (its
+ * `finally` never reached) must not leave a `tally start` consuming Kafka and holding leases
+ * behind it: they are killed when the test file's process exits (the runner forces that exit
+ * at the end, scripts/run-tests.js).
+ */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export function spawnTally(env: Record<string, string>): TallyProcess {
   const cli = path.join(__dirname, 'cli.js');
   const extra = (env.TALLY_NODE_ARGS ?? process.env.TALLY_NODE_ARGS ?? '').split(/\s+/).filter((flag) => flag !== '');
@@ -31,7 +42,11 @@ export function spawnTally(env: Record<string, string>): TallyProcess {
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  running.add(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    running.delete(child);
+    resolve(code);
+  }));
   return { child, output, exited };
 }
 

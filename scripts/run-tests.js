@@ -25,5 +25,9 @@ if (files.length === 0) {
   console.error(`no test files found under ${root}${filters.length ? ` matching ${filters.join(', ')}` : ''}; run npm run build first`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// One file at a time: some tests stop and start shared services (PostgreSQL) or measure a
+// quiet machine's behaviour. --test-force-exit: a test that timed out waiting on a child
+// process or a connection still fails the run instead of keeping it open for ever (the
+// children of io/tally_process.ts are killed as the file's process exits).
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-force-exit', '--test-reporter=spec', ...files], { stdio: 'inherit' });
 process.exit(result.status === null ? 1 : result.status);
