@@ -691,6 +691,7 @@ test(`engine equals the reference model command by command (seed ${SEED}, ${COMM
   const harness = newHarness(TABLE_CAPACITY);
   const invariants = new InvariantChecker(harness.engine);
   const reasons = new Map<string, number>();
+  const engineDecided = new Map<string, number>();
   const crossings = new Map<string, number>();
   const startedMs = Date.now();
   let index = 0;
@@ -706,6 +707,8 @@ test(`engine equals the reference model command by command (seed ${SEED}, ${COMM
     for (const leg of expected.legs) compareBalance(harness.table, model, leg.account, leg.currency, leg.partition, `seed ${SEED}, after command #${index}`);
     const name = expected.duplicate ? 'DUPLICATE' : rejectCodeName(expected.reason);
     reasons.set(name, (reasons.get(name) ?? 0) + 1);
+    // Decided by the engine, not set by the generator as a decoder would (its preset code).
+    if (command.rejectCode === 0 && !expected.duplicate) engineDecided.set(name, (engineDecided.get(name) ?? 0) + 1);
     const kind = crossingKind(command, expected);
     if (kind !== undefined) crossings.set(kind, (crossings.get(kind) ?? 0) + 1);
     if ((index + 1) % BATCH === 0) {
@@ -749,6 +752,11 @@ test(`engine equals the reference model command by command (seed ${SEED}, ${COMM
   for (const name of ['NONE', 'DUPLICATE', 'BALANCE_TABLE_FULL', 'DUPLICATE_TX_ID_CONFLICT', 'INSUFFICIENT_AVAILABLE', 'INSUFFICIENT_FROZEN', 'WRONG_PARTITION', 'MALFORMED', 'BAD_AMOUNT', 'UNKNOWN_CURRENCY', 'AMOUNT_OVERFLOW', 'LEGS_NOT_BALANCED']) {
     if (name === 'BALANCE_TABLE_FULL' && process.env.MODEL_TABLE_CAPACITY !== undefined) continue;
     if (COMMANDS >= 50_000) assert.ok((reasons.get(name) ?? 0) > 0, `workload never produced ${name}`);
+  }
+  // The rules the engine itself applies (not codes a decoder preset) must each be reached too.
+  for (const name of ['BAD_AMOUNT', 'AMOUNT_OVERFLOW', 'MALFORMED', 'WRONG_PARTITION', 'LEGS_NOT_BALANCED', 'INSUFFICIENT_AVAILABLE', 'INSUFFICIENT_FROZEN', 'BALANCE_TABLE_FULL']) {
+    if (name === 'BALANCE_TABLE_FULL' && process.env.MODEL_TABLE_CAPACITY !== undefined) continue;
+    if (COMMANDS >= 50_000) assert.ok((engineDecided.get(name) ?? 0) > 0, `the engine itself never decided ${name} (only presets reached it): ${JSON.stringify([...engineDecided])}`);
   }
   for (const kind of ['crossing transfer NONE', 'crossing transfer INSUFFICIENT_AVAILABLE', 'crossing transfer DUPLICATE', 'credit NONE', 'credit DUPLICATE', 'credit WRONG_PARTITION', 'credit BAD_AMOUNT', 'credit MALFORMED', 'credit DUPLICATE_TX_ID_CONFLICT']) {
     if (COMMANDS >= 50_000) assert.ok((crossings.get(kind) ?? 0) > 0, `workload never produced a ${kind}`);

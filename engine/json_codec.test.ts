@@ -35,7 +35,8 @@ function assertMatchesReference(message: Uint8Array, actual: DecodedCommand, exp
     if (!expected.jsonValid) return;
   }
   assert.equal(actual.type, expected.type, context);
-  assert.equal(expected.txId === null ? '' : actual.txId, expected.txId ?? '', context);
+  // No usable tx_id (too long, NUL, not a string, a duplicated key): the slot says none.
+  assert.equal(actual.txId, expected.txId ?? '', context);
   if (expected.rejectCode === RejectCode.Malformed) return;
   const { jsonValid, payloadHash, txId, ...fields } = expected;
   void jsonValid;
@@ -277,7 +278,6 @@ function mutate(bytes: Buffer, random: SeededRandom): Buffer {
 test('fuzz: 100k mutated and random messages never throw and match the model', () => {
   const random = new SeededRandom(104);
   const codes: number[] = [];
-  const started = Date.now();
   for (let round = 0; round < 100_000; round++) {
     let message: Buffer;
     if (round % 4 === 0) {
@@ -288,7 +288,6 @@ test('fuzz: 100k mutated and random messages never throw and match the model', (
     }
     codes.push(checkAgainstReference(message));
   }
-  assert.ok(Date.now() - started < 60_000);
   const counts = countCodes(codes);
   assert.ok(counts[RejectCode.None] >= 1000 && counts[RejectCode.BadAmount] >= 100 && counts[RejectCode.UnknownCurrency] >= 100, JSON.stringify(counts));
 });

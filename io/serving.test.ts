@@ -25,6 +25,7 @@ import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_ser
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
 import { waitServiceReady } from './failure_support';
+import { waitFor } from './tally_process';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 const PARTITIONS = 4;
@@ -173,7 +174,8 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.deepEqual(events.of(creditTxId).map((e) => [e.status, e.partition, e.balances]), [['accepted', homePartitionOfAccountDecimal(elsewhere, PARTITIONS), [{ account: elsewhere, currency: 'USDT', available: '5', frozen: '0' }]]]);
     assert.equal(only('bad-scale').reason, 'BAD_AMOUNT');
     assert.equal(only('s1').status, 'accepted');
-    assert.ok(events.events.some((e) => e.status === 'rejected' && e.reason === 'MALFORMED'), 'the malformed message gets a rejection event');
+    // The malformed message comes after bad-scale in the same partition, perhaps in a later batch.
+    await waitFor('the malformed message\'s rejection event', 60_000, () => events.events.some((e) => e.status === 'rejected' && e.reason === 'MALFORMED'));
     // Per partition, events arrive in offset order.
     const offsets = events.events.filter((e) => e.partition === home).map((e) => Number(e.offset));
     assert.deepEqual(offsets, [...offsets].sort((x, y) => x - y));
@@ -191,7 +193,7 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.deepEqual(pushed.filter((m) => m.account === a && m.currency === 'USDT').at(-1), { op: 'balance', account: a, currency: 'USDT', available: '50', frozen: '30', tx_id: 's1', partition: home, offset: only('s1').offset });
     stream.ws.send('not json');
     stream.ws.send(JSON.stringify({ op: 'subscribe', accounts: ['-1'] }));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor('both stream errors', 10_000, () => stream.messages.filter((m) => m.op === 'error').length >= 2);
     assert.deepEqual(stream.messages.filter((m) => m.op === 'error').map((m) => m.error), ['MALFORMED_JSON', 'BAD_ACCOUNTS']);
     stream.ws.close();
 

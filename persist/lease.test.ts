@@ -132,7 +132,7 @@ test('the LeaseKeeper renews, reports a takeover at once and releases on stop', 
     const takenAt = performance.now();
     await acquireLease(client, TOPIC, 1, 'b', 60_000);
     await until(() => lost.length > 0, 5_000, 'onLost');
-    assert.ok(performance.now() - takenAt < 2500, 'noticed within one renewal interval (ttl/3) plus slack, before the lease would expire');
+    assert.ok(performance.now() - takenAt < 3000, 'noticed before the lease would have expired (a renewal every ttl/3; the rest is slack for a loaded machine)');
     assert.deepEqual(lost, [[[1], 'taken-over']]);
     assert.deepEqual(keeper.heldPartitions(), [0]);
     await keeper.stop();
@@ -168,10 +168,12 @@ test('the LeaseKeeper rides out a dropped connection but loses its leases when t
     unreachable = true;
     const cutAt = performance.now();
     await client.query('SELECT pg_terminate_backend($1)', [backendPid]);
-    await until(() => lost.length > 0, 3_000, 'onLost');
+    await until(() => lost.length > 0, 5_000, 'onLost');
     const elapsed = performance.now() - cutAt;
     assert.deepEqual(lost, [[[4, 5], 'expired-unreachable']]);
-    assert.ok(elapsed >= 500 && elapsed < 1_500, `lost once the expiry passed, ${elapsed.toFixed(0)} ms after the cut`);
+    // Not before the expiry (900 ms TTL, last renewed at most a third of it before the cut);
+    // the upper bound only says "soon after", with slack for a loaded machine.
+    assert.ok(elapsed >= 500 && elapsed < 4_000, `lost once the expiry passed, ${elapsed.toFixed(0)} ms after the cut`);
     assert.deepEqual(keeper.heldPartitions(), []);
     unreachable = false;
     await keeper.stop();
