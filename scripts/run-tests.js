@@ -26,8 +26,11 @@ if (files.length === 0) {
   process.exit(1);
 }
 // One file at a time: some tests stop and start shared services (PostgreSQL) or measure a
-// quiet machine's behaviour. --test-force-exit: a test that timed out waiting on a child
-// process or a connection still fails the run instead of keeping it open for ever (the
-// children of io/tally_process.ts are killed as the file's process exits).
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-force-exit', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// quiet machine's behaviour. Every test is bounded (--test-timeout, for those that set no
+// timeout of their own; the longest take about a minute), and --test-force-exit makes a test
+// that timed out waiting on a child process or a connection fail the run instead of keeping
+// it open for ever (the children of io/tally_process.ts are killed as the file's process exits).
+const result = spawnSync(process.execPath, [
+  '--test', '--test-concurrency=1', '--test-timeout=600000', '--test-force-exit', '--test-reporter=spec', ...files,
+], { stdio: 'inherit' });
 process.exit(result.status === null ? 1 : result.status);
