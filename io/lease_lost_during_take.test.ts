@@ -1,10 +1,11 @@
-// A lease lost while its partition is being recovered (seconds for a large partition; here
-// another owner takes the row meanwhile, as a renewal failing for a TTL would also lose it)
-// must fail the take: the keeper reports the loss while the partition is not the instance's
-// yet, so that report stops nothing, and a take completed anyway would feed the partition
-// under a token it no longer holds, be fenced at its first flush and never be taken back,
-// with /readyz (static assignment) still answering ready. Failed, the take is retried, and
-// the partition is applied again. The real broker, PostgreSQL and `tally start` processes.
+// A lease lost while its partition is being recovered (seconds for a large partition) must
+// fail the take: the keeper reports the loss while the partition is not the instance's yet,
+// so that report stops nothing, and a take completed anyway would feed the partition under a
+// token it no longer holds, be fenced at its first flush and never be taken back, with
+// /readyz (static assignment) still answering ready. Failed, the take is retried against the
+// row it held: a lease that lapsed (renewals failing, the row still ours) is taken again and
+// the partition applied; one another instance took over stays theirs (a retry must not fence
+// them). The real broker, PostgreSQL and `tally start` processes.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +19,7 @@ import { createScratchDatabase } from '../persist/scratch_database';
 /** Enough balance rows that their recovery outlasts a few lease renewals (a third of the 1 s TTL each). */
 const BALANCE_ROWS = 3_000_000;
 
-test('a lease lost while its partition is recovered fails the take, which is retried: the partition is applied afterwards', { timeout: 300_000 }, async () => {
+test('a lease lost while its partition is recovered fails the take; the retry takes it again if it only lapsed, and leaves it to another instance that took it', { timeout: 300_000 }, async () => {
   const topic = uniqueName('tally.commands.leaselost');
   await createTopic(topic, 1);
   const database = await createScratchDatabase(testPgUrl, 'tally_leaselost');
@@ -45,21 +46,40 @@ test('a lease lost while its partition is recovered fails the take, which is ret
     await db.query('UPDATE balances SET available = available - $2 WHERE partition = 0 AND account = 0 AND currency_id = $1', [currency, BALANCE_ROWS]);
     const tokenBefore = Number((await db.query<{ t: string }>('SELECT fencing_token::text AS t FROM partition_leases WHERE topic = $1 AND partition = 0', [topic])).rows[0]!.t);
 
-    tally = spawnTally(env);
-    // The moment the new start has taken the lease, and while it recovers, another owner
-    // takes the row over (and lets it lapse at once, so the retry may take it again).
-    await waitFor('the second start to take the lease', 60_000, async () => {
-      const row = await db.query<{ t: string }>('SELECT fencing_token::text AS t FROM partition_leases WHERE topic = $1 AND partition = 0', [topic]);
-      return Number(row.rows[0]!.t) > tokenBefore;
-    }, tally);
-    await db.query("UPDATE partition_leases SET owner = 'another-instance', owner_process = 'elsewhere', fencing_token = fencing_token + 1, lease_expiry = now() WHERE topic = $1 AND partition = 0", [topic]);
-    await waitFor('the take to fail on its lost lease', 60_000, () => tally.output.join('').includes('was lost while the partition was being recovered'), tally);
-    await waitFor('the retried take to make the instance ready', 120_000, async () => (await readyStatus(tally.output)) === 200, tally);
+    const leaseRow = async (): Promise<{ owner: string | null; token: number }> => {
+      const row = (await db.query<{ owner: string | null; t: string }>('SELECT owner, fencing_token::text AS t FROM partition_leases WHERE topic = $1 AND partition = 0', [topic])).rows[0]!;
+      return { owner: row.owner, token: Number(row.t) };
+    };
+    const tookLease = async (after: number): Promise<void> => waitFor('the start to take the lease', 60_000, async () => (await leaseRow()).token > after, tally);
 
+    // 1. The lease lapses during the recovery (its renewals fail: the table is away), the row
+    //    still ours: the take fails, and its retry takes the partition and applies it.
+    tally = spawnTally(env);
+    await tookLease(tokenBefore);
+    await db.query('ALTER TABLE partition_leases RENAME TO partition_leases_away');
+    try {
+      await waitFor('the take to fail on its lost lease', 60_000, () => tally.output.join('').includes('was lost while the partition was being recovered'), tally);
+    } finally {
+      await db.query('ALTER TABLE partition_leases_away RENAME TO partition_leases');
+    }
+    await waitFor('the retried take to make the instance ready', 120_000, async () => (await readyStatus(tally.output)) === 200, tally);
     await producer.sendAcknowledged('1000001', Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'after-the-lost-take', account: '1000001', currency: 'USDT', amount: '2' })));
     await waitFor('the deposit to be applied and committed', 60_000, async () => (await db.query("SELECT 1 FROM tx_outcomes WHERE tx_id = 'after-the-lost-take' AND accepted")).rowCount === 1, tally);
     const balance = await db.query<{ available: string }>('SELECT available::text FROM balances WHERE partition = 0 AND account = 1000001 AND currency_id = $1', [currency]);
     assert.equal(balance.rows[0]!.available, String(2 * 10 ** 8 + 1), 'the recovered 1 (minor unit) plus the deposit of 2 USDT');
+    tally.child.kill('SIGTERM');
+    assert.equal(await tally.exited, 0);
+
+    // 2. Another instance takes the row over during the recovery and keeps it: the take fails,
+    //    and the retry leaves the partition to that instance instead of fencing it.
+    const tokenNow = (await leaseRow()).token;
+    tally = spawnTally(env);
+    await tookLease(tokenNow);
+    await db.query("UPDATE partition_leases SET owner = 'another-instance', owner_process = 'elsewhere', fencing_token = fencing_token + 1, lease_expiry = now() + interval '1 hour' WHERE topic = $1 AND partition = 0", [topic]);
+    const theirs = await leaseRow();
+    await waitFor('the take to fail on its lost lease', 60_000, () => tally.output.join('').includes('was lost while the partition was being recovered'), tally);
+    await waitFor('the retry to leave the partition to its new owner', 60_000, () => tally.output.join('').includes('taken by another instance meanwhile; not taking it'), tally);
+    assert.deepEqual(await leaseRow(), theirs, 'the other instance\'s lease is untouched');
   } finally {
     await producer?.disconnect();
     tally.child.kill('SIGKILL');

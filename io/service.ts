@@ -369,7 +369,11 @@ export class Service {
     const events = this.fanoutQueue.take(commandsMax, stream.subscribed, (outcome) => {
       if (outcome.credit !== undefined) relay.relay(outcome.partition, outcome.offset, outcome.credit);
       publisher.publish(outcome.partition, outcome.offset, outcome.txId, outcome.eventJson);
-      cache.add(outcome.txId, outcome.partition, outcome.eventJson, outcome.recorded);
+      // Kept for lookups only while the partition is applied here (or being handed over): one
+      // that left, its queue still draining, would be looked up here after its next owner
+      // recorded the tx_id anew (waiters are woken either way).
+      const applied = this.owned.has(outcome.partition) || this.handingOver.has(outcome.partition);
+      cache.add(outcome.txId, outcome.partition, outcome.eventJson, outcome.recorded && applied);
       stream.publish(outcome);
       metrics.noteOutcome(outcome.commandType, outcome.reasonCode);
     });
@@ -435,6 +439,9 @@ export class Service {
    * is ours and read again.
    */
   private handBackUntaken(partitions: readonly number[]): Promise<void> {
+    // Not read from now on: not ours to answer for either while the hand-back waits its turn
+    // (balance reads, transfers and subscriptions go to whoever applies them).
+    for (const p of partitions) this.owned.delete(p);
     const takesSeen = partitions.map((p) => this.takes.get(p));
     const run = this.takeChain.then(() => this.giveBack(partitions.filter((p, index) => this.takes.get(p) === takesSeen[index]), false));
     this.takeChain = run.catch(() => undefined);
@@ -502,6 +509,9 @@ export class Service {
           // and its loss, reported while the partition was not ours yet, stopped nothing: taken
           // now, it would be fed and fenced at its first flush, and never taken back.
           if (leases.fencingTokenOf(partition) !== lease.fencingToken) {
+            // A static retry compares the row with the one this take held: another instance
+            // that took it meanwhile keeps it, a row that lapsed (still ours) is taken again.
+            if (this.config.partitionAssignment !== 'group') this.retryingSeen.set(partition, { owner: this.config.instanceId, fencingToken: lease.fencingToken });
             throw new Error(`its lease (fencing token ${lease.fencingToken}) was lost while the partition was being recovered`);
           }
           this.inEngine.add(partition);
