@@ -43,7 +43,9 @@
 // offset. So even the first relay goes out at once only if the credited partition's backlog
 // was measured within the last BACKLOG_SEEN_MAX_AGE_MS and was within the margin; otherwise
 // the row is left to the checked path (relayUnsent of its source partition, queued at once),
-// which measures, and relays or holds back.
+// which measures, and relays or holds back. The backlogs of the partitions credited so far
+// are measured again every BACKLOG_REFRESH_MS in the background, so in steady operation only
+// the first credit to a partition, and credits to a lagging one, take the checked path.
 
 import Kafka from '@confluentinc/kafka-javascript';
 import type pg from 'pg';
@@ -93,6 +95,7 @@ const SWEEP_INTERVAL_MS = 10_000;
  * margin (a quarter of the dedup window) it is checked against.
  */
 const BACKLOG_SEEN_MAX_AGE_MS = 5_000;
+const BACKLOG_REFRESH_MS = 2_000;
 const MESSAGE_TIMEOUT_MS = 30_000;
 /** Outbox rows per statement of a sweep (the rest wait for the next sweep). */
 const ROWS_PER_STATEMENT = 10_000;
@@ -124,6 +127,8 @@ export class CreditRelay {
   private readonly awaitingMark = new Set<string>();
   private markTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshing = false;
   private marking = false;
   private relaying: Promise<number> = Promise.resolve(0);
   /** Per credited partition: when its backlog was last measured, and whether it was too large then. */
@@ -183,6 +188,7 @@ export class CreditRelay {
     const relay = new CreditRelay(producer, options);
     relay.markTimer = setInterval(() => void relay.markSent(), MARK_INTERVAL_MS);
     relay.sweepTimer = setInterval(() => void relay.sweep(), options.sweepIntervalMs ?? SWEEP_INTERVAL_MS);
+    relay.refreshTimer = setInterval(() => void relay.refreshBacklogs(), BACKLOG_REFRESH_MS);
     return relay;
   }
 
@@ -194,6 +200,8 @@ export class CreditRelay {
   relay(sourcePartition: number, sourceOffset: number, credit: OwedCredit): boolean {
     const seen = this.backlogSeen.get(credit.partition);
     if (seen === undefined || seen.lagging || performance.now() - seen.atMs > BACKLOG_SEEN_MAX_AGE_MS) {
+      // Measured from now on in the background (refreshBacklogs), as every credited partition.
+      if (seen === undefined) this.backlogSeen.set(credit.partition, { atMs: -Infinity, lagging: true });
       if (!this.closing) this.relayCheckedSoon(sourcePartition);
       return false;
     }
@@ -338,13 +346,39 @@ export class CreditRelay {
    * produce use up the margin. A partition whose watermark cannot be read is left out, and
    * its credits wait for the next sweep.
    */
-  private async watermarksOf(rows: readonly OutboxRow[]): Promise<Map<number, { high: number; lagging: boolean }>> {
+  private watermarksOf(rows: readonly OutboxRow[]): Promise<Map<number, { high: number; lagging: boolean }>> {
     // Per credited partition: its durable next offset and the backlog allowed above it.
     const credited = new Map<number, { durable: number; gapMax: number }>();
-    for (const row of rows) {
-      const window = Math.min(this.options.dedupWindow, Number(row.credited_dedup_window ?? this.options.dedupWindow));
-      credited.set(row.to_partition, { durable: Number(row.credited_next_offset ?? 0), gapMax: Math.floor(window / 4) });
+    for (const row of rows) credited.set(row.to_partition, this.allowedBacklog(row.credited_next_offset, row.credited_dedup_window));
+    return this.measure(credited);
+  }
+
+  /** A credited partition's durable next offset, and the backlog allowed above it (header). */
+  private allowedBacklog(nextOffset: string | null, dedupWindow: string | null): { durable: number; gapMax: number } {
+    const window = Math.min(this.options.dedupWindow, Number(dedupWindow ?? this.options.dedupWindow));
+    return { durable: Number(nextOffset ?? 0), gapMax: Math.floor(window / 4) };
+  }
+
+  /** Measures the backlog of every partition credited so far (the timer; header). Failures wait for the next round. */
+  private async refreshBacklogs(): Promise<void> {
+    if (this.refreshing || this.closing || this.backlogSeen.size === 0) return;
+    this.refreshing = true;
+    try {
+      const partitions = [...this.backlogSeen.keys()];
+      const rows = await this.options.db.query<{ partition: number; next_offset: string; dedup_window: string | null }>(
+        'SELECT partition, next_offset, dedup_window FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.options.topic, partitions]);
+      const credited = new Map<number, { durable: number; gapMax: number }>(partitions.map((partition) => [partition, this.allowedBacklog(null, null)]));
+      for (const row of rows.rows) credited.set(row.partition, this.allowedBacklog(row.next_offset, row.dedup_window));
+      await this.measure(credited);
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'could not measure the credited partitions\' backlogs; their credits take the checked path until a measurement succeeds');
+    } finally {
+      this.refreshing = false;
     }
+  }
+
+  /** The high watermark of each credited partition, and whether it is too far ahead of the durable offset; recorded in backlogSeen. */
+  private async measure(credited: ReadonlyMap<number, { durable: number; gapMax: number }>): Promise<Map<number, { high: number; lagging: boolean }>> {
     const partitions = [...credited.keys()];
     const reads = await Promise.allSettled(partitions.map((partition) => this.highWatermarkOf(partition)));
     const watermarks = new Map<number, { high: number; lagging: boolean }>();
@@ -393,6 +427,7 @@ export class CreditRelay {
   /** Marks what was acknowledged, waits (bounded) for what is in flight, disconnects. */
   async close(timeoutMs = 10_000): Promise<void> {
     clearInterval(this.sweepTimer);
+    clearInterval(this.refreshTimer);
     this.closing = true;
     const deadline = Date.now() + timeoutMs;
     // A relayUnsent under way produces nothing more (closing), but may still be reading.
