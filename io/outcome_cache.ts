@@ -97,8 +97,6 @@ export class OutcomeCache {
       this.forgetTxId(txId);
       return;
     }
-    const earlier = this.indexOf(txId);
-    const ambiguous = earlier !== EMPTY && (this.ambiguous[earlier] === 1 || this.partitions[earlier] !== partition) ? 1 : 0;
     if (this.count === this.capacity) this.evictOldest();
     this.claim(room);
     const start = this.arenaHead;
@@ -110,12 +108,15 @@ export class OutcomeCache {
     this.txIdBytes[at] = idBytes;
     this.jsonBytes[at] = bodyBytes;
     this.partitions[at] = partition;
-    this.ambiguous[at] = ambiguous;
     this.hashes[at] = hash;
     this.count++;
     this.arenaHead = start + idBytes + bodyBytes;
+    // The slot holds the tx_id's earlier outcome, if one is still kept: recorded on another
+    // partition (or already ambiguous), the tx_id is ambiguous from now on.
     const slot = this.find(this.arena, start, idBytes, hash);
-    if (this.table[slot] === EMPTY) this.entryCount++;
+    const earlier = this.table[slot]!;
+    this.ambiguous[at] = earlier !== EMPTY && (this.ambiguous[earlier] === 1 || this.partitions[earlier] !== partition) ? 1 : 0;
+    if (earlier === EMPTY) this.entryCount++;
     this.table[slot] = at;
   }
 

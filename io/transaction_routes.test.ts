@@ -98,6 +98,20 @@ test('a tx_id recorded on two partitions is answered 409 AMBIGUOUS_TX_ID unless 
     assert.deepEqual(fields(await get('mem')), [409, 'AMBIGUOUS_TX_ID', [0, 3]]);
     assert.deepEqual(fields(await get('mem?partition=3')), [200, 'rejected', 3]);
 
+    // In memory here on one partition only, but recorded on another too (another instance's):
+    // a lookup that names no partition asks the database, and is ambiguous; one that names
+    // this partition is answered from memory, with the balances only memory has.
+    cache.add('cross', 0, '{"tx_id":"cross","status":"accepted","partition":0,"offset":"60","balances":[]}');
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES (0, 'cross', 60, true, NULL, 7), (3, 'cross', 11, true, NULL, 8)");
+    assert.deepEqual(fields(await get('cross')), [409, 'AMBIGUOUS_TX_ID', [0, 3]]);
+    const named = await get('cross?partition=0');
+    assert.deepEqual([named[0], named[1]['offset'], named[1]['balances']], [200, '60', []]);
+    // Recorded once: the unnamed lookup is answered with memory's body (balances included).
+    cache.add('once', 0, '{"tx_id":"once","status":"accepted","partition":0,"offset":"61","balances":[]}');
+    await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES (0, 'once', 61, true, NULL, 9)");
+    const once = await get('once');
+    assert.deepEqual([once[0], once[1]['offset'], once[1]['balances']], [200, '61', []]);
+
     // A partition handed over: its outcomes in memory are forgotten; the database answers.
     cache.add('moved', 3, '{"tx_id":"moved","status":"accepted","partition":3,"offset":"10"}');
     await db.query("INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES (3, 'moved', 900, false, 'INSUFFICIENT_AVAILABLE', 6)");

@@ -131,15 +131,32 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
     // No command can carry a NUL in its tx_id (the engine refuses it), and PostgreSQL text cannot hold one.
     if (txId.includes('\u0000')) return json(res, '400 Bad Request', { error: 'BAD_TX_ID', message: 'tx_id must not contain NUL characters' });
     const cached = cache.get(txId, partition);
-    // Answered from memory alone when nothing is left to look up (the database may be away).
-    if (cached !== undefined && !mayOweCredit(cached, true)) return json(res, '200 OK', cached);
-    if (lookups >= DATABASE_LOOKUPS_MAX) return json(res, '503 Service Unavailable', { error: 'TOO_MANY_LOOKUPS', message: `${DATABASE_LOOKUPS_MAX} transaction lookups are waiting for the database; retry later` });
+    // From memory alone when nothing is left to look up: the lookup names the partition (one
+    // outcome at most), and the outcome owes no credit half to read. A lookup that names none
+    // asks the database whether other partitions recorded the tx_id too (this instance keeps
+    // only its own partitions' recent outcomes), and falls back to memory while it is away.
+    const answerable = cached !== undefined && !mayOweCredit(cached, true);
+    if (answerable && partition !== undefined) return json(res, '200 OK', cached);
+    if (lookups >= DATABASE_LOOKUPS_MAX) {
+      if (answerable) return json(res, '200 OK', cached);
+      return json(res, '503 Service Unavailable', { error: 'TOO_MANY_LOOKUPS', message: `${DATABASE_LOOKUPS_MAX} transaction lookups are waiting for the database; retry later` });
+    }
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
     lookups++;
-    const lookup = cached !== undefined ? Promise.resolve([cached]) : storedOutcomes(db, partitionCount, txId, partition === undefined ? undefined : [partition]);
+    const lookup = cached !== undefined && partition !== undefined
+      ? Promise.resolve([cached])
+      : storedOutcomes(db, partitionCount, txId, partition === undefined ? undefined : [partition]).then(
+        // The stored row of the partition the cache holds: the cache's body, which has the
+        // balances (and the cache's outcome alone if the database does not have it yet).
+        (found) => (found.length === 0 && cached !== undefined ? [cached] : found.map((outcome) => (cached !== undefined && outcome.partition === cached.partition ? cached : outcome))),
+        (error: unknown) => {
+          if (!answerable) throw error;
+          log.warn({ err: error, txId }, 'transaction lookup answered from memory: the database cannot be read');
+          return [cached];
+        });
     lookup.then(async (found) => {
       // tx_ids are deduplicated per partition: one recorded on several names several commands,
       // and which of them was meant only the client knows.
@@ -148,7 +165,7 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
         if (!aborted) json(res, '409 Conflict', { error: 'AMBIGUOUS_TX_ID', partitions, message: `tx_id ${JSON.stringify(txId)} is recorded on partitions ${partitions.join(', ')}; name one with ?account= (the account the command was keyed by) or ?partition=` });
         return;
       }
-      const outcome = found.length === 0 ? undefined : await withCredit(db, found[0]!, cached !== undefined);
+      const outcome = found.length === 0 ? undefined : await withCredit(db, found[0]!, found[0] === cached);
       if (aborted) return;
       if (outcome === undefined) return json(res, '404 Not Found', { error: 'TX_NOT_FOUND', message: `no durable outcome for tx_id ${JSON.stringify(txId)}${partition === undefined ? '' : ` on partition ${partition}`}` });
       return json(res, '200 OK', outcome);
