@@ -2,10 +2,11 @@
 // stretch it, since a body is read before its signature can be checked:
 // - size: a declared Content-Length over `bytesMax` is answered 413 before any byte is read,
 //   and a body that grows past it (chunked) is answered 413 as soon as it does;
-// - memory: the bytes go into one buffer of the declared length (grown by doubling when none
-//   is declared), not one Buffer per chunk (a body sent a byte per packet would otherwise
-//   cost a hundred times its size), and all bodies being read at once may reserve at most
-//   `inFlightBytesMax` (503 BODIES_BUSY beyond);
+// - memory: the bytes go into one buffer (of the declared length when that is small, else
+//   grown by doubling as bytes arrive), not one Buffer per chunk (a body sent a byte per
+//   packet would otherwise cost a hundred times its size), and all bodies being read at once
+//   may hold at most `inFlightBytesMax` received bytes (503 BODIES_BUSY beyond): counted as
+//   they arrive, not as declared, so a client must really send them to use the budget up;
 // - time: the whole body must arrive within `receiveMs` (408 beyond), however slowly it
 //   trickles in (uWS's idle timeout restarts with every packet).
 // A refused body's connection is closed, so its client cannot go on streaming into it. uWS
@@ -20,17 +21,18 @@ export interface BodyRequest {
 
 export interface BodyLimits {
   readonly bytesMax: number;
-  /** Bytes all bodies being read at once may reserve (each reserves its declared length, or bytesMax). */
+  /** Bytes all bodies being read at once may hold (received so far). */
   readonly inFlightBytesMax: number;
   readonly receiveMs: number;
 }
 
 export const BODY_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
 export const BODY_RECEIVE_MS = 10_000;
-const GROWN_BYTES_MIN = 1024;
+/** A body declared up to this long gets its buffer at once; longer ones grow as bytes arrive. */
+const ALLOCATED_AT_ONCE_BYTES_MAX = 16 * 1024;
 
-/** Bytes reserved by the bodies being read now, per limits object (one per route). */
-const reservedBytes = new WeakMap<BodyLimits, number>();
+/** Bytes held by the bodies being read now, per limits object (one per route). */
+const heldBytes = new WeakMap<BodyLimits, number>();
 
 function refuse(res: uWS.HttpResponse, status: string, error: string, message: string): void {
   res.cork(() => {
@@ -46,20 +48,14 @@ export function readBody(res: uWS.HttpResponse, contentLength: string, limits: B
   if (declared !== undefined && declared > bytesMax) {
     return refuse(res, '413 Payload Too Large', 'BODY_TOO_LARGE', `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX); this one declares ${declared}`);
   }
-  const reserve = declared ?? bytesMax;
-  const reserved = reservedBytes.get(limits) ?? 0;
-  if (reserved > 0 && reserved + reserve > limits.inFlightBytesMax) {
-    return refuse(res, '503 Service Unavailable', 'BODIES_BUSY', `too many request bodies are being received at once (${reserved} bytes reserved); retry shortly`);
-  }
-  reservedBytes.set(limits, reserved + reserve);
-  let buffer = Buffer.allocUnsafe(declared ?? Math.min(GROWN_BYTES_MIN, bytesMax));
+  let buffer = Buffer.allocUnsafe(Math.min(declared ?? ALLOCATED_AT_ONCE_BYTES_MAX, ALLOCATED_AT_ONCE_BYTES_MAX, bytesMax));
   let size = 0;
   let done = false;
   const finish = (): void => {
     if (done) return;
     done = true;
     clearTimeout(timer);
-    reservedBytes.set(limits, (reservedBytes.get(limits) ?? reserve) - reserve);
+    heldBytes.set(limits, (heldBytes.get(limits) ?? size) - size);
   };
   const timer = setTimeout(() => {
     if (done || request.aborted) return;
@@ -78,6 +74,13 @@ export function readBody(res: uWS.HttpResponse, contentLength: string, limits: B
       request.aborted = true;
       return refuse(res, '413 Payload Too Large', 'BODY_TOO_LARGE', `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX)`);
     }
+    const held = heldBytes.get(limits) ?? 0;
+    if (held + chunk.byteLength > limits.inFlightBytesMax) {
+      finish();
+      request.aborted = true;
+      return refuse(res, '503 Service Unavailable', 'BODIES_BUSY', `too many request bodies are being received at once (${held} bytes held); retry shortly`);
+    }
+    heldBytes.set(limits, held + chunk.byteLength);
     if (size + chunk.byteLength > buffer.length) {
       const grown = Buffer.allocUnsafe(Math.min(bytesMax, Math.max(buffer.length * 2, size + chunk.byteLength)));
       buffer.copy(grown, 0, 0, size);

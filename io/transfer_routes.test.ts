@@ -230,7 +230,7 @@ function rawRequest(port: number, headers: Record<string, string>): { send(bytes
 // may take, and the bytes all bodies being received may reserve. A refused request's
 // connection is closed, so the client cannot go on streaming. A body sent a byte at a time is
 // put together exactly (its signature, over the exact bytes, passes).
-test('transfer bodies are bounded: a declared length over the limit is 413 at once, a body that does not arrive in time 408, bodies beyond the in-flight budget 503; refused connections are closed', { timeout: 60_000 }, async () => {
+test('transfer bodies are bounded: a declared length over the limit is 413 at once, a body that does not arrive in time 408, received bytes beyond the in-flight budget 503; refused connections are closed', { timeout: 60_000 }, async () => {
   const { url, topic, partition, close } = await startHarness('transfer-bodies', () => false, new OutcomeCache(0), 10_000, { inFlightBytesMax: 1500, receiveMs: 1500 });
   const port = Number(new URL(url).port);
   const signed = (body: string): Record<string, string> => {
@@ -243,11 +243,15 @@ test('transfer bodies are bounded: a declared length over the limit is 413 at on
     assert.match(hugeAnswer, /^HTTP\/1\.1 413 [^]*"error":"BODY_TOO_LARGE"[^]*declares 100000/, hugeAnswer);
     await huge.closed;
 
-    // One slow body reserves 1000 of the 1500 bytes: a second that declares 1000 is refused.
-    const slow = rawRequest(port, signed('x'.repeat(1000)));
-    slow.send('x'.repeat(10));
+    // One slow body holds 1000 of the 1500 bytes: a second one is refused once its bytes
+    // would take more than the rest (received bytes count, not declared ones).
+    const slow = rawRequest(port, signed('x'.repeat(1020)));
+    slow.send('x'.repeat(1000));
     await new Promise((resolve) => setTimeout(resolve, 300));
     const busy = rawRequest(port, signed('y'.repeat(1000)));
+    busy.send('y'.repeat(400));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    busy.send('y'.repeat(200));
     const busyAnswer = await busy.answer;
     assert.match(busyAnswer, /^HTTP\/1\.1 503 [^]*"error":"BODIES_BUSY"/, busyAnswer);
     await busy.closed;

@@ -49,6 +49,8 @@ const FIELDS = ['from_account', 'to_account', 'amount', 'currency', 'transaction
 type TransferRequest = Record<(typeof FIELDS)[number], string>;
 const ACCOUNT_PATTERN = /^(0|[1-9][0-9]{0,19})$/;
 const POLL_INTERVAL_MS = 50;
+/** How long past the request's deadline the credit half of an accepted transfer may still be read. */
+const CREDIT_READ_GRACE_MS = 2_000;
 
 class BadRequest extends Error {
   constructor(readonly code: string, message: string) {
@@ -171,7 +173,17 @@ async function submit(options: TransferRouteOptions, transfer: TransferRequest, 
 
 /** An accepted debit with its credit half, if it owes one: as it stands, or (waitCredit) once durable or at the deadline. */
 async function withCreditHalf(options: TransferRouteOptions, debit: TransactionBody, waitCredit: boolean, deadline: number): Promise<TransactionBody> {
-  const body = await withinDeadline(withCredit(options.db, debit, fromEvents.has(debit)), deadline, 'reading the credit half');
+  // The debit is durable and accepted: its answer must not turn into a 503 because the
+  // deadline came while its credit half was read. That read gets a short grace, and an event
+  // that names its credit (pending) is answered as it is if the read does not come back.
+  let body: TransactionBody;
+  try {
+    body = await withinDeadline(withCredit(options.db, debit, fromEvents.has(debit)), Math.max(deadline, Date.now() + CREDIT_READ_GRACE_MS), 'reading the credit half');
+  } catch (error) {
+    if (debit.credit === undefined) throw error;
+    options.log.warn({ err: error, txId: debit.tx_id }, 'the credit half of an accepted transfer could not be read in time; answered as pending');
+    return debit;
+  }
   if (!waitCredit || body.credit === undefined || body.credit.status !== 'pending') return body;
   return { ...body, credit: await waitForCredit(options, body, body.credit, deadline) };
 }
