@@ -61,8 +61,11 @@ test('usage: help anywhere prints it and exits 0 (`migrate --help` does not migr
   assert.match(bad.stderr, /TALLY_FLUSH_WORKERS: expected .*, got "many"/);
   const secret = run(['migrate'], { ...process.env, TALLY_TRANSFER_SECRET: 'short-secret' });
   assert.deepEqual([secret.status, secret.stderr.includes('short-secret'), /TALLY_TRANSFER_SECRET: expected .*not shown/.test(secret.stderr)], [2, false, true], secret.stderr);
-  const password = run(['migrate'], { ...process.env, TALLY_PG_URL: 'postgres://tally:hunter2@127.0.0.1:5432/' });
-  assert.deepEqual([password.status, password.stderr.includes('hunter2'), /TALLY_PG_URL: expected .*tally:\*\*\*@/.test(password.stderr)], [2, false, true], password.stderr);
+  // A URL that lacks its database, and one that does not parse (a password with a /).
+  for (const [url, secretText] of [['postgres://tally:hunter2@127.0.0.1:5432/', 'hunter2'], ['postgres://tally:hun/ter2@127.0.0.1:5432/tally', 'hun/ter2']]) {
+    const password = run(['migrate'], { ...process.env, TALLY_PG_URL: url! });
+    assert.deepEqual([password.status, password.stderr.includes(secretText!), /TALLY_PG_URL: expected .*tally:\*\*\*@/.test(password.stderr)], [2, false, true], password.stderr);
+  }
   for (const [variable, value] of [['TALLY_PG_URL', 'postgres://postgres@127.0.0.1:5432/tally-prod'], ['TALLY_KAFKA_BROKERS', '127.0.0.1:99999']]) {
     const refused = run(['migrate'], { ...process.env, [variable!]: value });
     assert.deepEqual([refused.status, refused.stderr.includes(`${variable}: expected`)], [2, true], refused.stderr);

@@ -191,7 +191,12 @@ export function redactUrl(url: string): string {
     if (parsed.password !== '') parsed.password = '***';
     return parsed.toString();
   } catch {
-    return url.replace(/(\/\/[^/:@]*:)[^@/]*@/, '$1***@');
+    // Everything between the scheme and the last @ may be credentials (a password with an
+    // unencoded / or @ is what makes a URL unparseable): keep only the user name.
+    return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(.*)@/, (_match, scheme: string, credentials: string) => {
+      const colon = credentials.indexOf(':');
+      return `${scheme}${colon < 0 ? credentials : `${credentials.slice(0, colon)}:***`}@`;
+    });
   }
 }
 
