@@ -28,7 +28,8 @@ for (const name of BENCHES) {
 
 /** Every number in the summary (at any depth) under a key naming a rate or a cost per item. */
 function rates(value: unknown, key = ''): number[] {
-  if (typeof value === 'number') return /(PerSec|PerSecond|NsPerCommand)$/.test(key) && Number.isFinite(value) ? [value] : [];
+  // Targets (targetCommandsPerSec, …) are constants, not measurements.
+  if (typeof value === 'number') return /(PerSec|PerSecond|NsPerCommand)$/.test(key) && !key.startsWith('target') && Number.isFinite(value) ? [value] : [];
   if (Array.isArray(value)) return value.flatMap((item) => rates(item, key));
   if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([name, item]) => rates(item, name));
   return [];
