@@ -62,7 +62,8 @@ test('usage: help anywhere prints it and exits 0 (`migrate --help` does not migr
   const secret = run(['migrate'], { ...process.env, TALLY_TRANSFER_SECRET: 'short-secret' });
   assert.deepEqual([secret.status, secret.stderr.includes('short-secret'), /TALLY_TRANSFER_SECRET: expected .*not shown/.test(secret.stderr)], [2, false, true], secret.stderr);
   // A URL that lacks its database, and one that does not parse (a password with a /).
-  for (const [url, secretText] of [['postgres://tally:hunter2@127.0.0.1:5432/', 'hunter2'], ['postgres://tally:hun/ter2@127.0.0.1:5432/tally', 'hun/ter2']]) {
+  // (postgres://tally:1234/pw@… parses, the password read as a port and a path.)
+  for (const [url, secretText] of [['postgres://tally:hunter2@127.0.0.1:5432/', 'hunter2'], ['postgres://tally:hun/ter2@127.0.0.1:5432/tally', 'hun/ter2'], ['postgres://tally:1234/pw@127.0.0.1:5432/tally', '1234/pw']]) {
     const password = run(['migrate'], { ...process.env, TALLY_PG_URL: url! });
     assert.deepEqual([password.status, password.stderr.includes(secretText!), /TALLY_PG_URL: expected .*tally:\*\*\*@/.test(password.stderr)], [2, false, true], password.stderr);
   }

@@ -184,20 +184,17 @@ function shownValue(setting: Setting, raw: unknown): string {
   return JSON.stringify(raw);
 }
 
-/** `url` with its password replaced by ***, also when it does not parse as a URL. */
+/**
+ * `url` with its password replaced by ***. Read as text, not parsed: a password with an
+ * unencoded /, # or @ makes a URL unparseable, or parse with the password taken for a host
+ * and port (postgres://user:1234/pw@host); everything between the scheme and the last @ may
+ * be credentials, and only the user name before its first : is kept.
+ */
 export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    // Everything between the scheme and the last @ may be credentials (a password with an
-    // unencoded / or @ is what makes a URL unparseable): keep only the user name.
-    return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(.*)@/, (_match, scheme: string, credentials: string) => {
-      const colon = credentials.indexOf(':');
-      return `${scheme}${colon < 0 ? credentials : `${credentials.slice(0, colon)}:***`}@`;
-    });
-  }
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(.*)@/, (_match, scheme: string, credentials: string) => {
+    const colon = credentials.indexOf(':');
+    return `${scheme}${colon < 0 ? credentials : `${credentials.slice(0, colon)}:***`}@`;
+  });
 }
 
 // Loads and validates the configuration. `env` and `filePath` are parameters so tests can

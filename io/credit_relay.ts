@@ -129,6 +129,9 @@ export class CreditRelay {
   private sweepTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private refreshing = false;
+  private refreshRun: Promise<void> = Promise.resolve();
+  /** Credited partitions whose watermark the background refresh could not read (logged once). */
+  private readonly unreadable = new Set<number>();
   private marking = false;
   private relaying: Promise<number> = Promise.resolve(0);
   /** Per credited partition: when its backlog was last measured, and whether it was too large then. */
@@ -360,8 +363,13 @@ export class CreditRelay {
   }
 
   /** Measures the backlog of every partition credited so far (the timer; header). Failures wait for the next round. */
-  private async refreshBacklogs(): Promise<void> {
-    if (this.refreshing || this.closing || this.backlogSeen.size === 0) return;
+  private refreshBacklogs(): Promise<void> {
+    if (this.refreshing || this.closing || this.backlogSeen.size === 0) return Promise.resolve();
+    this.refreshRun = this.refreshBacklogsNow();
+    return this.refreshRun;
+  }
+
+  private async refreshBacklogsNow(): Promise<void> {
     this.refreshing = true;
     try {
       const partitions = [...this.backlogSeen.keys()];
@@ -369,7 +377,7 @@ export class CreditRelay {
         'SELECT partition, next_offset, dedup_window FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])', [this.options.topic, partitions]);
       const credited = new Map<number, { durable: number; gapMax: number }>(partitions.map((partition) => [partition, this.allowedBacklog(null, null)]));
       for (const row of rows.rows) credited.set(row.partition, this.allowedBacklog(row.next_offset, row.dedup_window));
-      await this.measure(credited);
+      await this.measure(credited, true);
     } catch (error) {
       this.options.log.warn({ err: error }, 'could not measure the credited partitions\' backlogs; their credits take the checked path until a measurement succeeds');
     } finally {
@@ -378,7 +386,7 @@ export class CreditRelay {
   }
 
   /** The high watermark of each credited partition, and whether it is too far ahead of the durable offset; recorded in backlogSeen. */
-  private async measure(credited: ReadonlyMap<number, { durable: number; gapMax: number }>): Promise<Map<number, { high: number; lagging: boolean }>> {
+  private async measure(credited: ReadonlyMap<number, { durable: number; gapMax: number }>, background = false): Promise<Map<number, { high: number; lagging: boolean }>> {
     const partitions = [...credited.keys()];
     const reads = await Promise.allSettled(partitions.map((partition) => this.highWatermarkOf(partition)));
     const watermarks = new Map<number, { high: number; lagging: boolean }>();
@@ -389,6 +397,15 @@ export class CreditRelay {
         const lagging = read.value - durable > gapMax;
         watermarks.set(partition, { high: read.value, lagging });
         this.backlogSeen.set(partition, { atMs: performance.now(), lagging });
+        this.unreadable.delete(partition);
+        return;
+      }
+      // A background read concerns no credit (the failures metric counts credits not taken),
+      // and is logged once until it succeeds again; its partition's credits take the checked
+      // path meanwhile, which counts and logs its own failures.
+      if (background) {
+        if (!this.unreadable.has(partition)) this.options.log.warn({ err: read.reason, toPartition: partition }, 'cannot read the credited partition\'s high watermark; its credits take the checked path until it can be read');
+        this.unreadable.add(partition);
         return;
       }
       this.failures++;
@@ -439,6 +456,8 @@ export class CreditRelay {
     // A mark already running returns at once from markSent(): wait for it, then mark the rest.
     while (this.marking && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     await this.markSent().catch(() => undefined);
+    // A refresh under way reads watermarks through the producer: done before it disconnects.
+    await this.refreshRun;
     stopPolling(this.producer);
     await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
   }

@@ -2,11 +2,11 @@
 // stretch it, since a body is read before its signature can be checked:
 // - size: a declared Content-Length over `bytesMax` is answered 413 before any byte is read,
 //   and a body that grows past it (chunked) is answered 413 as soon as it does;
-// - memory: the bytes go into one buffer (of the declared length when that is small, else
-//   grown by doubling as bytes arrive), not one Buffer per chunk (a body sent a byte per
-//   packet would otherwise cost a hundred times its size), and all bodies being read at once
-//   may hold at most `inFlightBytesMax` received bytes (503 BODIES_BUSY beyond): counted as
-//   they arrive, not as declared, so a client must really send them to use the budget up;
+// - memory: the bytes go into one buffer, allocated when the first bytes arrive (of the
+//   declared length when that is small, else grown by doubling), not one Buffer per chunk (a
+//   body sent a byte per packet would otherwise cost a hundred times its size), and the
+//   buffers of all bodies being read at once may hold at most `inFlightBytesMax` (503
+//   BODIES_BUSY beyond): a client must send bytes to take any of it;
 // - time: the whole body must arrive within `receiveMs` (408 beyond), however slowly it
 //   trickles in (uWS's idle timeout restarts with every packet).
 // A refused body's connection is closed, so its client cannot go on streaming into it. uWS
@@ -21,7 +21,7 @@ export interface BodyRequest {
 
 export interface BodyLimits {
   readonly bytesMax: number;
-  /** Bytes all bodies being read at once may hold (received so far). */
+  /** Bytes the buffers of all bodies being read at once may hold. */
   readonly inFlightBytesMax: number;
   readonly receiveMs: number;
 }
@@ -30,8 +30,9 @@ export const BODY_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
 export const BODY_RECEIVE_MS = 10_000;
 /** A body declared up to this long gets its buffer at once; longer ones grow as bytes arrive. */
 const ALLOCATED_AT_ONCE_BYTES_MAX = 16 * 1024;
+const EMPTY_BUFFER = Buffer.alloc(0);
 
-/** Bytes held by the bodies being read now, per limits object (one per route). */
+/** Buffer bytes held by the bodies being read now, per limits object (one per route). */
 const heldBytes = new WeakMap<BodyLimits, number>();
 
 function refuse(res: uWS.HttpResponse, status: string, error: string, message: string): void {
@@ -48,14 +49,16 @@ export function readBody(res: uWS.HttpResponse, contentLength: string, limits: B
   if (declared !== undefined && declared > bytesMax) {
     return refuse(res, '413 Payload Too Large', 'BODY_TOO_LARGE', `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX); this one declares ${declared}`);
   }
-  let buffer = Buffer.allocUnsafe(Math.min(declared ?? ALLOCATED_AT_ONCE_BYTES_MAX, ALLOCATED_AT_ONCE_BYTES_MAX, bytesMax));
+  // Allocated when the first bytes arrive, and charged to the budget by its capacity (what
+  // it really holds in memory), so a body that sends nothing costs nothing.
+  let buffer = EMPTY_BUFFER;
   let size = 0;
   let done = false;
   const finish = (): void => {
     if (done) return;
     done = true;
     clearTimeout(timer);
-    heldBytes.set(limits, (heldBytes.get(limits) ?? size) - size);
+    heldBytes.set(limits, (heldBytes.get(limits) ?? buffer.length) - buffer.length);
   };
   const timer = setTimeout(() => {
     if (done || request.aborted) return;
@@ -74,15 +77,17 @@ export function readBody(res: uWS.HttpResponse, contentLength: string, limits: B
       request.aborted = true;
       return refuse(res, '413 Payload Too Large', 'BODY_TOO_LARGE', `request bodies are limited to ${bytesMax} bytes (TALLY_HTTP_BODY_BYTES_MAX)`);
     }
-    const held = heldBytes.get(limits) ?? 0;
-    if (held + chunk.byteLength > limits.inFlightBytesMax) {
-      finish();
-      request.aborted = true;
-      return refuse(res, '503 Service Unavailable', 'BODIES_BUSY', `too many request bodies are being received at once (${held} bytes held); retry shortly`);
-    }
-    heldBytes.set(limits, held + chunk.byteLength);
     if (size + chunk.byteLength > buffer.length) {
-      const grown = Buffer.allocUnsafe(Math.min(bytesMax, Math.max(buffer.length * 2, size + chunk.byteLength)));
+      const first = Math.min(declared ?? ALLOCATED_AT_ONCE_BYTES_MAX, ALLOCATED_AT_ONCE_BYTES_MAX, bytesMax);
+      const capacity = Math.min(bytesMax, Math.max(buffer.length * 2, first, size + chunk.byteLength));
+      const held = heldBytes.get(limits) ?? 0;
+      if (held + capacity - buffer.length > limits.inFlightBytesMax) {
+        finish();
+        request.aborted = true;
+        return refuse(res, '503 Service Unavailable', 'BODIES_BUSY', `too many request bodies are being received at once (${held} bytes held); retry shortly`);
+      }
+      heldBytes.set(limits, held + capacity - buffer.length);
+      const grown = Buffer.allocUnsafe(capacity);
       buffer.copy(grown, 0, 0, size);
       buffer = grown;
     }

@@ -154,7 +154,8 @@ export function registerTransactionRoutes(app: uWS.TemplatedApp, cache: OutcomeC
         (found) => (found.length === 0 && cached !== undefined ? [cached] : found.map((outcome) => (cached !== undefined && outcome.partition === cached.partition ? cached : outcome))),
         (error: unknown) => {
           if (!answerable) throw error;
-          log.warn({ err: error, txId }, 'transaction lookup answered from memory: the database cannot be read');
+          // Per lookup, so at debug level: the database being away is logged by those that depend on it.
+          log.debug({ err: error, txId }, 'transaction lookup answered from memory: the database cannot be read');
           return [cached];
         });
     lookup.then(async (found) => {

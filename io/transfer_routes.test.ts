@@ -230,7 +230,7 @@ function rawRequest(port: number, headers: Record<string, string>): { send(bytes
 // may take, and the bytes all bodies being received may reserve. A refused request's
 // connection is closed, so the client cannot go on streaming. A body sent a byte at a time is
 // put together exactly (its signature, over the exact bytes, passes).
-test('transfer bodies are bounded: a declared length over the limit is 413 at once, a body that does not arrive in time 408, received bytes beyond the in-flight budget 503; refused connections are closed', { timeout: 60_000 }, async () => {
+test('transfer bodies are bounded: a declared length over the limit is 413 at once, a body that does not arrive in time 408, buffers beyond the in-flight budget 503 (a body that sends nothing takes none); refused connections are closed', { timeout: 60_000 }, async () => {
   const { url, topic, partition, close } = await startHarness('transfer-bodies', () => false, new OutcomeCache(0), 10_000, { inFlightBytesMax: 1500, receiveMs: 1500 });
   const port = Number(new URL(url).port);
   const signed = (body: string): Record<string, string> => {
@@ -243,15 +243,19 @@ test('transfer bodies are bounded: a declared length over the limit is 413 at on
     assert.match(hugeAnswer, /^HTTP\/1\.1 413 [^]*"error":"BODY_TOO_LARGE"[^]*declares 100000/, hugeAnswer);
     await huge.closed;
 
-    // One slow body holds 1000 of the 1500 bytes: a second one is refused once its bytes
-    // would take more than the rest (received bytes count, not declared ones).
+    // A body that declares its length and sends nothing takes none of the 1500-byte budget:
+    // another body of 1000 bytes is read meanwhile (and refused as JSON, its signature passing).
     const slow = rawRequest(port, signed('x'.repeat(1020)));
+    const fine = rawRequest(port, signed('z'.repeat(1000)));
+    fine.send('z'.repeat(1000));
+    const fineAnswer = await fine.answer;
+    assert.match(fineAnswer, /^HTTP\/1\.1 400 [^]*"error":"MALFORMED_JSON"/, fineAnswer);
+    // Once the slow one sends bytes its buffer (1020) is held: a second body whose buffer
+    // would take more than the rest is refused.
     slow.send('x'.repeat(1000));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await new Promise((resolve) => setTimeout(resolve, 200));
     const busy = rawRequest(port, signed('y'.repeat(1000)));
     busy.send('y'.repeat(400));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    busy.send('y'.repeat(200));
     const busyAnswer = await busy.answer;
     assert.match(busyAnswer, /^HTTP\/1\.1 503 [^]*"error":"BODIES_BUSY"/, busyAnswer);
     await busy.closed;
@@ -259,8 +263,8 @@ test('transfer bodies are bounded: a declared length over the limit is 413 at on
     assert.match(slowAnswer, /^HTTP\/1\.1 408 [^]*"error":"BODY_TIMEOUT"/, slowAnswer);
     await slow.closed;
 
-    // Its reservation ended with it: a body of 1000 bytes sent a byte or a few at a time is
-    // read, exactly (its signature passes; it is then refused as JSON).
+    // Its buffer was given back when it ended: a body of 1000 bytes sent a byte or a few at a
+    // time is read, exactly (its signature passes; it is then refused as JSON).
     const text = `{"from_account":"1001","amount":"${'1'.repeat(950)}`;
     const trickled = rawRequest(port, signed(text));
     for (let at = 0; at < text.length; at += 1 + (at % 7)) {

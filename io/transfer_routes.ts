@@ -160,7 +160,8 @@ class OutcomeUnreadable extends Error {}
 
 async function submit(options: TransferRouteOptions, transfer: TransferRequest, waitCredit: boolean): Promise<TransactionBody | undefined> {
   // One deadline for the whole request: every step before and after the wait (the recorded
-  // check, the credit half) counts against the same TALLY_TRANSFER_TIMEOUT_MS.
+  // check, the credit half) counts against the same TALLY_TRANSFER_TIMEOUT_MS, except that the
+  // read of an accepted transfer's credit half gets CREDIT_READ_GRACE_MS more (withCreditHalf).
   const deadline = Date.now() + options.timeoutMs;
   const debit = await submitDebit(options, transfer, deadline);
   if (debit === undefined || debit.status !== 'accepted') return debit;
