@@ -63,6 +63,13 @@ test('acquireLeaseIfUnchanged takes the lease only if the row is still as seen, 
     assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 5, 'b', 10_000, seen))?.fencingToken, 4, 'ours already: taken again');
     await releaseLeases(client, TOPIC, [{ partition: 5, fencingToken: 4 }], 'b');
     assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 5, 'd', 10_000, seen))?.fencingToken, 5, 'released: free to take');
+    // Ours means this owner name taken by this process: a row with our name that another
+    // process took (a second instance started with our TALLY_INSTANCE_ID) is left to it.
+    await acquireLease(client, TOPIC, 6, 'e', 10_000, { ownerProcess: 'e-first' });
+    const twin = await acquireLease(client, TOPIC, 6, 'e', 10_000, { ownerProcess: 'e-second' });
+    assert.equal(await acquireLeaseIfUnchanged(client, TOPIC, 6, 'e', 10_000, { owner: 'e', fencingToken: 1 }, { ownerProcess: 'e-first' }), undefined, 'the twin\'s row: not taken');
+    assert.equal((await client.query('SELECT fencing_token::int AS t FROM partition_leases WHERE partition = 6')).rows[0].t, twin.fencingToken, 'the twin is not fenced');
+    assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 6, 'e', 10_000, { owner: 'e', fencingToken: 1 }, { ownerProcess: 'e-second' }))?.fencingToken, twin.fencingToken + 1, 'the process that holds it: ours already');
   });
 });
 

@@ -80,7 +80,10 @@ export interface LeaseRowSeen {
 /**
  * acquireLease, but only if the row is still as `seen` (or released, or ours already): a
  * compare-and-swap, so a take retried later never fences an instance that took the
- * partition over in between. Undefined when the row changed hands.
+ * partition over in between. Undefined when the row changed hands. "Ours" is this owner
+ * name taken by this process (`record.ownerProcess`): a row with our name that another process
+ * took (two instances started with one TALLY_INSTANCE_ID) is that process's, as for the
+ * service's retake.
  */
 export async function acquireLeaseIfUnchanged(
   client: pg.ClientBase, topic: string, partition: number, owner: string, ttlMs: number, seen: LeaseRowSeen, record: LeaseRecord = {},
@@ -91,7 +94,7 @@ export async function acquireLeaseIfUnchanged(
         SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond',
             dedup_window = COALESCE($7::bigint, dedup_window), owner_process = $8::text
       WHERE topic = $1 AND partition = $2
-        AND (owner IS NULL OR owner = $3 OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6))
+        AND (owner IS NULL OR (owner = $3 AND owner_process IS NOT DISTINCT FROM $8::text) OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6))
   RETURNING fencing_token, next_offset`,
     [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken, record.dedupWindow ?? null, record.ownerProcess ?? null],
   );
