@@ -75,7 +75,8 @@ export function canonicalAccountText(text: string): string | undefined {
   return canonical;
 }
 
-function parsePartition(query: string): number | undefined | null {
+/** `?partition=N` of a query string: undefined when absent, null when not 0 to 65535. */
+export function parsePartition(query: string): number | undefined | null {
   if (query.length === 0) return undefined;
   const match = /(?:^|&)partition=([^&]*)/.exec(query);
   if (match === null) return undefined;

@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { OutcomeCache } from './outcome_cache';
 import { json } from './http_server';
 import type { Logger } from './logger';
-import { canonicalAccountText } from './balance_routes';
+import { canonicalAccountText, parsePartition } from './balance_routes';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 export interface TransactionBody {
@@ -94,13 +94,9 @@ export const DATABASE_LOOKUPS_MAX = 64;
  * string saying what is wrong when it names one badly.
  */
 export function lookupPartition(query: string, partitionCount: number): number | undefined | string {
-  const partitionText = /(?:^|&)partition=([^&]*)/.exec(query)?.[1];
   const accountText = /(?:^|&)account=([^&]*)/.exec(query)?.[1];
-  let partition: number | undefined;
-  if (partitionText !== undefined) {
-    if (!/^[0-9]{1,5}$/.test(partitionText) || Number(partitionText) >= partitionCount) return `partition must be an integer from 0 to ${partitionCount - 1}`;
-    partition = Number(partitionText);
-  }
+  let partition = parsePartition(query);
+  if (partition === null || (partition !== undefined && partition >= partitionCount)) return `partition must be an integer from 0 to ${partitionCount - 1}`;
   if (accountText !== undefined) {
     const account = canonicalAccountText(accountText);
     if (account === undefined) return 'account must be an unsigned 64-bit integer in decimal';
