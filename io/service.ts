@@ -78,6 +78,8 @@ export class Service {
   private readonly retrying = new Set<number>();
   /** Partitions stopped because their lease expired while the database was away, to be taken back. */
   private readonly retaking = new Set<number>();
+  /** Group: partitions whose lease another instance took while the group still assigns them to us (reclaim). */
+  private readonly reclaiming = new Set<number>();
   /** Partitions being handed back cleanly (giveBack): their last committed credits are still relayed here. */
   private readonly handingOver = new Set<number>();
   /** Partitions stopped because their stored next offset is not in the Kafka log (an operator's decision). */
@@ -419,8 +421,8 @@ export class Service {
    * them in the consumer; `wanted` is checked again in the take's turn. Throws for those still
    * wanted and not taken, so the caller's backoff tries again.
    */
-  private async takeAgain(candidates: readonly number[], wanted: (p: number) => boolean, takenMessage: string): Promise<void> {
-    const assignments = await this.takePartitions(candidates, wanted);
+  private async takeAgain(candidates: readonly number[], wanted: (p: number) => boolean, takenMessage: string, seen?: ReadonlyMap<number, LeaseRowSeen>): Promise<void> {
+    const assignments = await this.takePartitions(candidates, wanted, seen);
     const { refused, unsought } = this.parts.consumer.restartPartitions(assignments);
     // Unsought ones are ours but cannot be read: handed back and taken again on the retry.
     if (refused.length + unsought.length > 0) await this.handBackUntaken([...refused, ...unsought]);
@@ -465,13 +467,15 @@ export class Service {
    * left out. Takes run one after another (an assignment, a retry and a retake of the same
    * partition never interleave).
    */
-  takePartitions(partitions: readonly number[], stillWanted?: (partition: number) => boolean): Promise<Array<{ partition: number; offset: number }>> {
-    const run = this.takeChain.then(() => this.takePartitionsNow(partitions, stillWanted));
+  takePartitions(partitions: readonly number[], stillWanted?: (partition: number) => boolean, seen?: ReadonlyMap<number, LeaseRowSeen>): Promise<Array<{ partition: number; offset: number }>> {
+    const run = this.takeChain.then(() => this.takePartitionsNow(partitions, stillWanted, seen));
     this.takeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async takePartitionsNow(partitions: readonly number[], stillWanted?: (partition: number) => boolean): Promise<Array<{ partition: number; offset: number }>> {
+  private async takePartitionsNow(
+    partitions: readonly number[], stillWanted?: (partition: number) => boolean, rowsSeen?: ReadonlyMap<number, LeaseRowSeen>,
+  ): Promise<Array<{ partition: number; offset: number }>> {
     const { engine, leases, batcher } = this.parts;
     const assignments: Array<{ partition: number; offset: number }> = [];
     this.taking++;
@@ -486,8 +490,8 @@ export class Service {
         let loading = false;
         try {
           if (this.inEngine.has(partition)) await this.releaseFromEngine([partition]);
-          // A static retry takes the partition only if nobody took it meanwhile (compare-and-swap).
-          const seen = this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined;
+          // A static retry, or a reclaim, takes the partition only if nobody took it meanwhile (compare-and-swap).
+          const seen = rowsSeen?.get(partition) ?? (this.retrying.has(partition) ? this.retryingSeen.get(partition) : undefined);
           let unwanted = false;
           const wanted = (): boolean => {
             unwanted = stillWanted !== undefined && !stillWanted(partition);
@@ -671,6 +675,43 @@ export class Service {
       else this.retaking.delete(p);
     }
     if (reason === 'expired-unreachable') this.retryWithBackoff(() => this.retake(fresh), RETAKE_DELAY_MS_MIN, 'taking lost partitions back failed', fresh);
+    // In a group, a lease taken while the group still assigns the partition to us was taken
+    // on a stale view of the group (a retry of its previous owner racing a rebalance), or
+    // our view is the stale one. Nothing would give it back to us before the next rebalance,
+    // so it is reclaimed once its row is free or lapsed, never from a live holder.
+    if (this.config.partitionAssignment === 'group' && (reason === 'taken-over' || reason === 'fenced')) {
+      for (const p of fresh) this.reclaiming.add(p);
+      this.retryWithBackoff(() => this.reclaim(fresh), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', fresh);
+    }
+  }
+
+  /**
+   * Group: takes back partitions the group still assigns to us whose lease another instance
+   * took (stopPartitions), by compare-and-swap against the row as read here, and only once
+   * that row is released, lapsed, or ours: taking a live lease would fence its holder, which
+   * hands it back by itself once the group's revocation reaches it. Throws while some are
+   * still held elsewhere, so the backoff looks again; a partition the group no longer assigns
+   * to us is dropped (its new owner has it).
+   */
+  private async reclaim(partitions: readonly number[]): Promise<void> {
+    if (this.stopping) return;
+    this.throwWhileAssigning();
+    const reclaimable = (p: number): boolean => this.reclaiming.has(p) && !this.owned.has(p) && !this.outsideLog.has(p) && this.stillAssigned(p);
+    for (const p of partitions) if (!reclaimable(p)) this.reclaiming.delete(p);
+    const candidates = partitions.filter(reclaimable);
+    if (candidates.length === 0) return;
+    const rows = await this.parts.db.query<{ partition: number; owner: string | null; owner_process: string | null; fencing_token: string; lapsed: boolean }>(
+      `SELECT partition, owner, owner_process, fencing_token::text AS fencing_token, lease_expiry < now() AS lapsed
+         FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])`, [this.config.commandsTopic, candidates]);
+    const thisProcess = this.parts.leases.process;
+    const free = rows.rows.filter((r) => r.owner === null || r.lapsed || (r.owner === this.config.instanceId && r.owner_process === thisProcess));
+    const held = candidates.filter((p) => !free.some((r) => r.partition === p));
+    if (free.length > 0) {
+      const seen = new Map(free.map((r): [number, LeaseRowSeen] => [r.partition, { owner: r.owner, fencingToken: Number(r.fencing_token) }]));
+      await this.takeAgain([...seen.keys()], reclaimable, 'partitions the group assigns to us taken back after another instance held their lease', seen);
+      for (const p of seen.keys()) this.reclaiming.delete(p);
+    }
+    if (held.length > 0) throw new Error(`partitions ${held.join(', ')} are still leased by another instance; taking them once it hands them back or its lease lapses`);
   }
 
   private async retake(partitions: readonly number[]): Promise<void> {
