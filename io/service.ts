@@ -251,7 +251,7 @@ export class Service {
     const batcher = new Batcher({
       ring: engine.outputRing, runner: pool, groupCount: config.flushWorkers,
       batchRowsMax: config.batchRowsMax, batchIntervalMs: config.batchIntervalMs,
-      topic: config.commandsTopic, pgUrl: config.pgUrl, log,
+      topic: config.commandsTopic, pgUrl: config.pgUrl, log, leaseTtlMs: config.leaseTtlMs,
       fencingTokenOf: (partition) => {
         const token = leases.fencingTokenOf(partition);
         return token === undefined ? undefined : BigInt(token);
@@ -688,7 +688,8 @@ export class Service {
   /**
    * Group: takes back partitions the group still assigns to us whose lease another instance
    * took (stopPartitions), by compare-and-swap against the row as read here, and only once
-   * that row is released, lapsed, or ours: taking a live lease would fence its holder, which
+   * that row is released, lapsed (its holder neither renewed nor flushed for a TTL: renewals
+   * and flushes both extend the expiry), or ours: taking a live lease would fence its holder, which
    * hands it back by itself once the group's revocation reaches it. Throws while some are
    * still held elsewhere, so the backoff looks again; a partition the group no longer assigns
    * to us is dropped (its new owner has it).

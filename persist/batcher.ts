@@ -75,6 +75,8 @@ export interface BatcherOptions {
   readonly flushStalledMs?: number;
   /** Bench only. */
   readonly copyFormat?: CopyFormat;
+  /** The lease TTL, which each flush extends the expiry of its partitions' lease rows by (FlushTask.leaseTtlMs). */
+  readonly leaseTtlMs?: number;
 }
 
 export interface DurableRange {
@@ -457,7 +459,7 @@ export class Batcher {
     return {
       ringData: ring.data, slotCount: ring.slotCount, slotBytes: ring.slotBytes,
       firstPosition: batches[0]!.firstPosition, lastPosition: batches[batches.length - 1]!.lastPosition,
-      partitions, fencingTokens: tokens, topic: this.options.topic, pgUrl: this.options.pgUrl, copyFormat: this.options.copyFormat,
+      partitions, fencingTokens: tokens, topic: this.options.topic, pgUrl: this.options.pgUrl, copyFormat: this.options.copyFormat, leaseTtlMs: this.options.leaseTtlMs,
     };
   }
 

@@ -125,6 +125,31 @@ test('a flush writes each outcome as designed and moves the fenced offset', { ti
   }
 });
 
+test('a flush extends the lease expiry of the partitions it advances (renewals skip rows a flush holds)', { timeout: 60_000 }, async () => {
+  const ledger = await createScratchLedger('tally_flush_expiry', TOPIC, [0, 1]);
+  try {
+    const engine = new InProcessEngine({ outputSlotCount: 1024, balanceCapacity: 1024, dedupWindow: 1024, partitions: [0, 1] });
+    const { last } = mixedCommands(engine);
+    await withClient(ledger.url, async (client) => {
+      await client.query("UPDATE partition_leases SET lease_expiry = now() - interval '1 hour' WHERE topic = $1", [TOPIC]);
+      const result = await flush({ ...taskOver(engine, ledger.url, 0, last, [0]), leaseTtlMs: 60_000 });
+      assert.equal(result.status, 'committed');
+      const rows = await client.query<{ partition: number; ahead_s: number }>(
+        'SELECT partition, extract(epoch FROM lease_expiry - now())::float8 AS ahead_s FROM partition_leases WHERE topic = $1 ORDER BY partition', [TOPIC]);
+      assert.ok(rows.rows[0]!.ahead_s > 50 && rows.rows[0]!.ahead_s <= 60, `partition 0's lease runs a TTL from the flush (${rows.rows[0]!.ahead_s} s)`);
+      assert.ok(rows.rows[1]!.ahead_s < -3000, 'partition 1, not in the task, is left as it was');
+      // An expiry already further ahead is never shortened.
+      await client.query("UPDATE partition_leases SET lease_expiry = now() + interval '1 hour' WHERE topic = $1 AND partition = 1", [TOPIC]);
+      await flush({ ...taskOver(engine, ledger.url, 0, last, [1]), leaseTtlMs: 60_000 });
+      const later = await client.query<{ ahead_s: number }>('SELECT extract(epoch FROM lease_expiry - now())::float8 AS ahead_s FROM partition_leases WHERE topic = $1 AND partition = 1', [TOPIC]);
+      assert.ok(later.rows[0]!.ahead_s > 3500, 'a longer expiry stays');
+    });
+  } finally {
+    await closeFlushConnection();
+    await ledger.drop();
+  }
+});
+
 test('a flush writes only its partitions, and a fenced one writes nothing at all', { timeout: 60_000 }, async () => {
   const ledger = await createScratchLedger('tally_flush', TOPIC, [0, 1]);
   try {

@@ -67,6 +67,13 @@ export interface FlushTask {
   readonly copyFormat?: CopyFormat;
   /** Bound of the whole flush on the client side (default FLUSH_DEADLINE_MS); tests set a short one. */
   readonly deadlineMs?: number;
+  /**
+   * The lease TTL: a flush moves the expiry of the lease rows it advances at least this far
+   * ahead. Renewals skip rows a flush holds locked, so under back-to-back flushes they alone
+   * let a busy owner's expiry lapse, and a lapsed row may be reclaimed by another instance
+   * (io/service.ts reclaim). Absent (tests, benches): the expiry is left as it is.
+   */
+  readonly leaseTtlMs?: number;
 }
 
 export interface FlushResult {
@@ -150,7 +157,9 @@ const UPSERT_BALANCES_ADVANCE_OFFSETS_SQL = `
        SET available = EXCLUDED.available, frozen = EXCLUDED.frozen, last_offset = EXCLUDED.last_offset
      WHERE balances.last_offset < EXCLUDED.last_offset
   )
-  UPDATE partition_leases AS l SET next_offset = u.next_offset
+  UPDATE partition_leases AS l
+     SET next_offset = u.next_offset,
+         lease_expiry = CASE WHEN $11::bigint IS NULL THEN l.lease_expiry ELSE GREATEST(l.lease_expiry, now() + $11::bigint * interval '1 millisecond') END
     FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS u(partition, fencing_token, next_offset)
    WHERE l.topic = $1 AND l.partition = u.partition AND l.fencing_token = u.fencing_token AND l.next_offset <= u.next_offset
   RETURNING l.partition`;
@@ -405,7 +414,7 @@ async function upsertBalancesAdvanceOffsets(client: pg.Client, task: FlushTask, 
   });
   if (partitions.length === 0 && rows.balances.rowCount === 0) return [];
   const result = await client.query<{ partition: number }>({
-    name: 'tally_flush_balances_offsets', text: UPSERT_BALANCES_ADVANCE_OFFSETS_SQL, values: [task.topic, partitions, tokens, nextOffsets, ...rows.balances.finish()],
+    name: 'tally_flush_balances_offsets', text: UPSERT_BALANCES_ADVANCE_OFFSETS_SQL, values: [task.topic, partitions, tokens, nextOffsets, ...rows.balances.finish(), task.leaseTtlMs ?? null],
   });
   if (result.rows.length === partitions.length) return [];
   const advanced = new Set(result.rows.map((r) => r.partition));

@@ -7,8 +7,11 @@
 // flush updates next_offset only WHERE fencing_token = <its token> in the same transaction
 // as its balances and outcomes: from the moment our UPDATE commits, an older owner (a paused
 // zombie, a slow instance still finishing a batch) can no longer commit anything for p, and
-// waiting out its expiry would only stall the partition. lease_expiry is therefore
-// informational for operators and the renewal protocol, not a lock.
+// waiting out its expiry would only stall the partition. lease_expiry is therefore not a
+// lock: it tells operators, and an instance reclaiming a partition the group assigns to it
+// (io/service.ts), whether the holder still keeps its lease up. Renewals extend it on rows
+// no flush holds, and every flush extends it on the rows it advances, so a busy owner's
+// expiry keeps moving too.
 //
 // The LeaseKeeper holds an instance's leases: it acquires on request, renews every ttl/3 and
 // reports a partition lost (onLost) as soon as a renewal finds its row no longer carries our
