@@ -15,7 +15,9 @@
 // database away for a moment) the partition is fed anyway, so its new events are delivered
 // first: nothing is recorded for it (`hold`) until a retry has republished and an event
 // handed over after the republished ones is delivered too (`releaseAfter`); otherwise the
-// position would pass events that were never published.
+// position would pass events that were never published. The same hold covers a take by a
+// process whose earlier take of the partition had an event fail: that take's later events,
+// still in flight, are delivered before the failed one's republished copy.
 
 import type pg from 'pg';
 import type { EventPublisher } from './event_publisher';

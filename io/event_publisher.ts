@@ -184,9 +184,18 @@ export class EventPublisher {
   /**
    * The partition was taken (again) and its events from the recorded position on are about
    * to be republished: earlier failed events no longer hold its acknowledged position back.
+   * True if one did: events of the partition handed over before the republish (still in
+   * flight from an earlier take by this process) may then be delivered before the republished
+   * copies of the failed ones, so the caller must hold the recorded position until an event
+   * handed over after the republish is delivered (EventPositions.hold / releaseAfter).
    */
-  forgetFailures(commandPartition: number): void {
-    if (!this.closed) this.native.forgetFailures(this.handle, commandPartition);
+  forgetFailures(commandPartition: number): boolean {
+    return !this.closed && this.native.forgetFailures(this.handle, commandPartition) === 1;
+  }
+
+  /** Partitions whose recorded position a failed event holds back until their next take republishes it. */
+  heldBackPartitions(): number[] {
+    return this.closed ? [] : this.native.heldBack(this.handle);
   }
 
   /** False while events are parked beyond the bound, or after a fatal producer error (the service reports not ready). */

@@ -16,7 +16,10 @@ interface NativeEventProducer {
   poll(handle: ProducerHandle, counters: Float64Array): void;
   takeAcknowledged(handle: ProducerHandle): number[];
   takeErrors(handle: ProducerHandle): string[];
-  forgetFailures(handle: ProducerHandle, commandPartition: number): void;
+  /** 1 if a failed event held the partition's position back (now forgotten), else 0. */
+  forgetFailures(handle: ProducerHandle, commandPartition: number): number;
+  /** Partitions whose position a failed event holds back, ascending. */
+  heldBack(handle: ProducerHandle): number[];
   /** An event that was not even queued: counted as failed, it holds its partition's position back. */
   noteFailed(handle: ProducerHandle, commandPartition: number, commandOffset: number, reason: string): void;
   destroy(handle: ProducerHandle): void;

@@ -24,6 +24,8 @@ export interface MetricsSources {
   readonly balanceEntriesReleased: () => number;
   readonly ready: () => boolean;
   readonly eventsUnacknowledged: () => number;
+  /** Partitions whose recorded event position a failed event holds back. */
+  readonly eventsHeldBackPartitions: () => number;
   readonly streamConnections: () => number;
   /** Balance pushes sent, and subscribers closed for falling behind (code 4008), since start. */
   readonly streamPushes: () => number;
@@ -84,6 +86,7 @@ export class Metrics {
     new client.Gauge({ name: 'tally_balance_entries_released', help: 'Entries of the balance table kept by partitions this instance no longer applies (zeroed; a restart frees them).', registers, collect() { this.set(sources.balanceEntriesReleased()); } });
     new client.Gauge({ name: 'tally_ready', help: '1 when /readyz answers ready.', registers, collect() { this.set(sources.ready() ? 1 : 0); } });
     new client.Gauge({ name: 'tally_events_unacknowledged', help: 'Result events not yet acknowledged by the broker.', registers, collect() { this.set(sources.eventsUnacknowledged()); } });
+    new client.Gauge({ name: 'tally_events_held_back_partitions', help: 'Partitions with a result event that failed (not queued or not delivered): republished at the partition\'s next take.', registers, collect() { this.set(sources.eventsHeldBackPartitions()); } });
     new client.Gauge({ name: 'tally_stream_connections', help: 'Open WebSocket stream connections.', registers, collect() { this.set(sources.streamConnections()); } });
     const runningTotal = (name: string, help: string, value: () => number): void => {
       new client.Counter({ name, help, registers, collect() {

@@ -286,6 +286,7 @@ export class Service {
       },
       ready: () => service?.isReady() === true,
       eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
+      eventsHeldBackPartitions: () => publisher.heldBackPartitions().length,
       streamConnections: () => stream.connections,
       streamPushes: () => stream.pushes,
       streamSlowConsumersClosed: () => stream.slowConsumersClosed,
@@ -562,8 +563,11 @@ export class Service {
     const positions = this.parts.eventPositions;
     try {
       // Events that failed before this take are republished now; on a retry, failures of
-      // the partition's new events must keep holding its position back.
-      if (failures === 0) this.parts.publisher.forgetFailures(partition);
+      // the partition's new events must keep holding its position back. When one had failed
+      // (a retake by this process), events of the earlier take handed over before the
+      // republish, with offsets past the failed one, may be delivered before its copy: the
+      // position is held until an event handed over after the republish is delivered.
+      if (failures === 0 && this.parts.publisher.forgetFailures(partition)) positions.hold(partition);
       if (!republished) {
         await positions.republish(partition, storedNextOffset);
         republished = true;

@@ -272,17 +272,35 @@ static napi_value note_failed_event(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// forgetFailures(handle, partition): the partition was taken (again) and its unacknowledged
-// events are being republished from its recorded position, so earlier failures no longer
-// hold its position back.
+// forgetFailures(handle, partition) → 1 if a failure held the partition's position back, else 0:
+// the partition was taken (again) and its unacknowledged events are being republished from
+// its recorded position, so earlier failures no longer hold its position back.
 static napi_value forget_failures(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   producer_t *producer = (producer_t *)arguments_of(env, info, 2, argv);
   if (producer == NULL) return NULL;
   uint32_t partition = 0;
   CALL(env, napi_get_value_uint32(env, argv[1], &partition));
-  if (partition < PARTITIONS_MAX) producer->failed_floor[partition] = -1;
-  return NULL;
+  int32_t held = 0;
+  if (partition < PARTITIONS_MAX) {
+    held = producer->failed_floor[partition] >= 0;
+    producer->failed_floor[partition] = -1;
+  }
+  return int32_value(env, held);
+}
+
+// heldBack(handle) → the partitions whose position a failed event holds back, ascending.
+static napi_value held_back(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  producer_t *producer = (producer_t *)arguments_of(env, info, 1, argv);
+  if (producer == NULL) return NULL;
+  napi_value result;
+  CALL(env, napi_create_array(env, &result));
+  uint32_t count = 0;
+  for (uint32_t partition = 0; partition < PARTITIONS_MAX; partition++) {
+    if (producer->failed_floor[partition] >= 0) napi_set_element(env, result, count++, int32_value(env, (int32_t)partition));
+  }
+  return result;
 }
 
 // takeErrors(handle) → messages noted since the last call (at most 64; a last line counts the rest).
@@ -311,6 +329,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"takeAcknowledged", NULL, take_acknowledged, NULL, NULL, NULL, napi_enumerable, NULL},
     {"takeErrors", NULL, take_errors, NULL, NULL, NULL, napi_enumerable, NULL},
     {"forgetFailures", NULL, forget_failures, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"heldBack", NULL, held_back, NULL, NULL, NULL, napi_enumerable, NULL},
     {"noteFailed", NULL, note_failed_event, NULL, NULL, NULL, napi_enumerable, NULL},
     {"destroy", NULL, destroy, NULL, NULL, NULL, napi_enumerable, NULL},
   };
