@@ -156,8 +156,8 @@ export class EventPublisher {
     if (!this.records.append(commandPartition % this.partitionCount, commandPartition, commandOffset, key, json)) {
       // Gigabytes of events the broker has not taken: this one is not published, and is
       // noted as failed so that its partition's recorded position stays below it (events
-      // delivered later must not carry the position past it); the partition's next take
-      // republishes it from there. The native side logs each such event (bounded).
+      // delivered later must not carry the position past it); it is republished from there
+      // once the broker takes events again. The native side logs each such event (bounded).
       this.native.noteFailed(this.handle, commandPartition, commandOffset, 'result events are piling up beyond the parked-events bound: the broker is not taking them');
       return;
     }
@@ -184,16 +184,17 @@ export class EventPublisher {
   /**
    * The partition was taken (again) and its events from the recorded position on are about
    * to be republished: earlier failed events no longer hold its acknowledged position back.
-   * True if one did: events of the partition handed over before the republish (still in
-   * flight from an earlier take by this process) may then be delivered before the republished
-   * copies of the failed ones, so the caller must hold the recorded position until an event
-   * handed over after the republish is delivered (EventPositions.hold / releaseAfter).
+   * Returns the command offset of the earliest failed event that did, or -1. When one did,
+   * events of the partition handed over before the republish (still in flight from an
+   * earlier take by this process) may be delivered before the republished copies of the
+   * failed ones, so the caller must hold the recorded position until an event handed over
+   * after the republish is delivered (EventPositions.hold / releaseAfter).
    */
-  forgetFailures(commandPartition: number): boolean {
-    return !this.closed && this.native.forgetFailures(this.handle, commandPartition) === 1;
+  forgetFailures(commandPartition: number): number {
+    return this.closed ? -1 : this.native.forgetFailures(this.handle, commandPartition);
   }
 
-  /** Partitions whose recorded position a failed event holds back until their next take republishes it. */
+  /** Partitions whose recorded position a failed event holds back until a republish (the service's, every 30 s, or a take's) covers it. */
   heldBackPartitions(): number[] {
     return this.closed ? [] : this.native.heldBack(this.handle);
   }

@@ -16,7 +16,7 @@ interface NativeEventProducer {
   poll(handle: ProducerHandle, counters: Float64Array): void;
   takeAcknowledged(handle: ProducerHandle): number[];
   takeErrors(handle: ProducerHandle): string[];
-  /** 1 if a failed event held the partition's position back (now forgotten), else 0. */
+  /** The offset of the earliest failed event that held the partition's position back (now forgotten), or -1. */
   forgetFailures(handle: ProducerHandle, commandPartition: number): number;
   /** Partitions whose position a failed event holds back, ascending. */
   heldBack(handle: ProducerHandle): number[];

@@ -45,6 +45,16 @@ const STOP_STEP_MS = 3_000;
 const QUERY_TIMEOUT_MS = 5_000;
 const HANDOVER_TIMEOUT_MS = 20_000;
 const RETAKE_DELAY_MS_MIN = 1000;
+/**
+ * How often the result events of owned partitions whose recorded position a failed event
+ * holds back (the broker refused it, events piled up beyond the parked bound, its fan-out
+ * failed) are republished from that position. Without it they waited for the partition's
+ * next take, however long it stayed here. Rounds that keep finding failures wait twice as
+ * long each time, up to HELD_BACK_REPUBLISH_MS_MAX: a broker that refuses every event would
+ * otherwise have every round read and resend all of them.
+ */
+const HELD_BACK_REPUBLISH_MS = 30_000;
+const HELD_BACK_REPUBLISH_MS_MAX = 600_000;
 const FANOUT_SLICE_COMMANDS = 2000;
 const FANOUT_BACKLOG_MAX = 500_000;
 const FANOUT_BACKLOG_BYTES_MAX = 256 << 20;
@@ -100,10 +110,12 @@ export class Service {
   /** Durable outcomes whose events, credits, cache entries and pushes are not done yet. */
   private readonly fanoutQueue: DurableSlotQueue;
   private fanoutScheduled = false;
+  private heldBackTimer: NodeJS.Timeout | undefined;
+  private heldBackRepublishMs = HELD_BACK_REPUBLISH_MS;
 
   private constructor(readonly config: TallyConfig, readonly registry: CurrencyRegistry, private readonly parts: Parts, private readonly log: Logger) {
     this.fanoutQueue = new DurableSlotQueue(registry, (error, position, partition, offset) => {
-      log.error({ err: error, ringPosition: position, partition, offset }, 'fan-out of a durable command failed: its cache entry, pushes and credit are skipped (the sweep relays the credit; its partition\'s stream subscribers are closed with 4010); its event is republished at the partition\'s next take');
+      log.error({ err: error, ringPosition: position, partition, offset }, 'fan-out of a durable command failed: its cache entry, pushes and credit are skipped (the sweep relays the credit; its partition\'s stream subscribers are closed with 4010); its event is republished from the partition\'s recorded position within 30 s');
       parts.metrics.noteFanoutFailure();
       // Its event may not have been handed over: the partition's recorded position must stay
       // below it, or later deliveries would carry the position past an event never published.
@@ -193,7 +205,7 @@ export class Service {
    * restarted (the engine thread died). `tally start` exits with EXIT_ENGINE_FAILED; nothing
    * is lost, since whatever was not committed is replayed from Kafka by the next owner.
    */
-  static async start(config: TallyConfig, log: Logger, hooks: { onFatal?: (error: Error) => void } = {}): Promise<Service> {
+  static async start(config: TallyConfig, log: Logger, hooks: { onFatal?: (error: Error) => void; heldBackRepublishMs?: number } = {}): Promise<Service> {
     const registry = CurrencyRegistry.fromConfig(config.currencies);
     await withClient(config.pgUrl, (client) => syncCurrencies(client, registry));
     // An account's home partition is murmur2 mod the topic's partition count: a different
@@ -337,6 +349,8 @@ export class Service {
     }
     // Probes start once the consumer is connected: before, "not connected" is not an outage.
     health.start();
+    service.heldBackRepublishMs = hooks.heldBackRepublishMs ?? HELD_BACK_REPUBLISH_MS;
+    service.scheduleHeldBackRepublish(service.heldBackRepublishMs);
     service.started = true;
     log.info({ port: http.port, assignment: config.partitionAssignment, partitions: service.ownedPartitions().length, instance: config.instanceId }, 'tally started');
     return service;
@@ -567,7 +581,7 @@ export class Service {
       // (a retake by this process), events of the earlier take handed over before the
       // republish, with offsets past the failed one, may be delivered before its copy: the
       // position is held until an event handed over after the republish is delivered.
-      if (failures === 0 && this.parts.publisher.forgetFailures(partition)) positions.hold(partition);
+      if (failures === 0 && this.parts.publisher.forgetFailures(partition) >= 0) positions.hold(partition);
       if (!republished) {
         await positions.republish(partition, storedNextOffset);
         republished = true;
@@ -585,6 +599,58 @@ export class Service {
       const retryInMs = Math.min(RETAKE_DELAY_MS_MAX, RETAKE_DELAY_MS_MIN * 2 ** Math.min(failures, 10));
       this.log.error({ err: error, partition, retryInMs }, 'republishing the partition\'s unacknowledged events or credits failed; retrying');
       setTimeout(() => void this.catchUp(partition, take, storedNextOffset, failures + 1, republished), retryInMs).unref();
+    }
+  }
+
+  /**
+   * Republishes, from its recorded position, every owned partition whose position a failed
+   * event holds back, in the take chain's turn (never alongside a take's own republish).
+   */
+  private scheduleHeldBackRepublish(delayMs: number): void {
+    if (this.stopping) return;
+    this.heldBackTimer = setTimeout(() => {
+      void this.republishHeldBack().then((republished) => {
+        this.scheduleHeldBackRepublish(republished ? Math.min(HELD_BACK_REPUBLISH_MS_MAX, delayMs * 2) : this.heldBackRepublishMs);
+      });
+    }, delayMs);
+    this.heldBackTimer.unref();
+  }
+
+  /** One round; true if it republished some partition. */
+  private async republishHeldBack(): Promise<boolean> {
+    // Not while events pile up beyond the parked bound: the copies would only be refused too.
+    if (this.stopping || !this.parts.publisher.healthy) return false;
+    const partitions = this.parts.publisher.heldBackPartitions().filter((p) => this.owned.has(p));
+    if (partitions.length === 0) return false;
+    const run = this.takeChain.then(async () => {
+      for (const partition of partitions) await this.republishHeldBackPartition(partition);
+    });
+    this.takeChain = run.catch(() => undefined);
+    await run.catch((error: unknown) => this.log.error({ err: error, partitions }, 'republishing failed result events failed'));
+    return true;
+  }
+
+  /**
+   * As a take's catch-up, while the partition is fed: the republished copies are handed over
+   * behind events already in flight, so the position is held until an event handed over after
+   * them is delivered. Every committed outcome up to the durable offset is covered; those
+   * whose events are still to be handed over by the fan-out are published twice (consumers
+   * deduplicate by tx_id, as for any republish).
+   */
+  private async republishHeldBackPartition(partition: number): Promise<void> {
+    if (this.stopping || !this.owned.has(partition)) return;
+    const { publisher, eventPositions: positions, batcher } = this.parts;
+    const failedOffset = publisher.forgetFailures(partition);
+    if (failedOffset < 0) return;
+    positions.hold(partition);
+    try {
+      const events = await positions.republish(partition, batcher.durableOffsetOf(partition) + 1);
+      positions.releaseAfter(partition, batcher.durableOffsetOf(partition));
+      this.log.warn({ partition, failedOffset, events }, 'result events of the partition had failed; republished from its recorded position');
+    } catch (error) {
+      // Held back again, so the next round retries; the position stays held meanwhile.
+      publisher.noteFailed(partition, failedOffset, `republishing failed: ${(error as Error).message}`);
+      this.log.error({ err: error, partition, failedOffset }, 'republishing the partition\'s failed result events failed; trying again later');
     }
   }
 
@@ -776,6 +842,7 @@ export class Service {
   // publish its events, release the leases; bounded by STOP_TIMEOUT_MS.
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.heldBackTimer);
     const { consumer, engine, batcher, pool, leases, http, publisher, producer, db, health } = this.parts;
     health.stop();
     await consumer.disconnect();

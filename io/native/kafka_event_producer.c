@@ -272,21 +272,24 @@ static napi_value note_failed_event(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// forgetFailures(handle, partition) → 1 if a failure held the partition's position back, else 0:
-// the partition was taken (again) and its unacknowledged events are being republished from
-// its recorded position, so earlier failures no longer hold its position back.
+// forgetFailures(handle, partition) → the offset of the earliest failed event that held the
+// partition's position back, or -1: its unacknowledged events are being republished from its
+// recorded position (a take, or a republish while it stays ours), so earlier failures no
+// longer hold its position back.
 static napi_value forget_failures(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   producer_t *producer = (producer_t *)arguments_of(env, info, 2, argv);
   if (producer == NULL) return NULL;
   uint32_t partition = 0;
   CALL(env, napi_get_value_uint32(env, argv[1], &partition));
-  int32_t held = 0;
+  double floor = -1;
   if (partition < PARTITIONS_MAX) {
-    held = producer->failed_floor[partition] >= 0;
+    floor = producer->failed_floor[partition];
     producer->failed_floor[partition] = -1;
   }
-  return int32_value(env, held);
+  napi_value result;
+  CALL(env, napi_create_double(env, floor, &result));
+  return result;
 }
 
 // heldBack(handle) → the partitions whose position a failed event holds back, ascending.
