@@ -72,6 +72,9 @@ test('a republish announces unrecorded outcomes too (tx_replies), in offset orde
     await db.query('INSERT INTO partition_leases (topic, partition, next_offset, events_next_offset) VALUES ($1, 0, 6, 0)', [COMMANDS_TOPIC]);
     await db.query(`INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES
       (0, 'a', 0, true, NULL, 1), (0, 'b', 2, false, 'INSUFFICIENT_AVAILABLE', 2), (0, 'c', 5, true, NULL, 3)`);
+    // c is a transfer to an account on partition 3: its event names the credit, as the original did.
+    await db.query(`INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
+      VALUES (0, 5, 'c', 1001, -2, 3, 1, 7)`);
     await db.query(`INSERT INTO tx_replies (partition, kafka_offset, tx_id, accepted, reason, original_offset) VALUES
       (0, 1, 'a', true, NULL, 0), (0, 3, 'a', false, 'DUPLICATE_TX_ID_CONFLICT', NULL), (0, 4, '', false, 'MALFORMED', NULL),
       (0, 6, 'b', false, 'INSUFFICIENT_AVAILABLE', 2)`);
@@ -85,7 +88,7 @@ test('a republish announces unrecorded outcomes too (tx_replies), in offset orde
       '{"tx_id":"b","status":"rejected","reason":"INSUFFICIENT_AVAILABLE","partition":0,"offset":"2","replayed":true}',
       '{"tx_id":"a","status":"rejected","reason":"DUPLICATE_TX_ID_CONFLICT","partition":0,"offset":"3","replayed":true}',
       '{"tx_id":"","status":"rejected","reason":"MALFORMED","partition":0,"offset":"4","replayed":true}',
-      '{"tx_id":"c","status":"accepted","partition":0,"offset":"5","replayed":true}',
+      '{"tx_id":"c","status":"accepted","partition":0,"offset":"5","credit":{"tx_id":"~x0-5","account":"18446744073709551614","partition":3,"status":"pending"},"replayed":true}',
     ]);
     assert.ok(await publisher.drain(20_000), 'the broker acknowledged the events');
     await positions.record();

@@ -3,7 +3,8 @@
 // partition is taken: the outcomes stored from events_next_offset up to next_offset were
 // committed but their events may never have reached the broker (a crash right after the
 // COMMIT). Republished events carry "replayed":true; they have no balances (the balances of
-// that moment are not stored). Outcomes tx_outcomes does not record (duplicate replays,
+// that moment are not stored); a crossing transfer's carries its `credit`, from its
+// transfer_outbox row, as the original did. Outcomes tx_outcomes does not record (duplicate replays,
 // conflicting repeats, malformed messages, BALANCE_TABLE_FULL), and outcomes a tx_id
 // recorded again displaced from tx_outcomes, are republished from
 // tx_replies (migration 007), whose rows below a recorded position are deleted when it is
@@ -20,6 +21,7 @@
 // still in flight, are delivered before the failed one's republished copy.
 
 import type pg from 'pg';
+import { creditTxIdOf } from './durable_outcome';
 import type { EventPublisher } from './event_publisher';
 import type { Logger } from './logger';
 
@@ -137,18 +139,27 @@ export class EventPositions {
     if (from >= nextOffset) return 0;
     let republished = 0;
     for (let pageFrom = from; pageFrom < nextOffset;) {
-      const rows = await this.db.query<{ tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null; original_offset: string | null }>(
-        `SELECT tx_id, kafka_offset, accepted, reason, NULL::bigint AS original_offset FROM tx_outcomes
-          WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
-         UNION ALL
-         SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM tx_replies
-          WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
-         ORDER BY kafka_offset LIMIT $4`, [partition, pageFrom, nextOffset, this.rowsPerStatement]);
+      // An outbox row sits exactly at the offset of an accepted crossing transfer (the one
+      // that debited; a displaced outcome moved to tx_replies keeps its offset).
+      const rows = await this.db.query<{
+        tx_id: string; kafka_offset: string; accepted: boolean; reason: string | null; original_offset: string | null; credit_account: string | null; credit_partition: number | null;
+      }>(
+        `SELECT r.tx_id, r.kafka_offset, r.accepted, r.reason, r.original_offset, tally_account_text(x.to_account) AS credit_account, x.to_partition AS credit_partition
+           FROM (SELECT tx_id, kafka_offset, accepted, reason, NULL::bigint AS original_offset FROM tx_outcomes
+                  WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
+                 UNION ALL
+                 SELECT tx_id, kafka_offset, accepted, reason, original_offset FROM tx_replies
+                  WHERE partition = $1 AND kafka_offset >= $2 AND kafka_offset < $3
+                 ORDER BY kafka_offset LIMIT $4) AS r
+           LEFT JOIN transfer_outbox x ON x.partition = $1 AND x.kafka_offset = r.kafka_offset AND r.accepted AND r.original_offset IS NULL
+          ORDER BY r.kafka_offset`, [partition, pageFrom, nextOffset, this.rowsPerStatement]);
       for (const row of rows.rows) {
         const reason = row.reason === null ? '' : `,"reason":${JSON.stringify(row.reason)}`;
         const duplicate = row.original_offset === null ? '' : `,"duplicate":true,"original_offset":"${row.original_offset}"`;
+        const credit = row.credit_account === null ? ''
+          : `,"credit":{"tx_id":"${creditTxIdOf(partition, Number(row.kafka_offset))}","account":"${row.credit_account}","partition":${row.credit_partition},"status":"pending"}`;
         this.publisher.publish(partition, Number(row.kafka_offset), row.tx_id,
-          `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}"${duplicate},"replayed":true}`);
+          `{"tx_id":${JSON.stringify(row.tx_id)},"status":"${row.accepted ? 'accepted' : 'rejected'}"${reason},"partition":${partition},"offset":"${row.kafka_offset}"${duplicate}${credit},"replayed":true}`);
       }
       republished += rows.rows.length;
       if (rows.rows.length < this.rowsPerStatement) break;
