@@ -131,6 +131,13 @@ export class EventPositions {
     }
   }
 
+  /** The partition's recorded position (events_next_offset), or undefined without a lease row. */
+  async recordedPosition(partition: number): Promise<number | undefined> {
+    const row = await this.db.query<{ events_next_offset: string }>(
+      'SELECT events_next_offset FROM partition_leases WHERE topic = $1 AND partition = $2', [this.topic, partition]);
+    return row.rows[0] === undefined ? undefined : Number(row.rows[0].events_next_offset);
+  }
+
   /** Republishes the stored outcomes of `partition` whose events may not have been delivered. */
   async republish(partition: number, nextOffset: number): Promise<number> {
     const position = await this.db.query<{ events_next_offset: string }>(

@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigResourceTypes, Kafka as KafkaJs, logLevel } from 'kafkajs';
+import pg from 'pg';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { Service } from './service';
@@ -33,6 +34,8 @@ test('result events the broker refused are republished once it takes them again,
   const admin = new KafkaJs({ clientId: 'tally-test', brokers: testKafkaBrokers.split(','), logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   const database = await createScratchDatabase(testPgUrl, 'tally_heldback');
+  const admin2 = new pg.Client({ connectionString: database.url });
+  await admin2.connect();
   let service: Service | undefined;
   let producer: CommandProducer | undefined;
   try {
@@ -56,6 +59,9 @@ test('result events the broker refused are republished once it takes them again,
     // Republishing into the same refusal changes nothing; the partition stays held back.
     await new Promise((resolve) => setTimeout(resolve, 2500));
     assert.equal(await metricValue(running.http.port, 'tally_events_held_back_partitions'), 1);
+    const recordedPosition = async (): Promise<number> => Number((await admin2.query<{ events_next_offset: string }>(
+      'SELECT events_next_offset FROM partition_leases WHERE topic = $1 AND partition = 0', [topic])).rows[0]!.events_next_offset);
+    assert.equal(await recordedPosition(), 0, 'no event of partition 0 is recorded delivered');
 
     // The operator fixes the topic; the instance is not restarted and keeps its partitions.
     await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: eventsTopic, configEntries: [{ name: 'max.message.bytes', value: '1048588' }] }] });
@@ -67,11 +73,16 @@ test('result events the broker refused are republished once it takes them again,
       assert.ok(seen.every((e) => e.status === 'accepted' && e.partition === 0), `${txId}: its outcome as committed`);
     }
     assert.deepEqual(running.ownedPartitions(), [0, 1], 'no take was needed');
+    // The position moves once an event handed over after the republish is delivered.
+    producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'after', account: user, currency: 'USDT', amount: '1' })));
+    await producer.flush();
+    await until('the recorded position passes the republished events', async () => (await recordedPosition()) === txIds.length + 1);
   } finally {
     await producer?.disconnect();
     await service?.stop();
     await admin.deleteTopics({ topics: [eventsTopic] }).catch(() => undefined);
     await admin.disconnect();
+    await admin2.end();
     await database.drop();
   }
 });

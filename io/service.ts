@@ -55,6 +55,13 @@ const RETAKE_DELAY_MS_MIN = 1000;
  */
 const HELD_BACK_REPUBLISH_MS = 30_000;
 const HELD_BACK_REPUBLISH_MS_MAX = 600_000;
+/**
+ * A round republishes a partition only if its recorded position lies at most this many
+ * offsets below its durable offset: a round holds the take chain (rebalances wait), and a
+ * refusal that lasted long leaves more than a round should read and resend; the partition's
+ * next take (a restart) republishes them then.
+ */
+const HELD_BACK_REPUBLISH_OFFSETS_MAX = 1_000_000;
 const FANOUT_SLICE_COMMANDS = 2000;
 const FANOUT_BACKLOG_MAX = 500_000;
 const FANOUT_BACKLOG_BYTES_MAX = 256 << 20;
@@ -298,7 +305,7 @@ export class Service {
       },
       ready: () => service?.isReady() === true,
       eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
-      eventsHeldBackPartitions: () => publisher.heldBackPartitions().length,
+      eventsHeldBackPartitions: () => publisher.heldBackPartitions().filter((p) => service?.ownedPartitions().includes(p) === true).length,
       streamConnections: () => stream.connections,
       streamPushes: () => stream.pushes,
       streamSlowConsumersClosed: () => stream.slowConsumersClosed,
@@ -598,7 +605,12 @@ export class Service {
       if (!republished) positions.hold(partition);
       const retryInMs = Math.min(RETAKE_DELAY_MS_MAX, RETAKE_DELAY_MS_MIN * 2 ** Math.min(failures, 10));
       this.log.error({ err: error, partition, retryInMs }, 'republishing the partition\'s unacknowledged events or credits failed; retrying');
-      setTimeout(() => void this.catchUp(partition, take, storedNextOffset, failures + 1, republished), retryInMs).unref();
+      // In the take chain's turn, like the rounds of republishHeldBack(): two republishes of
+      // one partition must not interleave their holds and releases.
+      setTimeout(() => {
+        const run = this.takeChain.then(() => this.catchUp(partition, take, storedNextOffset, failures + 1, republished));
+        this.takeChain = run.catch(() => undefined);
+      }, retryInMs).unref();
     }
   }
 
@@ -640,6 +652,13 @@ export class Service {
   private async republishHeldBackPartition(partition: number): Promise<void> {
     if (this.stopping || !this.owned.has(partition)) return;
     const { publisher, eventPositions: positions, batcher } = this.parts;
+    const from = await positions.recordedPosition(partition);
+    const to = batcher.durableOffsetOf(partition) + 1;
+    if (from === undefined || to - from > HELD_BACK_REPUBLISH_OFFSETS_MAX) {
+      this.log.error({ partition, recordedPosition: from, durableNextOffset: to }, 'result events of the partition failed and are too many to republish while it is applied here; its next take republishes them (restart the instance once the broker takes events again)');
+      return;
+    }
+    if (!this.owned.has(partition)) return;
     const failedOffset = publisher.forgetFailures(partition);
     if (failedOffset < 0) return;
     positions.hold(partition);
@@ -778,7 +797,9 @@ export class Service {
     const free = rows.rows.filter((r) => r.owner === null || r.lapsed || (r.owner === this.config.instanceId && r.owner_process === thisProcess));
     const held = candidates.filter((p) => !free.some((r) => r.partition === p));
     if (free.length > 0) {
-      const seen = new Map(free.map((r): [number, LeaseRowSeen] => [r.partition, { owner: r.owner, fencingToken: Number(r.fencing_token) }]));
+      // A row taken because it lapsed is taken only if it is still lapsed when the UPDATE runs.
+      const lapsedOnly = (r: { owner: string | null; owner_process: string | null }): boolean => r.owner !== null && !(r.owner === this.config.instanceId && r.owner_process === thisProcess);
+      const seen = new Map(free.map((r): [number, LeaseRowSeen] => [r.partition, { owner: r.owner, fencingToken: Number(r.fencing_token), lapsedOnly: lapsedOnly(r) }]));
       await this.takeAgain([...seen.keys()], reclaimable, 'partitions the group assigns to us taken back after another instance held their lease', seen);
       for (const p of seen.keys()) this.reclaiming.delete(p);
     }
@@ -809,6 +830,13 @@ export class Service {
     }
     const others = elsewhere.filter((p) => !twin.includes(p));
     if (others.length > 0) this.log.warn({ partitions: others }, 'lost partitions are owned by another instance now; not taking them back');
+    // In a group that still assigns them to us, that instance took them on a stale view of
+    // the group, or ours is: reclaimed once it hands them back or lets them lapse.
+    const assignedHere = others.filter((p) => this.config.partitionAssignment === 'group' && this.stillAssigned(p));
+    if (assignedHere.length > 0) {
+      for (const p of assignedHere) this.reclaiming.add(p);
+      this.retryWithBackoff(() => this.reclaim(assignedHere), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', assignedHere);
+    }
     if (free.length === 0) return;
     await this.takeAgain(free, retakable, 'lost partitions taken back');
   }

@@ -159,7 +159,7 @@ const UPSERT_BALANCES_ADVANCE_OFFSETS_SQL = `
   )
   UPDATE partition_leases AS l
      SET next_offset = u.next_offset,
-         lease_expiry = CASE WHEN $11::bigint IS NULL THEN l.lease_expiry ELSE GREATEST(l.lease_expiry, now() + $11::bigint * interval '1 millisecond') END
+         lease_expiry = CASE WHEN $11::bigint IS NULL THEN l.lease_expiry ELSE GREATEST(l.lease_expiry, clock_timestamp() + $11::bigint * interval '1 millisecond') END
     FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS u(partition, fencing_token, next_offset)
    WHERE l.topic = $1 AND l.partition = u.partition AND l.fencing_token = u.fencing_token AND l.next_offset <= u.next_offset
   RETURNING l.partition`;

@@ -70,6 +70,12 @@ test('acquireLeaseIfUnchanged takes the lease only if the row is still as seen, 
     assert.equal(await acquireLeaseIfUnchanged(client, TOPIC, 6, 'e', 10_000, { owner: 'e', fencingToken: 1 }, { ownerProcess: 'e-first' }), undefined, 'the twin\'s row: not taken');
     assert.equal((await client.query('SELECT fencing_token::int AS t FROM partition_leases WHERE partition = 6')).rows[0].t, twin.fencingToken, 'the twin is not fenced');
     assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 6, 'e', 10_000, { owner: 'e', fencingToken: 1 }, { ownerProcess: 'e-second' }))?.fencingToken, twin.fencingToken + 1, 'the process that holds it: ours already');
+    // A reclaim (lapsedOnly) takes a row as seen only while its lease is lapsed when the
+    // UPDATE runs: the holder may have renewed since the row was read (same owner, same token).
+    const live = await acquireLease(client, TOPIC, 7, 'f', 10_000);
+    assert.equal(await acquireLeaseIfUnchanged(client, TOPIC, 7, 'g', 10_000, { owner: 'f', fencingToken: live.fencingToken, lapsedOnly: true }), undefined, 'a live lease is not reclaimed');
+    await client.query("UPDATE partition_leases SET lease_expiry = now() - interval '1 second' WHERE partition = 7");
+    assert.equal((await acquireLeaseIfUnchanged(client, TOPIC, 7, 'g', 10_000, { owner: 'f', fencingToken: live.fencingToken, lapsedOnly: true }))?.fencingToken, live.fencingToken + 1, 'a lapsed one is');
   });
 });
 

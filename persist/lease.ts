@@ -78,6 +78,11 @@ export async function acquireLease(client: pg.ClientBase, topic: string, partiti
 export interface LeaseRowSeen {
   readonly owner: string | null;
   readonly fencingToken: number;
+  /**
+   * Take the row as seen only if its lease has lapsed when the UPDATE runs (a reclaim): an
+   * owner and token unchanged say nothing of whether its holder renewed since it was read.
+   */
+  readonly lapsedOnly?: boolean;
 }
 
 /**
@@ -97,9 +102,10 @@ export async function acquireLeaseIfUnchanged(
         SET owner = $3, fencing_token = fencing_token + 1, lease_expiry = now() + $4 * interval '1 millisecond',
             dedup_window = COALESCE($7::bigint, dedup_window), owner_process = $8::text
       WHERE topic = $1 AND partition = $2
-        AND (owner IS NULL OR (owner = $3 AND owner_process IS NOT DISTINCT FROM $8::text) OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6))
+        AND (owner IS NULL OR (owner = $3 AND owner_process IS NOT DISTINCT FROM $8::text)
+             OR (owner IS NOT DISTINCT FROM $5 AND fencing_token = $6 AND (NOT $9::boolean OR lease_expiry < clock_timestamp())))
   RETURNING fencing_token, next_offset`,
-    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken, record.dedupWindow ?? null, record.ownerProcess ?? null],
+    [topic, partition, owner, ttlMs, seen.owner, seen.fencingToken, record.dedupWindow ?? null, record.ownerProcess ?? null, seen.lapsedOnly === true],
   );
   const row = result.rows[0];
   if (row === undefined) return undefined;
@@ -263,7 +269,9 @@ export class LeaseKeeper {
     return this.serialized(() => this.withRetries(`acquire ${partition}`, async (client) => {
       if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
-      const lease = await this.unblocking(client, partition, () => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen, this.record()));
+      const take = (): Promise<Lease | undefined> => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen, this.record());
+      // A row locked by a flush is proof its holder is alive: a reclaim never ends that session.
+      const lease = seen.lapsedOnly === true ? await take() : await this.unblocking(client, partition, take);
       if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
