@@ -628,18 +628,19 @@ export class Service {
     this.heldBackTimer.unref();
   }
 
-  /** One round; true if it republished some partition. */
+  /** One round; true if it republished (or tried to republish) some partition. */
   private async republishHeldBack(): Promise<boolean> {
     // Not while events pile up beyond the parked bound: the copies would only be refused too.
     if (this.stopping || !this.parts.publisher.healthy) return false;
     const partitions = this.parts.publisher.heldBackPartitions().filter((p) => this.owned.has(p));
     if (partitions.length === 0) return false;
+    let republished = false;
     const run = this.takeChain.then(async () => {
-      for (const partition of partitions) await this.republishHeldBackPartition(partition);
+      for (const partition of partitions) if (await this.republishHeldBackPartition(partition)) republished = true;
     });
     this.takeChain = run.catch(() => undefined);
     await run.catch((error: unknown) => this.log.error({ err: error, partitions }, 'republishing failed result events failed'));
-    return true;
+    return republished;
   }
 
   /**
@@ -649,27 +650,29 @@ export class Service {
    * whose events are still to be handed over by the fan-out are published twice (consumers
    * deduplicate by tx_id, as for any republish).
    */
-  private async republishHeldBackPartition(partition: number): Promise<void> {
-    if (this.stopping || !this.owned.has(partition)) return;
+  private async republishHeldBackPartition(partition: number): Promise<boolean> {
+    if (this.stopping || !this.owned.has(partition)) return false;
     const { publisher, eventPositions: positions, batcher } = this.parts;
     const from = await positions.recordedPosition(partition);
     const to = batcher.durableOffsetOf(partition) + 1;
     if (from === undefined || to - from > HELD_BACK_REPUBLISH_OFFSETS_MAX) {
       this.log.error({ partition, recordedPosition: from, durableNextOffset: to }, 'result events of the partition failed and are too many to republish while it is applied here; its next take republishes them (restart the instance once the broker takes events again)');
-      return;
+      return false;
     }
-    if (!this.owned.has(partition)) return;
+    if (!this.owned.has(partition)) return false;
     const failedOffset = publisher.forgetFailures(partition);
-    if (failedOffset < 0) return;
+    if (failedOffset < 0) return false;
     positions.hold(partition);
     try {
       const events = await positions.republish(partition, batcher.durableOffsetOf(partition) + 1);
       positions.releaseAfter(partition, batcher.durableOffsetOf(partition));
       this.log.warn({ partition, failedOffset, events }, 'result events of the partition had failed; republished from its recorded position');
+      return true;
     } catch (error) {
       // Held back again, so the next round retries; the position stays held meanwhile.
       publisher.noteFailed(partition, failedOffset, `republishing failed: ${(error as Error).message}`);
       this.log.error({ err: error, partition, failedOffset }, 'republishing the partition\'s failed result events failed; trying again later');
+      return true;
     }
   }
 
@@ -768,9 +771,10 @@ export class Service {
     // on a stale view of the group (a retry of its previous owner racing a rebalance), or
     // our view is the stale one. Nothing would give it back to us before the next rebalance,
     // so it is reclaimed once its row is free or lapsed, never from a live holder.
-    if (this.config.partitionAssignment === 'group' && (reason === 'taken-over' || reason === 'fenced')) {
-      for (const p of fresh) this.reclaiming.add(p);
-      this.retryWithBackoff(() => this.reclaim(fresh), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', fresh);
+    const toReclaim = fresh.filter((p) => !this.reclaiming.has(p));
+    if (this.config.partitionAssignment === 'group' && (reason === 'taken-over' || reason === 'fenced') && toReclaim.length > 0) {
+      for (const p of toReclaim) this.reclaiming.add(p);
+      this.retryWithBackoff(() => this.reclaim(toReclaim), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', toReclaim);
     }
   }
 
@@ -832,7 +836,7 @@ export class Service {
     if (others.length > 0) this.log.warn({ partitions: others }, 'lost partitions are owned by another instance now; not taking them back');
     // In a group that still assigns them to us, that instance took them on a stale view of
     // the group, or ours is: reclaimed once it hands them back or lets them lapse.
-    const assignedHere = others.filter((p) => this.config.partitionAssignment === 'group' && this.stillAssigned(p));
+    const assignedHere = others.filter((p) => this.config.partitionAssignment === 'group' && this.stillAssigned(p) && !this.reclaiming.has(p));
     if (assignedHere.length > 0) {
       for (const p of assignedHere) this.reclaiming.add(p);
       this.retryWithBackoff(() => this.reclaim(assignedHere), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', assignedHere);

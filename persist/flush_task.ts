@@ -41,7 +41,7 @@ import { BinaryCopyEncoder } from './copy_binary';
 import type { CopyEncoder } from './copy_encoder';
 import { TextCopyEncoder } from './copy_text';
 import { closeWithin, isOverdue, withinDeadline } from './pg_socket';
-import { FLUSH_APPLICATION_NAME } from './lease';
+import { FLUSH_APPLICATION_NAME, RECLAIM_HOLDER_OPEN_MS_MIN } from './lease';
 import {
   BALANCE_COLUMNS, CREATE_STAGING_TABLES_SQL, FlushRows, JOURNAL_COLUMNS, OUTBOX_COLUMNS, OUTCOME_COLUMNS, OutputRingView, PartitionSelection, REPLY_COLUMNS,
   STAGED_OUTCOMES_TABLE, encodeFlushRows,
@@ -119,6 +119,7 @@ const IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000;
 // client bounds the whole flush too: past this, the socket is destroyed and the flush fails
 // (and is retried on a new connection; a batch whose COMMIT answer was lost is found durable).
 const FLUSH_DEADLINE_MS = STATEMENT_TIMEOUT_MS + 30_000;
+if (FLUSH_DEADLINE_MS >= RECLAIM_HOLDER_OPEN_MS_MIN) throw new Error('flush task: a reclaim could end a live flush (RECLAIM_HOLDER_OPEN_MS_MIN must exceed the flush deadline)');
 /** How long a connection being dropped may take to close politely before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1_000;
 

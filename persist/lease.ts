@@ -75,6 +75,15 @@ export async function acquireLease(client: pg.ClientBase, topic: string, partiti
 }
 
 /** A lease row as someone saw it: its owner (null when released) and fencing token. */
+/**
+ * A reclaim (LeaseRowSeen.lapsedOnly) ends the flush session holding the row only once its
+ * transaction has been open this long: past the flush's own client-side deadline
+ * (flush_task.ts FLUSH_DEADLINE_MS, asserted there), so a live holder has given that flush
+ * up already, and what is left is a paused one (SIGSTOP in the middle of a COPY, which no
+ * server timeout reaches) that would otherwise keep the partition for as long as it stays paused.
+ */
+export const RECLAIM_HOLDER_OPEN_MS_MIN = 180_000;
+
 export interface LeaseRowSeen {
   readonly owner: string | null;
   readonly fencingToken: number;
@@ -270,8 +279,9 @@ export class LeaseKeeper {
       if (stillWanted !== undefined && !stillWanted()) return undefined;
       const sentAt = performance.now();
       const take = (): Promise<Lease | undefined> => acquireLeaseIfUnchanged(client, this.options.topic, partition, this.options.owner, this.options.ttlMs, seen, this.record());
-      // A row locked by a flush is proof its holder is alive: a reclaim never ends that session.
-      const lease = seen.lapsedOnly === true ? await take() : await this.unblocking(client, partition, take);
+      // A row a flush holds says its holder is alive: a reclaim ends that session only once
+      // it is open past any live flush's deadline.
+      const lease = await this.unblocking(client, partition, take, seen.lapsedOnly === true ? RECLAIM_HOLDER_OPEN_MS_MIN : this.options.ttlMs);
       if (lease === undefined) return undefined;
       this.leases.set(partition, { fencingToken: lease.fencingToken, deadline: sentAt + this.options.ttlMs });
       if (this.timer === undefined) this.schedule(this.renewIntervalMs);
@@ -288,12 +298,12 @@ export class LeaseKeeper {
    * would keep the partition from its new owner for as long as it stays paused. Ending it is
    * safe: its transaction rolls back, and its retry is fenced.
    */
-  private async unblocking<T>(client: pg.Client, partition: number, acquire: () => Promise<T>): Promise<T> {
+  private async unblocking<T>(client: pg.Client, partition: number, acquire: () => Promise<T>, holderOpenMsMin: number = this.options.ttlMs): Promise<T> {
     try {
       return await acquire();
     } catch (error) {
       if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) {
-        await this.endStuckHolder(client, partition).catch((failure: unknown) => {
+        await this.endStuckHolder(client, partition, holderOpenMsMin).catch((failure: unknown) => {
           this.options.log?.warn({ err: failure, partition }, 'lease keeper: could not look for or end the session holding the lease row (needs the same role, or pg_read_all_stats and pg_signal_backend)');
         });
       }
@@ -301,8 +311,8 @@ export class LeaseKeeper {
     }
   }
 
-  /** Ends the tally-flush session whose transaction holds the partition's lease row, if open for longer than the TTL. */
-  private async endStuckHolder(client: pg.Client, partition: number): Promise<void> {
+  /** Ends the tally-flush session whose transaction holds the partition's lease row, if open for longer than `openMsMin` (the TTL, or RECLAIM_HOLDER_OPEN_MS_MIN). */
+  private async endStuckHolder(client: pg.Client, partition: number, openMsMin: number): Promise<void> {
     // A row lock is kept in the row (xmax = the locking transaction), not in pg_locks; the
     // locking transaction holds the ExclusiveLock on its own transaction id. This finds the
     // holder because lease rows are only ever locked FOR UPDATE by top-level transactions (no
@@ -316,7 +326,7 @@ export class LeaseKeeper {
          JOIN pg_locks AS l ON l.locktype = 'transactionid' AND l.transactionid = r.xmax AND l.mode = 'ExclusiveLock' AND l.granted
          JOIN pg_stat_activity AS a ON a.pid = l.pid
         WHERE r.topic = $1 AND r.partition = $2`,
-      [this.options.topic, partition, FLUSH_APPLICATION_NAME, this.options.ttlMs],
+      [this.options.topic, partition, FLUSH_APPLICATION_NAME, openMsMin],
     );
     const log = this.options.log;
     if (holders.rows.length === 0) {
@@ -324,9 +334,9 @@ export class LeaseKeeper {
     }
     for (const row of holders.rows) {
       const context = { partition, pid: row.pid, applicationName: row.application_name, clientAddress: row.client_addr, openMs: row.open_ms };
-      if (row.ended) log?.warn(context, 'lease keeper: ended the flush session that held the lease row for longer than the lease TTL (a paused or stuck instance)');
+      if (row.ended) log?.warn({ ...context, openMsMin }, 'lease keeper: ended the flush session that held the lease row for too long (a paused or stuck instance)');
       else if (row.open_ms === null) log?.warn(context, 'lease keeper: the lease row\'s holder is not visible to this role (grant pg_read_all_stats); a paused holder is waited for');
-      else if (row.open_ms >= this.options.ttlMs) log?.warn(context, 'lease keeper: the lease row is held for longer than the lease TTL by a session that is not a Tally flush; not ending it');
+      else if (row.open_ms >= openMsMin) log?.warn(context, 'lease keeper: the lease row is held for longer than the lease TTL by a session that is not a Tally flush; not ending it');
     }
   }
 
