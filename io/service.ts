@@ -614,10 +614,7 @@ export class Service {
     }
   }
 
-  /**
-   * Republishes, from its recorded position, every owned partition whose position a failed
-   * event holds back, in the take chain's turn (never alongside a take's own republish).
-   */
+  /** Schedules the next round of republishHeldBack(), sooner once a round found nothing to do. */
   private scheduleHeldBackRepublish(delayMs: number): void {
     if (this.stopping) return;
     this.heldBackTimer = setTimeout(() => {
@@ -628,7 +625,11 @@ export class Service {
     this.heldBackTimer.unref();
   }
 
-  /** One round; true if it republished (or tried to republish) some partition. */
+  /**
+   * One round: republishes, from its recorded position, every owned partition whose position
+   * a failed event holds back, in the take chain's turn (never alongside a take's own
+   * republish). True if it republished (or tried to republish) some partition.
+   */
   private async republishHeldBack(): Promise<boolean> {
     // Not while events pile up beyond the parked bound: the copies would only be refused too.
     if (this.stopping || !this.parts.publisher.healthy) return false;
@@ -771,11 +772,15 @@ export class Service {
     // on a stale view of the group (a retry of its previous owner racing a rebalance), or
     // our view is the stale one. Nothing would give it back to us before the next rebalance,
     // so it is reclaimed once its row is free or lapsed, never from a live holder.
-    const toReclaim = fresh.filter((p) => !this.reclaiming.has(p));
-    if (this.config.partitionAssignment === 'group' && (reason === 'taken-over' || reason === 'fenced') && toReclaim.length > 0) {
-      for (const p of toReclaim) this.reclaiming.add(p);
-      this.retryWithBackoff(() => this.reclaim(toReclaim), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', toReclaim);
-    }
+    if (this.config.partitionAssignment === 'group' && (reason === 'taken-over' || reason === 'fenced')) this.startReclaim(fresh);
+  }
+
+  /** Starts reclaim() for those of `partitions` not being reclaimed already (one loop per partition). */
+  private startReclaim(partitions: readonly number[]): void {
+    const fresh = partitions.filter((p) => !this.reclaiming.has(p));
+    if (fresh.length === 0) return;
+    for (const p of fresh) this.reclaiming.add(p);
+    this.retryWithBackoff(() => this.reclaim(fresh), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', fresh);
   }
 
   /**
@@ -798,12 +803,12 @@ export class Service {
       `SELECT partition, owner, owner_process, fencing_token::text AS fencing_token, lease_expiry < now() AS lapsed
          FROM partition_leases WHERE topic = $1 AND partition = ANY($2::int[])`, [this.config.commandsTopic, candidates]);
     const thisProcess = this.parts.leases.process;
-    const free = rows.rows.filter((r) => r.owner === null || r.lapsed || (r.owner === this.config.instanceId && r.owner_process === thisProcess));
+    const freeOrOurs = (r: { owner: string | null; owner_process: string | null }): boolean => r.owner === null || (r.owner === this.config.instanceId && r.owner_process === thisProcess);
+    const free = rows.rows.filter((r) => freeOrOurs(r) || r.lapsed);
     const held = candidates.filter((p) => !free.some((r) => r.partition === p));
     if (free.length > 0) {
       // A row taken because it lapsed is taken only if it is still lapsed when the UPDATE runs.
-      const lapsedOnly = (r: { owner: string | null; owner_process: string | null }): boolean => r.owner !== null && !(r.owner === this.config.instanceId && r.owner_process === thisProcess);
-      const seen = new Map(free.map((r): [number, LeaseRowSeen] => [r.partition, { owner: r.owner, fencingToken: Number(r.fencing_token), lapsedOnly: lapsedOnly(r) }]));
+      const seen = new Map(free.map((r): [number, LeaseRowSeen] => [r.partition, { owner: r.owner, fencingToken: Number(r.fencing_token), lapsedOnly: !freeOrOurs(r) }]));
       await this.takeAgain([...seen.keys()], reclaimable, 'partitions the group assigns to us taken back after another instance held their lease', seen);
       for (const p of seen.keys()) this.reclaiming.delete(p);
     }
@@ -836,11 +841,7 @@ export class Service {
     if (others.length > 0) this.log.warn({ partitions: others }, 'lost partitions are owned by another instance now; not taking them back');
     // In a group that still assigns them to us, that instance took them on a stale view of
     // the group, or ours is: reclaimed once it hands them back or lets them lapse.
-    const assignedHere = others.filter((p) => this.config.partitionAssignment === 'group' && this.stillAssigned(p) && !this.reclaiming.has(p));
-    if (assignedHere.length > 0) {
-      for (const p of assignedHere) this.reclaiming.add(p);
-      this.retryWithBackoff(() => this.reclaim(assignedHere), RETAKE_DELAY_MS_MIN, 'partitions the group assigns to us are leased by another instance', assignedHere);
-    }
+    if (this.config.partitionAssignment === 'group') this.startReclaim(others.filter((p) => this.stillAssigned(p)));
     if (free.length === 0) return;
     await this.takeAgain(free, retakable, 'lost partitions taken back');
   }
