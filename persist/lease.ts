@@ -74,7 +74,6 @@ export async function acquireLease(client: pg.ClientBase, topic: string, partiti
   return { partition, fencingToken: toSafeInteger(row.fencing_token, 'fencing token'), nextOffset: toSafeInteger(row.next_offset, 'next offset') };
 }
 
-/** A lease row as someone saw it: its owner (null when released) and fencing token. */
 /**
  * A reclaim (LeaseRowSeen.lapsedOnly) ends the flush session holding the row only once its
  * transaction has been open this long: past the flush's own client-side deadline
@@ -84,6 +83,7 @@ export async function acquireLease(client: pg.ClientBase, topic: string, partiti
  */
 export const RECLAIM_HOLDER_OPEN_MS_MIN = 180_000;
 
+/** A lease row as someone saw it: its owner (null when released) and fencing token. */
 export interface LeaseRowSeen {
   readonly owner: string | null;
   readonly fencingToken: number;
