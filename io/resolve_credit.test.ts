@@ -11,7 +11,7 @@ import { resolveCredit } from './resolve_credit';
 import { testPgUrl } from './test_services';
 import { createScratchDatabase } from '../persist/scratch_database';
 
-test('resolve-credit refuses a credit whose legs are in the journal, whatever its outcome row says', { timeout: 60_000 }, async () => {
+test('resolve-credit refuses a credit whose legs are in the journal, whatever its outcome row says, and a refund produced already', { timeout: 60_000 }, async () => {
   const database = await createScratchDatabase(testPgUrl, 'tally_resolve');
   const client = new pg.Client({ connectionString: database.url });
   await client.connect();
@@ -22,12 +22,17 @@ test('resolve-credit refuses a credit whose legs are in the journal, whatever it
       INSERT INTO currencies VALUES (1, 'USDT', 8);
       INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount, sent)
         VALUES (0, 11, 'x1', 1001, 2001, 1, 1, 20, true), (0, 12, 'x2', 1001, 2001, 1, 1, 20, true);
+      INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount, sent, resolution)
+        VALUES (0, 13, 'x3', 1001, 2001, 1, 1, 20, true, 'refunded');
       INSERT INTO journal VALUES (1, 5, 0, '~x0-11', 2001, 1, 20, 0, 70), (1, 5, 1, '~x0-11', 3, 1, -20, 0, 71);
       INSERT INTO tx_outcomes (partition, tx_id, kafka_offset, accepted, reason, payload_hash) VALUES
         (1, '~x0-11', 9000, false, 'AMOUNT_OVERFLOW', 1),
-        (1, '~x0-12', 6, true, NULL, 2);`);
+        (1, '~x0-12', 6, true, NULL, 2),
+        (1, '~x0-13', 7, false, 'AMOUNT_OVERFLOW', 3);`);
     await assert.rejects(resolveCredit(config, '~x0-11'), /was applied on partition 1 \(its legs are in the journal/);
     await assert.rejects(resolveCredit(config, '~x0-12'), /was applied on partition 1; nothing to resolve/);
+    // Its refund was produced by an earlier run and is not applied yet: never produced twice.
+    await assert.rejects(resolveCredit(config, '~x0-13'), /refund ~r0-13 of credit ~x0-13 was produced already and waits in partition 0's log/);
     const resolution = await client.query("SELECT resolution FROM transfer_outbox WHERE partition = 0 AND kafka_offset = 11");
     assert.equal(resolution.rows[0].resolution, null, 'nothing recorded');
   } finally {

@@ -1,8 +1,9 @@
 // `tally resolve-credit <credit tx_id>`: the operator's resolution of a cross-partition credit
 // that the credited partition rejected (for example AMOUNT_OVERFLOW on the receiving balance).
 // The money sits in the sending partition's transit account; this produces a refund credit to
-// the sender on the sending partition (tx_id '~r<partition>-<offset>', so running it twice
-// refunds once) and records the resolution on the outbox row. `npm run audit` reports such
+// the sender on the sending partition (tx_id '~r<partition>-<offset>', so a copy produced
+// again soon after is a duplicate) and records the resolution on the outbox row; once
+// recorded, it is never produced again. `npm run audit` reports such
 // credits until their refund is applied.
 
 import pg from 'pg';
@@ -20,8 +21,11 @@ export async function resolveCredit(config: TallyConfig, creditTxId: string): Pr
   const client = new pg.Client({ connectionString: config.pgUrl, connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
-    const found = await client.query<{ from_account: string; currency_id: number; amount: string; to_partition: number; accepted: boolean | null; reason: string | null; refund_accepted: boolean | null; refund_reason: string | null }>(
-      `SELECT tally_account_text(o.from_account) AS from_account, o.currency_id, o.amount, o.to_partition, c.accepted, c.reason,
+    const found = await client.query<{
+      from_account: string; currency_id: number; amount: string; to_partition: number; resolution: string | null; accepted: boolean | null; reason: string | null;
+      refund_accepted: boolean | null; refund_reason: string | null;
+    }>(
+      `SELECT tally_account_text(o.from_account) AS from_account, o.currency_id, o.amount, o.to_partition, o.resolution, c.accepted, c.reason,
               r.accepted AS refund_accepted, r.reason AS refund_reason
          FROM transfer_outbox o
          LEFT JOIN tx_outcomes c ON c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset)
@@ -33,6 +37,11 @@ export async function resolveCredit(config: TallyConfig, creditTxId: string): Pr
     // partition's dedup window a second one would be applied as a new command.
     if (row.refund_accepted === true) throw new Error(`credit ${creditTxId} was refunded already (${refundTxIdOf(partition, offset)} applied); nothing to resolve`);
     if (row.refund_accepted === false) throw new Error(`the refund ${refundTxIdOf(partition, offset)} of credit ${creditTxId} was rejected (${row.refund_reason}); resolve it by hand`);
+    // Produced and acknowledged by the broker, not applied yet (the sending partition is
+    // stopped or behind): it is in the partition's log and applies when the partition gets
+    // there. A second copy more than a dedup window of commands after the first would be
+    // applied too: a double refund.
+    if (row.resolution === 'refunded') throw new Error(`the refund ${refundTxIdOf(partition, offset)} of credit ${creditTxId} was produced already and waits in partition ${partition}'s log (not applied yet: is the partition applied and caught up?); not producing it again`);
     if (row.accepted === null) throw new Error(`credit ${creditTxId} is still in flight (no outcome on partition ${row.to_partition} yet); nothing to resolve`);
     if (row.accepted) throw new Error(`credit ${creditTxId} was applied on partition ${row.to_partition}; nothing to resolve`);
     // The outcome row says what the tx_id's latest recorded copy got: a copy sent again after
