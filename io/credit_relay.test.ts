@@ -29,7 +29,7 @@ interface RelayHarness {
 }
 
 /** A relay on a fresh 2-partition commands topic and scratch database, sweeping only when asked. */
-async function startRelay(name: string, options: { ownedPartitions: number[]; mayRelay?: (partition: number) => boolean; dedupWindow?: number }): Promise<RelayHarness> {
+async function startRelay(name: string, options: { ownedPartitions: number[]; mayRelay?: (partition: number) => boolean; dedupWindow?: number; rowsPerStatement?: number }): Promise<RelayHarness> {
   const topic = uniqueName(`tally.commands.${name}`);
   await createTopic(topic, 2);
   const database = await createScratchDatabase(testPgUrl, `tally_${name}`);
@@ -37,6 +37,7 @@ async function startRelay(name: string, options: { ownedPartitions: number[]; ma
   const relay = await CreditRelay.connect({
     brokers: testKafkaBrokers, topic, db, registry: CurrencyRegistry.fromConfig([{ code: 'USDT', scale: 6 }]), log: createLogger('silent'),
     ownedPartitions: () => options.ownedPartitions, mayRelay: options.mayRelay, sweepIntervalMs: 3_600_000, dedupWindow: options.dedupWindow ?? 1024,
+    rowsPerStatement: options.rowsPerStatement,
   });
   return {
     topic, databaseUrl: database.url, db, relay,
@@ -236,6 +237,26 @@ test('a credit is held back by the credited partition\'s own dedup window (from 
     assert.equal(relay.heldBack, 1);
   } finally {
     await producer.disconnect();
+    await close();
+  }
+});
+
+// Credits that stay open sweep after sweep (here: owed to a partition whose watermark cannot
+// be read, one the topic does not have) must not keep the rows after them from ever being
+// looked at: a sweep whose statement was full goes on after its last row next time.
+test('a sweep goes on after the rows a full statement read, so credits stuck at the head do not hide the ones after them', { timeout: 120_000 }, async () => {
+  const { db, relay, close } = await startRelay('sweephead', { ownedPartitions: [0], rowsPerStatement: 2 });
+  try {
+    await db.query(`INSERT INTO transfer_outbox (partition, kafka_offset, tx_id, from_account, to_account, to_partition, currency_id, amount)
+      VALUES (0, 1, 't-1', 1001, 1002, 7, 1, 1000000), (0, 2, 't-2', 1001, 1002, 7, 1, 1000000), (0, 3, 't-3', 1001, 1002, 1, 1, 1000000)`);
+    await relay.sweep();
+    assert.equal(relay.relayed, 0, 'the first statement holds only the two stuck credits');
+    await relay.sweep();
+    assert.equal(relay.relayed, 1, 'the next sweep reaches the credit after them');
+    await relay.sweep();
+    await relay.sweep();
+    assert.equal(relay.relayed, 1, 'and comes round to the stuck ones again, relaying nothing twice');
+  } finally {
     await close();
   }
 });

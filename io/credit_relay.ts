@@ -75,6 +75,8 @@ export interface CreditRelayOptions {
    */
   readonly dedupWindow: number;
   readonly sweepIntervalMs?: number;
+  /** Outbox rows one relay statement reads at most (default ROWS_PER_STATEMENT); tests set a few. */
+  readonly rowsPerStatement?: number;
 }
 
 interface Pending {
@@ -139,6 +141,13 @@ export class CreditRelay {
   /** Source partitions with a checked relay queued and not started (relayCheckedSoon). */
   private readonly checkedQueued = new Set<number>();
   private sweeping = false;
+  /**
+   * Where the next sweep goes on: after the last row of a sweep that read a full statement.
+   * Rows that stay open sweep after sweep (a credited partition whose watermark cannot be
+   * read, a produce refused) would otherwise fill every statement, and the rows after them
+   * would never be looked at.
+   */
+  private sweepAfter: { partition: number; offset: number } | undefined;
   private closing = false;
   relayed = 0;
   marked = 0;
@@ -218,7 +227,7 @@ export class CreditRelay {
     this.diverted++;
     const run = this.relaying.then(() => {
       this.checkedQueued.delete(partition);
-      return this.relayOpen([partition]);
+      return this.relayOpen([partition], undefined).then((result) => result.relayed);
     });
     this.relaying = run.catch((error: unknown) => {
       this.options.log.warn({ err: error, partition }, 'relaying a committed credit through the backlog check failed; the sweep relays it');
@@ -263,14 +272,20 @@ export class CreditRelay {
    * by another on a stale read.
    */
   relayUnsent(partitions: readonly number[]): Promise<number> {
-    const run = this.relaying.then(() => this.relayOpen(partitions));
-    this.relaying = run.catch(() => 0);
+    return this.relayUnsentAfter(partitions, undefined).then((result) => result.relayed);
+  }
+
+  /** relayUnsent() of the rows after `after` (in partition, offset order); also says the last row read when a statement was full. */
+  private relayUnsentAfter(partitions: readonly number[], after: { partition: number; offset: number } | undefined): Promise<{ relayed: number; fullAt?: { partition: number; offset: number } }> {
+    const run = this.relaying.then(() => this.relayOpen(partitions, after));
+    this.relaying = run.then((result) => result.relayed, () => 0);
     return run;
   }
 
-  private async relayOpen(partitions: readonly number[]): Promise<number> {
-    if (partitions.length === 0) return 0;
+  private async relayOpen(partitions: readonly number[], after: { partition: number; offset: number } | undefined): Promise<{ relayed: number; fullAt?: { partition: number; offset: number } }> {
+    if (partitions.length === 0) return { relayed: 0 };
     await this.confirmApplied(partitions);
+    const rowsMax = this.options.rowsPerStatement ?? ROWS_PER_STATEMENT;
     const rows = await this.options.db.query<OutboxRow>(
       `SELECT o.partition, o.kafka_offset, tally_account_text(o.to_account) AS to_account, o.to_partition, o.currency_id, o.amount, o.sent, o.sent_offset, n.next_offset AS credited_next_offset,
               n.dedup_window AS credited_dedup_window
@@ -279,7 +294,10 @@ export class CreditRelay {
         WHERE o.partition = ANY($1::int[]) AND NOT o.confirmed
           AND ((NOT o.sent AND o.sent_offset IS NULL) OR o.sent_offset < n.next_offset)
           AND NOT EXISTS (SELECT 1 FROM tx_outcomes c WHERE c.partition = o.to_partition AND c.tx_id = tally_credit_tx_id(o.partition, o.kafka_offset))
-        ORDER BY o.partition, o.kafka_offset LIMIT ${ROWS_PER_STATEMENT}`, [partitions, this.options.topic]);
+          AND (o.partition, o.kafka_offset) > ($3::integer, $4::bigint)
+        ORDER BY o.partition, o.kafka_offset LIMIT $5`, [partitions, this.options.topic, after?.partition ?? -1, after?.offset ?? -1, rowsMax]);
+    const last = rows.rows[rows.rows.length - 1];
+    const fullAt = rows.rows.length === rowsMax && last !== undefined ? { partition: last.partition, offset: Number(last.kafka_offset) } : undefined;
     // A credit with a copy on its way from here is neither relayed again nor held back: that
     // copy's offset is not known yet, and its mark will say it.
     const open = rows.rows.filter((row) => !this.isOnItsWay(row.partition, Number(row.kafka_offset)));
@@ -301,7 +319,7 @@ export class CreditRelay {
       if (row.sent) this.resentUnapplied++;
     }
     if (relayed > 0) this.options.log.info({ partitions, credits: relayed }, 'relaying unsent credits');
-    return relayed;
+    return { relayed, fullAt };
   }
 
   private isOnItsWay(partition: number, offset: number): boolean {
@@ -462,13 +480,15 @@ export class CreditRelay {
     await new Promise<void>((resolve) => this.producer.disconnect(() => resolve()));
   }
 
-  private async sweep(): Promise<void> {
+  /** One sweep of the owned partitions' open credits (the timer's; tests call it). */
+  async sweep(): Promise<void> {
     // At most one sweep at a time, so sweeps slowed by the broker or the database never pile
     // up ahead of a take's relayUnsent.
     if (this.sweeping) return;
     this.sweeping = true;
     try {
-      await this.relayUnsent(this.options.ownedPartitions());
+      const { fullAt } = await this.relayUnsentAfter(this.options.ownedPartitions(), this.sweepAfter);
+      this.sweepAfter = fullAt;
     } catch (error) {
       this.options.log.warn({ err: error }, 'credit sweep failed; retrying at the next sweep');
     } finally {
