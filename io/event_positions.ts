@@ -140,9 +140,7 @@ export class EventPositions {
 
   /** Republishes the stored outcomes of `partition` whose events may not have been delivered. */
   async republish(partition: number, nextOffset: number): Promise<number> {
-    const position = await this.db.query<{ events_next_offset: string }>(
-      'SELECT events_next_offset FROM partition_leases WHERE topic = $1 AND partition = $2', [this.topic, partition]);
-    const from = Number(position.rows[0]?.events_next_offset ?? nextOffset);
+    const from = (await this.recordedPosition(partition)) ?? nextOffset;
     if (from >= nextOffset) return 0;
     let republished = 0;
     for (let pageFrom = from; pageFrom < nextOffset;) {

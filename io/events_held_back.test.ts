@@ -13,19 +13,13 @@ import { createLogger } from './logger';
 import { Service } from './service';
 import { CommandProducer } from './command_producer';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { waitFor } from './tally_process';
 import { metricValue, readAllEvents, waitServiceReady } from './failure_support';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 const PARTITIONS = 2;
 
-async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    assert.ok(Date.now() < deadline, what);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 test('result events the broker refused are republished once it takes them again, while the partition stays here', { timeout: 180_000 }, async () => {
   const topic = uniqueName('tally.commands.heldback');
@@ -54,8 +48,8 @@ test('result events the broker refused are republished once it takes them again,
     const txIds = Array.from({ length: 5 }, (_, i) => `held-${i}`);
     for (const txId of txIds) producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: txId, account: user, currency: 'USDT', amount: '1' })));
     await producer.flush();
-    await until('the deposits are durable', () => running.durableOffsetOf(0) >= txIds.length - 1);
-    await until('the refused events are reported', async () => (await metricValue(running.http.port, 'tally_events_held_back_partitions')) === 1);
+    await waitFor('the deposits are durable', 90_000, () => running.durableOffsetOf(0) >= txIds.length - 1);
+    await waitFor('the refused events are reported', 90_000, async () => (await metricValue(running.http.port, 'tally_events_held_back_partitions')) === 1);
     // Republishing into the same refusal changes nothing: the partition stays held back (a
     // round clears the gauge for the moment its copies are on their way, so it is sampled).
     const samples: number[] = [];
@@ -70,7 +64,7 @@ test('result events the broker refused are republished once it takes them again,
 
     // The operator fixes the topic; the instance is not restarted and keeps its partitions.
     await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: eventsTopic, configEntries: [{ name: 'max.message.bytes', value: '1048588' }] }] });
-    await until('nothing is held back any more', async () => (await metricValue(running.http.port, 'tally_events_held_back_partitions')) === 0);
+    await waitFor('nothing is held back any more', 90_000, async () => (await metricValue(running.http.port, 'tally_events_held_back_partitions')) === 0);
     const events = await readAllEvents(testKafkaBrokers, eventsTopic);
     for (const txId of txIds) {
       const seen = events.filter((e) => e.txId === txId);
@@ -81,7 +75,7 @@ test('result events the broker refused are republished once it takes them again,
     // The position moves once an event handed over after the republish is delivered.
     producer.send(user, Buffer.from(JSON.stringify({ type: 'deposit', tx_id: 'after', account: user, currency: 'USDT', amount: '1' })));
     await producer.flush();
-    await until('the recorded position passes the republished events', async () => (await recordedPosition()) === txIds.length + 1);
+    await waitFor('the recorded position passes the republished events', 90_000, async () => (await recordedPosition()) === txIds.length + 1);
   } finally {
     await producer?.disconnect();
     await service?.stop();

@@ -15,6 +15,7 @@ import { createLogger } from './logger';
 import { Service } from './service';
 import { CommandProducer } from './command_producer';
 import { createTopic, testKafkaBrokers, testPgUrl, uniqueName } from './test_services';
+import { waitFor } from './tally_process';
 import { waitServiceReady } from './failure_support';
 import { createScratchDatabase } from '../persist/scratch_database';
 import { runAudit } from '../persist/audit';
@@ -22,13 +23,6 @@ import { homePartitionOfAccountDecimal } from '../engine/partitioner';
 
 const PARTITIONS = 4;
 
-async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    assert.ok(Date.now() < deadline, what);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 interface LeaseRow { owner: string | null; fencing_token: string }
 
@@ -61,7 +55,7 @@ test('group: a lease taken by another instance while the group assigns the parti
     };
     for (const p of [0, 1, 2]) deposit(p, `before-${p}`);
     await producer.flush();
-    await until('the first deposits are durable', () => [0, 1, 2].every((p) => running.durableOffsetOf(p) >= 0));
+    await waitFor('the first deposits are durable', 90_000, () => [0, 1, 2].every((p) => running.durableOffsetOf(p) >= 0));
 
     // Another instance takes partitions 0 and 1 (live leases of 60 s), while the group goes on
     // assigning them to us.
@@ -70,16 +64,16 @@ test('group: a lease taken by another instance while the group assigns the parti
               lease_expiry = now() + interval '60 seconds'
         WHERE topic = $1 AND partition IN (0, 1) RETURNING partition, fencing_token::text AS fencing_token`, [topic]);
     const otherToken = new Map(taken.rows.map((r) => [r.partition, r.fencing_token]));
-    await until('partitions 0 and 1 are stopped here', () => running.ownedPartitions().join() === '2,3');
+    await waitFor('partitions 0 and 1 are stopped here', 90_000, () => running.ownedPartitions().join() === '2,3');
     assert.deepEqual(running.unappliedPartitions(), [0, 1], 'the group still assigns them to us');
     for (const p of [0, 1, 2]) deposit(p, `while-held-${p}`);
     await producer.flush();
-    await until('partition 2 goes on', () => running.durableOffsetOf(2) >= 1);
+    await waitFor('partition 2 goes on', 90_000, () => running.durableOffsetOf(2) >= 1);
 
     // The holder of partition 1 hands it back: taken back and applied from its stored offset.
     await admin.query('UPDATE partition_leases SET owner = NULL WHERE topic = $1 AND partition = 1', [topic]);
-    await until('partition 1 is taken back', () => running.ownedPartitions().includes(1));
-    await until('the deposit sent while partition 1 was held elsewhere is applied', () => running.durableOffsetOf(1) >= 1);
+    await waitFor('partition 1 is taken back', 90_000, () => running.ownedPartitions().includes(1));
+    await waitFor('the deposit sent while partition 1 was held elsewhere is applied', 90_000, () => running.durableOffsetOf(1) >= 1);
     assert.equal((await leaseOf(1)).owner, config.instanceId);
     assert.equal(Number((await leaseOf(1)).fencing_token), Number(otherToken.get(1)) + 1, 'taken with the next fencing token');
 
@@ -92,8 +86,8 @@ test('group: a lease taken by another instance while the group assigns the parti
 
     // Its holder stops renewing: once the lease lapses, partition 0 is taken back too.
     await admin.query(`UPDATE partition_leases SET lease_expiry = now() - interval '1 second' WHERE topic = $1 AND partition = 0`, [topic]);
-    await until('partition 0 is taken back once its lease lapsed', () => running.ownedPartitions().length === PARTITIONS && running.isReady());
-    await until('the deposit sent while partition 0 was held elsewhere is applied', () => running.durableOffsetOf(0) >= 1);
+    await waitFor('partition 0 is taken back once its lease lapsed', 90_000, () => running.ownedPartitions().length === PARTITIONS && running.isReady());
+    await waitFor('the deposit sent while partition 0 was held elsewhere is applied', 90_000, () => running.durableOffsetOf(0) >= 1);
     assert.deepEqual(await leaseOf(0), { owner: config.instanceId, fencing_token: String(Number(otherToken.get(0)) + 1) });
     for (const p of [0, 1, 2]) {
       const response = await fetch(`http://127.0.0.1:${running.http.port}/v1/accounts/${userOf(p)}/balances/USDT`);
