@@ -17,11 +17,12 @@
 // after the relay has drained, every credit is applied exactly once or was rejected.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { BalanceEngine } from './balance_engine';
+import { BalanceEngine, EngineCoreName } from './balance_engine';
 import { BalanceTable } from './balance_table';
 import { COMMAND_SLOT_BYTES, CommandType, PAYLOAD_HASH_OFFSET } from './command_layout';
 import { CommandSlotWriter, SettleLegFields, txIdHash64 } from './command_slot_writer';
 import { InvariantChecker } from './engine_invariants';
+import { loadNativeCore } from './native_core';
 import { OutputBuffer } from './output_buffer';
 import {
   CreditOutRecord, LegRecord, OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUTPUT_SLOT_BYTES, OutcomeRecord,
@@ -573,11 +574,11 @@ interface Harness {
   readonly commands: ArrayBuffer;
 }
 
-function newHarness(capacity: number): Harness {
+function newHarness(capacity: number, core: EngineCoreName = 'typescript'): Harness {
   const table = BalanceTable.create({ capacity });
   const commands = new ArrayBuffer(COMMAND_SLOT_BYTES * 4);
   const output = new OutputBuffer(1 << 10);
-  const engine = new BalanceEngine({ table, commands, output });
+  const engine = new BalanceEngine({ table, commands, output, core });
   for (let partition = 0; partition < PARTITIONS; partition++) engine.assignPartition(partition, { dedupWindow: DEDUP_WINDOW });
   return { engine, table, output, writer: new CommandSlotWriter(commands), commands };
 }
@@ -684,11 +685,18 @@ function crossingKind(command: ModelCommand, expected: ModelOutcome): string | u
   return expected.duplicate ? 'credit DUPLICATE' : `credit ${rejectCodeName(expected.reason)}`;
 }
 
-test(`engine equals the reference model command by command (seed ${SEED}, ${COMMANDS} commands)`, () => {
+// The native core (engine/native/balance_core.c) where it is built; x86-64 Linux, so always in CI.
+const nativeUnavailable = loadNativeCore().core === null ? `native core unavailable: ${loadNativeCore().error}` : false;
+const FIRST_SLOT = new Int32Array(1);
+
+for (const core of ['typescript', 'native'] as const) test(`engine (${core} core) equals the reference model command by command (seed ${SEED}, ${COMMANDS} commands)`, { skip: core === 'native' && nativeUnavailable }, () => {
   const random = new Random(SEED);
   const model = new ReferenceModel(TABLE_CAPACITY, DEDUP_WINDOW);
   const workload = new Workload(random, model);
-  const harness = newHarness(TABLE_CAPACITY);
+  const harness = newHarness(TABLE_CAPACITY, core);
+  assert.equal(harness.engine.coreName, core);
+  // The native core runs only through applyBatch(): one command per call here, so each is compared at once.
+  const applyOne = core === 'native' ? () => harness.engine.applyBatch(FIRST_SLOT, 1) : () => harness.engine.apply(0);
   const invariants = new InvariantChecker(harness.engine);
   const reasons = new Map<string, number>();
   const engineDecided = new Map<string, number>();
@@ -698,7 +706,7 @@ test(`engine equals the reference model command by command (seed ${SEED}, ${COMM
   const step = (command: ModelCommand): void => {
     command.payloadHash = writeCommand(harness, command);
     const position = harness.output.position;
-    const slots = harness.engine.apply(0);
+    const slots = applyOne();
     const expected = model.apply(command);
     workload.observe(command, expected);
     const actual = readOutput(harness, position);
@@ -746,7 +754,7 @@ test(`engine equals the reference model command by command (seed ${SEED}, ${COMM
   }
   const summary = [...reasons].sort((a, b) => b[1] - a[1]).map(([name, count]) => `${name} ${count}`).join(', ');
   const crossingSummary = [...crossings].sort((a, b) => b[1] - a[1]).map(([name, count]) => `${name} ${count}`).join(', ');
-  console.log(`model test: seed ${SEED}, ${index} commands (${index - COMMANDS} to drain the relay) in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; ${harness.table.count} balances; outcomes: ${summary}`);
+  console.log(`model test (${core} core): seed ${SEED}, ${index} commands (${index - COMMANDS} to drain the relay) in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; ${harness.table.count} balances; outcomes: ${summary}`);
   console.log(`  across partitions: ${crossingSummary}; credits owed ${workload.relayed.size}: applied ${states[RelayState.Applied]}, rejected ${states[RelayState.Rejected]}, parked for room in the table ${states[RelayState.Parked]}, still queued ${states[RelayState.Queued]}; stray credits ${workload.strayCredits}`);
   // The workload must actually reach the interesting cases.
   for (const name of ['NONE', 'DUPLICATE', 'BALANCE_TABLE_FULL', 'DUPLICATE_TX_ID_CONFLICT', 'INSUFFICIENT_AVAILABLE', 'INSUFFICIENT_FROZEN', 'WRONG_PARTITION', 'MALFORMED', 'BAD_AMOUNT', 'UNKNOWN_CURRENCY', 'AMOUNT_OVERFLOW', 'LEGS_NOT_BALANCED']) {
@@ -823,7 +831,7 @@ function decodeOutput(bytes: Uint8Array): { outcome: OutcomeRecord; legs: LegRec
   return { outcome, legs };
 }
 
-test('applyBatch() gives the same outcomes, legs and state hash as apply() one by one', () => {
+for (const core of ['typescript', 'native', 'native mixed with apply()'] as const) test(`applyBatch() (${core}) gives the same outcomes, legs and state hash as apply() one by one`, { skip: core !== 'typescript' && nativeUnavailable }, () => {
   const { slots } = generateSlots(SEED ^ 0xba7c, 20_000);
   const expected = runSlots(slots, slots.map((_slot, index) => index));
   const slotsInBuffer = 256;
@@ -831,7 +839,10 @@ test('applyBatch() gives the same outcomes, legs and state hash as apply() one b
   const commands = new ArrayBuffer(COMMAND_SLOT_BYTES * slotsInBuffer);
   const bytes = new Uint8Array(commands);
   const output = new OutputBuffer(1 << 14);
-  const engine = new BalanceEngine({ table, commands, output });
+  const engine = new BalanceEngine({ table, commands, output, core: core === 'typescript' ? 'typescript' : 'native' });
+  // Mixed: about a third of the batches go through apply() one by one (TypeScript) on the same
+  // engine, so both paths must keep every piece of shared state (dedup windows, table count).
+  const mixed = core === 'native mixed with apply()';
   for (let partition = 0; partition < PARTITIONS; partition++) engine.assignPartition(partition, { dedupWindow: DEDUP_WINDOW });
   const random = new Random(SEED ^ 0x0ff5e7);
   const offsets = new Int32Array(slotsInBuffer);
@@ -845,7 +856,9 @@ test('applyBatch() gives the same outcomes, legs and state hash as apply() one b
       bytes.set(slots[next + i], offsets[i]);
     }
     const position = output.position;
-    const written = engine.applyBatch(offsets, count);
+    let written = 0;
+    if (mixed && random.int(3) === 0) for (let i = 0; i < count; i++) written += engine.apply(offsets[i]);
+    else written = engine.applyBatch(offsets, count);
     assert.equal(output.position - position, written);
     let at = position;
     for (let i = 0; i < count; i++) {
@@ -856,4 +869,5 @@ test('applyBatch() gives the same outcomes, legs and state hash as apply() one b
     next += count;
   }
   assert.equal(engine.stateHash(), expected.hash);
+  assert.equal(engine.coreName, core === 'typescript' ? 'typescript' : 'native');
 });

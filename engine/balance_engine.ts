@@ -93,13 +93,14 @@ import {
 import { DedupIndex, OutcomeStatus } from './dedup_index';
 import { I32_MAX, I32_MIN, TWO_POW_32 } from './int64_words';
 import { finalize32, mix32 } from './mix32';
+import { NativeCore, loadNativeCore } from './native_core';
 import {
   LEG_SLOT_CREDIT_RESERVED_OFFSET, LEG_SLOT_CREDIT_TO_ACCOUNT_OFFSET, LEG_SLOT_CREDIT_TO_PARTITION_OFFSET,
   LEGS_PER_SLOT, OUTCOME_FLAG_CREDIT_OUT, OUTCOME_FLAG_DUPLICATE, OUTCOME_FLAG_RECORDED, OUT_ACCOUNT_OFFSET, OUT_COMMAND_TYPE_OFFSET,
   OUT_FLAGS_OFFSET, OUT_KAFKA_OFFSET_OFFSET, OUT_KIND_OFFSET, OUT_LEG_COUNT_OFFSET, OUT_ORIGINAL_OFFSET_OFFSET,
   OUT_PARTITION_OFFSET, OUT_PAYLOAD_HASH_OFFSET, OUT_REASON_OFFSET, OUT_RESERVED_OFFSET, OUT_SEQUENCE_OFFSET,
   OUT_SLOT_COUNT_OFFSET, OUT_STATUS_OFFSET, OUT_TX_ID_HASH_OFFSET, OUT_TX_ID_LENGTH_OFFSET,
-  OUT_TX_ID_OFFSET, OUT_LEG_BYTES, OutputRegion, SlotKind, legOffsetInSlot, outputSlotsFor,
+  OUT_TX_ID_OFFSET, OUT_LEG_BYTES, OUTPUT_SLOT_BYTES, OUTPUT_SLOTS_PER_COMMAND_MAX, OutputRegion, SlotKind, legOffsetInSlot, outputSlotsFor,
 } from './output_layout';
 
 
@@ -303,7 +304,18 @@ export interface BalanceEngineOptions {
   readonly output: OutputRegion;
   /** Sequence of the last command applied before this engine started (recovery); default 0. */
   readonly sequenceStart?: number;
+  /**
+   * Who applies applyBatch()'s commands: 'native', the C core (engine/native/balance_core.c,
+   * x86-64 Linux; throws if it cannot be loaded or the output region does not support it),
+   * 'typescript', this class, or 'auto' (the default): native where it loads and the output
+   * region supports it, else TypeScript. apply() is always TypeScript; both work on the same
+   * state, so they may be mixed.
+   */
+  readonly core?: EngineCoreName;
 }
+
+export type EngineCoreName = 'auto' | 'native' | 'typescript';
+export const ENGINE_CORE_NAMES: readonly EngineCoreName[] = ['auto', 'native', 'typescript'];
 
 export class BalanceEngine {
   readonly table: BalanceTable;
@@ -341,6 +353,11 @@ export class BalanceEngine {
   /** Resulting balances after each leg, RunningWord.Words per leg (single-amount commands too). */
   private readonly running = new Float64Array(Limit.SettleLegsMax * RunningWord.Words);
   private readonly hashScratch = new Int32Array(2);
+  /** The native core and its handle, or null for the TypeScript path (see BalanceEngineOptions.core). */
+  private readonly native: NativeCore | null = null;
+  private readonly nativeHandle: unknown = null;
+  /** Commands applied, output slots written, error code: the native core's answer to a call. */
+  private readonly nativeResult = new Float64Array(3);
 
   constructor(options: BalanceEngineOptions) {
     this.table = options.table;
@@ -355,6 +372,26 @@ export class BalanceEngine {
     this.tableUnsigned = this.table.unsignedWords;
     this.tableMask = this.table.mask;
     this.changeSequence = this.table.changeSequence;
+    const choice = options.core ?? 'auto';
+    if (!ENGINE_CORE_NAMES.includes(choice)) throw new Error(`balance engine: core must be one of ${ENGINE_CORE_NAMES.join(', ')}, got ${String(choice)}`);
+    if (choice !== 'typescript') {
+      const unsupported = unsupportedOutput(options.output);
+      const loaded = unsupported === undefined ? loadNativeCore() : { core: null, error: unsupported };
+      if (loaded.core === null) {
+        if (choice === 'native') throw new Error(`balance engine: the native core is unavailable: ${loaded.error}`);
+      } else {
+        this.native = loaded.core;
+        this.nativeHandle = loaded.core.create(
+          this.commandBytes, new Uint8Array(options.output.buffer), options.output.slotCount!, this.tableWords, this.table.header, this.table.capacity,
+          this.changeSequence, this.sequenceCell, this.counters,
+        );
+      }
+    }
+  }
+
+  /** 'native' if applyBatch() runs in the C core, else 'typescript'. */
+  get coreName(): 'native' | 'typescript' {
+    return this.native === null ? 'typescript' : 'native';
   }
 
   /** Takes ownership of a partition: allocates its dedup window (control plane). */
@@ -364,6 +401,10 @@ export class BalanceEngine {
     if (dedup === null) {
       dedup = new DedupIndex({ capacity: options.dedupWindow });
       this.dedups[partition] = dedup;
+      if (this.native !== null) {
+        const views = dedup.coreViews();
+        this.native.assign(this.nativeHandle, partition, views.meta, views.txIds, views.groups, views.state, dedup.capacity, views.groupCount);
+      }
     }
     return dedup;
   }
@@ -377,6 +418,7 @@ export class BalanceEngine {
   releasePartition(partition: number): number {
     if (!Number.isInteger(partition) || partition < 0 || partition >= Limit.PartitionsMax) throw new Error(`balance engine: partition ${partition} out of range`);
     this.dedups[partition] = null;
+    if (this.native !== null) this.native.release(this.nativeHandle, partition);
     return this.table.zeroPartition(partition);
   }
 
@@ -406,6 +448,7 @@ export class BalanceEngine {
    * should hand over what the command ring holds in one call (bench/engine.bench.ts: 4096).
    */
   applyBatch(commandOffsets: Int32Array, count: number): number {
+    if (this.native !== null) return this.applyBatchNative(commandOffsets, count);
     let slots = 0;
     this.loadCommandSlots(commandOffsets, 0, Math.min(count, Limit.PrefetchGroupCommands));
     for (let first = 0; first < count; first += Limit.PrefetchGroupCommands) {
@@ -415,6 +458,37 @@ export class BalanceEngine {
       for (let index = first; index < end; index++) slots += this.apply(commandOffsets[index]);
     }
     return slots;
+  }
+
+  /**
+   * applyBatch() in the C core: hands it as many commands as the output region has room for
+   * (waiting for room as a claim would), then claims the slots it wrote.
+   */
+  private applyBatchNative(commandOffsets: Int32Array, count: number): number {
+    const output = this.output;
+    const result = this.nativeResult;
+    let done = 0;
+    let slots = 0;
+    while (done < count) {
+      const room = output.awaitRoom!(OUTPUT_SLOTS_PER_COMMAND_MAX);
+      this.native!.applyBatch(this.nativeHandle, commandOffsets, done, count, output.nextPosition!(), room, result);
+      const applied = result[0];
+      const written = result[1];
+      if (written > 0) output.claim(written);
+      slots += written;
+      done += applied;
+      if (result[2] !== 0) throw this.nativeError(result[2], commandOffsets[done - 1]);
+    }
+    return slots;
+  }
+
+  /** The error apply() would have thrown for the command at `commandOffset`. */
+  private nativeError(code: number, commandOffset: number): Error {
+    const words = this.commandWords;
+    const w = commandOffset >> 2;
+    if (code === 1) return new Error(`balance engine: command for partition ${words[w + CommandWord.Partition] >>> 0}, which this engine was not assigned`);
+    if (code === 2) return new Error(`balance engine: txIdLength ${words[w + CommandWord.Header] >>> 24} breaks the command layout`);
+    return new Error('dedup index: no free slot in any group (corrupted)');
   }
 
   /** Loads the first two cache lines of the command slots `commandOffsets[first .. end)`. */
@@ -1009,6 +1083,19 @@ export class BalanceEngine {
     }
     return (laneA >>> 0).toString(16).padStart(8, '0') + (laneB >>> 0).toString(16).padStart(8, '0');
   }
+}
+
+/** Why the native core cannot write into `output`, or undefined if it can. */
+function unsupportedOutput(output: OutputRegion): string | undefined {
+  const slotCount = output.slotCount;
+  if (slotCount === undefined || output.nextPosition === undefined || output.awaitRoom === undefined) return 'the output region does not offer slotCount, nextPosition() and awaitRoom()';
+  if (!Number.isInteger(slotCount) || slotCount < OUTPUT_SLOTS_PER_COMMAND_MAX || (slotCount & (slotCount - 1)) !== 0 || output.buffer.byteLength < slotCount * OUTPUT_SLOT_BYTES) {
+    return `the output region's slot count ${slotCount} is not a power of two that its buffer holds`;
+  }
+  for (const position of [1, slotCount - 1, slotCount, slotCount + 3]) {
+    if (output.slotByteOffset(position) !== (position % slotCount) * OUTPUT_SLOT_BYTES) return 'the output region does not place slot p at (p mod slotCount) x OUTPUT_SLOT_BYTES';
+  }
+  return undefined;
 }
 
 /**

@@ -258,7 +258,6 @@ export class BalanceTable {
    */
   readonly changeSequence = new Float64Array(1);
   private readonly descriptorValue: BalanceTableDescriptor;
-  private countValue = 0;
 
   /** Allocates a table for at most `capacity` balances (control plane: allocates once). */
   static create(options: { capacity: number }): BalanceTable {
@@ -291,12 +290,12 @@ export class BalanceTable {
   }
 
   get count(): number {
-    return this.countValue;
+    return this.header[HEADER_COUNT_WORD];
   }
 
   /** Balances that can still be created before the table is full. */
   get free(): number {
-    return this.capacity - this.countValue;
+    return this.capacity - this.header[HEADER_COUNT_WORD];
   }
 
   /** Entries whose home is `partition` (zeroed ones of a released partition included). */
@@ -325,7 +324,8 @@ export class BalanceTable {
     accountLo: number, accountHi: number, currency: number, keyPartition: number, availableLo: number, availableHi: number, frozenLo: number, frozenHi: number,
     homePartition: number = keyPartition,
   ): number {
-    if (this.countValue >= this.capacity) throw new Error('balance table: insert beyond capacity (the caller must check free first)');
+    const count = this.header[HEADER_COUNT_WORD];
+    if (count >= this.capacity) throw new Error('balance table: insert beyond capacity (the caller must check free first)');
     const words = this.words;
     const mask = this.mask;
     let bucket = keyHash(accountLo, accountHi, currency, keyPartition) & mask;
@@ -342,8 +342,7 @@ export class BalanceTable {
     words[base + Bucket.KeyPartition] = keyPartition;
     words[base + Bucket.HomePartition] = homePartition;
     Atomics.store(words, base + Bucket.Version, 2);
-    this.countValue++;
-    Atomics.store(this.header, HEADER_COUNT_WORD, this.countValue);
+    Atomics.store(this.header, HEADER_COUNT_WORD, count + 1);
     this.noteKey(currency, keyPartition);
     if (homePartition >= 0 && homePartition < Key.PartitionsMax) Atomics.add(this.header, HEADER_HOME_ENTRIES_WORD + homePartition, 1);
     return bucket;

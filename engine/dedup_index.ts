@@ -87,6 +87,17 @@ export const enum OutcomeStatus {
   Rejected = 2,
 }
 
+/** Words of DedupIndex.state; mirrored by DS_* in engine/native/balance_core.c. */
+const enum State {
+  Head = 0,
+  Count = 1,
+  Inserted = 2,
+  Prefetched = 3,
+  /** Float64 index of the evicted count (words 4 and 5). */
+  EvictedFloat = 2,
+  Words = 8,
+}
+
 const CAPACITY_MAX = 1 << 28;
 const SERIAL_START = -0x80000000;
 /**
@@ -130,14 +141,16 @@ export class DedupIndex {
   /** The index: `groupCount` groups of Group.Words words. */
   private readonly groups: Int32Array;
   private readonly groupCount: number;
-  /** Ring position of the next entry. */
-  private head = 0;
-  private countValue = 0;
-  /** Inserts so far plus SERIAL_START, mod 2^32, as an int32: the serial of the next entry. */
-  private inserted = SERIAL_START;
-  private evictedValue = 0;
-  /** Entries after `head` whose lines prefetch() has loaded since the last insert. */
-  private entriesPrefetched = 0;
+  /**
+   * The window's mutable state, in a typed array rather than fields so that the native core
+   * (engine/native/balance_core.c) reads and updates the same state: State.Head, the ring
+   * position of the next entry; State.Count; State.Inserted, inserts so far plus SERIAL_START
+   * mod 2^32 as an int32 (the serial of the next entry); State.Prefetched, entries after head
+   * whose lines prefetch() has loaded since the last insert; and, as a float64 over words 4
+   * and 5, the entries that left the window because it was full.
+   */
+  private readonly state = new Int32Array(State.Words);
+  private readonly evictedCell = new Float64Array(this.state.buffer, State.EvictedFloat * 8, 1);
 
   /** Allocates the whole window up front (control plane). */
   constructor(options: { capacity?: number } = {}) {
@@ -160,15 +173,21 @@ export class DedupIndex {
     // The rings above are written in order, one fault per 4 KiB page, and are left lazy.
     // Cost: about 120 ms per partition for the default window (213 MB), once, at load.
     this.groups.fill(0);
+    this.state[State.Inserted] = SERIAL_START;
+  }
+
+  /** The arrays the native core works on (engine/native/balance_core.c): the same memory, not copies. */
+  coreViews(): { meta: Int32Array; txIds: Uint8Array; groups: Int32Array; state: Int32Array; groupCount: number } {
+    return { meta: this.meta, txIds: this.txIds, groups: this.groups, state: this.state, groupCount: this.groupCount };
   }
 
   get count(): number {
-    return this.countValue;
+    return this.state[State.Count];
   }
 
   /** Entries that left the window because it was full. */
   get evicted(): number {
-    return this.evictedValue;
+    return this.evictedCell[0];
   }
 
   /**
@@ -178,9 +197,11 @@ export class DedupIndex {
    * wait for their lines either. Returns a meaningless value, for the caller to keep.
    */
   prefetch(hashLo: number): number {
-    let entry = this.head + this.entriesPrefetched;
+    const state = this.state;
+    const prefetched = state[State.Prefetched];
+    let entry = state[State.Head] + prefetched;
     if (entry >= this.capacity) entry -= this.capacity;
-    this.entriesPrefetched = this.entriesPrefetched + 1 < this.capacity ? this.entriesPrefetched + 1 : 0;
+    state[State.Prefetched] = prefetched + 1 < this.capacity ? prefetched + 1 : 0;
     return this.groups[groupOf(hashLo, this.groupCount) * Group.Words] ^ this.meta[entry * Entry.Words] ^ this.txIdWords[entry * Entry.TxIdWords];
   }
 
@@ -196,8 +217,8 @@ export class DedupIndex {
       const base = group * Group.Words;
       for (let slot = 0; slot < Group.Slots; slot++) {
         if (groups[base + Group.Tag + slot] !== tag) continue;
-        const age = (this.inserted - groups[base + Group.Serial + slot]) | 0;
-        if (age <= 0 || age > this.countValue) continue;
+        const age = (this.state[State.Inserted] - groups[base + Group.Serial + slot]) | 0;
+        if (age <= 0 || age > this.state[State.Count]) continue;
         const entry = this.entryOfAge(age);
         if (this.meta[entry * Entry.Words + Entry.HashLo] === (hashLo | 0) && this.sameTxId(entry, bytes, txIdOffset, txIdLength)) return entry;
       }
@@ -208,12 +229,12 @@ export class DedupIndex {
   }
 
   private isLive(serial: number): boolean {
-    const age = (this.inserted - serial) | 0;
-    return age > 0 && age <= this.countValue;
+    const age = (this.state[State.Inserted] - serial) | 0;
+    return age > 0 && age <= this.state[State.Count];
   }
 
   private entryOfAge(age: number): number {
-    const entry = this.head - age;
+    const entry = this.state[State.Head] - age;
     return entry < 0 ? entry + this.capacity : entry;
   }
 
@@ -235,17 +256,18 @@ export class DedupIndex {
     hashLo: number, hashHi: number, words: Int32Array, txIdWordIndex: number, txIdLength: number,
     payloadHashLo: number, payloadHashHi: number, status: OutcomeStatus, reason: number, kafkaOffsetBitsLo: number, kafkaOffsetBitsHi: number,
   ): void {
-    if (this.countValue === this.capacity) {
+    const state = this.state;
+    if (state[State.Count] === this.capacity) {
       // The oldest entry leaves the window; its slot in the index stops being live by itself.
-      this.countValue--;
-      this.evictedValue++;
+      state[State.Count]--;
+      this.evictedCell[0]++;
     }
-    const entry = this.head;
-    const serial = this.inserted;
-    this.entriesPrefetched = 0;
-    this.head = entry + 1 === this.capacity ? 0 : entry + 1;
-    this.inserted = (serial + 1) | 0;
-    this.countValue++;
+    const entry = state[State.Head];
+    const serial = state[State.Inserted];
+    state[State.Prefetched] = 0;
+    state[State.Head] = entry + 1 === this.capacity ? 0 : entry + 1;
+    state[State.Inserted] = (serial + 1) | 0;
+    state[State.Count]++;
     const metaBase = entry * Entry.Words;
     const meta = this.meta;
     meta[metaBase + Entry.HashLo] = hashLo;
@@ -330,9 +352,10 @@ export class DedupIndex {
   /** Entries from oldest to newest (control plane: allocates). */
   entriesOldestFirst(): number[] {
     const entries: number[] = [];
-    let entry = this.head - this.countValue;
+    const count = this.state[State.Count];
+    let entry = this.state[State.Head] - count;
     if (entry < 0) entry += this.capacity;
-    for (let i = 0; i < this.countValue; i++) {
+    for (let i = 0; i < count; i++) {
       entries.push(entry);
       entry = entry + 1 === this.capacity ? 0 : entry + 1;
     }
@@ -346,10 +369,11 @@ export class DedupIndex {
   contentHash(out: Int32Array): void {
     let laneA = 0;
     let laneB = 0;
-    let entry = this.head - this.countValue;
+    const count = this.state[State.Count];
+    let entry = this.state[State.Head] - count;
     if (entry < 0) entry += this.capacity;
     const meta = this.meta;
-    for (let i = 0; i < this.countValue; i++) {
+    for (let i = 0; i < count; i++) {
       const base = entry * Entry.Words;
       let a = 0x3c6ef372;
       let b = 0x5be0cd19;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineThread } from './engine_thread';
+import { loadNativeCore } from './native_core';
 import { OutputDrain } from './output_drain';
 import { CommandSlotViews } from './command_slot';
 import { CurrencyRegistry } from './currency_registry';
@@ -64,9 +65,15 @@ async function feed(engine: EngineThread, drain: OutputDrain, messages: Buffer[]
   }
 }
 
-test('the engine worker applies ring commands while a reader thread never sees a torn balance', { timeout: 120_000 }, async () => {
-  const engine = await EngineThread.start({ commandSlotCount: 1024, outputSlotCount: 4096, balanceCapacity: 1024, dedupWindow: 1 << 20 });
+// Both cores write the table under the seqlock: the C core (engine/native/balance_core.c)
+// with its own stores, so the torn-read and back-pressure tests run against each.
+const nativeUnavailable = loadNativeCore().core === null ? `native core unavailable: ${loadNativeCore().error}` : false;
+const CORES = ['native', 'typescript'] as const;
+
+for (const core of CORES) test(`the engine worker (${core} core) applies ring commands while a reader thread never sees a torn balance`, { timeout: 120_000, skip: core === 'native' && nativeUnavailable }, async () => {
+  const engine = await EngineThread.start({ commandSlotCount: 1024, outputSlotCount: 4096, balanceCapacity: 1024, dedupWindow: 1 << 20, core });
   try {
+    assert.equal(engine.core, core);
     await engine.assign(0);
     const drain = new OutputDrain(engine.outputRing);
     const messages = freezeUnfreezeLoad(200_000);
@@ -116,9 +123,10 @@ test('the engine worker applies ring commands while a reader thread never sees a
 // output slots of a 256-slot ring. What the batch has written so far is published when a
 // claim finds the ring full, so the consumer can free room; before, the engine waited on
 // itself forever.
-test('a batch with more output than the output ring holds is applied, not stuck', { timeout: 60_000 }, async () => {
-  const engine = await EngineThread.start({ commandSlotCount: 1024, outputSlotCount: 256, balanceCapacity: 1024, dedupWindow: 1 << 16 });
+for (const core of CORES) test(`a batch with more output than the output ring holds is applied, not stuck (${core} core)`, { timeout: 60_000, skip: core === 'native' && nativeUnavailable }, async () => {
+  const engine = await EngineThread.start({ commandSlotCount: 1024, outputSlotCount: 256, balanceCapacity: 1024, dedupWindow: 1 << 16, core });
   try {
+    assert.equal(engine.core, core);
     await engine.assign(0);
     const drain = new OutputDrain(engine.outputRing);
     const messages = Array.from({ length: 5000 }, (_, i) => Buffer.from(JSON.stringify({ type: 'deposit', tx_id: `big-${i}`, account: String(1000 + (i % 50)), currency: 'USDT', amount: '1' })));

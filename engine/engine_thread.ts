@@ -12,6 +12,7 @@ import { BalanceTableDescriptor, BalanceTableReader, attach } from './balance_ta
 import { OUTPUT_SLOT_BYTES } from './output_layout';
 import type { EngineControlMessage, EngineFailure, EngineReady, EngineReport, EngineWorkerData } from './engine_worker';
 import { PartitionLoadError } from './partition_loader';
+import type { EngineCoreName } from './balance_engine';
 import { AffinityResult, reserveCpu, restoreProcessCpus } from './cpu_affinity';
 
 export interface EngineThreadOptions {
@@ -24,6 +25,8 @@ export interface EngineThreadOptions {
   readonly engineCpu?: number;
   /** The taskset command; tests name one that does not exist. */
   readonly taskset?: string;
+  /** Who applies command batches (BalanceEngineOptions.core); default 'auto'. */
+  readonly core?: EngineCoreName;
   /**
    * Called once if the worker dies other than through stop(): an exception in the engine
    * (a broken invariant) or the thread's exit. The engine's state can no longer be trusted
@@ -61,6 +64,8 @@ export class EngineThread {
     readonly outputRing: RingBuffer,
     readonly tableDescriptor: BalanceTableDescriptor,
     readonly affinity: EngineAffinity,
+    /** Who applies command batches in the worker. */
+    readonly core: 'native' | 'typescript',
     private readonly onFailure: ((error: Error) => void) | undefined,
   ) {
     worker.on('message', (message: EngineReport | EngineFailure) => this.settle(message));
@@ -82,6 +87,7 @@ export class EngineThread {
       waitStrategy: options.waitStrategy ?? 'blocking',
       engineCpu: reserved?.ok === true ? options.engineCpu : undefined,
       taskset: options.taskset,
+      core: options.core,
     };
     const worker = new Worker(path.join(__dirname, 'engine_worker.js'), { workerData: data, name: 'tally-engine' });
     const ready = await new Promise<EngineReady>((resolve, reject) => {
@@ -89,7 +95,7 @@ export class EngineThread {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`engine worker exited with code ${code} during start-up`)));
     });
-    return new EngineThread(worker, commandRing, outputRing, ready.table, settleAffinity(options, reserved, ready), options.onFailure);
+    return new EngineThread(worker, commandRing, outputRing, ready.table, settleAffinity(options, reserved, ready), ready.core, options.onFailure);
   }
 
   // A reader of the shared balance table for this thread (seqlock reads, no messaging).

@@ -10,7 +10,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RingBuffer, Sequencer, createWaitStrategy } from '../ringbuffer';
 import type { RingBufferDescriptor, WaitStrategyName } from '../ringbuffer';
-import { BalanceEngine } from './balance_engine';
+import { BalanceEngine, EngineCoreName } from './balance_engine';
 import { BalanceTable, BalanceTableDescriptor } from './balance_table';
 import { OutputRegion } from './output_layout';
 import { PartitionLoadError, loadPartition } from './partition_loader';
@@ -25,6 +25,8 @@ export interface EngineWorkerData {
   /** Core to pin this thread to, set only once the main thread moved the others off it. */
   readonly engineCpu?: number;
   readonly taskset?: string;
+  /** BalanceEngineOptions.core; default 'auto'. */
+  readonly core?: EngineCoreName;
 }
 
 /**
@@ -53,6 +55,8 @@ export interface EngineReady {
   readonly table: BalanceTableDescriptor;
   /** This thread's OS thread id (-1 if unknown) and the outcome of pinning it. */
   readonly affinity: { readonly threadId: number; readonly pinned: AffinityResult };
+  /** Who applies command batches (BalanceEngine.coreName). */
+  readonly core: 'native' | 'typescript';
 }
 
 export interface EngineReport {
@@ -107,6 +111,23 @@ class RingOutputRegion implements OutputRegion {
 
   slotByteOffset(position: number): number {
     return this.ring.slotOffset(position);
+  }
+
+  get slotCount(): number {
+    return this.ring.slotCount;
+  }
+
+  nextPosition(): number {
+    return this.sequencer.claimedSequence + 1;
+  }
+
+  // Waits as claim() does: publishes what was claimed first, then as long as persistence is behind.
+  awaitRoom(slots: number): number {
+    let free = this.sequencer.remainingCapacity();
+    if (free >= slots) return free;
+    this.publishClaimed();
+    while (free < slots) free = this.sequencer.awaitCapacity(slots);
+    return free;
   }
 
   publishClaimed(): void {
@@ -194,9 +215,9 @@ function run(data: EngineWorkerData): void {
   // The table is created here, by its only writer; other threads attach readers to its
   // shared buffers through the descriptor.
   const table = BalanceTable.create({ capacity: data.balanceCapacity });
-  const engine = new BalanceEngine({ table, commands: commands.data, output });
+  const engine = new BalanceEngine({ table, commands: commands.data, output, core: data.core });
   const port = parentPort!;
-  port.postMessage({ op: 'ready', table: table.descriptor(), affinity } satisfies EngineReady);
+  port.postMessage({ op: 'ready', table: table.descriptor(), affinity, core: engine.coreName } satisfies EngineReady);
   for (;;) {
     for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
       if (!handleControl(engine, data, message.message as EngineControlMessage)) {

@@ -8,7 +8,7 @@ export class OutputBuffer implements OutputRegion {
   readonly buffer: ArrayBuffer;
   readonly slotCount: number;
   private readonly mask: number;
-  private nextPosition = 0;
+  private next = 0;
 
   constructor(slotCount: number) {
     if (slotCount < 8 || (slotCount & (slotCount - 1)) !== 0) throw new Error(`output buffer: slot count must be a power of two >= 8, got ${slotCount}`);
@@ -19,12 +19,21 @@ export class OutputBuffer implements OutputRegion {
 
   /** Position the next claim will return. */
   get position(): number {
-    return this.nextPosition;
+    return this.next;
+  }
+
+  nextPosition(): number {
+    return this.next;
+  }
+
+  /** Nothing consumes this buffer concurrently: every slot is always free (it wraps). */
+  awaitRoom(): number {
+    return this.slotCount;
   }
 
   claim(slotCount: number): number {
-    const first = this.nextPosition;
-    this.nextPosition = first + slotCount;
+    const first = this.next;
+    this.next = first + slotCount;
     return first;
   }
 

@@ -164,6 +164,17 @@ export interface OutputRegion {
   claim(slotCount: number): number;
   /** Byte offset in `buffer` of the slot at `position` (positions wrap around a ring). */
   slotByteOffset(position: number): number;
+  /**
+   * Optional, for the native core (engine/native/balance_core.c), which writes a run of
+   * slots first and claims them after: the slot count of the region (a power of two; slot
+   * `position` is at (position mod slotCount) x OUTPUT_SLOT_BYTES), the position the next
+   * claim returns, and a wait until at least `slots` slots from it are free. awaitRoom()
+   * returns the free slots (at most slotCount); none of them may be handed to anyone else
+   * before the claim that follows. A region without these gets the TypeScript path.
+   */
+  readonly slotCount?: number;
+  nextPosition?(): number;
+  awaitRoom?(slots: number): number;
 }
 
 /** A decoded outcome slot (control plane and tests: allocates). */

@@ -58,6 +58,13 @@ test('engineCpu is off by default and takes a core number', () => {
   assert.throws(() => loadConfig({ TALLY_ENGINE_CPU: 'one' }, undefined), /TALLY_ENGINE_CPU: expected a CPU core number/);
 });
 
+test('engineCore is auto by default and takes auto, native or typescript', () => {
+  assert.equal(loadConfig({}, undefined).engineCore, 'auto');
+  assert.equal(loadConfig({ TALLY_ENGINE_CORE: 'typescript' }, undefined).engineCore, 'typescript');
+  assert.equal(loadConfig({ TALLY_ENGINE_CORE: 'native' }, undefined).engineCore, 'native');
+  assert.throws(() => loadConfig({ TALLY_ENGINE_CORE: 'c' }, undefined), /TALLY_ENGINE_CORE: expected auto, native or typescript/);
+});
+
 test('a misspelled TALLY_ variable is reported with the setting it resembles; settings and script variables are not', () => {
   assert.deepEqual(unknownVariables({ TALLY_PG_URl: 'postgres://x/y', TALLY_KAFKA_BROKER: 'k:9092', TALLY_PG_URL: 'postgres://a/b', TALLY_KAFKA_PORT: '19092', TALLY_CONFIG: '/etc/t.json', PATH: '/bin' }), [
     { name: 'TALLY_KAFKA_BROKER', closest: 'TALLY_KAFKA_BROKERS' },

@@ -41,6 +41,7 @@ export interface TallyConfig {
   readonly streamBufferBytesMax: number;
   /** Core the engine thread is pinned to; null: no pinning. */
   readonly engineCpu: number | null;
+  readonly engineCore: 'auto' | 'native' | 'typescript';
 }
 
 type Parser = (raw: unknown) => unknown;
@@ -142,6 +143,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'outcomeCacheSize', env: 'TALLY_OUTCOME_CACHE_SIZE', form: 'an integer from 0 to 10000000', defaultValue: '200000', parse: integerIn(0, 10000000), description: 'Recent durable outcomes kept in memory for GET /v1/transactions (outside the JS heap, 256 bytes of arena each, 1 GiB at most: above about 4.19 M the arena, not this setting, bounds it); older ones are read from PostgreSQL.' },
   { key: 'streamBufferBytesMax', env: 'TALLY_STREAM_BUFFER_BYTES_MAX', form: 'an integer from 4096 to 268435456', defaultValue: '1048576', parse: integerIn(4096, 268435456), description: 'A WebSocket subscriber with more than this many bytes unsent is closed (code 4008) instead of buffered.' },
   { key: 'engineCpu', env: 'TALLY_ENGINE_CPU', form: 'a CPU core number from 0 to 4095, or none', defaultValue: 'none', parse: optionalIntegerIn(0, 4095), description: 'Core the engine thread pins itself to; every other thread of the process then stays off it (Linux, needs taskset; see docs/operations.md). A core that cannot be used is logged as a warning and the engine runs unpinned.' },
+  { key: 'engineCore', env: 'TALLY_ENGINE_CORE', form: 'auto, native or typescript', defaultValue: 'auto', parse: nonEmptyMatching(/^(auto|native|typescript)$/), description: 'Who applies the engine\'s command batches: native, the C core built by npm run build (x86-64 Linux; the instance does not start without it); typescript, the reference engine (about 2.5 times slower); auto, native where it is built, else typescript. Both give the same results byte for byte (docs/architecture.md).' },
 ];
 
 export const CONFIG_FILE_ENV = 'TALLY_CONFIG';

@@ -228,6 +228,7 @@ export class Service {
       balanceCapacity: config.balanceCapacity,
       dedupWindow: config.dedupWindow,
       engineCpu: config.engineCpu ?? undefined,
+      core: config.engineCore,
       onFailure: (error) => {
         log.fatal({ err: error, ownedPartitions: service?.ownedPartitions() }, 'engine thread failed: no command can be applied any more; the instance must be restarted (its partitions are replayed from their committed offsets)');
         hooks.onFatal?.(error);
@@ -941,6 +942,7 @@ async function withClient<T>(pgUrl: string, work: (client: pg.Client) => Promise
 // Pinning that was asked for and could not be done is an operating error: warn, run unpinned.
 function logEngineAffinity(engine: EngineThread, config: TallyConfig, log: Logger): void {
   const { threadId, pinnedCpu, otherCpus, warning } = engine.affinity;
+  log.info({ engineCore: engine.core, configured: config.engineCore }, engine.core === 'native' ? 'engine applies commands in its native core' : 'engine applies commands in TypeScript (the native core is not in use)');
   if (warning !== undefined) log.warn({ engineCpu: config.engineCpu, threadId, reason: warning }, 'engine thread not pinned; it runs on any core');
   else if (pinnedCpu !== undefined) log.info({ engineCpu: pinnedCpu, threadId, otherCpus }, 'engine thread pinned to its core; the other threads stay off it');
 }

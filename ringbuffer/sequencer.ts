@@ -85,6 +85,18 @@ export class Sequencer {
     this.cursor.set(lastSequence);
   }
 
+  /**
+   * Waits with the wait strategy (one wait, up to its timeout) until at least `count` slots
+   * are free; returns the free slots then, which may still be fewer on a timeout.
+   */
+  awaitCapacity(count: number): number {
+    const free = this.remainingCapacity();
+    if (free >= count) return free;
+    const wrapPoint = this.claimedLast + count - this.slotCount;
+    this.waitStrategy.waitFor(this.gating.words, this.gating.lowIndex, wrapPoint | 0);
+    return this.remainingCapacity();
+  }
+
   /** Free slots right now (reads the consumer's sequence). */
   remainingCapacity(): number {
     return this.slotCount - (this.claimedLast - this.refreshGating());

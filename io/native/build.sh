@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds io/native/*.c into dist/native/*.node (Node-API, so one build serves every Node
+# Builds io/native/*.c (and engine/native/*.c, below) into dist/native/*.node (Node-API, so one build serves every Node
 # version of the same ABI). Links the librdkafka that @confluentinc/kafka-javascript built
 # (CKJS_LINKING=dynamic leaves librdkafka.so.1 in its build/deps), so the process holds one
 # librdkafka; the rpath is relative, so a copied tree (Docker) finds it too.
@@ -40,3 +40,15 @@ for source in io/native/*.c; do
     -Wl,-rpath,"\$ORIGIN/../../$rdkafka_lib" \
     -o "$target"
 done
+
+# The balance engine's native core (engine/native): no librdkafka; x86-64 only (its seqlock
+# relies on x86-64 store ordering), elsewhere the engine runs in TypeScript.
+if [ "$(uname -m)" = x86_64 ]; then
+  for source in engine/native/*.c; do
+    name="$(basename "$source" .c)"
+    target="dist/native/$name.node"
+    if [ "$target" -nt "$source" ] && [ "$target" -nt "$0" ]; then continue; fi
+    gcc -O2 -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -fvisibility=hidden \
+      -isystem "$node_include" "$source" -o "$target"
+  done
+fi
