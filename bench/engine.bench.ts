@@ -6,8 +6,9 @@
 // (every user balance 10^12 available and 10^12 frozen, the external account of each
 // partition holding the negative sum), 4 partitions whose dedup windows (2.5 million tx_ids
 // each, 10 million in all) are filled with earlier tx_ids, so every recorded command evicts
-// one as in a long-running engine, and a big buffer of pre-generated
-// command slots: deposits, withdrawals, freezes, unfreezes, transfers, 5-leg settles with a
+// one as in a long-running engine, and a buffer of pre-generated command slots as large as
+// the service's command ring (16 384 slots, 8 MiB; BENCH_SLOTS=524288 gives the 256 MiB
+// buffer of the figures before 2026-12-02 12:00, whose slots come from memory, not the cache): deposits, withdrawals, freezes, unfreezes, transfers, 5-leg settles with a
 // fee; 10% exact duplicates of a recent command; 5% rejections (overdrafts, wrong partition,
 // decoder-preset BAD_AMOUNT). Account choice is skewed like an exchange's: 80% of commands
 // come from a hot 5% of the accounts, 20% from all of them.
@@ -15,11 +16,15 @@
 // Steady state (timed): the buffer is replayed pass after pass for several seconds, in
 // batches of 4096 commands given to BalanceEngine.applyBatch() as the engine thread would;
 // between passes (not timed, allocation-free) every tx_id and tx_id hash is rewritten with the pass
-// number so each pass brings fresh tx_ids while its duplicates stay duplicates. Garbage
+// number so each pass brings fresh tx_ids while its duplicates stay duplicates (so the slots
+// are in the cache when the pass reads them, as the consumer thread leaves them in the ring). Garbage
 // collections during the steady state are counted with a PerformanceObserver. Per batch of
 // 4096 commands the mean time per command goes into an HDR histogram; the process CPU time
 // per command is reported too, since on a shared machine the wall clock also counts the time
 // the thread waited for a core.
+//
+// Which core applies the batches: BENCH_CORE=auto (default: the native core where it is built,
+// engine/native/balance_core.c), native or typescript; the summary names it.
 //
 // Variants for experiments (the defaults are the documented configuration): BENCH_ACCOUNTS,
 // BENCH_DEDUP_WINDOW (per partition), BENCH_SLOTS, BENCH_SECONDS, BENCH_BATCHED=0 (apply()
@@ -33,7 +38,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
-import { BalanceEngine, COUNTER_DUPLICATES } from '../engine/balance_engine';
+import { BalanceEngine, COUNTER_DUPLICATES, EngineCoreName } from '../engine/balance_engine';
 import { BalanceTable, USER_PARTITION } from '../engine/balance_table';
 import { COMMAND_SLOT_BYTES, CommandType, TX_ID_HASH_OFFSET, TX_ID_OFFSET } from '../engine/command_layout';
 import { CommandSlotWriter, SettleLegFields } from '../engine/command_slot_writer';
@@ -54,7 +59,7 @@ interface BenchConfig {
   readonly fillDedupWindows: boolean;
 }
 
-const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 19, dedupWindowPerPartition: 2_500_000, steadySeconds: 8, batched: true, fillDedupWindows: true };
+const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 14, dedupWindowPerPartition: 2_500_000, steadySeconds: 8, batched: true, fillDedupWindows: true };
 const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 16, dedupWindowPerPartition: 500_000, steadySeconds: 1, batched: true, fillDedupWindows: true };
 
 const FIRST_ACCOUNT = 1000;
@@ -240,7 +245,7 @@ async function main(): Promise<void> {
   const commands = new SharedArrayBuffer(config.slots * COMMAND_SLOT_BYTES);
   generateCommands(commands, config, homes);
   const output = new OutputBuffer(OUTPUT_SLOTS);
-  const engine = new BalanceEngine({ table, commands, output });
+  const engine = new BalanceEngine({ table, commands, output, core: (process.env.BENCH_CORE ?? 'auto') as EngineCoreName });
   for (let partition = 0; partition < config.partitions; partition++) engine.assignPartition(partition, { dedupWindow: config.dedupWindowPerPartition });
   if (config.fillDedupWindows) fillDedupWindows(engine, config.partitions);
   const bytes = new Uint8Array(commands);
@@ -294,6 +299,7 @@ async function main(): Promise<void> {
   const stateHash = engine.stateHash();
   const gc = Object.fromEntries(gcKinds);
   const percentile = (p: number): number => histogram.getValueAtPercentile(p);
+  console.log(`core: ${engine.coreName}`);
   console.log(`steady state: ${timedCommands} commands in ${(timedMs / 1000).toFixed(2)} s = ${(commandsPerSec / 1e6).toFixed(2)} M commands/s on one thread`);
   console.log(`mix: accepted ${counters[0]}, duplicates ${counters[COUNTER_DUPLICATES]}, rejected ${rejected} (${Array.from(counters.slice(1, 11)).join('/')} by reason 1..10)`);
   console.log(`ns per command (mean of each ${BATCH_COMMANDS}-command batch): p50 ${percentile(50)} p99 ${percentile(99)} p99.9 ${percentile(99.9)} max ${histogram.maxValue}`);
@@ -301,7 +307,7 @@ async function main(): Promise<void> {
   console.log(`checksum (stateHash): ${stateHash}; table ${table.count} balances, full rejections ${table.fullRejections}`);
   const decode = process.env.BENCH_DECODE === '0' ? {} : await runDecodeBenchIfPresent(config.smoke);
   const summary = {
-    bench: 'engine', smoke: config.smoke, accounts: config.accounts, currencies: config.currencies, partitions: config.partitions,
+    bench: 'engine', core: engine.coreName, slots: config.slots, smoke: config.smoke, accounts: config.accounts, currencies: config.currencies, partitions: config.partitions,
     commands: timedCommands, seconds: Number((timedMs / 1000).toFixed(3)), commandsPerSec,
     // CPU time of the process per command: unlike the wall clock, it leaves out the time the
     // thread waited for a core on a shared machine.

@@ -400,11 +400,12 @@ export class BalanceEngine {
     let dedup = this.dedups[partition];
     if (dedup === null) {
       dedup = new DedupIndex({ capacity: options.dedupWindow });
-      this.dedups[partition] = dedup;
+      // The native core first: if it refuses, the partition is assigned to neither.
       if (this.native !== null) {
         const views = dedup.coreViews();
         this.native.assign(this.nativeHandle, partition, views.meta, views.txIds, views.groups, views.state, dedup.capacity, views.groupCount);
       }
+      this.dedups[partition] = dedup;
     }
     return dedup;
   }
@@ -471,13 +472,14 @@ export class BalanceEngine {
     let slots = 0;
     while (done < count) {
       const room = output.awaitRoom!(OUTPUT_SLOTS_PER_COMMAND_MAX);
-      this.native!.applyBatch(this.nativeHandle, commandOffsets, done, count, output.nextPosition!(), room, result);
+      this.native!.applyBatch(this.nativeHandle, commandOffsets, done, count, output.nextPosition!(), room, result, done === 0);
       const applied = result[0];
       const written = result[1];
       if (written > 0) output.claim(written);
       slots += written;
       done += applied;
       if (result[2] !== 0) throw this.nativeError(result[2], commandOffsets[done - 1]);
+      if (applied === 0) throw new Error(`balance engine: the output region granted ${room} slots, fewer than a command may need (${OUTPUT_SLOTS_PER_COMMAND_MAX})`);
     }
     return slots;
   }

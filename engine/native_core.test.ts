@@ -77,3 +77,20 @@ test('the native core refuses slot offsets outside the command buffer before app
   assert.equal(engine.sequence, 0);
   assert.equal(output.position, 0);
 });
+
+test('a decoder code past the counters (a foreign or future reject code) is reported and recorded alike by both cores, and counted by neither', { skip }, () => {
+  const results = (['typescript', 'native'] as const).map((core) => {
+    const commands = new ArrayBuffer(COMMAND_SLOT_BYTES * 2);
+    const writer = new CommandSlotWriter(commands);
+    writer.write(0, { type: CommandType.Deposit, rejectCode: 200, txId: '', partition: 0, kafkaOffset: 1, account: 1001n, currency: 0, amount: 5n });
+    writer.write(COMMAND_SLOT_BYTES, { type: CommandType.Deposit, rejectCode: 200, txId: 'odd-code', partition: 0, kafkaOffset: 2, account: 1001n, currency: 0, amount: 5n });
+    const output = new OutputBuffer(64);
+    const engine = engineWith(core, output, commands);
+    const written = engine.applyBatch(Int32Array.from([0, COMMAND_SLOT_BYTES]), 2);
+    return { written, first: output.read(0).outcome, second: output.read(1).outcome, counters: Array.from(engine.counters), hash: engine.stateHash() };
+  });
+  assert.deepEqual(results[1], results[0]);
+  assert.equal(results[1].first.reason, 200);
+  assert.equal(results[1].second.reason, 200);
+  assert.equal(results[1].counters.reduce((sum, value) => sum + value, 0), 0);
+});

@@ -13,7 +13,7 @@ export interface NativeCore {
   assign(handle: unknown, partition: number, meta: Int32Array, txIds: Uint8Array, groups: Int32Array, state: Int32Array, capacity: number, groupCount: number): void;
   release(handle: unknown, partition: number): void;
   /** Applies offsets[first .. end) into output slots from outFirst, at most outRoom of them; answers in result (see the C file). */
-  applyBatch(handle: unknown, offsets: Int32Array, first: number, end: number, outFirst: number, outRoom: number, result: Float64Array): void;
+  applyBatch(handle: unknown, offsets: Int32Array, first: number, end: number, outFirst: number, outRoom: number, result: Float64Array, validate: boolean): void;
 }
 
 let cached: { core: NativeCore | null; error: string } | undefined;
