@@ -7,9 +7,10 @@
 // workloads through both and compares every output byte, the balances and the state hash).
 //
 // Why: in V8 the per-command bookkeeping alone costs about 200 ns (typed-array loads with
-// their checks), the whole budget of 5 million commands/s, and JavaScript cannot prefetch.
-// Here the bookkeeping is a few dozen ns, and the cache lines of the next group of commands
-// are prefetched while the current group is applied, so their misses overlap with work.
+// their checks), the whole budget of 5 million commands/s. Here a command costs 125 ns with
+// the state in cache, and the cache lines of a group of commands (slots, balance buckets,
+// dedup groups and entries) are loaded in tight loops of independent loads before it is
+// applied, so their misses overlap (docs/benchmarks.md, "The native core").
 //
 // x86-64 only (the JavaScript side does not load it elsewhere): the seqlock versions are
 // plain stores ordered by a compiler barrier, as the TypeScript engine does on x86-64 (see
