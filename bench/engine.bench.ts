@@ -8,7 +8,7 @@
 // each, 10 million in all) are filled with earlier tx_ids, so every recorded command evicts
 // one as in a long-running engine, and a buffer of pre-generated command slots as large as
 // the service's command ring (16 384 slots, 8 MiB; BENCH_SLOTS=524288 gives the 256 MiB
-// buffer of the figures before 2026-12-02 12:00, whose slots come from memory, not the cache): deposits, withdrawals, freezes, unfreezes, transfers, 5-leg settles with a
+// buffer of docs/benchmarks.md's "Earlier figures", whose slots come from memory, not the cache): deposits, withdrawals, freezes, unfreezes, transfers, 5-leg settles with a
 // fee; 10% exact duplicates of a recent command; 5% rejections (overdrafts, wrong partition,
 // decoder-preset BAD_AMOUNT). Account choice is skewed like an exchange's: 80% of commands
 // come from a hot 5% of the accounts, 20% from all of them.
@@ -60,7 +60,7 @@ interface BenchConfig {
 }
 
 const FULL: BenchConfig = { smoke: false, accounts: 1_000_000, currencies: 4, partitions: 4, slots: 1 << 14, dedupWindowPerPartition: 2_500_000, steadySeconds: 8, batched: true, fillDedupWindows: true };
-const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 16, dedupWindowPerPartition: 500_000, steadySeconds: 1, batched: true, fillDedupWindows: true };
+const SMOKE: BenchConfig = { smoke: true, accounts: 100_000, currencies: 4, partitions: 4, slots: 1 << 14, dedupWindowPerPartition: 500_000, steadySeconds: 1, batched: true, fillDedupWindows: true };
 
 const FIRST_ACCOUNT = 1000;
 const PRELOAD_MINOR_UNITS = 1_000_000_000_000n;
@@ -276,24 +276,29 @@ async function main(): Promise<void> {
   steadyStartedMs = performance.now();
   const countersBefore = Float64Array.from(engine.counters);
   let timedMs = 0;
-  let stampMs = 0;
   let timedCommands = 0;
+  let passes = 0;
   // process.cpuUsage() allocates its answer: read once around the loop, not per pass (with
   // passes of 16 384 commands, thousands of answers made the odd scavenge). The stamping
-  // between passes runs on this thread too; its wall time is taken off the CPU time.
+  // between passes runs on this thread too: its CPU time per pass, measured here over
+  // stamps alone, is taken off the loop's.
+  const calibrationPasses = 50;
+  const calibrationBefore = process.cpuUsage();
+  for (let i = 0; i < calibrationPasses; i++) stampPass(bytes, words, config.slots, ++pass);
+  const calibration = process.cpuUsage(calibrationBefore);
+  const stampCpuMicros = (calibration.user + calibration.system) / calibrationPasses;
   const cpuBefore = process.cpuUsage();
   while (timedMs < config.steadySeconds * 1000) {
     pass++;
-    const stampStartedMs = performance.now();
+    passes++;
     stampPass(bytes, words, config.slots, pass);
     const startedMs = performance.now();
-    stampMs += startedMs - stampStartedMs;
     runPass(engine, config.slots, config.batched, histogram);
     timedMs += performance.now() - startedMs;
     timedCommands += config.slots;
   }
   const cpu = process.cpuUsage(cpuBefore);
-  const timedCpuMicros = Math.max(0, cpu.user + cpu.system - stampMs * 1000);
+  const timedCpuMicros = cpu.user + cpu.system - passes * stampCpuMicros;
   steadyEndedMs = performance.now();
   await new Promise((resolve) => setTimeout(resolve, 100));
   observer.disconnect();

@@ -12,7 +12,12 @@ export interface NativeCore {
   ): unknown;
   assign(handle: unknown, partition: number, meta: Int32Array, txIds: Uint8Array, groups: Int32Array, state: Int32Array, capacity: number, groupCount: number): void;
   release(handle: unknown, partition: number): void;
-  /** Applies offsets[first .. end) into output slots from outFirst, at most outRoom of them; answers in result (see the C file). */
+  /**
+   * Applies offsets[first .. end) into output slots from outFirst, at most outRoom of them;
+   * answers in result (see the C file). `validate` checks every offset of the range against the
+   * command buffer: pass it on a batch's first call; later calls for the rest of the same
+   * batch may skip it only because the offsets (a private Int32Array) have not changed since.
+   */
   applyBatch(handle: unknown, offsets: Int32Array, first: number, end: number, outFirst: number, outRoom: number, result: Float64Array, validate: boolean): void;
 }
 

@@ -3,8 +3,9 @@
 // rule and in the same order, over the same memory: the command ring, the output region,
 // the balance table (with its seqlock) and the dedup windows are the typed arrays the
 // TypeScript engine uses, so both paths can apply commands to one engine in turn, and the
-// TypeScript engine stays the reference (engine/native_core.test.ts replays seeded
-// workloads through both and compares every output byte, the balances and the state hash).
+// TypeScript engine stays the reference (engine/balance_engine.model.test.ts runs both
+// against an independent model command by command, and compares their batches' outcomes,
+// legs and state hashes; engine/native_core.test.ts covers the rest of this file's contract).
 //
 // Why: in V8 the per-command bookkeeping alone costs about 200 ns (typed-array loads with
 // their checks), the whole budget of 5 million commands/s. Here a command costs 125 ns with
@@ -884,7 +885,7 @@ static napi_value apply_batch(napi_env env, napi_callback_info info) {
   CALL(env, napi_get_value_double(env, argv[5], &out_room));
   bool validate = true;
   CALL(env, napi_get_value_bool(env, argv[7], &validate));
-  if (first < 0 || end < first || (size_t)end > offsets_length || !(out_first >= 0 && out_first <= 9007199254740991.0) || !(out_room >= 0 && out_room <= 1 << 30)) {
+  if (first < 0 || end < first || (size_t)end > offsets_length || !(out_first >= 0 && out_first <= 9007199254740991.0) || !(out_room >= 0 && out_room <= (double)(c->out_mask + 1)) || out_first != (double)(uint64_t)out_first) {
     napi_throw_range_error(env, NULL, "balance core: batch range out of the offsets, or an output position or room out of range");
     return NULL;
   }
