@@ -23,6 +23,8 @@ export interface MetricsSources {
   /** Entries of partitions this instance no longer applies: zeroed, reusable only by that partition. */
   readonly balanceEntriesReleased: () => number;
   readonly ready: () => boolean;
+  /** True when the engine applies its batches in the native core (engine/native). */
+  readonly engineNativeCore: () => boolean;
   readonly eventsUnacknowledged: () => number;
   /** Partitions whose recorded event position a failed event holds back. */
   readonly eventsHeldBackPartitions: () => number;
@@ -85,6 +87,7 @@ export class Metrics {
     new client.Gauge({ name: 'tally_balance_entries', help: 'Balances held in the engine table.', registers, collect() { this.set(sources.balanceEntries()); } });
     new client.Gauge({ name: 'tally_balance_entries_released', help: 'Entries of the balance table kept by partitions this instance no longer applies (zeroed; a restart frees them).', registers, collect() { this.set(sources.balanceEntriesReleased()); } });
     new client.Gauge({ name: 'tally_ready', help: '1 when /readyz answers ready.', registers, collect() { this.set(sources.ready() ? 1 : 0); } });
+    new client.Gauge({ name: 'tally_engine_native_core', help: '1 when the engine applies its batches in the native core, 0 in TypeScript (TALLY_ENGINE_CORE=auto fell back, or typescript).', registers, collect() { this.set(sources.engineNativeCore() ? 1 : 0); } });
     new client.Gauge({ name: 'tally_events_unacknowledged', help: 'Result events not yet acknowledged by the broker.', registers, collect() { this.set(sources.eventsUnacknowledged()); } });
     new client.Gauge({ name: 'tally_events_held_back_partitions', help: 'Partitions with a result event that failed (not queued or not delivered): republished from the partition\'s recorded position in rounds (30 s, doubling up to 10 min while failures recur) until the broker takes it.', registers, collect() { this.set(sources.eventsHeldBackPartitions()); } });
     new client.Gauge({ name: 'tally_stream_connections', help: 'Open WebSocket stream connections.', registers, collect() { this.set(sources.streamConnections()); } });

@@ -305,6 +305,7 @@ export class Service {
         return released;
       },
       ready: () => service?.isReady() === true,
+      engineNativeCore: () => engine.core === 'native',
       eventsUnacknowledged: () => publisher.unacknowledged + publisher.parked,
       eventsHeldBackPartitions: () => publisher.heldBackPartitions().filter((p) => service?.ownedPartitions().includes(p) === true).length,
       streamConnections: () => stream.connections,

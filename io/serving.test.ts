@@ -27,6 +27,7 @@ import { runAudit } from '../persist/audit';
 import { waitServiceReady } from './failure_support';
 import { waitFor } from './tally_process';
 import { homePartitionOfAccountDecimal } from '../engine/partitioner';
+import { loadNativeCore } from '../engine/native_core';
 
 const PARTITIONS = 4;
 const SECRET = 'serving-test-secret-0123456789';
@@ -207,6 +208,8 @@ test('result events, balances, transaction lookups, WebSocket pushes, metrics an
     assert.match(metrics, new RegExp(`tally_durable_next_offset\\{partition="${home}"\\} [1-9]`));
     assert.match(metrics, /tally_ring_occupancy_slots\{ring="command"\} 0/);
     assert.match(metrics, /tally_balance_entries_released 0\n/, 'every partition is applied here: no entries kept for released ones');
+    // The native core wherever npm run build made it (x86-64 Linux: always here and in CI).
+    assert.match(metrics, new RegExp(`tally_engine_native_core ${loadNativeCore().core === null ? 0 : 1}\n`), 'the engine applies its batches in the core the metric names');
 
     // Restart mid-stream: commands sent while the service is down are applied after it comes back.
     await service.stop();
