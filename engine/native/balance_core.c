@@ -16,7 +16,7 @@
 // x86-64 only (the JavaScript side does not load it elsewhere): the seqlock versions are
 // plain stores ordered by a compiler barrier, as the TypeScript engine does on x86-64 (see
 // STORES_ORDERED in balance_table.ts), which total store order makes sufficient.
-#include <node_api.h>
+#include "../../io/native/napi_common.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -719,27 +719,6 @@ static int32_t apply_range(core_t *c, const int32_t *offsets, int32_t first, int
 
 // ---- Node-API ----
 
-#define CALL(env, expression)                                           \
-  do {                                                                  \
-    if ((expression) != napi_ok) {                                      \
-      napi_throw_error((env), NULL, "N-API call failed: " #expression); \
-      return NULL;                                                      \
-    }                                                                   \
-  } while (0)
-
-static void *typed_data(napi_env env, napi_value value, napi_typedarray_type type, size_t length_min, size_t *length_out) {
-  napi_typedarray_type actual;
-  size_t length = 0, byte_offset = 0;
-  void *data = NULL;
-  napi_value array_buffer;
-  if (napi_get_typedarray_info(env, value, &actual, &length, &data, &array_buffer, &byte_offset) != napi_ok || actual != type || length < length_min) {
-    napi_throw_range_error(env, NULL, "balance core: a typed array of the wrong type or length");
-    return NULL;
-  }
-  if (length_out != NULL) *length_out = length;
-  return data;
-}
-
 static int args_of(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
   size_t argc = count;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
@@ -780,17 +759,17 @@ static napi_value create(napi_env env, napi_callback_info info) {
   size_t length = 0;
   uint32_t out_slots = 0;
   int32_t capacity = 0;
-  int ok = (c->commands = typed_data(env, argv[0], napi_uint8_array, COMMAND_SLOT_BYTES, &c->command_bytes)) != NULL;
+  int ok = (c->commands = typed_array_of(env, argv[0], napi_uint8_array, COMMAND_SLOT_BYTES, &c->command_bytes)) != NULL;
   size_t out_bytes = 0;
-  ok = ok && (c->out = typed_data(env, argv[1], napi_uint8_array, OUTPUT_SLOT_BYTES, &out_bytes)) != NULL;
+  ok = ok && (c->out = typed_array_of(env, argv[1], napi_uint8_array, OUTPUT_SLOT_BYTES, &out_bytes)) != NULL;
   ok = ok && napi_get_value_uint32(env, argv[2], &out_slots) == napi_ok;
-  ok = ok && (c->table = typed_data(env, argv[3], napi_int32_array, BUCKET_WORDS * 16, &length)) != NULL;
+  ok = ok && (c->table = typed_array_of(env, argv[3], napi_int32_array, BUCKET_WORDS * 16, &length)) != NULL;
   c->table_mask = (uint32_t)(length / BUCKET_WORDS) - 1;
-  ok = ok && (c->header = typed_data(env, argv[4], napi_int32_array, HEADER_HOME_ENTRIES_WORD + PARTITIONS_MAX, NULL)) != NULL;
+  ok = ok && (c->header = typed_array_of(env, argv[4], napi_int32_array, HEADER_HOME_ENTRIES_WORD + PARTITIONS_MAX, NULL)) != NULL;
   ok = ok && napi_get_value_int32(env, argv[5], &capacity) == napi_ok;
-  ok = ok && (c->change_sequence = typed_data(env, argv[6], napi_float64_array, 1, NULL)) != NULL;
-  ok = ok && (c->sequence = typed_data(env, argv[7], napi_float64_array, 1, NULL)) != NULL;
-  ok = ok && (c->counters = typed_data(env, argv[8], napi_float64_array, COUNTERS, NULL)) != NULL;
+  ok = ok && (c->change_sequence = typed_array_of(env, argv[6], napi_float64_array, 1, NULL)) != NULL;
+  ok = ok && (c->sequence = typed_array_of(env, argv[7], napi_float64_array, 1, NULL)) != NULL;
+  ok = ok && (c->counters = typed_array_of(env, argv[8], napi_float64_array, COUNTERS, NULL)) != NULL;
   if (ok && (out_slots < OUTPUT_SLOTS_PER_COMMAND_MAX || (out_slots & (out_slots - 1)) != 0 || (size_t)out_slots * OUTPUT_SLOT_BYTES > out_bytes ||
              ((c->table_mask + 1) & c->table_mask) != 0)) {
     napi_throw_range_error(env, NULL, "balance core: output slot count or table size is not a power of two of the buffers' size");
@@ -826,10 +805,10 @@ static napi_value assign(napi_env env, napi_callback_info info) {
     return NULL;
   }
   dedup_t d;
-  if ((d.meta = typed_data(env, argv[2], napi_int32_array, (size_t)capacity * ENTRY_WORDS, NULL)) == NULL) return NULL;
-  if ((d.tx_ids = typed_data(env, argv[3], napi_uint8_array, (size_t)capacity * TX_ID_BYTES_MAX, NULL)) == NULL) return NULL;
-  if ((d.groups = typed_data(env, argv[4], napi_int32_array, (size_t)group_count * GROUP_WORDS, NULL)) == NULL) return NULL;
-  if ((d.state = typed_data(env, argv[5], napi_int32_array, 6, NULL)) == NULL) return NULL;
+  if ((d.meta = typed_array_of(env, argv[2], napi_int32_array, (size_t)capacity * ENTRY_WORDS, NULL)) == NULL) return NULL;
+  if ((d.tx_ids = typed_array_of(env, argv[3], napi_uint8_array, (size_t)capacity * TX_ID_BYTES_MAX, NULL)) == NULL) return NULL;
+  if ((d.groups = typed_array_of(env, argv[4], napi_int32_array, (size_t)group_count * GROUP_WORDS, NULL)) == NULL) return NULL;
+  if ((d.state = typed_array_of(env, argv[5], napi_int32_array, 6, NULL)) == NULL) return NULL;
   if (((uintptr_t)d.state & 7) != 0) {
     napi_throw_range_error(env, NULL, "balance core: the dedup state must be 8-byte aligned");
     return NULL;
@@ -873,9 +852,9 @@ static napi_value apply_batch(napi_env env, napi_callback_info info) {
   core_t *c = core_of(env, argv[0]);
   if (c == NULL) return NULL;
   size_t offsets_length = 0;
-  const int32_t *offsets = typed_data(env, argv[1], napi_int32_array, 0, &offsets_length);
+  const int32_t *offsets = typed_array_of(env, argv[1], napi_int32_array, 0, &offsets_length);
   if (offsets == NULL) return NULL;
-  double *result = typed_data(env, argv[6], napi_float64_array, 3, NULL);
+  double *result = typed_array_of(env, argv[6], napi_float64_array, 3, NULL);
   if (result == NULL) return NULL;
   int32_t first = 0, end = 0;
   double out_first = 0, out_room = 0;

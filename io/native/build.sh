@@ -47,7 +47,7 @@ if [ "$(uname -m)" = x86_64 ]; then
   for source in engine/native/*.c; do
     name="$(basename "$source" .c)"
     target="dist/native/$name.node"
-    if [ "$target" -nt "$source" ] && [ "$target" -nt "$0" ]; then continue; fi
+    if [ "$target" -nt "$source" ] && [ "$target" -nt "$0" ] && [ "$target" -nt io/native/napi_common.h ]; then continue; fi
     gcc -O2 -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -fvisibility=hidden \
       -isystem "$node_include" "$source" -o "$target"
   done

@@ -1,9 +1,10 @@
 // Small Node-API helpers shared by the native Kafka clients in io/native (each .c file is
-// its own addon; this header is included by each).
+// its own addon; this header is included by each). Those without librdkafka are in
+// napi_common.h, which the engine's native core (engine/native) includes too.
 #ifndef TALLY_NAPI_SUPPORT_H
 #define TALLY_NAPI_SUPPORT_H
 
-#include <node_api.h>
+#include "napi_common.h"
 #include <rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,6 @@
 #define ERRORS_KEPT_MAX 64
 #define ERROR_TEXT_BYTES 512
 
-#define CALL(env, expression)                                             \
-  do {                                                                    \
-    if ((expression) != napi_ok) {                                        \
-      napi_throw_error((env), NULL, "N-API call failed: " #expression);   \
-      return NULL;                                                        \
-    }                                                                     \
-  } while (0)
 
 // Messages noted by librdkafka callbacks (on the calling thread), taken by JavaScript.
 typedef struct {
@@ -83,19 +77,6 @@ static inline void *arguments_of(napi_env env, napi_callback_info info, size_t c
     return NULL;
   }
   return client;
-}
-
-// The data of a typed array of `type` holding at least `length_min` elements, or NULL (thrown).
-static inline void *typed_array_of(napi_env env, napi_value value, napi_typedarray_type type, size_t length_min, size_t *length) {
-  napi_typedarray_type actual;
-  size_t byte_offset = 0;
-  void *data = NULL;
-  napi_value array_buffer;
-  if (napi_get_typedarray_info(env, value, &actual, length, &data, &array_buffer, &byte_offset) != napi_ok || actual != type || *length < length_min) {
-    napi_throw_range_error(env, NULL, "a typed array of the wrong type or length");
-    return NULL;
-  }
-  return data;
 }
 
 static inline char *string_argument(napi_env env, napi_value value) {
